@@ -723,6 +723,18 @@ impl Ledger {
 
     /// Applies one action at `now`: all of it, or nothing.
     pub fn apply(&mut self, action: &Action, now: Timestamp) -> Result<Vec<Event>, LedgerError> {
+        let (next, events) = self.applied(action, now)?;
+        *self = next;
+        Ok(events)
+    }
+
+    /// The ledger as it would be after `action` at `now`, and the events; `self` is untouched.
+    /// A store uses this to persist first and switch over only once the write is durable.
+    pub fn applied(
+        &self,
+        action: &Action,
+        now: Timestamp,
+    ) -> Result<(Ledger, Vec<Event>), LedgerError> {
         if now < self.now {
             return Err(LedgerError::TimeWentBackwards {
                 now,
@@ -738,13 +750,34 @@ impl Ledger {
         for host in touched {
             next.match_requests(host, &mut events)?;
         }
-        *self = next;
-        Ok(events)
+        next.prune();
+        Ok((next, events))
+    }
+
+    /// Drops reservations and modifications that are over: the log keeps their history, and
+    /// keeping them here would make every later action slower.
+    fn prune(&mut self) {
+        let now = self.now;
+        let over = |cancelled: bool, w: &Window| cancelled || w.end() <= now;
+        self.modifications
+            .retain(|_, m| !over(m.cancelled, &m.window));
+        self.reservations
+            .retain(|_, r| !over(r.cancelled, &r.window));
+        let mods = &self.modifications;
+        for r in self.reservations.values_mut() {
+            r.modifications.retain(|m| mods.contains_key(m));
+        }
     }
 
     /// Time of the last applied action.
     pub fn now(&self) -> Timestamp {
         self.now
+    }
+
+    /// The next time at which something changes by itself (an expiry, a start, an end), if any.
+    /// A daemon applies [`Action::Expire`] then, so that nothing waits for the next action.
+    pub fn next_change(&self) -> Option<Timestamp> {
+        self.next_change_after(self.now)
     }
 
     /// Current parameters.

@@ -116,7 +116,7 @@ impl FromStr for ResourceKind {
 
 /// How much of each physical resource one shard stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ShardSizes {
     /// Millicores per cpu shard.
     pub cpu_millicores: u64,

@@ -1,1 +1,77 @@
-//! placeholder
+//! shardex-store: durable homes for the ledger.
+//!
+//! The ledger is kept as an append-only log of applied actions with their events. Each
+//! [`LedgerStore::apply`](shardex_core::ports::LedgerStore::apply) computes the next state in
+//! memory, writes the action and its events in one transaction and only then switches over, so
+//! an acknowledged action is durable and a crash leaves the log as before or as after. On
+//! open the log is replayed through the same core, every replayed action must reproduce the
+//! events that were stored with it, and the rebuilt ledger must pass every invariant.
+//!
+//! * [`sqlite`]: embedded SQLite (WAL, `synchronous=FULL`), the default.
+//! * [`memory`]: an in-memory fake with the same behaviour, for tests.
+
+pub mod memory;
+pub mod sqlite;
+
+use shardex_core::{ShardSizes, Violation};
+use thiserror::Error;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+/// Failures of a store (as opposed to actions the ledger refused).
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+    /// A schema migration failed.
+    #[error("schema migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored row could not be read back.
+    #[error("stored action {seq} is unreadable: {reason}")]
+    Corrupt {
+        /// Sequence number of the action.
+        seq: u64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// Replaying the log did not reproduce what was recorded.
+    #[error("replaying action {seq} did not reproduce its stored events: {detail}")]
+    Diverged {
+        /// Sequence number of the action.
+        seq: u64,
+        /// What differed.
+        detail: String,
+    },
+    /// The data was created with other shard sizes; counts would change meaning.
+    #[error(
+        "this data was created with shard sizes {stored:?}, but the configuration says {configured:?}; shard sizes can't change for existing data"
+    )]
+    ShardSizesChanged {
+        /// Sizes the data was created with.
+        stored: ShardSizes,
+        /// Sizes configured now.
+        configured: ShardSizes,
+    },
+    /// The rebuilt ledger breaks invariants.
+    #[error("the rebuilt ledger breaks {} invariant(s): {}", .0.len(), summary(.0))]
+    InvariantsBroken(Vec<Violation>),
+    /// A value could not be encoded.
+    #[error("could not encode {what}")]
+    Encode {
+        /// What.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn summary(v: &[Violation]) -> String {
+    v.iter()
+        .take(3)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,1 +1,124 @@
-fn main() {}
+//! The shardex binary: the composition root. Parses the command line and wires the adapters
+//! to the core; `anyhow` lives only here.
+
+mod check;
+mod config;
+mod machine;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// shardex: turns a host's capacity into small shards and moves them between workloads before
+/// they need them.
+#[derive(Debug, Parser)]
+#[command(name = "shardex", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything on this host (ledger, API) with the embedded store, until Ctrl-C.
+    Run(RunArgs),
+    /// Inspect and verify the ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Rebuild the ledger from its log and verify every invariant; exit 1 if one is broken.
+    Check(DataArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the default configuration, every key documented.
+    Defaults,
+    /// Read and validate the configuration, and print it with defaults filled in.
+    Check(DataArgs),
+}
+
+/// Where the data and the configuration are.
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Data folder (created if missing).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "shardex-data",
+        env = "SHARDEX_DATA"
+    )]
+    pub data: PathBuf,
+    /// Configuration file [default: shardex.toml beside the data folder, if present].
+    #[arg(long, value_name = "FILE", env = "SHARDEX_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// `shardex.toml` beside the data folder.
+    pub fn default_config_path(&self) -> PathBuf {
+        self.data
+            .parent()
+            .map_or_else(|| PathBuf::from("shardex.toml"), |p| p.join("shardex.toml"))
+    }
+
+    /// The ledger database inside the data folder.
+    pub fn ledger_path(&self) -> PathBuf {
+        self.data.join("ledger.db")
+    }
+
+    /// Loads the configuration these arguments point at.
+    pub fn load_config(&self) -> anyhow::Result<config::Config> {
+        let (config, _) =
+            config::Config::load(self.config.as_deref(), &self.default_config_path())?;
+        Ok(config)
+    }
+}
+
+/// Arguments of `shardex run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Address for the API [default: api.listen of the configuration, 127.0.0.1:7070].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Ledger {
+            command: LedgerCommand::Check(args),
+        } => check::check(&args),
+        Command::Config {
+            command: ConfigCommand::Defaults,
+        } => {
+            print!("{}", config::DEFAULT_TOML);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check(args),
+        } => check::config(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The embedded SQLite store: the log in one file, WAL mode, fsync on every commit.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use shardex_core::ports::LedgerStore;
+use shardex_core::{Action, Event, Ledger, LedgerError, ShardSizes, Timestamp};
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::StoreError;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Rows read per query while replaying, so a long log never sits in memory whole.
+const REPLAY_PAGE: i64 = 1000;
+
+/// The ledger in an SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: PathBuf,
+    ledger: Ledger,
+    seq: u64,
+    sizes: ShardSizes,
+}
+
+fn encode<T: serde::Serialize>(what: &'static str, v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|source| StoreError::Encode { what, source })
+}
+
+fn event_kind(e: &Event) -> Result<String, StoreError> {
+    let v = serde_json::to_value(e).map_err(|source| StoreError::Encode {
+        what: "event",
+        source,
+    })?;
+    Ok(v.get("event")
+        .and_then(|k| k.as_str())
+        .unwrap_or("unknown")
+        .to_string())
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store at `path`, replays the log and checks every invariant.
+    /// `sizes` must match the sizes the store was created with.
+    pub async fn open(path: &Path, sizes: ShardSizes) -> Result<Self, StoreError> {
+        Self::open_with(path, sizes, false).await
+    }
+
+    /// Opens an existing store without writing to it (safe beside a running daemon), replays
+    /// the log and checks every invariant.
+    pub async fn open_read_only(path: &Path, sizes: ShardSizes) -> Result<Self, StoreError> {
+        Self::open_with(path, sizes, true).await
+    }
+
+    async fn open_with(
+        path: &Path,
+        sizes: ShardSizes,
+        read_only: bool,
+    ) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(!read_only)
+            .read_only(read_only)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before it returns, so an acknowledged action survives
+            // power loss, not only a crash of this process.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        // One connection: the ledger has a single writer, and this keeps the log's order total.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await?;
+        if !read_only {
+            MIGRATOR.run(&pool).await?;
+        }
+        let mut store = SqliteStore {
+            pool,
+            path: path.to_path_buf(),
+            ledger: Ledger::new(),
+            seq: 0,
+            sizes,
+        };
+        store.check_sizes(read_only).await?;
+        store.replay().await?;
+        let violations = store.ledger.check();
+        if !violations.is_empty() {
+            return Err(StoreError::InvariantsBroken(violations));
+        }
+        Ok(store)
+    }
+
+    async fn check_sizes(&self, read_only: bool) -> Result<(), StoreError> {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'shard_sizes'")
+                .fetch_optional(&self.pool)
+                .await?;
+        match stored {
+            None if read_only => Ok(()),
+            None => {
+                sqlx::query("INSERT INTO meta (key, value) VALUES ('shard_sizes', ?)")
+                    .bind(encode("shard sizes", &self.sizes)?)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+            Some(text) => {
+                let stored: ShardSizes =
+                    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                        seq: 0,
+                        reason: format!("shard sizes: {e}"),
+                    })?;
+                if stored != self.sizes {
+                    return Err(StoreError::ShardSizesChanged {
+                        stored,
+                        configured: self.sizes,
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn replay(&mut self) -> Result<(), StoreError> {
+        loop {
+            let from = i64::try_from(self.seq).unwrap_or(i64::MAX);
+            let rows = sqlx::query(
+                "SELECT seq, at_ms, action FROM actions WHERE seq > ? ORDER BY seq LIMIT ?",
+            )
+            .bind(from)
+            .bind(REPLAY_PAGE)
+            .fetch_all(&self.pool)
+            .await?;
+            let Some(last) = rows.last().map(|r| r.try_get::<i64, _>(0)).transpose()? else {
+                return Ok(());
+            };
+            // Events are read as text and parsed here: SQLite's JSON functions would turn
+            // integers past i64 into floats.
+            let mut stored_events: std::collections::BTreeMap<i64, Vec<serde_json::Value>> =
+                std::collections::BTreeMap::new();
+            let event_rows = sqlx::query(
+                "SELECT seq, event FROM events WHERE seq > ? AND seq <= ? ORDER BY seq, idx",
+            )
+            .bind(from)
+            .bind(last)
+            .fetch_all(&self.pool)
+            .await?;
+            for row in event_rows {
+                let seq: i64 = row.try_get(0)?;
+                let text: String = row.try_get(1)?;
+                let value = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                    seq: u64::try_from(seq).unwrap_or(0),
+                    reason: format!("event: {e}"),
+                })?;
+                stored_events.entry(seq).or_default().push(value);
+            }
+            for row in rows {
+                let raw_seq: i64 = row.try_get(0)?;
+                let seq = u64::try_from(raw_seq).unwrap_or(0);
+                let corrupt = |reason: String| StoreError::Corrupt { seq, reason };
+                if seq != self.seq + 1 {
+                    return Err(corrupt(format!("expected action {} next", self.seq + 1)));
+                }
+                let at =
+                    Timestamp::from_millis(row.try_get(1)?).map_err(|e| corrupt(e.to_string()))?;
+                let action: Action = serde_json::from_str(&row.try_get::<String, _>(2)?)
+                    .map_err(|e| corrupt(format!("action: {e}")))?;
+                let stored =
+                    serde_json::Value::Array(stored_events.remove(&raw_seq).unwrap_or_default());
+                let events = self
+                    .ledger
+                    .apply(&action, at)
+                    .map_err(|e| StoreError::Diverged {
+                        seq,
+                        detail: format!("the ledger now refuses it: {e}"),
+                    })?;
+                let replayed =
+                    serde_json::to_value(&events).map_err(|source| StoreError::Encode {
+                        what: "events",
+                        source,
+                    })?;
+                if replayed != stored {
+                    return Err(StoreError::Diverged {
+                        seq,
+                        detail: format!("stored {stored}, replayed {replayed}"),
+                    });
+                }
+                self.seq = seq;
+            }
+        }
+    }
+
+    /// Sequence number of the last acknowledged action (0 for an empty log).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The file the store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Shard sizes the store was created with.
+    pub fn sizes(&self) -> ShardSizes {
+        self.sizes
+    }
+
+    /// The stored action with sequence number `seq`, with its time.
+    pub async fn action(&self, seq: u64) -> Result<Option<(Timestamp, Action)>, StoreError> {
+        let row = sqlx::query("SELECT at_ms, action FROM actions WHERE seq = ?")
+            .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let corrupt = |reason: String| StoreError::Corrupt { seq, reason };
+        let at = Timestamp::from_millis(row.try_get(0)?).map_err(|e| corrupt(e.to_string()))?;
+        let action = serde_json::from_str(&row.try_get::<String, _>(1)?)
+            .map_err(|e| corrupt(format!("action: {e}")))?;
+        Ok(Some((at, action)))
+    }
+
+    /// Number of stored events.
+    pub async fn event_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Closes the pool, checkpointing the WAL.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    async fn persist(
+        &self,
+        seq: u64,
+        action: &Action,
+        now: Timestamp,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        let seq = i64::try_from(seq).map_err(|_| StoreError::Corrupt {
+            seq,
+            reason: "log too long".into(),
+        })?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO actions (seq, at_ms, action) VALUES (?, ?, ?)")
+            .bind(seq)
+            .bind(now.millis())
+            .bind(encode("action", action)?)
+            .execute(&mut *tx)
+            .await?;
+        for (idx, e) in events.iter().enumerate() {
+            sqlx::query("INSERT INTO events (seq, idx, kind, event) VALUES (?, ?, ?, ?)")
+                .bind(seq)
+                .bind(i64::try_from(idx).unwrap_or(i64::MAX))
+                .bind(event_kind(e)?)
+                .bind(encode("event", e)?)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl LedgerStore for SqliteStore {
+    type Error = StoreError;
+
+    fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    async fn apply(
+        &mut self,
+        action: Action,
+        now: Timestamp,
+    ) -> Result<Result<Vec<Event>, LedgerError>, StoreError> {
+        let (next, events) = match self.ledger.applied(&action, now) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        let seq = self.seq + 1;
+        self.persist(seq, &action, now, &events).await?;
+        self.ledger = next;
+        self.seq = seq;
+        Ok(Ok(events))
+    }
+}

@@ -1,0 +1,148 @@
+//! One test suite for the `LedgerStore` port, run against every adapter; then what only the
+//! durable adapter can show (reopen, tampering, shard-size changes).
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use shardex_core::ports::LedgerStore;
+use shardex_core::{Action, LedgerError, ShardSizes, ShardVector, Timestamp};
+use shardex_store::{MemoryStore, SqliteStore, StoreError};
+
+fn t(s: i64) -> Timestamp {
+    Timestamp::from_secs(s).unwrap()
+}
+
+/// The port's contract, whatever the adapter.
+async fn contract<S: LedgerStore>(store: &mut S) {
+    let host = Action::RegisterHost {
+        name: "h".into(),
+        capacity: ShardVector::new(10, 10, 10, 10),
+    };
+    let events = store.apply(host.clone(), t(100)).await.unwrap().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(store.ledger().hosts().count(), 1);
+
+    // A refused action is reported as the ledger's verdict and leaves everything as it was.
+    let before = store.ledger().clone();
+    let refused = store.apply(host, t(101)).await.unwrap();
+    assert!(matches!(refused, Err(LedgerError::DuplicateName { .. })));
+    assert_eq!(store.ledger(), &before);
+    let backwards = store.apply(Action::Expire, t(50)).await.unwrap();
+    assert!(matches!(
+        backwards,
+        Err(LedgerError::TimeWentBackwards { .. })
+    ));
+
+    // A long plausible stream keeps the invariants at every step.
+    let mut script = common::Script::new(11);
+    for _ in 0..300 {
+        let (action, now) = script.next(store.ledger());
+        let _ = store.apply(action, now).await.unwrap();
+        assert_eq!(store.ledger().check(), vec![]);
+    }
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_contract() {
+    let mut store = MemoryStore::new();
+    contract(&mut store).await;
+    assert!(store.log().len() > 100, "most scripted actions apply");
+}
+
+#[tokio::test]
+async fn sqlite_store_keeps_the_contract_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut store = SqliteStore::open(&path, ShardSizes::default())
+        .await
+        .unwrap();
+    contract(&mut store).await;
+    let ledger = store.ledger().clone();
+    let seq = store.seq();
+    let events = store.event_count().await.unwrap();
+    store.close().await;
+
+    let store = SqliteStore::open(&path, ShardSizes::default())
+        .await
+        .unwrap();
+    assert_eq!(store.ledger(), &ledger, "replay rebuilds the same ledger");
+    assert_eq!(store.seq(), seq);
+    assert_eq!(store.event_count().await.unwrap(), events);
+    assert!(matches!(
+        store.action(1).await.unwrap(),
+        Some((_, Action::RegisterHost { .. }))
+    ));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_store_refuses_other_shard_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    SqliteStore::open(&path, ShardSizes::default())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let other = ShardSizes {
+        cpu_millicores: 20,
+        ..ShardSizes::default()
+    };
+    let err = SqliteStore::open(&path, other).await.unwrap_err();
+    assert!(matches!(err, StoreError::ShardSizesChanged { .. }), "{err}");
+    assert!(err.to_string().contains("can't change"));
+}
+
+async fn tamper(path: &std::path::Path, sql: &str) {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, Connection};
+    let mut c = SqliteConnectOptions::new()
+        .filename(path)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_store_detects_a_tampered_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut store = SqliteStore::open(&path, ShardSizes::default())
+        .await
+        .unwrap();
+    let mut script = common::Script::new(5);
+    for _ in 0..40 {
+        let (action, now) = script.next(store.ledger());
+        let _ = store.apply(action, now).await.unwrap();
+    }
+    store.close().await;
+
+    // An event that replay doesn't reproduce.
+    tamper(&path, "UPDATE events SET event = replace(event, '\"capacity\":{\"cpu\":1000', '\"capacity\":{\"cpu\":999') WHERE seq = 1").await;
+    let err = SqliteStore::open(&path, ShardSizes::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Diverged { seq: 1, .. }), "{err}");
+
+    // An action that no longer parses.
+    tamper(
+        &path,
+        "UPDATE actions SET action = '{\"action\":\"fly\"}' WHERE seq = 2",
+    )
+    .await;
+    tamper(
+        &path,
+        "UPDATE events SET event = replace(event, '\"cpu\":999', '\"cpu\":1000') WHERE seq = 1",
+    )
+    .await;
+    let err = SqliteStore::open(&path, ShardSizes::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { seq: 2, .. }), "{err}");
+}

@@ -1,0 +1,320 @@
+//! `shardex.toml`: every key, its default, and validation that names what was wrong.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use shardex_core::{LedgerParams, PriceVector, ShardSizes, Span};
+use thiserror::Error;
+
+/// Errors reading or validating the configuration.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("could not read {path}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, has an unknown key, or a value of the wrong form.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, which quotes the line, the key and what is allowed.
+        message: String,
+    },
+    /// A value of the right form but not allowed.
+    #[error("{path}: {key} = {value}: {allowed}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The key, dotted.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// What is allowed.
+        allowed: &'static str,
+    },
+}
+
+/// The whole configuration; every section and key is optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Shard sizes (fixed once a data folder exists).
+    pub shards: ShardSizes,
+    /// The local host.
+    pub host: HostConfig,
+    /// Ledger behaviour.
+    pub ledger: LedgerConfig,
+    /// The HTTP API.
+    pub api: ApiConfig,
+}
+
+/// `[host]`: what `shardex run` registers for the machine it runs on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostConfig {
+    /// Host name; default: the machine's hostname.
+    pub name: Option<String>,
+    /// CPU capacity in millicores; default: online cores × 1000.
+    pub cpu_millicores: Option<u64>,
+    /// Memory capacity in bytes; default: MemTotal of /proc/meminfo.
+    pub memory_bytes: Option<u64>,
+    /// Network bandwidth in bit/s (not detectable reliably).
+    pub net_bps: u64,
+    /// Storage IOPS (not detectable reliably).
+    pub iops: u64,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            cpu_millicores: None,
+            memory_bytes: None,
+            net_bps: 10_000_000_000,
+            iops: 100_000,
+        }
+    }
+}
+
+/// `[ledger]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// Notice before reclaimed or preempted shards move back.
+    #[serde(deserialize_with = "span_text", serialize_with = "span_display")]
+    pub reclaim_notice: Span,
+    /// Lowest price per shard-hour of unreserved capacity, per kind.
+    pub provider_floor: PriceVector,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        let p = LedgerParams::default();
+        Self {
+            reclaim_notice: p.reclaim_notice,
+            provider_floor: p.provider_floor,
+        }
+    }
+}
+
+impl LedgerConfig {
+    /// The ledger parameters this section asks for.
+    pub fn params(&self) -> LedgerParams {
+        LedgerParams {
+            reclaim_notice: self.reclaim_notice,
+            provider_floor: self.provider_floor,
+        }
+    }
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address the API and dashboard listen on.
+    pub listen: SocketAddr,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+        }
+    }
+}
+
+fn span_text<'de, D: Deserializer<'de>>(d: D) -> Result<Span, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
+fn span_display<S: serde::Serializer>(span: &Span, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&span.to_string())
+}
+
+impl Config {
+    /// Parses and validates TOML text; `path` names the source in errors.
+    pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Reads `path` if given; otherwise `default_path` if it exists; otherwise the defaults.
+    pub fn load(
+        path: Option<&Path>,
+        default_path: &Path,
+    ) -> Result<(Self, Option<String>), ConfigError> {
+        let chosen = match path {
+            Some(p) => p,
+            None if default_path.exists() => default_path,
+            None => return Ok((Config::default(), None)),
+        };
+        let shown = chosen.display().to_string();
+        let text = std::fs::read_to_string(chosen).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Ok((Self::parse(&text, &shown)?, Some(shown)))
+    }
+
+    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        let invalid = |key, value: String, allowed| ConfigError::Invalid {
+            path: path.to_string(),
+            key,
+            value,
+            allowed,
+        };
+        let s = &self.shards;
+        for (key, v) in [
+            ("shards.cpu_millicores", s.cpu_millicores),
+            ("shards.memory_bytes", s.memory_bytes),
+            ("shards.net_bps", s.net_bps),
+            ("shards.iops", s.iops),
+        ] {
+            if v == 0 {
+                return Err(invalid(
+                    key,
+                    v.to_string(),
+                    "a shard size must be at least 1",
+                ));
+            }
+        }
+        if let Some(name) = &self.host.name
+            && (name.trim().is_empty() || name.len() > 128 || name.trim() != name.as_str())
+        {
+            return Err(invalid(
+                "host.name",
+                format!("{name:?}"),
+                "1 to 128 characters without leading or trailing spaces",
+            ));
+        }
+        for (key, v) in [
+            ("host.cpu_millicores", self.host.cpu_millicores),
+            ("host.memory_bytes", self.host.memory_bytes),
+        ] {
+            if v == Some(0) {
+                return Err(invalid(
+                    key,
+                    "0".into(),
+                    "a positive amount, or leave it out to detect it",
+                ));
+            }
+        }
+        if self.ledger.reclaim_notice.is_zero() {
+            return Err(invalid(
+                "ledger.reclaim_notice",
+                "\"0s\"".into(),
+                "a duration longer than zero",
+            ));
+        }
+        if !self.ledger.provider_floor.is_non_negative() {
+            return Err(invalid(
+                "ledger.provider_floor",
+                format!("{:?}", self.ledger.provider_floor),
+                "prices of zero or more",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The documented default configuration, as `shardex config defaults` prints it.
+pub const DEFAULT_TOML: &str = r#"# shardex.toml: every key is optional; these are the defaults.
+
+[shards]
+# How much one shard of each kind is. Fixed once a data folder exists.
+cpu_millicores = 10          # 1/100 of a core
+memory_bytes = 16777216      # 16 MiB
+net_bps = 1000000            # 1 Mbit/s
+iops = 10
+
+[host]
+# name = "web-1"             # default: the machine's hostname
+# cpu_millicores = 8000      # default: online cores x 1000
+# memory_bytes = 34359738368 # default: MemTotal from /proc/meminfo
+net_bps = 10000000000        # 10 Gbit/s: bandwidth can't be detected reliably
+iops = 100000                # storage operations per second: can't be detected reliably
+
+[ledger]
+reclaim_notice = "30s"       # notice before reclaimed or preempted shards move back
+# Lowest price per shard-hour of the provider's unreserved shards (exact decimals, as strings).
+provider_floor = { cpu = "0", memory = "0", net = "0", iops = "0" }
+
+[api]
+listen = "127.0.0.1:7070"    # API under /v1, health at /v1/health
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_defaults_are_the_defaults() {
+        assert_eq!(
+            Config::parse(DEFAULT_TOML, "defaults").unwrap(),
+            Config::default()
+        );
+        assert_eq!(Config::parse("", "empty").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_what_is_allowed() {
+        let e = Config::parse("[shards]\ncpu_milicores = 5\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cpu_milicores") && e.contains("cpu_millicores"),
+            "{e}"
+        );
+        let e = Config::parse("[gpu]\n", "x.toml").unwrap_err().to_string();
+        assert!(e.contains("gpu") && e.contains("shards"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_key_value_and_what_is_allowed() {
+        let e = Config::parse("[shards]\niops = 0\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "x.toml: shards.iops = 0: a shard size must be at least 1"
+        );
+        let e = Config::parse("[ledger]\nreclaim_notice = \"5 minutes\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("reclaim_notice") && e.contains("5 minutes") && e.contains("90s"),
+            "{e}"
+        );
+        let e = Config::parse("[shards]\ncpu_millicores = -1\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cpu_millicores") && e.contains("-1"), "{e}");
+        let e = Config::parse("[api]\nlisten = \"nowhere\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen") && e.contains("nowhere"), "{e}");
+        let e = Config::parse("[ledger]\nprovider_floor = { cpu = \"-1\" }\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ledger.provider_floor") && e.contains("zero or more"),
+            "{e}"
+        );
+        let e = Config::parse("[host]\nname = \" \"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("host.name"), "{e}");
+    }
+}

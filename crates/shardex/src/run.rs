@@ -1,0 +1,306 @@
+//! `shardex run`: the ledger of this host in the embedded store, the local host registered
+//! with its real capacity, expiries applied as they fall due, and the HTTP API, until Ctrl-C.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use rand::Rng;
+use serde_json::json;
+use shardex_core::ports::LedgerStore;
+use shardex_core::{Action, PhysicalVector, ShardVector, Timestamp};
+use shardex_store::SqliteStore;
+use tokio::sync::Mutex;
+
+use crate::config::Config;
+use crate::{RunArgs, machine};
+
+/// Shared by the API handlers and the expiry loop.
+struct App {
+    store: Mutex<SqliteStore>,
+    admin_token: String,
+}
+
+/// The wall clock, read only here at the edge; never earlier than the ledger's time.
+fn wall_clock(floor: Timestamp) -> anyhow::Result<Timestamp> {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is before 1970")?;
+    let now = Timestamp::from_millis(
+        i64::try_from(ms.as_millis()).context("the system clock overflows")?,
+    )?;
+    Ok(now.max(floor))
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = args.data.load_config()?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHARDEX_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(args, config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
+    let data = &args.data.data;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data)
+        .with_context(|| format!("could not create the data folder {}", data.display()))?;
+    let mut store = SqliteStore::open(&args.data.ledger_path(), config.shards)
+        .await
+        .with_context(|| format!("could not open the ledger in {}", data.display()))?;
+    let admin_token = admin_token(data)?;
+
+    let now = wall_clock(store.ledger().now())?;
+    let params = config.ledger.params();
+    if store.ledger().params() != &params {
+        apply(&mut store, Action::Configure { params }, now).await?;
+    }
+    register_host(&mut store, &config, now).await?;
+
+    let listen = args.listen.unwrap_or(config.api.listen);
+    let app = Arc::new(App {
+        store: Mutex::new(store),
+        admin_token,
+    });
+    let router = Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/hosts", get(hosts))
+        .route("/v1/ledger/check", get(ledger_check))
+        .with_state(app.clone());
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("could not listen on {listen}"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(listen = %bound, data = %data.display(), "shardex is running; Ctrl-C stops it");
+
+    let expiry = tokio::spawn(expire_when_due(app.clone()));
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the API server failed")?;
+    expiry.abort();
+    let _ = expiry.await;
+    // Every handler has finished; the store is ours alone again.
+    let app = Arc::try_unwrap(app).map_err(|_| anyhow::anyhow!("the API still holds the store"))?;
+    let store = app.store.into_inner();
+    let seq = store.seq();
+    store.close().await;
+    tracing::info!(seq, "stopped cleanly; the ledger is closed");
+    Ok(())
+}
+
+async fn apply(store: &mut SqliteStore, action: Action, now: Timestamp) -> anyhow::Result<()> {
+    let what = format!("{action:?}");
+    store
+        .apply(action, now)
+        .await
+        .context("the store failed")?
+        .with_context(|| format!("the ledger refused {what}"))?;
+    Ok(())
+}
+
+/// Registers the machine, or brings its recorded capacity up to date.
+async fn register_host(
+    store: &mut SqliteStore,
+    config: &Config,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    let name = match &config.host.name {
+        Some(n) => n.clone(),
+        None => machine::hostname()?,
+    };
+    let cpu = match config.host.cpu_millicores {
+        Some(m) => m,
+        None => machine::online_cpus()? * 1000,
+    };
+    let memory = match config.host.memory_bytes {
+        Some(b) => b,
+        None => machine::memory_bytes()?,
+    };
+    let physical = PhysicalVector([cpu, memory, config.host.net_bps, config.host.iops]);
+    // Supply rounds down: never promise a shard the machine can't back.
+    let capacity: ShardVector = config.shards.supply_vector(physical);
+    if capacity.is_zero() {
+        bail!("host {name} has no whole shard of any kind with the configured shard sizes");
+    }
+    let existing = store.ledger().host_named(&name).map(|h| (h.id, h.capacity));
+    match existing {
+        None => {
+            apply(
+                store,
+                Action::RegisterHost {
+                    name: name.clone(),
+                    capacity,
+                },
+                now,
+            )
+            .await?;
+            tracing::info!(host = %name, %capacity, "registered this host");
+        }
+        Some((host, old)) if old != capacity => {
+            apply(store, Action::SetHostCapacity { host, capacity }, now).await?;
+            tracing::info!(host = %name, from = %old, to = %capacity, "host capacity changed");
+        }
+        Some(_) => tracing::info!(host = %name, %capacity, "host already registered"),
+    }
+    Ok(())
+}
+
+/// Reads `admin.token`, creating it (mode 0600) at first start.
+fn admin_token(data: &Path) -> anyhow::Result<String> {
+    let path = data.join("admin.token");
+    if path.exists() {
+        let token = std::fs::read_to_string(&path)
+            .with_context(|| format!("could not read {}", path.display()))?
+            .trim()
+            .to_string();
+        if token.len() < 32 {
+            bail!(
+                "{} is shorter than 32 characters; delete it to get a new one",
+                path.display()
+            );
+        }
+        return Ok(token);
+    }
+    let bytes: [u8; 32] = rand::rng().random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("could not create {}", path.display()))?;
+    writeln!(file, "{token}")?;
+    file.sync_all()?;
+    tracing::info!(path = %path.display(), "wrote the admin token");
+    Ok(token)
+}
+
+/// Applies `Expire` whenever something falls due, so expiries don't wait for the next request.
+async fn expire_when_due(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let mut store = app.store.lock().await;
+        let Ok(now) = wall_clock(store.ledger().now()) else {
+            continue;
+        };
+        if store.ledger().next_change().is_some_and(|t| t <= now) {
+            match store.apply(Action::Expire, now).await {
+                Ok(Ok(events)) => tracing::debug!(events = events.len(), "expiries applied"),
+                Ok(Err(e)) => tracing::error!(error = %e, "the ledger refused to expire"),
+                Err(e) => tracing::error!(error = %e, "the store failed while expiring"),
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "could not wait for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// The refusal to send when the admin bearer token is missing or wrong, if it is.
+fn unauthorized(app: &App, headers: &HeaderMap) -> Option<Response> {
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    (given != Some(app.admin_token.as_str())).then(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "a valid bearer token is required"})),
+        )
+            .into_response()
+    })
+}
+
+async fn health(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    let store = app.store.lock().await;
+    Json(json!({
+        "status": "ok",
+        "seq": store.seq(),
+        "ledger_time_ms": store.ledger().now().millis(),
+    }))
+}
+
+async fn hosts(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = unauthorized(&app, &headers) {
+        return refusal;
+    }
+    let store = app.store.lock().await;
+    let sizes = store.sizes();
+    let ledger = store.ledger();
+    let mut out = Vec::new();
+    for h in ledger.hosts() {
+        let balance = match ledger.balance(h.id) {
+            Ok(b) => b,
+            Err(e) => {
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(json!({"error": e.to_string()})),
+                )
+                    .into_response();
+            }
+        };
+        let physical = sizes.physical_vector(h.capacity).map(|p| {
+            json!({"cpu_millicores": p.0[0], "memory_bytes": p.0[1], "net_bps": p.0[2], "iops": p.0[3]})
+        });
+        out.push(json!({
+            "id": h.id,
+            "name": h.name,
+            "capacity": h.capacity,
+            "capacity_physical": physical.ok(),
+            "balance": balance,
+        }));
+    }
+    Json(json!({ "hosts": out })).into_response()
+}
+
+async fn ledger_check(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = unauthorized(&app, &headers) {
+        return refusal;
+    }
+    let store = app.store.lock().await;
+    let violations = store.ledger().check();
+    Json(json!({ "ok": violations.is_empty(), "violations": violations })).into_response()
+}

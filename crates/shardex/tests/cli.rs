@@ -1,0 +1,173 @@
+//! End-to-end: the real binary on a fresh data folder.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_shardex");
+
+/// Starts `shardex run` on an ephemeral port; returns the child and the address it bound.
+fn start(data: &Path) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["run", "--data"])
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("SHARDEX_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("shardex run exited before listening")
+            .unwrap();
+        if let Some(rest) = line.split("listen=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+fn interrupt_and_wait(mut child: Child) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "shardex run exited with {status}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    panic!("shardex run did not stop within 30 s of Ctrl-C");
+}
+
+fn ledger_check(data: &Path) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(["ledger", "check", "--data"])
+        .arg(data)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn run_registers_this_host_serves_and_stops_cleanly_then_the_ledger_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shardex-data");
+    let (child, addr) = start(&data);
+
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let token = token.trim();
+    let meta = std::fs::metadata(data.join("admin.token")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+
+    let (status, body) = get(&addr, "/v1/health", None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"status\":\"ok\""));
+    assert_eq!(get(&addr, "/v1/hosts", None).0, 401);
+    let (status, body) = get(&addr, "/v1/hosts", Some(token));
+    assert_eq!(status, 200);
+    let hosts: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let cpu = hosts["hosts"][0]["capacity_physical"]["cpu_millicores"]
+        .as_u64()
+        .unwrap();
+    let cores = std::thread::available_parallelism().unwrap().get() as u64;
+    assert!(
+        cpu >= cores * 1000,
+        "cpu capacity {cpu} millicores is under the {cores} cores this machine shows"
+    );
+    let memory = hosts["hosts"][0]["capacity_physical"]["memory_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(memory > 64 << 20, "memory capacity {memory} looks unread");
+    interrupt_and_wait(child);
+
+    let (code, out) = ledger_check(&data);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("All invariants hold"), "{out}");
+
+    // A restart finds the host already registered and adds nothing to the log.
+    let (child, addr) = start(&data);
+    let (_, body) = get(&addr, "/v1/health", None);
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["seq"], 1, "{body}");
+    interrupt_and_wait(child);
+}
+
+#[test]
+fn a_bad_config_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("shardex.toml"),
+        "[shards]\ncpu_millicores = 0\n",
+    )
+    .unwrap();
+    let data = dir.path().join("shardex-data");
+    let out = Command::new(BIN)
+        .args(["run", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("shards.cpu_millicores = 0") && err.contains("at least 1"),
+        "{err}"
+    );
+    assert!(!data.exists(), "nothing is created on a bad config");
+}
+
+#[test]
+fn ledger_check_without_data_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["ledger", "check", "--data"])
+        .arg(dir.path().join("nope"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("no ledger at")
+    );
+}
