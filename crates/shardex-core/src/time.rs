@@ -37,8 +37,21 @@ pub enum TimeError {
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
 )]
-#[serde(transparent)]
+#[serde(try_from = "i64", into = "i64")]
 pub struct Timestamp(i64);
+
+impl TryFrom<i64> for Timestamp {
+    type Error = TimeError;
+    fn try_from(ms: i64) -> Result<Self, TimeError> {
+        Timestamp::from_millis(ms)
+    }
+}
+
+impl From<Timestamp> for i64 {
+    fn from(t: Timestamp) -> i64 {
+        t.0
+    }
+}
 
 impl Timestamp {
     /// The epoch.
@@ -281,5 +294,7 @@ mod tests {
         let w = Window::new(t(1), t(3)).unwrap();
         assert!(w.contains(t(1)) && !w.contains(t(3)));
         assert!(serde_json::from_str::<Window>(r#"{"start":5,"end":1}"#).is_err());
+        assert!(serde_json::from_str::<Window>(r#"{"start":-5,"end":1}"#).is_err());
+        assert!(serde_json::from_str::<Window>(r#"{"start":1,"end":1}"#).is_err());
     }
 }
