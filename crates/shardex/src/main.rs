@@ -4,7 +4,10 @@
 mod check;
 mod config;
 mod machine;
+mod plot;
+mod replay;
 mod run;
+mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +32,8 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Replay a recorded trace through every allocation policy and compare them.
+    Replay(replay::ReplayArgs),
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Replay(args) => replay::replay(&args),
         Command::Ledger {
             command: LedgerCommand::Check(args),
         } => check::check(&args),
