@@ -1,20 +1,28 @@
-//! `shardex`: our forecaster. Online, O(1) work per sample (bounded windows), no batch refits.
+//! `shardex`: our forecaster. Online: O(1) amortised work per sample, bounded memory (a week
+//! of five-minute slots), no batch refits.
 //!
 //! * **Candidate predictors.** Cheap predictors of the demand at the target time run side by
-//!   side: the last value; the maximum of the last 15 minutes, hour and 6 hours; an
-//!   additive Holt-Winters level with daily and weekly seasonal profiles (indexed by time of day
-//!   and of week, so gaps don't shift the seasons); and the seasonal maximum, i.e. the largest
-//!   value within ±10 minutes of the same time on each of the last three days and a week ago.
-//! * **Calibrated quantiles.** Each candidate has, per quantile level, a multiplier learned by
-//!   quantile tracking in log space (conformal PID control's P step: `m += η·(miss − α)`), so
-//!   the share of samples above `candidate × e^m` is kept at `α` whatever the candidate's bias.
-//!   Misses are scored against the prediction actually made for that sample, at the same lead,
-//!   so the quantiles are calibrated for the decision they serve.
-//! * **Selection.** Per quantile level, the candidate with the lowest recent pinball loss at
-//!   that level is used: the proper scoring rule for a quantile, so a seasonal workload is
-//!   served by the seasonal candidates and a bursty one by the windowed maxima.
+//!   side: the last value; running maxima over the last 15 minutes, hour, 6 hours, day and 3
+//!   days; a fast and a slow exponentially weighted mean; an additive Holt-Winters level with
+//!   daily and weekly seasonal profiles (indexed by time of day and of week, so gaps in the
+//!   samples don't shift the seasons); and the seasonal maximum, the largest value within ±10
+//!   minutes of the same time on each of the last three days and a week ago.
+//! * **Calibrated quantiles.** Each candidate has, per quantile level (p50, p90, p95, p99 and
+//!   the allocation's), a multiplier learned by quantile tracking in log space (conformal PID
+//!   control's P step, `m += η·(miss − α)`), so the share of samples above the candidate
+//!   scaled by `e^m` is held at `α` whatever the candidate's bias. Misses are scored against
+//!   the prediction actually made for that sample, at the same lead, so the quantiles are
+//!   calibrated for the decision they serve.
+//! * **Selection.** Per level, the candidate with the lowest recent pinball loss at that level
+//!   is used (the proper scoring rule for a quantile): a seasonal workload ends up served by the
+//!   seasonal candidates, a bursty one by the running maxima, a steady one by a mean.
 //! * **Spikes.** A miss raises every multiplier at once (by `η`, against `η·α` per hit), and
-//!   the windowed maxima carry a spike forward for up to six hours; both relax slowly.
+//!   the running maxima carry a spike forward for hours; both relax slowly.
+//! * **Ceiling.** No quantile exceeds the largest value of the past week by more than the
+//!   `ceiling` factor (10 %, Autopilot's safety margin), so a multiplier grown on a noisy
+//!   candidate can't allocate far beyond anything the workload has done.
+//! * **Levels by kind.** The allocation is the 98th percentile for cpu, net and iops (a
+//!   shortfall throttles) and the 99.8th for memory (a shortfall is an OOM kill).
 
 use std::collections::VecDeque;
 
@@ -26,14 +34,16 @@ const WEEK_MS: i64 = 7 * DAY_MS;
 const SLOT_MS: i64 = 300_000;
 const DAY_SLOTS: usize = (DAY_MS / SLOT_MS) as usize;
 const WEEK_SLOTS: usize = (WEEK_MS / SLOT_MS) as usize;
-/// Samples kept for windowed maxima: six hours of five-minute samples.
-const RECENT: usize = 72;
 
-/// Tunables. Defaults are set from how fast each part should adapt, not fitted to one trace.
+/// Tunables. Defaults are set from how fast each part should adapt and how bad a shortfall is,
+/// not fitted to one trace; `shardex replay --tune name=value,...` overrides them for
+/// experiments.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Params {
-    /// Quantile level of the allocation.
-    pub allocation_level: f64,
+    /// Quantile level of cpu, net and iops allocations (a shortfall throttles).
+    pub throttle_level: f64,
+    /// Quantile level of memory allocations (a shortfall is an OOM kill).
+    pub memory_level: f64,
     /// Step of the quantile trackers (log space: 0.05 moves a multiplier by about 5 %).
     pub eta: f64,
     /// Smoothing of the Holt-Winters level.
@@ -44,17 +54,24 @@ pub struct Params {
     pub loss_alpha: f64,
     /// Decisions a scale-down waits: the allocation is the largest of the last this many.
     pub hold: f64,
+    /// Ceiling on any quantile, as a multiple of the largest value of the last week.
+    pub ceiling: f64,
+    /// Use only this candidate (its index) instead of selecting; negative: select (experiments).
+    pub only: f64,
 }
 
 impl Default for Params {
     fn default() -> Self {
         Self {
-            allocation_level: 0.997,
+            throttle_level: 0.98,
+            memory_level: 0.998,
             eta: 0.05,
             level_alpha: 0.05,
             season_gamma: 0.05,
             loss_alpha: 0.01,
             hold: 1.0,
+            only: -1.0,
+            ceiling: 1.1,
         }
     }
 }
@@ -71,12 +88,15 @@ impl Params {
                 .parse()
                 .map_err(|_| format!("{v:?} is not a number"))?;
             let slot = match k.trim() {
-                "allocation_level" => &mut self.allocation_level,
+                "throttle_level" => &mut self.throttle_level,
+                "memory_level" => &mut self.memory_level,
                 "eta" => &mut self.eta,
                 "level_alpha" => &mut self.level_alpha,
                 "season_gamma" => &mut self.season_gamma,
                 "loss_alpha" => &mut self.loss_alpha,
                 "hold" => &mut self.hold,
+                "only" => &mut self.only,
+                "ceiling" => &mut self.ceiling,
                 other => return Err(format!("unknown shardex parameter {other:?}")),
             };
             *slot = v;
@@ -91,28 +111,61 @@ const LEVELS: usize = 5;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Candidate {
     Last,
-    Max15m,
-    Max1h,
-    Max6h,
+    /// Maximum over the last window `WINDOWS[i]`.
+    Max(usize),
     HoltWinters,
     SeasonalMax,
+    /// Exponentially weighted mean with smoothing `EWMA_ALPHAS[i]`.
+    Ewma(usize),
 }
 
-const CANDIDATES: [Candidate; 6] = [
+/// Smoothing of the mean candidates: about half an hour and about half a day of samples.
+const EWMA_ALPHAS: [f64; 2] = [0.2, 0.01];
+
+/// Windows of the running maxima: 15 minutes, 1 hour, 6 hours, 1 day, 3 days, a week.
+const WINDOWS: [i64; 6] = [900_000, 3_600_000, 21_600_000, DAY_MS, 3 * DAY_MS, WEEK_MS];
+
+const CANDIDATES: [Candidate; 10] = [
     Candidate::Last,
-    Candidate::Max15m,
-    Candidate::Max1h,
-    Candidate::Max6h,
+    Candidate::Max(0),
+    Candidate::Max(1),
+    Candidate::Max(2),
+    Candidate::Max(3),
+    Candidate::Max(4),
     Candidate::HoltWinters,
     Candidate::SeasonalMax,
+    Candidate::Ewma(0),
+    Candidate::Ewma(1),
 ];
+
+/// A running maximum over a sliding time window (monotonic queue: amortised O(1)).
+#[derive(Debug, Clone, Default)]
+struct WindowMax {
+    queue: VecDeque<(i64, f64)>,
+}
+
+impl WindowMax {
+    fn push(&mut self, t: i64, v: f64) {
+        while self.queue.back().is_some_and(|&(_, b)| b <= v) {
+            self.queue.pop_back();
+        }
+        self.queue.push_back((t, v));
+    }
+
+    fn max_since(&mut self, since: i64) -> Option<f64> {
+        while self.queue.front().is_some_and(|&(t, _)| t < since) {
+            self.queue.pop_front();
+        }
+        self.queue.front().map(|&(_, v)| v)
+    }
+}
 const N: usize = CANDIDATES.len();
 
 /// A decision made, waiting for the sample it was about.
 #[derive(Debug, Clone)]
 struct Pending {
     target: i64,
-    base: [f64; N],
+    base: [[f64; LEVELS]; N],
 }
 
 /// Our forecaster for one series.
@@ -120,7 +173,10 @@ struct Pending {
 pub struct Adaptive {
     params: Params,
     levels: [f64; LEVELS],
-    recent: VecDeque<f64>,
+    last: f64,
+    maxima: [WindowMax; WINDOWS.len()],
+    ewma: [f64; EWMA_ALPHAS.len()],
+    week_max: f64,
     last_time: Option<i64>,
     level: f64,
     mean: f64,
@@ -140,11 +196,18 @@ pub struct Adaptive {
 
 impl Adaptive {
     /// A fresh forecaster for one series of `kind`.
-    pub fn new(_kind: ResourceKind, params: Params) -> Self {
+    pub fn new(kind: ResourceKind, params: Params) -> Self {
+        let allocation = match kind {
+            ResourceKind::Memory => params.memory_level,
+            _ => params.throttle_level,
+        };
         Self {
-            levels: [0.5, 0.9, 0.95, 0.99, params.allocation_level],
+            levels: [0.5, 0.9, 0.95, 0.99, allocation],
             params,
-            recent: VecDeque::with_capacity(RECENT),
+            last: 0.0,
+            maxima: Default::default(),
+            ewma: [0.0; EWMA_ALPHAS.len()],
+            week_max: 0.0,
             last_time: None,
             level: 0.0,
             mean: 0.0,
@@ -174,15 +237,6 @@ impl Adaptive {
         f64::from(self.day[d]) + f64::from(self.week[w])
     }
 
-    fn max_recent(&self, n: usize) -> f64 {
-        self.recent
-            .iter()
-            .rev()
-            .take(n)
-            .copied()
-            .fold(0.0, f64::max)
-    }
-
     /// Largest value within ±10 minutes of `target` on each of the last 3 days and a week ago
     /// (only slots that lie in the past and were seen).
     fn seasonal_max(&self, target: i64) -> Option<f64> {
@@ -204,16 +258,22 @@ impl Adaptive {
         best
     }
 
-    fn base(&self, target: i64) -> [f64; N] {
-        let last = self.recent.back().copied().unwrap_or(0.0);
+    fn base(&mut self, target: i64) -> [[f64; LEVELS]; N] {
+        let now = self.last_time.unwrap_or(target);
+        let mut maxima = [self.last; WINDOWS.len()];
+        for (m, (w, span)) in maxima.iter_mut().zip(self.maxima.iter_mut().zip(WINDOWS)) {
+            *m = w.max_since(now - span).unwrap_or(self.last);
+        }
+        self.week_max = maxima[WINDOWS.len() - 1];
         let hw = (self.level + self.season(target)).max(0.0);
+        let seasonal = self.seasonal_max(target).unwrap_or(maxima[2]);
+        let ewma = self.ewma;
         CANDIDATES.map(|c| match c {
-            Candidate::Last => last,
-            Candidate::Max15m => self.max_recent(3),
-            Candidate::Max1h => self.max_recent(12),
-            Candidate::Max6h => self.max_recent(RECENT),
-            Candidate::HoltWinters => hw,
-            Candidate::SeasonalMax => self.seasonal_max(target).unwrap_or(self.max_recent(RECENT)),
+            Candidate::Last => [self.last; LEVELS],
+            Candidate::Max(i) => [maxima[i]; LEVELS],
+            Candidate::HoltWinters => [hw; LEVELS],
+            Candidate::SeasonalMax => [seasonal; LEVELS],
+            Candidate::Ewma(i) => [ewma[i]; LEVELS],
         })
     }
 
@@ -222,21 +282,28 @@ impl Adaptive {
         1.0 + 0.02 * self.mean
     }
 
-    fn predict(&self, base: &[f64; N], level: usize) -> f64 {
+    fn predict(&self, base: &[[f64; LEVELS]; N], level: usize) -> f64 {
         let mut best = 0;
         for i in 1..N {
             if self.loss[i][level] < self.loss[best][level] {
                 best = i;
             }
         }
-        (base[best] + self.floor()) * self.mult[best][level].exp()
+        if self.params.only >= 0.0 {
+            best = (self.params.only as usize).min(N - 1);
+        }
+        let f = self.floor();
+        ((base[best][level] + f) * self.mult[best][level].exp() - f).max(0.0)
     }
 
-    fn quantiles(&self, target: i64) -> [f64; LEVELS] {
+    fn quantiles(&mut self, target: i64) -> [f64; LEVELS] {
         let base = self.base(target);
+        // A week's peak with headroom bounds every quantile: a multiplier that grew on a noisy
+        // candidate must not allocate far beyond anything this workload has ever done.
+        let ceiling = self.week_max * self.params.ceiling + self.floor();
         let mut q = [0.0; LEVELS];
         for (l, v) in q.iter_mut().enumerate() {
-            *v = self.predict(&base, l);
+            *v = self.predict(&base, l).min(ceiling);
         }
         q
     }
@@ -256,10 +323,11 @@ impl Adaptive {
         let p = self.params;
         let floor = self.floor();
         for i in 0..N {
-            let b = pending.base[i] + floor;
             for l in 0..LEVELS {
+                let b = pending.base[i][l] + floor;
                 let level = self.levels[l];
-                let pred = b * self.mult[i][l].exp();
+                // Shifted back by the floor, so a quantile can reach zero for idle series.
+                let pred = b * self.mult[i][l].exp() - floor;
                 let miss = if y > pred { 1.0 } else { 0.0 };
                 self.mult[i][l] += p.eta * (miss - (1.0 - level));
                 let loss = if y >= pred {
@@ -320,10 +388,17 @@ impl Forecaster for Adaptive {
             }
         }
         self.history[Self::slot(t).1] = y as f32;
-        if self.recent.len() == RECENT {
-            self.recent.pop_front();
+        self.last = y;
+        for w in &mut self.maxima {
+            w.push(t, y);
         }
-        self.recent.push_back(y);
+        for (m, a) in self.ewma.iter_mut().zip(EWMA_ALPHAS) {
+            *m = if self.count == 0 {
+                y
+            } else {
+                *m + a * (y - *m)
+            };
+        }
         self.last_time = Some(t);
         self.count += 1;
     }
@@ -335,13 +410,16 @@ impl Forecaster for Adaptive {
                 let target = now.millis() + k * step;
                 self.record(target);
                 let q = self.quantiles(target);
+                // Each level has its own best candidate, so they can cross; keep p95 (the
+                // band's calibrated anchor) and move the others to it rather than move it.
+                let p95 = q[2].ceil() as u64;
+                let p90 = (q[1].ceil() as u64).min(p95);
                 Quantiles {
-                    p50: q[0].round() as u64,
-                    p90: q[1].ceil() as u64,
-                    p95: q[2].ceil() as u64,
-                    p99: q[3].ceil() as u64,
+                    p50: (q[0].round() as u64).min(p90),
+                    p90,
+                    p95,
+                    p99: (q[3].ceil() as u64).max(p95),
                 }
-                .sorted()
             })
             .collect()
     }
@@ -360,5 +438,168 @@ impl Forecaster for Adaptive {
 
     fn has_quantiles(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Policy;
+    use crate::replay::{ReplayConfig, TraceRow, WorkloadTrace, replay_workload};
+    use shardex_core::{PriceTable, ShardSizes};
+
+    /// A small deterministic pseudo-random generator, so tests need no dependency.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> f64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    fn trace(values: &[u64]) -> WorkloadTrace {
+        WorkloadTrace {
+            name: "w".into(),
+            provisioned: [None; 4],
+            rows: values
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| TraceRow {
+                    time: Timestamp::from_secs(i as i64 * 300).unwrap(),
+                    values: [Some(v), None, None, None],
+                })
+                .collect(),
+        }
+    }
+
+    fn config(policies: Vec<Policy>) -> ReplayConfig {
+        ReplayConfig {
+            policies,
+            kinds: vec![ResourceKind::Cpu],
+            lead: Span::from_secs(300),
+            warmup: Span::from_secs(86_400),
+            sizes: ShardSizes::default(),
+            prices: PriceTable::default(),
+            shardex: Params::default(),
+        }
+    }
+
+    #[test]
+    fn quantiles_are_calibrated_on_a_noisy_series() {
+        // Ten days of noise around 1000 millicores with occasional bursts.
+        let mut rng = Lcg(7);
+        let values: Vec<u64> = (0..2880)
+            .map(|_| {
+                let burst = if rng.next() < 0.03 { 1500.0 } else { 0.0 };
+                (800.0 + 400.0 * rng.next() + burst) as u64
+            })
+            .collect();
+        let tallies =
+            replay_workload(&trace(&values), &config(vec![Policy::Shardex]), None).unwrap();
+        let f = tallies.0[&(Policy::Shardex, ResourceKind::Cpu)].figures();
+        let coverage = f.coverage_p95_pct.unwrap();
+        assert!((93.0..=97.0).contains(&coverage), "p95 covers {coverage}%");
+        // The allocation targets a 2% shortfall; bursts are 3% of samples, so it must cover
+        // some of them without covering all the time.
+        assert!((1.0..=3.0).contains(&f.shortfall_samples_pct), "{f:?}");
+    }
+
+    #[test]
+    fn a_daily_pattern_is_anticipated() {
+        // Eight days: 200 millicores, except 1000 from 09:00 to 12:00 every day.
+        let values: Vec<u64> = (0..8 * 288)
+            .map(|i| {
+                if (108..144).contains(&(i % 288)) {
+                    1000
+                } else {
+                    200
+                }
+            })
+            .collect();
+        let mut points = Vec::new();
+        let cfg = config(vec![Policy::Shardex, Policy::Reactive]);
+        replay_workload(&trace(&values), &cfg, Some(&mut points)).unwrap();
+        // On the last day the rise at 09:00 is allocated for in advance; reactive is caught.
+        let rise = 7 * 288 + 108;
+        assert!(
+            points[rise].allocated[0].unwrap() >= 1000,
+            "shardex {:?}",
+            points[rise].allocated
+        );
+        assert!(
+            points[rise].allocated[1].unwrap() < 1000,
+            "reactive {:?}",
+            points[rise].allocated
+        );
+        // ... and it comes back down outside the busy hours.
+        let quiet = 7 * 288 + 200;
+        assert!(
+            points[quiet].allocated[0].unwrap() < 600,
+            "{:?}",
+            points[quiet].allocated
+        );
+    }
+
+    #[test]
+    fn an_unpredicted_spike_widens_the_next_allocations() {
+        let mut f = Adaptive::new(ResourceKind::Cpu, Params::default());
+        let lead = Span::from_secs(300);
+        let mut rng = Lcg(3);
+        let mut t = 0i64;
+        let decide =
+            |f: &mut Adaptive, t: i64| f.recommend(Timestamp::from_millis(t).unwrap(), lead);
+        for _ in 0..600 {
+            decide(&mut f, t);
+            t += 300_000;
+            f.observe(
+                Sample {
+                    time: Timestamp::from_millis(t).unwrap(),
+                    value: 100 + (rng.next() * 20.0) as u64,
+                },
+                None,
+            );
+        }
+        let calm = decide(&mut f, t);
+        t += 300_000;
+        f.observe(
+            Sample {
+                time: Timestamp::from_millis(t).unwrap(),
+                value: 900,
+            },
+            None,
+        );
+        let after = decide(&mut f, t + 1);
+        assert!(
+            calm < 900 && after >= 900,
+            "calm {calm}, after the spike {after}"
+        );
+    }
+
+    #[test]
+    fn the_reactive_baseline_is_what_the_adaptive_one_beats_on_a_pattern() {
+        let values: Vec<u64> = (0..8 * 288)
+            .map(|i| {
+                if (108..144).contains(&(i % 288)) {
+                    1000
+                } else {
+                    200
+                }
+            })
+            .collect();
+        let t = replay_workload(
+            &trace(&values),
+            &config(vec![Policy::Shardex, Policy::Reactive]),
+            None,
+        )
+        .unwrap();
+        let ours = t.0[&(Policy::Shardex, ResourceKind::Cpu)].figures();
+        let reactive = t.0[&(Policy::Reactive, ResourceKind::Cpu)].figures();
+        assert!(
+            ours.shortfall_samples_pct < reactive.shortfall_samples_pct,
+            "{ours:?} vs {reactive:?}"
+        );
     }
 }

@@ -18,10 +18,12 @@
 //! is in force; the recommendation is the limit of the model minimising cost plus the penalties
 //! `w_Δm` for switching models and `w_ΔL` for changing the limit (Eq. 9).
 //!
-//! The paper publishes neither the model grid nor the weights; ours: `d_m` in 0.1, 0.2, …, 1.0
-//! (as the public reimplementation by C. Herron Mulet), margins of 0, 5, 10, 20 and 30 % of
-//! `L'_m` (relative rather than additive, so one grid serves every unit), `w_o = 1`,
-//! `w_u = 0.1` (an overrun costs ten times an idle window), `w_ΔL = w_Δm = 0.1`, `d = 0.1`.
+//! The paper publishes neither the model grid nor the weights. We use the only published
+//! values, those of the public reimplementation by C. Herron Mulet: `w_o = 0.5`,
+//! `w_u = 0.25`, `w_ΔL = w_Δm = 0.1`, `d = 0.75` and decay rates `d_m` of 0.1, 0.2, …, 1.0;
+//! its margins (0 and 1, units unstated) are replaced by 0, 5, 10, 20 and 30 % of `L'_m`
+//! (relative rather than additive, so one grid serves every unit). The README also reports a
+//! more conservative setting (`w_o = 1`, `w_u = 0.1`, `d = 0.1`).
 
 use std::collections::VecDeque;
 
@@ -99,11 +101,11 @@ impl Forecaster for MovingWindow {
 const DECAYS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 /// Relative safety margins of the model grid.
 const MARGINS: [f64; 5] = [0.0, 0.05, 0.10, 0.20, 0.30];
-const W_OVERRUN: f64 = 1.0;
-const W_UNDERRUN: f64 = 0.1;
+const W_OVERRUN: f64 = 0.5;
+const W_UNDERRUN: f64 = 0.25;
 const W_LIMIT_CHANGE: f64 = 0.1;
 const W_MODEL_CHANGE: f64 = 0.1;
-const COST_DECAY: f64 = 0.1;
+const COST_DECAY: f64 = 0.75;
 
 /// One decay rate's exponentially weighted histogram, stored scaled so that decaying it is O(1).
 #[derive(Debug, Clone)]

@@ -274,7 +274,10 @@ pub fn table(report: &Report) -> String {
         "policy", "kind", "slack %", "shortfall %", "short vol %", "changes/h", "p95 cov %", "cost"
     );
     for p in &report.policies {
-        for (i, (kind, f)) in p.kinds.iter().enumerate() {
+        let kinds = ResourceKind::ALL
+            .iter()
+            .filter_map(|k| p.kinds.get(k.name()).map(|f| (k.name(), f)));
+        for (i, (kind, f)) in kinds.enumerate() {
             let cov = f
                 .coverage_p95_pct
                 .map_or("-".to_string(), |c| format!("{c:.1}"));

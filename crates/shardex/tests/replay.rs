@@ -1,0 +1,152 @@
+//! `shardex replay` end to end on small slices of the real traces in ../shared/data.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_shardex");
+
+fn trace(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data")
+        .join(name);
+    assert!(
+        dir.join("samples.csv.gz").exists(),
+        "the test traces are missing: {}",
+        dir.display()
+    );
+    dir
+}
+
+fn replay_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .arg("replay")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("exactly one JSON document")
+}
+
+#[test]
+fn replay_prints_the_documented_json_for_a_slice_of_bitbrains() {
+    let dir = trace("bitbrains-2013-08");
+    let doc = replay_json(&[
+        "--trace",
+        dir.to_str().unwrap(),
+        "--limit",
+        "4",
+        "--kinds",
+        "cpu,memory",
+    ]);
+    assert_eq!(doc["trace"], "bitbrains-2013-08");
+    let policies = doc["policies"].as_array().unwrap();
+    let names: Vec<&str> = policies
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in ["static", "reactive", "vpa", "autopilot", "shardex"] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    for p in policies {
+        for kind in ["cpu", "memory"] {
+            let k = &p["kinds"][kind];
+            for field in [
+                "slack_pct",
+                "shortfall_samples_pct",
+                "shortfall_volume_pct",
+                "changes_per_hour",
+            ] {
+                let v = k[field]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{} {kind} {field}", p["name"]));
+                assert!(
+                    (0.0..=100.0).contains(&v) || field == "changes_per_hour",
+                    "{field} = {v}"
+                );
+            }
+        }
+        assert!(p["cost"].as_f64().unwrap() > 0.0);
+    }
+    let shardex = policies.iter().find(|p| p["name"] == "shardex").unwrap();
+    assert!(
+        shardex["kinds"]["cpu"]["coverage_p95_pct"]
+            .as_f64()
+            .is_some()
+    );
+    let vpa = policies.iter().find(|p| p["name"] == "vpa").unwrap();
+    assert!(
+        vpa["kinds"]["cpu"].get("coverage_p95_pct").is_none(),
+        "VPA gives no quantiles"
+    );
+}
+
+#[test]
+fn replay_plots_one_workload_as_a_readable_svg() {
+    let dir = trace("azure-v1-100vms");
+    let svg = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "replay",
+            "--trace",
+            dir.to_str().unwrap(),
+            "--limit",
+            "2",
+            "--kinds",
+            "cpu",
+        ])
+        .args(["--plot", "az-1023683", "--out"])
+        .arg(svg.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(svg.path()).unwrap();
+    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    for label in [
+        "az-1023683",
+        "cpu (cores)",
+        "hours since",
+        "used",
+        "shardex allocation",
+        "vpa allocation",
+        "shardex p95",
+    ] {
+        assert!(text.contains(label), "the plot lacks {label:?}");
+    }
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("slack %") && table.contains("shardex"),
+        "{table}"
+    );
+}
+
+#[test]
+fn replay_refuses_bad_arguments_clearly() {
+    let dir = trace("azure-v1-100vms");
+    let run = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["replay", "--trace", dir.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    assert!(run(&["--policy", "magic"]).contains("unknown policy \"magic\""));
+    assert!(run(&["--kinds", "gpu"]).contains("gpu"));
+    assert!(run(&["--lead", "5 minutes"]).contains("invalid duration"));
+    assert!(
+        run(&["--limit", "1", "--plot", "nope", "--out", "/tmp/x.svg"])
+            .contains("not in the trace")
+    );
+}
