@@ -810,7 +810,7 @@ impl Ledger {
         self.tenants.values().find(|t| t.name == name)
     }
 
-    /// All reservations, ended ones included.
+    /// Reservations not yet over (ended ones leave the state; the log keeps their history).
     pub fn reservations(&self) -> impl Iterator<Item = &Reservation> {
         self.reservations.values()
     }

@@ -7,6 +7,26 @@
 //! * [`ledger`]: the one entry point that changes state, and the invariant checker.
 //! * [`rdv`]: samples and Resource Demand Vectors.
 //! * [`ports`]: traits that adapters implement.
+//!
+//! ```
+//! use shardex_core::{Action, Ledger, LedgerError, ShardVector, Tier, Timestamp, Window};
+//!
+//! let t = |s| Timestamp::from_secs(s).unwrap();
+//! let mut ledger = Ledger::new();
+//! ledger.apply(&Action::RegisterHost { name: "h1".into(), capacity: ShardVector::new(100, 64, 10, 10) }, t(0)).unwrap();
+//! ledger.apply(&Action::CreateTenant { name: "acme".into() }, t(0)).unwrap();
+//! let (host, tenant) = (ledger.hosts().next().unwrap().id, ledger.tenants().next().unwrap().id);
+//! let window = Window::new(t(0), t(3600)).unwrap();
+//! let reserve = |cpu| Action::CreateReservation {
+//!     tenant, host, vector: ShardVector::new(cpu, 0, 0, 0), window, tier: Tier::Standard,
+//! };
+//! ledger.apply(&reserve(60), t(0)).unwrap();
+//! // A second reservation would overbook the host: refused, and nothing changes.
+//! let before = ledger.clone();
+//! assert!(matches!(ledger.apply(&reserve(50), t(0)), Err(LedgerError::HostCapacityExceeded { .. })));
+//! assert_eq!(ledger, before);
+//! assert!(ledger.check().is_empty());
+//! ```
 
 pub mod domain;
 pub mod ledger;

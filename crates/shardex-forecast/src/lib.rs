@@ -11,6 +11,20 @@
 //!   fast reaction to unpredicted spikes.
 //!
 //! [`replay`] drives policies through a trace without peeking and computes the figures.
+//!
+//! ```
+//! use shardex_core::{ResourceKind, Sample, Span, Timestamp};
+//! use shardex_forecast::{Policy, adaptive::Params};
+//!
+//! let mut f = Policy::Shardex.build(ResourceKind::Cpu, None, &Params::default()).unwrap();
+//! for i in 0..48 {
+//!     f.observe(Sample { time: Timestamp::from_secs(i * 300).unwrap(), value: 500 }, None);
+//! }
+//! // Decided now for five minutes from now: enough for the steady 500 millicores seen.
+//! let allocation = f.recommend(Timestamp::from_secs(48 * 300).unwrap(), Span::from_secs(300));
+//! assert!(allocation >= 500);
+//! assert_eq!("vpa".parse::<Policy>().unwrap(), Policy::Vpa);
+//! ```
 
 pub mod adaptive;
 pub mod autopilot;
