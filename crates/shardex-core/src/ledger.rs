@@ -825,6 +825,11 @@ impl Ledger {
         self.modifications.values()
     }
 
+    /// One modification.
+    pub fn modification(&self, id: ModificationId) -> Option<&Modification> {
+        self.modifications.get(&id)
+    }
+
     /// All bound workloads.
     pub fn workloads(&self) -> impl Iterator<Item = &Workload> {
         self.workloads.values()

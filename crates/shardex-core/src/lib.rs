@@ -28,6 +28,7 @@
 //! assert!(ledger.check().is_empty());
 //! ```
 
+pub mod billing;
 pub mod domain;
 pub mod ledger;
 pub mod ports;
