@@ -31,6 +31,7 @@
 pub mod billing;
 pub mod domain;
 pub mod ledger;
+pub mod market;
 pub mod ports;
 pub mod pricing;
 pub mod rdv;

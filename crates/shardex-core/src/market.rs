@@ -1,0 +1,262 @@
+//! Dynamic prices of the shard pool, per (host, kind).
+//!
+//! The pool's utilisation is `u = (leased + waiting) / (leased + offered)`: shards lent out
+//! plus shards requests are still waiting for, over everything lent or on offer. The target
+//! price follows a utilisation curve over the list price (the same shape as the interest-rate
+//! curves of lending pools): from `min_factor` at `u = 0` rising linearly to 1 at the `kink`,
+//! then steeply to `max_factor` at `u = 1` and beyond. The price in force moves only a fraction
+//! `smoothing` of the way to the target per update, so it does not oscillate tick to tick, and
+//! it never goes under the cheapest floor price lenders ask. Every price is kept in a bounded
+//! history.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::HostId;
+use crate::shard::ResourceKind;
+use crate::time::Timestamp;
+
+/// Parameters of the price curve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PriceCurve {
+    /// Price factor of an idle pool.
+    pub min_factor: Decimal,
+    /// Utilisation where the price reaches the list price and starts to climb steeply.
+    pub kink: Decimal,
+    /// Price factor of a fully used (or oversubscribed) pool.
+    pub max_factor: Decimal,
+    /// Share of the way to the target price moved per update.
+    pub smoothing: Decimal,
+    /// Price points kept per (host, kind).
+    pub history: usize,
+}
+
+impl Default for PriceCurve {
+    /// Idle pools at half the list price, list price at 80 % utilisation, triple when full;
+    /// a quarter of the way per update; a day of one-minute points.
+    fn default() -> Self {
+        Self {
+            min_factor: Decimal::new(5, 1),
+            kink: Decimal::new(8, 1),
+            max_factor: Decimal::new(3, 0),
+            smoothing: Decimal::new(25, 2),
+            history: 1440,
+        }
+    }
+}
+
+impl PriceCurve {
+    /// The curve's factor at utilisation `u`.
+    pub fn factor(&self, u: Decimal) -> Decimal {
+        let u = u.max(Decimal::ZERO);
+        if u <= self.kink {
+            if self.kink.is_zero() {
+                return Decimal::ONE;
+            }
+            self.min_factor + (Decimal::ONE - self.min_factor) * u / self.kink
+        } else {
+            let room = Decimal::ONE - self.kink;
+            if room <= Decimal::ZERO {
+                return self.max_factor;
+            }
+            let x = ((u - self.kink) / room).min(Decimal::ONE);
+            Decimal::ONE + (self.max_factor - Decimal::ONE) * x
+        }
+    }
+}
+
+/// One price in the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricePoint {
+    /// When it was set.
+    pub at: Timestamp,
+    /// Price per shard-hour in force from then.
+    pub price: Decimal,
+    /// The utilisation it was set at.
+    pub utilisation: Decimal,
+}
+
+/// What the pool looks like when a price is updated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    /// Shards lent out.
+    pub leased: u64,
+    /// Shards on offer, not lent.
+    pub offered: u64,
+    /// Shards requests are waiting for.
+    pub waiting: u64,
+    /// The cheapest floor price among the offers (zero when none).
+    pub floor: Decimal,
+}
+
+impl PoolState {
+    /// `(leased + waiting) / (leased + offered)`; 1 + waiting when nothing is on offer at all.
+    pub fn utilisation(&self) -> Decimal {
+        let capacity = self.leased + self.offered;
+        let used = Decimal::from(self.leased) + Decimal::from(self.waiting);
+        if capacity == 0 {
+            return if self.waiting > 0 {
+                Decimal::TWO
+            } else {
+                Decimal::ZERO
+            };
+        }
+        used / Decimal::from(capacity)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Series {
+    price: Option<Decimal>,
+    history: VecDeque<PricePoint>,
+}
+
+/// Prices per (host, kind), with their history.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceBook {
+    curve: PriceCurve,
+    series: BTreeMap<(HostId, ResourceKind), Series>,
+}
+
+impl PriceBook {
+    /// An empty book.
+    pub fn new(curve: PriceCurve) -> Self {
+        Self {
+            curve,
+            series: BTreeMap::new(),
+        }
+    }
+
+    /// Moves the price of (host, kind) toward the curve's target for `pool`; returns it.
+    pub fn update(
+        &mut self,
+        host: HostId,
+        kind: ResourceKind,
+        list: Decimal,
+        pool: PoolState,
+        at: Timestamp,
+    ) -> Decimal {
+        let u = pool.utilisation();
+        let target = list * self.curve.factor(u);
+        let s = self.series.entry((host, kind)).or_default();
+        let current = s.price.unwrap_or(target);
+        let moved = current + (target - current) * self.curve.smoothing;
+        let price = moved.max(pool.floor).round_dp(9);
+        s.price = Some(price);
+        s.history.push_back(PricePoint {
+            at,
+            price,
+            utilisation: u.round_dp(4),
+        });
+        while s.history.len() > self.curve.history.max(1) {
+            s.history.pop_front();
+        }
+        price
+    }
+
+    /// The price in force for (host, kind), if one was ever set.
+    pub fn price(&self, host: HostId, kind: ResourceKind) -> Option<Decimal> {
+        self.series.get(&(host, kind)).and_then(|s| s.price)
+    }
+
+    /// The price history of (host, kind), oldest first.
+    pub fn history(&self, host: HostId, kind: ResourceKind) -> impl Iterator<Item = &PricePoint> {
+        self.series
+            .get(&(host, kind))
+            .into_iter()
+            .flat_map(|s| s.history.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_curve_at_its_hand_worked_points() {
+        let c = PriceCurve::default();
+        assert_eq!(c.factor(d("0")), d("0.5"));
+        assert_eq!(c.factor(d("0.4")), d("0.75"));
+        assert_eq!(c.factor(d("0.8")), d("1"));
+        assert_eq!(c.factor(d("0.9")), d("2"));
+        assert_eq!(c.factor(d("1")), d("3"));
+        assert_eq!(c.factor(d("1.7")), d("3"), "oversubscription is capped");
+    }
+
+    #[test]
+    fn utilisation_counts_waiting_demand() {
+        let p = PoolState {
+            leased: 60,
+            offered: 40,
+            waiting: 20,
+            floor: d("0"),
+        };
+        assert_eq!(p.utilisation(), d("0.8"));
+        let empty = PoolState {
+            leased: 0,
+            offered: 0,
+            waiting: 5,
+            floor: d("0"),
+        };
+        assert_eq!(empty.utilisation(), d("2"));
+    }
+
+    #[test]
+    fn prices_are_smoothed_and_never_under_the_floor() {
+        let mut book = PriceBook::new(PriceCurve::default());
+        let h = HostId(1);
+        let t = |s| Timestamp::from_secs(s).unwrap();
+        let list = d("0.0004");
+        let busy = PoolState {
+            leased: 100,
+            offered: 0,
+            waiting: 0,
+            floor: d("0"),
+        };
+        let idle = PoolState {
+            leased: 0,
+            offered: 100,
+            waiting: 0,
+            floor: d("0"),
+        };
+        // The first price is the target itself: full pool, 3 × list.
+        assert_eq!(
+            book.update(h, ResourceKind::Cpu, list, busy, t(0)),
+            d("0.0012")
+        );
+        // The pool empties: the target is 0.0002, the price moves a quarter of the way.
+        assert_eq!(
+            book.update(h, ResourceKind::Cpu, list, idle, t(60)),
+            d("0.00095")
+        );
+        // Alternating busy and idle moves the price far less than the targets swing.
+        let mut prices = Vec::new();
+        for i in 0..20 {
+            let pool = if i % 2 == 0 { busy } else { idle };
+            prices.push(book.update(h, ResourceKind::Cpu, list, pool, t(120 + i * 60)));
+        }
+        let swing = prices[19] - prices[18];
+        assert!(
+            swing.abs() < d("0.0005"),
+            "price swings {swing} against a target swing of 0.001"
+        );
+        // A lender floor above the curve holds the price up.
+        let floored = PoolState {
+            floor: d("0.002"),
+            ..idle
+        };
+        assert_eq!(
+            book.update(h, ResourceKind::Cpu, list, floored, t(9999)),
+            d("0.002")
+        );
+        assert_eq!(book.history(h, ResourceKind::Cpu).count(), 23);
+        assert!(book.price(h, ResourceKind::Memory).is_none());
+    }
+}
