@@ -475,6 +475,19 @@ mod tests {
         }
     }
 
+    /// Eight days: 200 millicores, except 1000 from 09:00 to 12:00 every day.
+    fn daily_pattern() -> Vec<u64> {
+        (0..8 * 288)
+            .map(|i| {
+                if (108..144).contains(&(i % 288)) {
+                    1000
+                } else {
+                    200
+                }
+            })
+            .collect()
+    }
+
     fn config(policies: Vec<Policy>) -> ReplayConfig {
         ReplayConfig {
             policies,
