@@ -523,15 +523,7 @@ mod tests {
     #[test]
     fn a_daily_pattern_is_anticipated() {
         // Eight days: 200 millicores, except 1000 from 09:00 to 12:00 every day.
-        let values: Vec<u64> = (0..8 * 288)
-            .map(|i| {
-                if (108..144).contains(&(i % 288)) {
-                    1000
-                } else {
-                    200
-                }
-            })
-            .collect();
+        let values = daily_pattern();
         let mut points = Vec::new();
         let cfg = config(vec![Policy::Shardex, Policy::Reactive]);
         replay_workload(&trace(&values), &cfg, Some(&mut points)).unwrap();
@@ -593,15 +585,7 @@ mod tests {
 
     #[test]
     fn the_reactive_baseline_is_what_the_adaptive_one_beats_on_a_pattern() {
-        let values: Vec<u64> = (0..8 * 288)
-            .map(|i| {
-                if (108..144).contains(&(i % 288)) {
-                    1000
-                } else {
-                    200
-                }
-            })
-            .collect();
+        let values = daily_pattern();
         let t = replay_workload(
             &trace(&values),
             &config(vec![Policy::Shardex, Policy::Reactive]),
