@@ -57,6 +57,10 @@ pub enum BillingError {
     BadShare(Decimal),
 }
 
+/// The lender's share of what a borrower pays for a lease lent by a reservation; the provider
+/// keeps the rest.
+pub const DEFAULT_LENDER_SHARE: Decimal = Decimal::from_parts(8, 0, 0, false, 1);
+
 /// What was used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

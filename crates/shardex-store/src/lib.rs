@@ -71,6 +71,9 @@ pub enum StoreError {
     /// The rebuilt ledger breaks invariants.
     #[error("the rebuilt ledger breaks {} invariant(s): {}", .0.len(), summary(.0))]
     InvariantsBroken(Vec<Violation>),
+    /// Metering what the ledger held failed.
+    #[error("metering failed")]
+    Metering(#[from] shardex_core::billing::BillingError),
     /// A value could not be encoded.
     #[error("could not encode {what}")]
     Encode {

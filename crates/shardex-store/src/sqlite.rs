@@ -4,8 +4,11 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use shardex_core::billing::{Charge, accrue};
 use shardex_core::ports::LedgerStore;
-use shardex_core::{Action, Event, Ledger, LedgerError, ShardSizes, Timestamp};
+use shardex_core::{
+    Action, Event, Ledger, LedgerError, PriceTable, ShardSizes, TenantId, Timestamp,
+};
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -26,6 +29,7 @@ pub struct SqliteStore {
     ledger: Ledger,
     seq: u64,
     sizes: ShardSizes,
+    prices: PriceTable,
 }
 
 fn encode<T: serde::Serialize>(what: &'static str, v: &T) -> Result<String, StoreError> {
@@ -85,6 +89,7 @@ impl SqliteStore {
             ledger: Ledger::new(),
             seq: 0,
             sizes,
+            prices: PriceTable::default(),
         };
         store.check_sizes(read_only).await?;
         store.replay().await?;
@@ -232,6 +237,45 @@ impl SqliteStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// Prices charges from now on with `prices` (the default table until set).
+    pub fn set_prices(&mut self, prices: PriceTable) {
+        self.prices = prices;
+    }
+
+    /// Charges whose interval ends in `(from, to]`, paid or lent by `tenant` (every tenant when
+    /// `None`), oldest first.
+    pub async fn charges(
+        &self,
+        tenant: Option<TenantId>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Charge>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, charge FROM charges
+             WHERE to_ms > ? AND to_ms <= ? AND (? IS NULL OR payer = ? OR lender = ?)
+             ORDER BY seq, idx",
+        )
+        .bind(from.millis())
+        .bind(to.millis())
+        .bind(tenant.map(|t| t.0 as i64))
+        .bind(tenant.map(|t| t.0 as i64))
+        .bind(tenant.map(|t| t.0 as i64))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seq = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0);
+            let text: String = row.try_get(1)?;
+            out.push(
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                    seq,
+                    reason: format!("charge: {e}"),
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
     /// Closes the pool, checkpointing the WAL.
     pub async fn close(self) {
         self.pool.close().await;
@@ -243,6 +287,7 @@ impl SqliteStore {
         action: &Action,
         now: Timestamp,
         events: &[Event],
+        charges: &[Charge],
     ) -> Result<(), StoreError> {
         let seq = i64::try_from(seq).map_err(|_| StoreError::Corrupt {
             seq,
@@ -263,6 +308,22 @@ impl SqliteStore {
                 .bind(encode("event", e)?)
                 .execute(&mut *tx)
                 .await?;
+        }
+        for (idx, c) in charges.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO charges (seq, idx, from_ms, to_ms, payer, lender, charge, amount)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(seq)
+            .bind(i64::try_from(idx).unwrap_or(i64::MAX))
+            .bind(c.from.millis())
+            .bind(c.to.millis())
+            .bind(c.payer.0 as i64)
+            .bind(c.lender.map(|l| l.0 as i64))
+            .bind(encode("charge", c)?)
+            .bind(c.amount.to_string())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -285,8 +346,10 @@ impl LedgerStore for SqliteStore {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
+        // What the ledger held since the last action, metered before it changes.
+        let charges = accrue(&self.ledger, &self.prices, now)?;
         let seq = self.seq + 1;
-        self.persist(seq, &action, now, &events).await?;
+        self.persist(seq, &action, now, &events, &charges).await?;
         self.ledger = next;
         self.seq = seq;
         Ok(Ok(events))

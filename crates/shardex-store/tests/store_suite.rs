@@ -146,3 +146,65 @@ async fn sqlite_store_detects_a_tampered_log() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { seq: 2, .. }), "{err}");
 }
+
+#[tokio::test]
+async fn sqlite_store_meters_what_the_ledger_held_between_actions_durably() {
+    use rust_decimal::Decimal;
+    use shardex_core::{HostId, TenantId, Tier, Window};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut store = SqliteStore::open(&path, ShardSizes::default())
+        .await
+        .unwrap();
+    let capacity = ShardVector::new(1000, 1000, 10, 10);
+    store
+        .apply(
+            Action::RegisterHost {
+                name: "h".into(),
+                capacity,
+            },
+            t(0),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .apply(Action::CreateTenant { name: "a".into() }, t(0))
+        .await
+        .unwrap()
+        .unwrap();
+    let reserve = Action::CreateReservation {
+        tenant: TenantId(1),
+        host: HostId(1),
+        vector: ShardVector::new(100, 0, 0, 0),
+        window: Window::new(t(0), t(3600)).unwrap(),
+        tier: Tier::Standard,
+    };
+    store.apply(reserve, t(0)).await.unwrap().unwrap();
+    store.apply(Action::Expire, t(1800)).await.unwrap().unwrap();
+    store.apply(Action::Expire, t(7200)).await.unwrap().unwrap();
+    let charges = store
+        .charges(Some(TenantId(1)), t(0), t(7200))
+        .await
+        .unwrap();
+    // 100 cpu shards for exactly the hour the reservation lasted, in two intervals.
+    assert_eq!(charges.len(), 2);
+    assert_eq!(
+        charges.iter().map(|c| c.shard_ms).sum::<u128>(),
+        100 * 3_600_000
+    );
+    let total: Decimal = charges.iter().map(|c| c.amount).sum();
+    assert_eq!(total, "0.04".parse::<Decimal>().unwrap());
+    store.close().await;
+    let store = SqliteStore::open(&path, ShardSizes::default())
+        .await
+        .unwrap();
+    assert_eq!(store.charges(None, t(0), t(7200)).await.unwrap(), charges);
+    assert!(
+        store
+            .charges(Some(TenantId(2)), t(0), t(7200))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

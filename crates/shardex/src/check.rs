@@ -105,6 +105,66 @@ pub fn describe(ledger: &Ledger) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// Prints `tenant`'s invoice from the metered charges in the store.
+pub fn invoice(args: &DataArgs, tenant: &str, period: Option<&str>) -> anyhow::Result<ExitCode> {
+    use shardex_core::billing::{DEFAULT_LENDER_SHARE, invoice};
+    use shardex_core::{Span, Timestamp};
+    let config = args.load_config()?;
+    let path = args.ledger_path();
+    if !path.exists() {
+        anyhow::bail!(
+            "no ledger at {} (start `shardex run` first, or pass --data DIR)",
+            path.display()
+        );
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let store = rt.block_on(SqliteStore::open_read_only(&path, config.shards))?;
+    let ledger = store.ledger();
+    let t = ledger
+        .tenant_named(tenant)
+        .with_context(|| format!("no tenant named {tenant:?} in the ledger"))?
+        .id;
+    let to = ledger.now();
+    let from = match period {
+        Some(p) => {
+            let span: Span = p.parse().context("in --period")?;
+            Timestamp::from_millis(to.millis().saturating_sub(span.millis() as i64).max(0))?
+        }
+        None => Timestamp::EPOCH,
+    };
+    let charges = rt.block_on(store.charges(Some(t), from, to))?;
+    let inv = invoice(t, from, to, &charges, DEFAULT_LENDER_SHARE);
+    println!(
+        "invoice of {tenant} ({t}) for {} .. {} (ms since the epoch)",
+        from.millis(),
+        to.millis()
+    );
+    println!(
+        "{:<52} {:>14} {:>16} {:>14}",
+        "item", "shard-hours", "unit price", "amount"
+    );
+    for l in &inv.lines {
+        println!(
+            "{:<52} {:>14} {:>16} {:>14}",
+            l.what,
+            l.shard_hours.round_dp(4),
+            l.unit_price.normalize(),
+            l.amount.normalize()
+        );
+    }
+    println!(
+        "{:<52} {:>14} {:>16} {:>14}",
+        "total",
+        "",
+        "",
+        inv.total.normalize()
+    );
+    rt.block_on(store.close());
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Validates the configuration and prints it whole.
 pub fn config(args: &DataArgs) -> anyhow::Result<ExitCode> {
     let (config, source) = Config::load(args.config.as_deref(), &args.default_config_path())?;

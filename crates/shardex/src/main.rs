@@ -45,6 +45,17 @@ enum Command {
 enum LedgerCommand {
     /// Rebuild the ledger from its log and verify every invariant; exit 1 if one is broken.
     Check(DataArgs),
+    /// Print a tenant's invoice: metered charges and lending credits, with line items.
+    Invoice {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The tenant's name.
+        #[arg(long, value_name = "NAME")]
+        tenant: String,
+        /// Only the last DURATION up to the ledger's time (e.g. 30d) [default: all].
+        #[arg(long, value_name = "DURATION")]
+        period: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +121,14 @@ fn main() -> ExitCode {
         Command::Ledger {
             command: LedgerCommand::Check(args),
         } => check::check(&args),
+        Command::Ledger {
+            command:
+                LedgerCommand::Invoice {
+                    data,
+                    tenant,
+                    period,
+                },
+        } => check::invoice(&data, &tenant, period.as_deref()),
         Command::Config {
             command: ConfigCommand::Defaults,
         } => {

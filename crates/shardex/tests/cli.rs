@@ -171,3 +171,70 @@ fn ledger_check_without_data_says_so() {
             .contains("no ledger at")
     );
 }
+
+#[test]
+fn ledger_invoice_prints_the_metered_charges_of_a_tenant() {
+    use shardex_core::ports::LedgerStore;
+    use shardex_core::{
+        Action, HostId, ShardSizes, ShardVector, TenantId, Tier, Timestamp, Window,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shardex-data");
+    std::fs::create_dir_all(&data).unwrap();
+    let t = |s| Timestamp::from_secs(s).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut store =
+            shardex_store::SqliteStore::open(&data.join("ledger.db"), ShardSizes::default())
+                .await
+                .unwrap();
+        let capacity = ShardVector::new(1000, 1000, 10, 10);
+        for a in [
+            Action::RegisterHost {
+                name: "h".into(),
+                capacity,
+            },
+            Action::CreateTenant {
+                name: "acme".into(),
+            },
+            Action::CreateReservation {
+                tenant: TenantId(1),
+                host: HostId(1),
+                vector: ShardVector::new(100, 0, 0, 0),
+                window: Window::new(t(0), t(3600)).unwrap(),
+                tier: Tier::Standard,
+            },
+        ] {
+            store.apply(a, t(0)).await.unwrap().unwrap();
+        }
+        store.apply(Action::Expire, t(3600)).await.unwrap().unwrap();
+        store.close().await;
+    });
+    let out = Command::new(BIN)
+        .args(["ledger", "invoice", "--tenant", "acme", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    // 100 cpu shards for an hour at 0.0004 per shard-hour.
+    assert!(text.contains("reservation 1 cpu (standard)"), "{text}");
+    assert!(
+        text.lines().last().unwrap().trim_end().ends_with("0.04"),
+        "{text}"
+    );
+    let out = Command::new(BIN)
+        .args(["ledger", "invoice", "--tenant", "nobody", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no tenant named \"nobody\""));
+}
