@@ -108,9 +108,14 @@ pub struct Charge {
 impl Charge {
     /// Shard-hours, exactly.
     pub fn shard_hours(&self) -> Decimal {
-        Decimal::from_i128_with_scale(i128::try_from(self.shard_ms).unwrap_or(i128::MAX), 0)
-            / Decimal::from(3_600_000)
+        shard_ms_to_hours(self.shard_ms)
     }
+}
+
+/// Shard-milliseconds as shard-hours, exactly.
+fn shard_ms_to_hours(ms: u128) -> Decimal {
+    Decimal::from_i128_with_scale(i128::try_from(ms).unwrap_or(i128::MAX), 0)
+        / Decimal::from(3_600_000)
 }
 
 impl Charge {
@@ -389,10 +394,7 @@ pub fn invoice(
                 } else {
                     format!("{subject} {kind} ({tier})")
                 },
-                shard_hours: Decimal::from_i128_with_scale(
-                    i128::try_from(ms).unwrap_or(i128::MAX),
-                    0,
-                ) / Decimal::from(3_600_000),
+                shard_hours: shard_ms_to_hours(ms),
                 unit_price: if credit { -(unit * lender_share) } else { unit },
                 amount,
             },

@@ -10,8 +10,15 @@ use shardex_store::{SqliteStore, StoreError};
 use crate::DataArgs;
 use crate::config::Config;
 
-/// Rebuilds the ledger read-only, prints where every shard is, and reports broken invariants.
-pub fn check(args: &DataArgs) -> anyhow::Result<ExitCode> {
+/// A runtime, the ledger's path and the store opened read-only (its own error left to the
+/// caller, which may want to report broken invariants).
+fn open_read_only(
+    args: &DataArgs,
+) -> anyhow::Result<(
+    tokio::runtime::Runtime,
+    std::path::PathBuf,
+    Result<SqliteStore, StoreError>,
+)> {
     let config = args.load_config()?;
     let path = args.ledger_path();
     if !path.exists() {
@@ -24,6 +31,12 @@ pub fn check(args: &DataArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let opened = rt.block_on(SqliteStore::open_read_only(&path, config.shards));
+    Ok((rt, path, opened))
+}
+
+/// Rebuilds the ledger read-only, prints where every shard is, and reports broken invariants.
+pub fn check(args: &DataArgs) -> anyhow::Result<ExitCode> {
+    let (rt, path, opened) = open_read_only(args)?;
     let store = match opened {
         Ok(store) => store,
         Err(StoreError::InvariantsBroken(violations)) => {
@@ -109,18 +122,8 @@ pub fn describe(ledger: &Ledger) -> anyhow::Result<String> {
 pub fn invoice(args: &DataArgs, tenant: &str, period: Option<&str>) -> anyhow::Result<ExitCode> {
     use shardex_core::billing::{DEFAULT_LENDER_SHARE, invoice};
     use shardex_core::{Span, Timestamp};
-    let config = args.load_config()?;
-    let path = args.ledger_path();
-    if !path.exists() {
-        anyhow::bail!(
-            "no ledger at {} (start `shardex run` first, or pass --data DIR)",
-            path.display()
-        );
-    }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let store = rt.block_on(SqliteStore::open_read_only(&path, config.shards))?;
+    let (rt, _, opened) = open_read_only(args)?;
+    let store = opened?;
     let ledger = store.ledger();
     let t = ledger
         .tenant_named(tenant)
