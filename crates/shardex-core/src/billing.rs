@@ -282,33 +282,7 @@ impl Journal {
 
     /// Posts one charge: debit the payer, credit the lender its share and the provider the rest.
     pub fn post_charge(&mut self, c: &Charge, lender_share: Decimal) -> Result<(), BillingError> {
-        if lender_share < Decimal::ZERO || lender_share > Decimal::ONE {
-            return Err(BillingError::BadShare(lender_share));
-        }
-        let mut postings = vec![Posting {
-            account: Account::Tenant(c.payer),
-            amount: c.amount,
-        }];
-        let to_lender = match c.lender {
-            Some(lender) => {
-                let share = round_amount(c.amount * lender_share);
-                postings.push(Posting {
-                    account: Account::Tenant(lender),
-                    amount: -share,
-                });
-                share
-            }
-            None => Decimal::ZERO,
-        };
-        postings.push(Posting {
-            account: Account::Provider,
-            amount: -(c.amount - to_lender),
-        });
-        self.post(Transaction {
-            at: c.to,
-            memo: format!("{} {} {}", c.subject, c.kind, c.tier),
-            postings,
-        })
+        self.post(charge_transaction(c, lender_share)?)
     }
 
     /// Balance of an account.
@@ -325,6 +299,38 @@ impl Journal {
     pub fn transactions(&self) -> &[Transaction] {
         &self.transactions
     }
+}
+
+/// The transaction of one charge: debit the payer, credit the lender its share (rounded like
+/// every amount) and the provider the rest, so it balances exactly.
+pub fn charge_transaction(c: &Charge, lender_share: Decimal) -> Result<Transaction, BillingError> {
+    if lender_share < Decimal::ZERO || lender_share > Decimal::ONE {
+        return Err(BillingError::BadShare(lender_share));
+    }
+    let mut postings = vec![Posting {
+        account: Account::Tenant(c.payer),
+        amount: c.amount,
+    }];
+    let to_lender = match c.lender {
+        Some(lender) => {
+            let share = round_amount(c.amount * lender_share);
+            postings.push(Posting {
+                account: Account::Tenant(lender),
+                amount: -share,
+            });
+            share
+        }
+        None => Decimal::ZERO,
+    };
+    postings.push(Posting {
+        account: Account::Provider,
+        amount: -(c.amount - to_lender),
+    });
+    Ok(Transaction {
+        at: c.to,
+        memo: format!("{} {} {}", c.subject, c.kind, c.tier),
+        postings,
+    })
 }
 
 /// One line of an invoice.
@@ -591,6 +597,7 @@ mod tests {
                 until: t(3600),
                 max_price: PriceVector::uniform(d("1")),
                 all_or_nothing: true,
+                start: None,
             },
             t(0),
         )
@@ -601,8 +608,9 @@ mod tests {
             .filter(|c| matches!(c.subject, Subject::Lease(_)))
             .collect();
         assert_eq!(lease.len(), 1);
-        // 40 shards × 1 h × 0.001 = 0.04, paid by b; a gets 80 %, the provider 20 %.
-        assert_eq!(lease[0].amount, d("0.04"));
+        // 40 shards × 1 h × 0.001 (a's floor) × 1.25 (immediate delivery) × 1.5 (b is
+        // premium) = 0.075, paid by b; a gets 80 %, the provider 20 %.
+        assert_eq!(lease[0].amount, d("0.075"));
         let mut j = Journal::new();
         for c in &charges {
             j.post_charge(c, d("0.8")).unwrap();
@@ -610,7 +618,7 @@ mod tests {
         assert_eq!(j.trial_balance(), Decimal::ZERO);
         assert_eq!(
             j.balance(Account::Tenant(b)),
-            d("0.04")
+            d("0.075")
                 + charges
                     .iter()
                     .filter(|c| c.payer == b && matches!(c.subject, Subject::Reservation(_)))
@@ -623,7 +631,7 @@ mod tests {
             .iter()
             .find(|x| x.what.starts_with("credit"))
             .unwrap();
-        assert_eq!(credit.amount, d("-0.032"));
+        assert_eq!(credit.amount, d("-0.06"));
         assert_eq!(inv_a.total, inv_a.lines.iter().map(|x| x.amount).sum());
     }
 

@@ -152,6 +152,31 @@ impl PriceVector {
         }
     }
 
+    /// Sets the price of one kind.
+    pub fn set(&mut self, kind: ResourceKind, price: Decimal) {
+        match kind {
+            ResourceKind::Cpu => self.cpu = price,
+            ResourceKind::Memory => self.memory = price,
+            ResourceKind::Net => self.net = price,
+            ResourceKind::Iops => self.iops = price,
+        }
+    }
+
+    /// Each kind's price combined with `other`'s by `f`.
+    pub fn zip(&self, other: &PriceVector, f: impl Fn(Decimal, Decimal) -> Decimal) -> Self {
+        Self {
+            cpu: f(self.cpu, other.cpu),
+            memory: f(self.memory, other.memory),
+            net: f(self.net, other.net),
+            iops: f(self.iops, other.iops),
+        }
+    }
+
+    /// Every price multiplied by `factor`.
+    pub fn scaled(&self, factor: Decimal) -> Self {
+        self.zip(self, |a, _| a * factor)
+    }
+
     /// True when no kind has a negative price.
     pub fn is_non_negative(&self) -> bool {
         ResourceKind::ALL
@@ -310,6 +335,16 @@ impl FromStr for KindChange {
     }
 }
 
+/// When shards are delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Now: priced with the immediate-delivery premium.
+    Immediate,
+    /// At a future time, announced in advance.
+    Scheduled,
+}
+
 /// A tenant's commitment of shards on a host over a window, with a tier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
@@ -331,8 +366,23 @@ pub struct Reservation {
     pub offered: ShardVector,
     /// Lowest price the owner lends at.
     pub floor: PriceVector,
+    /// How the owner lets its idle shards be lent automatically.
+    #[serde(default)]
+    pub lending: Lending,
     /// Set when cancelled: from then on it holds nothing.
     pub cancelled: bool,
+}
+
+/// An owner's rules for lending a reservation's idle shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lending {
+    /// Never offer its idle shards automatically (the owner may still offer by hand).
+    #[serde(default)]
+    pub opt_out: bool,
+    /// Most shards it lends or offers at once, per kind; no cap when absent.
+    #[serde(default)]
+    pub cap: Option<ShardVector>,
 }
 
 /// A time-bounded change of a reservation.
@@ -450,6 +500,10 @@ pub struct LeaseRequest {
     pub max_price: PriceVector,
     /// When the request and its leases end.
     pub until: Timestamp,
+    /// Earliest delivery: matching starts then.
+    pub start: Timestamp,
+    /// Delivery now (with the immediate premium) or at a scheduled start.
+    pub delivery: Delivery,
     /// All or nothing, instead of partial fills.
     pub all_or_nothing: bool,
 }

@@ -45,11 +45,13 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::book::{Bid, HostBook};
 use crate::domain::{
-    Host, HostId, KindChange, Lease, LeaseId, LeaseRequest, Lender, Modification, ModificationId,
-    PriceVector, ReclaimReason, RequestId, Reservation, ReservationId, Tenant, TenantId, Tier,
-    Workload, WorkloadId,
+    Delivery, Host, HostId, KindChange, Lease, LeaseId, LeaseRequest, Lender, Lending,
+    Modification, ModificationId, PriceVector, ReclaimReason, RequestId, Reservation,
+    ReservationId, Tenant, TenantId, Tier, Workload, WorkloadId,
 };
+use crate::pricing::TierFactors;
 use crate::shard::{ResourceKind, ShardError, ShardVector};
 use crate::time::{Span, TimeError, Timestamp, Window};
 
@@ -247,6 +249,36 @@ pub enum LedgerError {
         /// Who tried to reclaim.
         tenant: TenantId,
     },
+    /// A maximum price under every floor on the host: it could never be filled.
+    #[error(
+        "a maximum price of {max} per {kind} shard-hour is under the lowest floor on {host}, {floor} (with tier and delivery factors)"
+    )]
+    PriceUnderFloor {
+        /// The host.
+        host: HostId,
+        /// The kind.
+        kind: ResourceKind,
+        /// The maximum price given.
+        max: Decimal,
+        /// The lowest price any lender there accepts.
+        floor: Decimal,
+    },
+    /// An offer over the owner's lending cap.
+    #[error(
+        "{reservation} may lend at most {cap} {kind} shards and has {lent} lent; {wanted} more can't be offered"
+    )]
+    OverLendingCap {
+        /// The reservation.
+        reservation: ReservationId,
+        /// The kind.
+        kind: ResourceKind,
+        /// The cap.
+        cap: u64,
+        /// Lent now.
+        lent: u64,
+        /// Offered.
+        wanted: u64,
+    },
     /// A rule the ledger itself should have kept was found broken mid-action.
     #[error("ledger rule broken: {0}")]
     Internal(String),
@@ -261,6 +293,16 @@ pub struct LedgerParams {
     pub reclaim_notice: Span,
     /// Lowest price per shard-hour of the provider's unreserved shards.
     pub provider_floor: PriceVector,
+    /// Multiplier of a lease's price when delivered now rather than at a scheduled start.
+    #[serde(default = "default_immediate_premium")]
+    pub immediate_premium: Decimal,
+    /// Multipliers of a lease's price by the borrower's tier.
+    #[serde(default)]
+    pub tier_factors: TierFactors,
+}
+
+fn default_immediate_premium() -> Decimal {
+    Decimal::new(125, 2)
 }
 
 impl Default for LedgerParams {
@@ -268,7 +310,20 @@ impl Default for LedgerParams {
         Self {
             reclaim_notice: Span::from_secs(30),
             provider_floor: PriceVector::default(),
+            immediate_premium: default_immediate_premium(),
+            tier_factors: TierFactors::default(),
         }
+    }
+}
+
+impl LedgerParams {
+    /// What a lease's base price is multiplied by for a tier and a delivery.
+    pub fn price_factor(&self, tier: Tier, delivery: Delivery) -> Decimal {
+        let d = match delivery {
+            Delivery::Immediate => self.immediate_premium,
+            Delivery::Scheduled => Decimal::ONE,
+        };
+        self.tier_factors.get(tier) * d
     }
 }
 
@@ -391,6 +446,37 @@ pub enum Action {
         max_price: PriceVector,
         /// Take all or nothing instead of partial fills.
         all_or_nothing: bool,
+        /// Scheduled delivery: matching starts then. Absent means now (immediate, at the
+        /// immediate-delivery premium).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start: Option<Timestamp>,
+    },
+    /// Sets how a reservation lends: opt-out of automatic offers, a cap, a floor price.
+    SetLending {
+        /// Owner.
+        tenant: TenantId,
+        /// Which.
+        reservation: ReservationId,
+        /// Opt-out and cap.
+        lending: Lending,
+        /// Lowest price per shard-hour.
+        floor: PriceVector,
+    },
+    /// Offers a reservation's idle shards minus its owner's predicted need, within its
+    /// lending rules. The engine sends it on the owner's behalf.
+    AutoOffer {
+        /// Which.
+        reservation: ReservationId,
+        /// What its own workloads are predicted to need on top of their allocations over the
+        /// reclaim notice (upper quantile of their RDVs).
+        need: ShardVector,
+    },
+    /// Sets the pool's market price per shard-hour on a host (from the price book).
+    SetMarketPrice {
+        /// The host.
+        host: HostId,
+        /// Base price per shard-hour, per kind, before tier and delivery factors.
+        prices: PriceVector,
     },
     /// Withdraws a pending request (leases it already got stay).
     CancelRequest {
@@ -439,6 +525,10 @@ pub enum OfferReason {
     Allocated,
     /// The reservation shrank.
     ReservationShrank,
+    /// The engine offered idle shards minus the owner's predicted need.
+    Auto,
+    /// The owner changed its lending rules.
+    Lending,
 }
 
 /// How a lease ended.
@@ -604,6 +694,25 @@ pub enum Event {
         until: Timestamp,
         /// Tier.
         tier: Tier,
+        /// Scheduled delivery, if not now.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start: Option<Timestamp>,
+    },
+    /// A reservation's lending rules changed.
+    LendingChanged {
+        /// The reservation.
+        reservation: ReservationId,
+        /// Opt-out and cap.
+        lending: Lending,
+        /// Floor price.
+        floor: PriceVector,
+    },
+    /// A host's market price changed.
+    MarketPriceChanged {
+        /// The host.
+        host: HostId,
+        /// Base price per shard-hour.
+        prices: PriceVector,
     },
     /// A lease request ended.
     LeaseRequestEnded {
@@ -698,6 +807,7 @@ pub struct Ledger {
     workloads: BTreeMap<WorkloadId, Workload>,
     leases: BTreeMap<LeaseId, Lease>,
     requests: BTreeMap<RequestId, LeaseRequest>,
+    market: BTreeMap<HostId, PriceVector>,
 }
 
 fn next(counter: &mut u64) -> u64 {
@@ -940,7 +1050,7 @@ impl Ledger {
                 )
             });
         let leases = self.leases.values().map(|l| l.window.end());
-        let requests = self.requests.values().map(|r| r.until);
+        let requests = self.requests.values().flat_map(|r| [r.start, r.until]);
         res.chain(leases)
             .chain(requests)
             .filter(|&t| t > after)
@@ -1058,6 +1168,36 @@ impl Ledger {
                 .filter(|w| w.reservation == r)
                 .map(|w| &w.share),
         )?)
+    }
+
+    /// The base price per shard-hour a lender's shards go for now: its floor, or the host's
+    /// market price when that is higher.
+    fn ask_price(&self, lender: Lender, host: HostId) -> PriceVector {
+        let floor = self.lender_floor(lender);
+        match self.market.get(&host) {
+            Some(m) => floor.zip(m, Decimal::max),
+            None => floor,
+        }
+    }
+
+    /// The lowest floor on a host per kind: the provider's, or a reservation offering lower.
+    pub fn lowest_floor(&self, host: HostId) -> PriceVector {
+        let mut f = self.params.provider_floor;
+        for r in self
+            .reservations
+            .values()
+            .filter(|r| r.host == host && !r.offered.is_zero())
+        {
+            for k in r.offered.kinds() {
+                f.set(k, f.get(k).min(r.floor.get(k)));
+            }
+        }
+        f
+    }
+
+    /// The market price per shard-hour on a host, before tier and delivery factors.
+    pub fn market_price(&self, host: HostId) -> Option<PriceVector> {
+        self.market.get(&host).copied()
     }
 
     fn lender_floor(&self, lender: Lender) -> PriceVector {
@@ -1270,6 +1410,7 @@ impl Ledger {
                         modifications: Vec::new(),
                         offered: ShardVector::ZERO,
                         floor: PriceVector::default(),
+                        lending: Lending::default(),
                         cancelled: false,
                     },
                 );
@@ -1520,10 +1661,98 @@ impl Ledger {
                         needed: vector.get(kind),
                     });
                 }
+                if let Some(cap) = r.lending.cap {
+                    let lent = self.lent_by(Lender::Reservation(r.id), now)?;
+                    if let Some(kind) = ResourceKind::ALL
+                        .into_iter()
+                        .find(|&k| lent.get(k).saturating_add(vector.get(k)) > cap.get(k))
+                    {
+                        return Err(LedgerError::OverLendingCap {
+                            reservation: r.id,
+                            kind,
+                            cap: cap.get(kind),
+                            lent: lent.get(kind),
+                            wanted: vector.get(kind),
+                        });
+                    }
+                }
                 if let Some(res) = self.reservations.get_mut(reservation) {
                     res.floor = *floor;
                 }
                 self.set_offer(r.id, *vector, OfferReason::Owner, ev);
+            }
+            Action::SetLending {
+                tenant,
+                reservation,
+                lending,
+                floor,
+            } => {
+                let r = self.own_reservation(*tenant, *reservation)?.clone();
+                if !floor.is_non_negative() {
+                    return Err(LedgerError::NegativePrice {
+                        what: "floor price",
+                    });
+                }
+                if let Some(res) = self.reservations.get_mut(reservation) {
+                    res.lending = *lending;
+                    res.floor = *floor;
+                }
+                ev.push(Event::LendingChanged {
+                    reservation: r.id,
+                    lending: *lending,
+                    floor: *floor,
+                });
+                // Opting out withdraws the offer; a lower cap trims it. Leases already made
+                // stay until they end or are reclaimed.
+                let mut offered = if lending.opt_out {
+                    ShardVector::ZERO
+                } else {
+                    r.offered
+                };
+                if let Some(cap) = lending.cap {
+                    let lent = self.lent_by(Lender::Reservation(r.id), now)?;
+                    offered = offered.min(&cap.excess_over(&lent));
+                }
+                if offered != r.offered || *floor != r.floor {
+                    self.set_offer(r.id, offered, OfferReason::Lending, ev);
+                }
+            }
+            Action::AutoOffer { reservation, need } => {
+                let r = self
+                    .reservations
+                    .get(reservation)
+                    .ok_or(LedgerError::UnknownReservation(*reservation))?
+                    .clone();
+                let target = if r.lending.opt_out || r.cancelled || !r.window.contains(now) {
+                    ShardVector::ZERO
+                } else {
+                    let mut t = self.idle_of(&r)?.excess_over(need);
+                    if let Some(cap) = r.lending.cap {
+                        let lent = self.lent_by(Lender::Reservation(r.id), now)?;
+                        t = t.min(&cap.excess_over(&lent));
+                    }
+                    t
+                };
+                if target != r.offered {
+                    self.set_offer(r.id, target, OfferReason::Auto, ev);
+                }
+            }
+            Action::SetMarketPrice { host, prices } => {
+                if !self.hosts.contains_key(host) {
+                    return Err(LedgerError::UnknownHost(*host));
+                }
+                if !prices.is_non_negative() {
+                    return Err(LedgerError::NegativePrice {
+                        what: "market price",
+                    });
+                }
+                if self.market.get(host) != Some(prices) {
+                    self.market.insert(*host, *prices);
+                    ev.push(Event::MarketPriceChanged {
+                        host: *host,
+                        prices: *prices,
+                    });
+                }
             }
             Action::RequestLease {
                 tenant,
@@ -1532,6 +1761,7 @@ impl Ledger {
                 until,
                 max_price,
                 all_or_nothing,
+                start,
             } => {
                 let w = self.own_workload(*tenant, *workload)?.clone();
                 if vector.is_zero() {
@@ -1563,7 +1793,34 @@ impl Ledger {
                         wanted: vector.get(kind),
                     });
                 }
+                if let Some(s) = start {
+                    if *s < now {
+                        return Err(LedgerError::StartsInPast {
+                            what: "a lease request's delivery",
+                            start: *s,
+                            now,
+                        });
+                    }
+                    Window::new(*s, *until)?;
+                }
                 let tier = self.reservations[&w.reservation].tier;
+                let delivery = match start {
+                    Some(s) if *s > now => Delivery::Scheduled,
+                    _ => Delivery::Immediate,
+                };
+                let factor = self.params.price_factor(tier, delivery);
+                let floors = self.lowest_floor(w.host);
+                if let Some(kind) = vector
+                    .kinds()
+                    .find(|&k| max_price.get(k) < floors.get(k) * factor)
+                {
+                    return Err(LedgerError::PriceUnderFloor {
+                        host: w.host,
+                        kind,
+                        max: max_price.get(kind),
+                        floor: floors.get(kind) * factor,
+                    });
+                }
                 let id = RequestId(next(&mut self.counters.request));
                 self.requests.insert(
                     id,
@@ -1576,6 +1833,8 @@ impl Ledger {
                         filled: ShardVector::ZERO,
                         max_price: *max_price,
                         until: *until,
+                        start: start.unwrap_or(now).max(now),
+                        delivery,
                         all_or_nothing: *all_or_nothing,
                     },
                 );
@@ -1585,6 +1844,7 @@ impl Ledger {
                     wanted: *vector,
                     until: *until,
                     tier,
+                    start: start.filter(|&s| s > now),
                 });
             }
             Action::CancelRequest { tenant, request } => {
@@ -1835,10 +2095,16 @@ impl Ledger {
             .remove(&id)
             .ok_or(LedgerError::UnknownLease(id))?;
         // A lender who reclaimed wants the shards for itself; otherwise they return to the pool.
-        if let (Lender::Reservation(r), false) = (l.lender, reason == LeaseEnd::Reclaimed)
-            && let Some(res) = self.reservations.get_mut(&r)
-        {
-            res.offered = res.offered.checked_add(&l.vector)?;
+        // Within the lending cap, which may have been lowered while the lease was out.
+        if let (Lender::Reservation(r), false) = (l.lender, reason == LeaseEnd::Reclaimed) {
+            let lent = self.lent_by(l.lender, self.now)?;
+            if let Some(res) = self.reservations.get_mut(&r) {
+                let mut offered = res.offered.checked_add(&l.vector)?;
+                if let Some(cap) = res.lending.cap {
+                    offered = offered.min(&cap.excess_over(&lent));
+                }
+                res.offered = offered;
+            }
         }
         ev.push(Event::LeaseEnded { lease: id, reason });
         Ok(())
@@ -1914,106 +2180,101 @@ impl Ledger {
         Ok(out)
     }
 
+    /// The base-price limit of a request: its maximum price divided by its tier and delivery
+    /// factor, so that offers can be compared at their base price.
+    fn limit(&self, req: &LeaseRequest) -> PriceVector {
+        let f = self.params.price_factor(req.tier, req.delivery);
+        if f.is_zero() {
+            return PriceVector::uniform(Decimal::MAX);
+        }
+        req.max_price.zip(&req.max_price, |m, _| m / f)
+    }
+
     fn match_requests(&mut self, host: HostId, ev: &mut Vec<Event>) -> Result<(), LedgerError> {
+        let now = self.now;
         let mut order: Vec<(Reverse<Tier>, RequestId)> = self
             .requests
             .values()
-            .filter(|r| r.host == host)
+            .filter(|r| r.host == host && r.start <= now)
             .map(|r| (Reverse(r.tier), r.id))
             .collect();
+        if order.is_empty() {
+            return Ok(());
+        }
         order.sort();
-        // Per kind: offers at or under this price are held for an earlier, still-short request.
-        let mut blocked: [Option<Decimal>; 4] = [None; 4];
+        // The book holds what each lender can lend now, at its base price; how long a lender
+        // can keep lending depends on each request's end, so that is a per-request cap.
+        let mut book = HostBook::new();
+        let instant = now.checked_add(Span::from_millis(1))?;
+        for (lender, _, avail) in self.supply(host, instant)? {
+            book.set_asks(lender, &self.ask_price(lender, host), &avail);
+        }
         for &(_, id) in &order {
             let req = self.requests[&id].clone();
             let remaining = req.remaining();
-            let supply = self.supply(host, req.until)?;
-            let mut takes: BTreeMap<Lender, (PriceVector, ShardVector)> = BTreeMap::new();
-            let mut got = ShardVector::ZERO;
-            for kind in remaining.kinds() {
-                let max = req.max_price.get(kind);
-                let mut cands: Vec<(Decimal, u8, Lender, u64)> = supply
-                    .iter()
-                    .filter(|(_, floor, avail)| {
-                        let p = floor.get(kind);
-                        avail.get(kind) > 0
-                            && p <= max
-                            && blocked[kind.index()].is_none_or(|b| p > b)
-                    })
-                    .map(|(l, floor, avail)| {
-                        let provider_last = u8::from(matches!(l, Lender::Provider(_)));
-                        (floor.get(kind), provider_last, *l, avail.get(kind))
-                    })
-                    .collect();
-                cands.sort();
-                let mut need = remaining.get(kind);
-                for (_, _, lender, avail) in cands {
-                    if need == 0 {
-                        break;
-                    }
-                    let take = avail.min(need);
-                    need -= take;
-                    let floor = self.lender_floor(lender);
-                    let entry = takes.entry(lender).or_insert((floor, ShardVector::ZERO));
-                    entry.1 = entry.1.with(kind, entry.1.get(kind) + take);
-                    got = got.with(kind, got.get(kind) + take);
-                }
+            let cover: BTreeMap<Lender, ShardVector> = self
+                .supply(host, req.until)?
+                .into_iter()
+                .map(|(l, _, v)| (l, v))
+                .collect();
+            let bid = Bid {
+                vector: remaining,
+                limit: self.limit(&req),
+                all_or_nothing: req.all_or_nothing,
+            };
+            let fill = book.match_bid(&bid, |l, k| cover.get(&l).map_or(0, |v| v.get(k)));
+            if fill.got.is_zero() {
+                continue;
             }
-            let grant = !got.is_zero() && (!req.all_or_nothing || got == remaining);
-            if grant {
-                let window = Window::new(self.now, req.until)?;
-                for (lender, (price, vector)) in takes {
-                    if let Lender::Reservation(r) = lender {
-                        let res = self
-                            .reservations
-                            .get_mut(&r)
-                            .ok_or(LedgerError::UnknownReservation(r))?;
-                        res.offered = res.offered.checked_sub(&vector)?;
-                    }
-                    let lease = LeaseId(next(&mut self.counters.lease));
-                    self.leases.insert(
-                        lease,
-                        Lease {
-                            id: lease,
-                            lender,
-                            borrower: req.workload,
-                            tier: req.tier,
-                            host,
-                            vector,
-                            price,
-                            window,
-                            reclaim: None,
-                            request: id,
-                        },
-                    );
-                    ev.push(Event::LeaseCreated {
-                        lease,
-                        request: id,
+            let mut takes: BTreeMap<Lender, ShardVector> = BTreeMap::new();
+            for t in &fill.takes {
+                let v = takes.entry(t.lender).or_insert(ShardVector::ZERO);
+                *v = v.with(t.kind, v.get(t.kind) + t.shards);
+            }
+            let factor = self.params.price_factor(req.tier, req.delivery);
+            let window = Window::new(now, req.until)?;
+            for (lender, vector) in takes {
+                if let Lender::Reservation(r) = lender {
+                    let res = self
+                        .reservations
+                        .get_mut(&r)
+                        .ok_or(LedgerError::UnknownReservation(r))?;
+                    res.offered = res.offered.checked_sub(&vector)?;
+                }
+                let price = self.ask_price(lender, host).scaled(factor);
+                let lease = LeaseId(next(&mut self.counters.lease));
+                self.leases.insert(
+                    lease,
+                    Lease {
+                        id: lease,
                         lender,
                         borrower: req.workload,
+                        tier: req.tier,
+                        host,
                         vector,
                         price,
                         window,
-                    });
-                }
-                let r = self
-                    .requests
-                    .get_mut(&id)
-                    .ok_or(LedgerError::UnknownRequest(id))?;
-                r.filled = r.filled.checked_add(&got)?;
-                if r.remaining().is_zero() {
-                    self.end_request(id, RequestOutcome::Fulfilled, ev);
-                    continue;
-                }
+                        reclaim: None,
+                        request: id,
+                    },
+                );
+                ev.push(Event::LeaseCreated {
+                    lease,
+                    request: id,
+                    lender,
+                    borrower: req.workload,
+                    vector,
+                    price,
+                    window,
+                });
             }
-            let still = if grant {
-                remaining.checked_sub(&got)?
-            } else {
-                remaining
-            };
-            for kind in still.kinds() {
-                let b = &mut blocked[kind.index()];
-                *b = Some(b.map_or(req.max_price.get(kind), |x| x.max(req.max_price.get(kind))));
+            let r = self
+                .requests
+                .get_mut(&id)
+                .ok_or(LedgerError::UnknownRequest(id))?;
+            r.filled = r.filled.checked_add(&fill.got)?;
+            if r.remaining().is_zero() {
+                self.end_request(id, RequestOutcome::Fulfilled, ev);
             }
         }
         self.preempt(host, ev)
@@ -2024,12 +2285,13 @@ impl Ledger {
         let mut order: Vec<(Reverse<Tier>, RequestId)> = self
             .requests
             .values()
-            .filter(|r| r.host == host)
+            .filter(|r| r.host == host && r.start <= self.now)
             .map(|r| (Reverse(r.tier), r.id))
             .collect();
         order.sort();
         for (_, id) in order {
             let req = self.requests[&id].clone();
+            let limit = self.limit(&req);
             let mut incoming = ShardVector::checked_sum(
                 self.leases
                     .values()
@@ -2049,7 +2311,7 @@ impl Ledger {
                             && l.reclaim.is_none()
                             && l.tier < req.tier
                             && l.vector.get(kind) > 0
-                            && self.lender_floor(l.lender).get(kind) <= req.max_price.get(kind)
+                            && self.ask_price(l.lender, host).get(kind) <= limit.get(kind)
                     })
                     .map(|l| (l.tier, Reverse(l.id)))
                     .collect();
@@ -2203,6 +2465,10 @@ impl Ledger {
                     format!("{} is pending past its end", req.id),
                 );
             }
+            if req.start > now {
+                // A scheduled request competes only from its start.
+                continue;
+            }
             let incoming = ShardVector::checked_sum(
                 self.leases
                     .values()
@@ -2218,7 +2484,7 @@ impl Ledger {
                         && l.reclaim.is_none()
                         && l.tier < req.tier
                         && l.vector.get(k) > 0
-                        && self.lender_floor(l.lender).get(k) <= req.max_price.get(k)
+                        && self.ask_price(l.lender, l.host).get(k) <= self.limit(req).get(k)
                 });
                 if let Some(l) = held {
                     v(
@@ -2521,6 +2787,7 @@ mod tests {
             until: t(5_000),
             max_price: any,
             all_or_nothing,
+            start: None,
         };
         f.ok(req(f.a, lo, 10, false), 1);
         assert_eq!(f.l.allocation(lo).unwrap(), cpu(10));
@@ -2543,6 +2810,175 @@ mod tests {
         assert_eq!(f.l.allocation(hi).unwrap(), cpu(5));
         // What the critical request didn't need is now open to the lower tier again.
         assert_eq!(f.l.allocation(lo).unwrap(), cpu(3));
+    }
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    /// Tenant a lends 8 cpu at a floor of 1; b (standard) has a workload that borrows.
+    fn market_fixture() -> (Fixture, ReservationId, WorkloadId) {
+        let mut f = fixture(ShardVector::new(10, 10, 0, 0));
+        let params = LedgerParams {
+            provider_floor: PriceVector::uniform(d("5")),
+            ..LedgerParams::default()
+        };
+        f.ok(Action::Configure { params }, 0);
+        let lender = f.reserve(f.a, cpu(8), win(0, 10_000), Tier::Standard, 0);
+        let br = f.reserve(
+            f.b,
+            ShardVector::of(ResourceKind::Memory, 1),
+            win(0, 10_000),
+            Tier::Standard,
+            0,
+        );
+        let w = f.bind(f.b, br, "w", 0);
+        f.ok(
+            Action::Offer {
+                tenant: f.a,
+                reservation: lender,
+                vector: cpu(8),
+                floor: PriceVector::uniform(d("1")),
+            },
+            0,
+        );
+        (f, lender, w)
+    }
+
+    fn request(f: &Fixture, w: WorkloadId, n: u64, max: &str, start: Option<i64>) -> Action {
+        Action::RequestLease {
+            tenant: f.b,
+            workload: w,
+            vector: cpu(n),
+            until: t(1000),
+            max_price: PriceVector::uniform(d(max)),
+            all_or_nothing: false,
+            start: start.map(t),
+        }
+    }
+
+    #[test]
+    fn a_scheduled_request_is_delivered_at_its_start_without_the_immediate_premium() {
+        let (mut f, _, w) = market_fixture();
+        f.ok(request(&f, w, 4, "10", Some(100)), 0);
+        assert_eq!(f.l.leases().count(), 0, "nothing before the start");
+        assert_eq!(f.l.next_change(), Some(t(100)));
+        let ev = f.ok(Action::Expire, 100);
+        let lease = f.l.leases().next().unwrap();
+        assert_eq!(lease.window, win(100, 1000));
+        // Floor 1 × standard 1 × scheduled 1.
+        assert_eq!(lease.price.cpu, d("1"));
+        assert!(ev.iter().any(|e| matches!(e, Event::LeaseCreated { .. })));
+        // The same request for now pays the premium: 1 × 1.25.
+        f.ok(request(&f, w, 2, "10", None), 100);
+        let now = f.l.leases().last().unwrap();
+        assert_eq!(now.price.cpu, d("1.25"));
+    }
+
+    #[test]
+    fn the_market_price_lifts_lease_prices_above_low_floors() {
+        let (mut f, _, w) = market_fixture();
+        f.ok(
+            Action::SetMarketPrice {
+                host: f.host,
+                prices: PriceVector::uniform(d("2")),
+            },
+            0,
+        );
+        // max(floor 1, market 2) × 1.25 = 2.5; a maximum of 2.4 waits, 2.5 is served.
+        f.ok(request(&f, w, 1, "2.4", None), 0);
+        assert_eq!(f.l.leases().count(), 0);
+        f.ok(request(&f, w, 1, "2.5", None), 0);
+        assert_eq!(f.l.leases().next().unwrap().price.cpu, d("2.5"));
+        assert!(matches!(
+            f.err(
+                Action::SetMarketPrice {
+                    host: f.host,
+                    prices: PriceVector::uniform(d("-1")),
+                },
+                0
+            ),
+            LedgerError::NegativePrice { .. }
+        ));
+    }
+
+    #[test]
+    fn requests_under_every_floor_or_in_the_past_are_refused() {
+        let (mut f, _, w) = market_fixture();
+        // The lowest floor is a's 1; immediate standard needs at least 1.25.
+        assert!(matches!(
+            f.err(request(&f, w, 1, "1.2", None), 0),
+            LedgerError::PriceUnderFloor {
+                kind: ResourceKind::Cpu,
+                ..
+            }
+        ));
+        f.ok(Action::Expire, 50);
+        assert!(matches!(
+            f.err(request(&f, w, 1, "9", Some(10)), 50),
+            LedgerError::StartsInPast { .. }
+        ));
+        assert!(matches!(
+            f.err(request(&f, w, 1, "9", Some(1000)), 50),
+            LedgerError::Time(_)
+        ));
+    }
+
+    #[test]
+    fn automatic_offers_keep_the_owners_need_and_obey_opt_out_and_cap() {
+        let (mut f, lender, _) = market_fixture();
+        let auto = |need| Action::AutoOffer {
+            reservation: lender,
+            need: cpu(need),
+        };
+        // 8 idle, 3 predicted: 5 offered.
+        f.ok(auto(3), 0);
+        assert_eq!(f.l.reservation(lender).unwrap().offered, cpu(5));
+        let a = f.a;
+        let lending = |opt_out, cap: Option<u64>| Action::SetLending {
+            tenant: a,
+            reservation: lender,
+            lending: Lending {
+                opt_out,
+                cap: cap.map(cpu),
+            },
+            floor: PriceVector::uniform(d("1")),
+        };
+        f.ok(lending(false, Some(2)), 0);
+        assert_eq!(
+            f.l.reservation(lender).unwrap().offered,
+            cpu(2),
+            "cap trims"
+        );
+        f.ok(auto(0), 0);
+        assert_eq!(f.l.reservation(lender).unwrap().offered, cpu(2));
+        assert!(matches!(
+            f.err(
+                Action::Offer {
+                    tenant: f.a,
+                    reservation: lender,
+                    vector: cpu(3),
+                    floor: PriceVector::default(),
+                },
+                0
+            ),
+            LedgerError::OverLendingCap { cap: 2, .. }
+        ));
+        f.ok(lending(true, None), 0);
+        assert!(f.l.reservation(lender).unwrap().offered.is_zero());
+        f.ok(auto(0), 0);
+        assert!(
+            f.l.reservation(lender).unwrap().offered.is_zero(),
+            "opted out"
+        );
+        // A foreign tenant can't change a's lending.
+        let foreign = Action::SetLending {
+            tenant: f.b,
+            reservation: lender,
+            lending: Lending::default(),
+            floor: PriceVector::default(),
+        };
+        assert!(matches!(f.err(foreign, 0), LedgerError::NotOwner { .. }));
     }
 
     #[test]
@@ -2574,6 +3010,7 @@ mod tests {
                 until: t(1000),
                 max_price: PriceVector::default(),
                 all_or_nothing: true,
+                start: None,
             },
             0,
         );
@@ -2781,6 +3218,7 @@ mod tests {
                 until: t(50),
                 max_price: PriceVector::default(),
                 all_or_nothing: false,
+                start: None,
             },
             10,
         );

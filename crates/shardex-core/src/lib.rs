@@ -29,6 +29,7 @@
 //! ```
 
 pub mod billing;
+pub mod book;
 pub mod domain;
 pub mod ledger;
 pub mod market;
@@ -39,9 +40,9 @@ pub mod shard;
 pub mod time;
 
 pub use domain::{
-    Change, Host, HostId, KindChange, Lease, LeaseId, LeaseRequest, Lender, Modification,
-    ModificationId, PriceVector, RequestId, Reservation, ReservationId, Tenant, TenantId, Tier,
-    Workload, WorkloadId,
+    Change, Delivery, Host, HostId, KindChange, Lease, LeaseId, LeaseRequest, Lender, Lending,
+    Modification, ModificationId, PriceVector, RequestId, Reservation, ReservationId, Tenant,
+    TenantId, Tier, Workload, WorkloadId,
 };
 pub use ledger::{Action, Event, HostBalance, Ledger, LedgerError, LedgerParams, Rule, Violation};
 pub use pricing::PriceTable;

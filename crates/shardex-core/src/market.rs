@@ -14,8 +14,9 @@ use std::collections::{BTreeMap, VecDeque};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::HostId;
-use crate::shard::ResourceKind;
+use crate::domain::{HostId, PriceVector};
+use crate::ledger::{Action, Ledger};
+use crate::shard::{ResourceKind, ShardVector};
 use crate::time::Timestamp;
 
 /// Parameters of the price curve.
@@ -171,6 +172,77 @@ impl PriceBook {
     }
 }
 
+/// What the pool of one host holds now, per kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    /// On offer and not lent: reservations' offers plus the provider's free capacity.
+    pub offered: ShardVector,
+    /// Lent out.
+    pub leased: ShardVector,
+    /// Still wanted by requests whose delivery time has come.
+    pub waiting: ShardVector,
+    /// The lowest floor price of any lender there.
+    pub floor: PriceVector,
+}
+
+impl Pool {
+    /// The pool of one kind, as the price curve sees it.
+    pub fn state(&self, kind: ResourceKind) -> PoolState {
+        PoolState {
+            leased: self.leased.get(kind),
+            offered: self.offered.get(kind),
+            waiting: self.waiting.get(kind),
+            floor: self.floor.get(kind),
+        }
+    }
+}
+
+/// The pool of `host` in `ledger` now (empty for an unknown host).
+pub fn pool_of(ledger: &Ledger, host: HostId) -> Pool {
+    let Ok(b) = ledger.balance(host) else {
+        return Pool::default();
+    };
+    let now = ledger.now();
+    let sum = |it: &mut dyn Iterator<Item = ShardVector>| {
+        it.fold(ShardVector::ZERO, |a, v| a.saturating_add(&v))
+    };
+    let waiting = sum(&mut ledger
+        .requests()
+        .filter(|r| r.host == host && r.start <= now)
+        .map(|r| r.remaining()));
+    Pool {
+        offered: b.offered.saturating_add(&b.free),
+        leased: b.lent_by_reservations.saturating_add(&b.lent_by_provider),
+        waiting,
+        floor: ledger.lowest_floor(host),
+    }
+}
+
+/// Moves every host's market price one step toward the curve's target over the list prices
+/// and returns the actions that set the new prices in the ledger (none where nothing moved).
+pub fn reprice(
+    book: &mut PriceBook,
+    ledger: &Ledger,
+    list: &PriceVector,
+    at: Timestamp,
+) -> Vec<Action> {
+    let mut out = Vec::new();
+    for h in ledger.hosts() {
+        let pool = pool_of(ledger, h.id);
+        let mut prices = PriceVector::default();
+        for kind in ResourceKind::ALL {
+            prices.set(
+                kind,
+                book.update(h.id, kind, list.get(kind), pool.state(kind), at),
+            );
+        }
+        if ledger.market_price(h.id) != Some(prices) {
+            out.push(Action::SetMarketPrice { host: h.id, prices });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +330,77 @@ mod tests {
         );
         assert_eq!(book.history(h, ResourceKind::Cpu).count(), 23);
         assert!(book.price(h, ResourceKind::Memory).is_none());
+    }
+
+    #[test]
+    fn repricing_follows_the_pool_of_each_host_and_feeds_the_ledger() {
+        use crate::domain::{TenantId, Tier};
+        use crate::time::Window;
+        let t = |s| Timestamp::from_secs(s).unwrap();
+        let mut l = Ledger::new();
+        for name in ["busy", "idle"] {
+            l.apply(
+                &Action::RegisterHost {
+                    name: name.into(),
+                    capacity: ShardVector::new(100, 0, 0, 0),
+                },
+                t(0),
+            )
+            .unwrap();
+        }
+        l.apply(&Action::CreateTenant { name: "a".into() }, t(0))
+            .unwrap();
+        // All of host 1 is reserved and nothing is offered: its pool is empty while a request
+        // waits. Host 2 is all free.
+        l.apply(
+            &Action::CreateReservation {
+                tenant: TenantId(1),
+                host: HostId(1),
+                vector: ShardVector::new(100, 0, 0, 0),
+                window: Window::new(t(0), t(3600)).unwrap(),
+                tier: Tier::Standard,
+            },
+            t(0),
+        )
+        .unwrap();
+        l.apply(
+            &Action::BindWorkload {
+                tenant: TenantId(1),
+                reservation: crate::domain::ReservationId(1),
+                name: "w".into(),
+            },
+            t(0),
+        )
+        .unwrap();
+        l.apply(
+            &Action::RequestLease {
+                tenant: TenantId(1),
+                workload: crate::domain::WorkloadId(1),
+                vector: ShardVector::new(10, 0, 0, 0),
+                until: t(600),
+                max_price: PriceVector::uniform(d("1")),
+                all_or_nothing: false,
+                start: None,
+            },
+            t(0),
+        )
+        .unwrap();
+        let busy = pool_of(&l, HostId(1));
+        assert_eq!(busy.waiting.get(ResourceKind::Cpu), 10);
+        assert_eq!(busy.offered.get(ResourceKind::Cpu), 0);
+        assert_eq!(pool_of(&l, HostId(2)).offered.get(ResourceKind::Cpu), 100);
+        let mut book = PriceBook::new(PriceCurve::default());
+        let list = PriceVector::uniform(d("0.0004"));
+        let actions = reprice(&mut book, &l, &list, t(60));
+        assert_eq!(actions.len(), 2);
+        for a in &actions {
+            l.apply(a, t(60)).unwrap();
+        }
+        // Waiting demand with nothing on offer: the top of the curve; an idle pool: the bottom.
+        assert_eq!(l.market_price(HostId(1)).unwrap().cpu, d("0.0012"));
+        assert_eq!(l.market_price(HostId(2)).unwrap().cpu, d("0.0002"));
+        // Nothing moved: nothing to apply.
+        let again = reprice(&mut book, &l, &list, t(120));
+        assert!(again.is_empty(), "{again:?}");
     }
 }

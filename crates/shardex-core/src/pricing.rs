@@ -17,6 +17,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use crate::domain::Delivery;
 use crate::domain::{PriceVector, Tier};
 use crate::shard::ResourceKind;
 use crate::time::Span;
@@ -82,6 +83,18 @@ pub struct TierFactors {
     pub critical: Decimal,
 }
 
+impl Default for TierFactors {
+    /// Best-effort at half price, standard at list, premium ×1.5, critical ×2.
+    fn default() -> Self {
+        Self {
+            best_effort: Decimal::new(5, 1),
+            standard: Decimal::ONE,
+            premium: Decimal::new(15, 1),
+            critical: Decimal::TWO,
+        }
+    }
+}
+
 impl TierFactors {
     /// The factor of one tier.
     pub fn get(&self, tier: Tier) -> Decimal {
@@ -92,16 +105,6 @@ impl TierFactors {
             Tier::Critical => self.critical,
         }
     }
-}
-
-/// When shards are delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Delivery {
-    /// Now: priced with the immediate-delivery premium.
-    Immediate,
-    /// At a future time, announced in advance.
-    Scheduled,
 }
 
 /// The price table.
@@ -167,12 +170,7 @@ impl Default for PriceTable {
                     factor: d(6, 1),
                 },
             ],
-            tier_factors: TierFactors {
-                best_effort: d(5, 1),
-                standard: Decimal::ONE,
-                premium: d(15, 1),
-                critical: Decimal::TWO,
-            },
+            tier_factors: TierFactors::default(),
             immediate_premium: d(125, 2),
         }
     }

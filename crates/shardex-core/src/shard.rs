@@ -292,6 +292,11 @@ impl ShardVector {
         Self::from_fn(|k| self.get(k).saturating_sub(other.get(k)))
     }
 
+    /// Sum that stops at the largest count instead of failing (for reports, not the ledger).
+    pub fn saturating_add(&self, other: &ShardVector) -> ShardVector {
+        Self::from_fn(|k| self.get(k).saturating_add(other.get(k)))
+    }
+
     /// Per-kind minimum.
     pub fn min(&self, other: &ShardVector) -> ShardVector {
         Self::from_fn(|k| self.get(k).min(other.get(k)))

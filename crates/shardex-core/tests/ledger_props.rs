@@ -1,5 +1,7 @@
-//! Property tests: random action sequences keep DESIGN.md invariants 1 (conservation),
-//! 2 (allocations) and 7 (priority), and a refused action changes nothing.
+//! Property tests: random action sequences (reservations, modifications, offers by hand and
+//! automatic, immediate and scheduled requests, reclaims, releases, market prices, expiries)
+//! keep DESIGN.md invariants 1 (conservation), 2 (allocations), 5 (double-entry money that
+//! matches the metering) and 7 (priority), and a refused action changes nothing.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -58,6 +60,25 @@ enum Op {
         dur: u8,
         max: u8,
         all_or_nothing: bool,
+        /// 0: immediate; otherwise scheduled this many × 10 s ahead.
+        delay: u8,
+    },
+    /// Lending rules; the cap as a percentage per kind of what the reservation holds.
+    SetLending {
+        res: u8,
+        opt_out: bool,
+        cap: Option<[u8; 4]>,
+        floor: u8,
+    },
+    /// The engine's automatic offer, with a predicted need per kind.
+    AutoOffer {
+        res: u8,
+        need: [u8; 4],
+    },
+    /// A host's market price (in tenths).
+    SetMarket {
+        host: u8,
+        price: u8,
     },
     CancelRequest {
         r: u8,
@@ -111,9 +132,14 @@ fn op() -> impl Strategy<Value = (Op, bool, u8)> {
         1 => any::<u8>().prop_map(|w| Op::Unbind { w }),
         4 => (any::<u8>(), vec4(120)).prop_map(|(w, share)| Op::Allocate { w, share }),
         4 => (any::<u8>(), vec4(120), 0u8..3).prop_map(|(res, vector, floor)| Op::Offer { res, vector, floor }),
-        6 => (any::<u8>(), sparse4(12), 5u8..60, 0u8..4, any::<bool>()).prop_map(|(w, vector, dur, max, all_or_nothing)| {
-            Op::Request { w, vector, dur, max, all_or_nothing }
+        6 => (any::<u8>(), sparse4(12), 5u8..60, 0u8..4, any::<bool>(), prop_oneof![3 => Just(0u8), 1 => 1u8..5]).prop_map(|(w, vector, dur, max, all_or_nothing, delay)| {
+            Op::Request { w, vector, dur, max, all_or_nothing, delay }
         }),
+        2 => (any::<u8>(), any::<bool>(), prop::option::of(vec4(120)), 0u8..3).prop_map(|(res, opt_out, cap, floor)| {
+            Op::SetLending { res, opt_out: opt_out && floor == 0, cap, floor }
+        }),
+        3 => (any::<u8>(), vec4(6)).prop_map(|(res, need)| Op::AutoOffer { res, need }),
+        1 => (0u8..2, 0u8..30).prop_map(|(host, price)| Op::SetMarket { host, price }),
         1 => any::<u8>().prop_map(|r| Op::CancelRequest { r }),
         2 => any::<u8>().prop_map(|lease| Op::Reclaim { lease }),
         1 => any::<u8>().prop_map(|lease| Op::Release { lease }),
@@ -151,6 +177,7 @@ impl World {
                     params: LedgerParams {
                         reclaim_notice: secs(30),
                         provider_floor: PriceVector::uniform(Decimal::ONE),
+                        ..LedgerParams::default()
                     },
                 },
                 t0,
@@ -353,17 +380,54 @@ impl World {
                 dur,
                 max,
                 all_or_nothing,
+                delay,
             } => {
                 let (id, owner) = pick(&wls, w)?;
+                let until = now.checked_add(secs(u64::from(dur) * 10)).unwrap();
+                let start = (delay > 0)
+                    .then(|| now.checked_add(secs(u64::from(delay) * 10)).unwrap())
+                    .filter(|&s| s < until);
                 Action::RequestLease {
                     tenant: as_tenant(owner),
                     workload: id,
                     vector: sv(vector),
-                    until: now.checked_add(secs(u64::from(dur) * 10)).unwrap(),
+                    until,
                     max_price: PriceVector::uniform(Decimal::from(max)),
                     all_or_nothing,
+                    start,
                 }
             }
+            Op::SetLending {
+                res: r,
+                opt_out,
+                cap,
+                floor,
+            } => {
+                let (id, owner) = pick(&res, r)?;
+                let held = l.reserved_at(l.reservation(id)?, now).ok()?;
+                Action::SetLending {
+                    tenant: as_tenant(owner),
+                    reservation: id,
+                    lending: shardex_core::Lending {
+                        opt_out,
+                        cap: cap.map(|c| {
+                            ShardVector::from_fn(|k| held.get(k) * u64::from(c[k.index()]) / 100)
+                        }),
+                    },
+                    floor: PriceVector::uniform(Decimal::from(floor)),
+                }
+            }
+            Op::AutoOffer { res: r, need } => {
+                let (id, _) = pick(&res, r)?;
+                Action::AutoOffer {
+                    reservation: id,
+                    need: sv(need),
+                }
+            }
+            Op::SetMarket { host, price } => Action::SetMarketPrice {
+                host: pick(&hosts, host)?,
+                prices: PriceVector::uniform(Decimal::new(i64::from(price), 1)),
+            },
             Op::CancelRequest { r } => {
                 let (id, owner) = pick(&reqs, r)?;
                 Action::CancelRequest {
@@ -445,12 +509,19 @@ fn lower_tier_took_needed_shards(
             if !existed || p.host != l.host || p.tier <= l.tier {
                 continue;
             }
+            if p.start > l.window.start() {
+                // Not yet competing when the lease was made (earlier in this catch-up).
+                continue;
+            }
+            let factor = after.params().price_factor(p.tier, p.delivery);
+            let market = after.market_price(l.host).unwrap_or_default();
             for k in vector.kinds() {
                 let floor = match lender {
                     Lender::Reservation(r) => after.reservation(*r).map(|r| r.floor.get(k)),
                     Lender::Provider(_) => Some(after.params().provider_floor.get(k)),
                 };
-                if p.remaining().get(k) > 0 && floor.is_some_and(|f| f <= p.max_price.get(k)) {
+                let price = floor.map(|f| f.max(market.get(k)) * factor);
+                if p.remaining().get(k) > 0 && price.is_some_and(|f| f <= p.max_price.get(k)) {
                     return Some(format!(
                         "{lease} ({}) took {k} while {} ({}) waits",
                         l.tier, p.id, p.tier
@@ -464,9 +535,14 @@ fn lower_tier_took_needed_shards(
 
 fn contention_op() -> impl Strategy<Value = (Op, bool, u8)> {
     let op = prop_oneof![
-        6 => (any::<u8>(), sparse4(12), 5u8..60, 0u8..4, any::<bool>()).prop_map(|(w, vector, dur, max, all_or_nothing)| {
-            Op::Request { w, vector, dur, max, all_or_nothing }
+        6 => (any::<u8>(), sparse4(12), 5u8..60, 0u8..4, any::<bool>(), prop_oneof![3 => Just(0u8), 1 => 1u8..5]).prop_map(|(w, vector, dur, max, all_or_nothing, delay)| {
+            Op::Request { w, vector, dur, max, all_or_nothing, delay }
         }),
+        2 => (any::<u8>(), any::<bool>(), prop::option::of(vec4(120)), 0u8..3).prop_map(|(res, opt_out, cap, floor)| {
+            Op::SetLending { res, opt_out: opt_out && floor == 0, cap, floor }
+        }),
+        3 => (any::<u8>(), vec4(6)).prop_map(|(res, need)| Op::AutoOffer { res, need }),
+        1 => (0u8..2, 0u8..30).prop_map(|(host, price)| Op::SetMarket { host, price }),
         2 => (any::<u8>(), vec4(120)).prop_map(|(w, share)| Op::Allocate { w, share }),
         2 => (any::<u8>(), vec4(120), 0u8..3).prop_map(|(res, vector, floor)| Op::Offer { res, vector, floor }),
         1 => any::<u8>().prop_map(|r| Op::CancelRequest { r }),
@@ -497,12 +573,147 @@ fn brute_force_reserved_ms(l: &Ledger, to: Timestamp) -> u128 {
     total
 }
 
+/// Actions that name no tenant (or create a fresh object): a "foreign" flag means nothing.
+fn system_action(a: &Action) -> bool {
+    matches!(
+        a,
+        Action::Expire
+            | Action::CreateReservation { .. }
+            | Action::AutoOffer { .. }
+            | Action::SetMarketPrice { .. }
+    )
+}
+
+/// Lending rules: an automatic offer is at most idle − predicted need and nothing when opted
+/// out; no offer goes over the cap; a scheduled request's leases never start early; a lease's
+/// price is never under its lender's floor.
+fn check_lending(
+    before: &Ledger,
+    after: &Ledger,
+    action: &Action,
+    events: &[Event],
+    starts: &mut std::collections::BTreeMap<shardex_core::RequestId, Timestamp>,
+) -> Result<(), TestCaseError> {
+    if let Action::AutoOffer { reservation, need } = action
+        && let Some(r) = after.reservation(*reservation)
+    {
+        {
+            let mut idle = before.clone();
+            idle.apply(&Action::Expire, after.now()).unwrap();
+            let most = idle.idle(*reservation).unwrap().excess_over(need);
+            prop_assert!(
+                r.offered.fits_in(&most),
+                "auto offer {} over idle − need {}",
+                r.offered,
+                most
+            );
+            if r.lending.opt_out {
+                prop_assert!(r.offered.is_zero());
+            }
+        }
+    }
+    for r in after.reservations() {
+        if let Some(cap) = r.lending.cap {
+            let lent = ShardVector::checked_sum(
+                after
+                    .leases()
+                    .filter(|l| l.lender == Lender::Reservation(r.id))
+                    .map(|l| &l.vector),
+            )
+            .unwrap();
+            prop_assert!(
+                r.offered.fits_in(&cap.excess_over(&lent)),
+                "{} offers {} with {} lent under a cap of {}",
+                r.id,
+                r.offered,
+                lent,
+                cap
+            );
+        }
+    }
+    // Floors and market prices as they stood at each event of this action.
+    let mut floors: std::collections::BTreeMap<Lender, PriceVector> = before
+        .reservations()
+        .map(|r| (Lender::Reservation(r.id), r.floor))
+        .collect();
+    let mut market: std::collections::BTreeMap<shardex_core::HostId, PriceVector> = before
+        .hosts()
+        .filter_map(|h| Some((h.id, before.market_price(h.id)?)))
+        .collect();
+    for e in events {
+        match e {
+            Event::OfferChanged {
+                reservation, floor, ..
+            }
+            | Event::LendingChanged {
+                reservation, floor, ..
+            } => {
+                floors.insert(Lender::Reservation(*reservation), *floor);
+            }
+            Event::MarketPriceChanged { host, prices } => {
+                market.insert(*host, *prices);
+            }
+            Event::LeaseRequested {
+                request,
+                start: Some(s),
+                ..
+            } => {
+                starts.insert(*request, *s);
+            }
+            Event::LeaseCreated {
+                request,
+                window,
+                lender,
+                borrower,
+                price,
+                vector,
+                ..
+            } => {
+                if let Some(s) = starts.get(request) {
+                    prop_assert!(
+                        window.start() >= *s,
+                        "scheduled for {s}, delivered {window}"
+                    );
+                }
+                // The price is the lender's floor or the market price, whichever is higher,
+                // times the tier and delivery factors.
+                let w = before
+                    .workload(*borrower)
+                    .or_else(|| after.workload(*borrower))
+                    .unwrap();
+                let tier = before
+                    .reservation(w.reservation)
+                    .or_else(|| after.reservation(w.reservation))
+                    .unwrap()
+                    .tier;
+                let floor = match lender {
+                    Lender::Reservation(_) => floors.get(lender).copied().unwrap_or_default(),
+                    Lender::Provider(_) => after.params().provider_floor,
+                };
+                let delivery = if starts.contains_key(request) {
+                    shardex_core::Delivery::Scheduled
+                } else {
+                    shardex_core::Delivery::Immediate
+                };
+                let factor = after.params().price_factor(tier, delivery);
+                let m = market.get(&w.host).copied().unwrap_or_default();
+                for k in vector.kinds() {
+                    prop_assert_eq!(price.get(k), floor.get(k).max(m.get(k)) * factor);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn run(mut world: World, ops: &[(Op, bool, u8)]) -> Result<(), TestCaseError> {
     let mut applied = 0usize;
     let prices = PriceTable::default();
     let share = Decimal::new(8, 1);
     let mut journal = Journal::new();
     let mut charges: Vec<Charge> = Vec::new();
+    let mut starts = std::collections::BTreeMap::new();
     for (op, foreign, jitter) in ops {
         let Some((action, now)) = world.action(op, *foreign, *jitter) else {
             continue;
@@ -538,8 +749,8 @@ fn run(mut world: World, ops: &[(Op, bool, u8)]) -> Result<(), TestCaseError> {
                 if let Some(why) = lower_tier_took_needed_shards(&before, &world.ledger, &events) {
                     prop_assert!(false, "after {action:?}: {why}");
                 }
-                if *foreign && !matches!(action, Action::Expire | Action::CreateReservation { .. })
-                {
+                check_lending(&before, &world.ledger, &action, &events, &mut starts)?;
+                if *foreign && !system_action(&action) {
                     prop_assert!(false, "{action:?} by a foreign tenant was accepted");
                 }
             }
@@ -551,8 +762,7 @@ fn run(mut world: World, ops: &[(Op, bool, u8)]) -> Result<(), TestCaseError> {
                     action,
                     e
                 );
-                if *foreign && !matches!(action, Action::Expire | Action::CreateReservation { .. })
-                {
+                if *foreign && !system_action(&action) {
                     prop_assert!(
                         // The object may also have ended while time caught up.
                         matches!(
@@ -674,6 +884,9 @@ fn generated_sequences_reach_every_rule() {
                             )
                         }
                         Event::OfferChanged { reason, .. } => format!("offer {reason:?}"),
+                        Event::LeaseRequested { start: Some(_), .. } => {
+                            "scheduled request".to_string()
+                        }
                         Event::ModificationEnded { cancelled, .. } => {
                             format!("modification ended cancelled={cancelled}")
                         }
@@ -701,6 +914,11 @@ fn generated_sequences_reach_every_rule() {
         "modification ended cancelled=false",
         "modification ended cancelled=true",
         "LeaseCreated",
+        "offer Auto",
+        "offer Lending",
+        "scheduled request",
+        "MarketPriceChanged",
+        "LendingChanged",
     ] {
         assert!(
             seen.get(needed).copied().unwrap_or(0) > 0,

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use shardex_core::billing::{Charge, accrue};
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use shardex_core::billing::{Account, Charge, DEFAULT_LENDER_SHARE, accrue, charge_transaction};
 use shardex_core::ports::LedgerStore;
 use shardex_core::{
     Action, Event, Ledger, LedgerError, PriceTable, ShardSizes, TenantId, Timestamp,
@@ -30,6 +33,24 @@ pub struct SqliteStore {
     seq: u64,
     sizes: ShardSizes,
     prices: PriceTable,
+    lender_share: Decimal,
+}
+
+fn account_key(a: Account) -> String {
+    match a {
+        Account::Provider => "provider".into(),
+        Account::Tenant(t) => format!("tenant:{}", t.0),
+    }
+}
+
+fn parse_account(s: &str) -> Option<Account> {
+    if s == "provider" {
+        return Some(Account::Provider);
+    }
+    s.strip_prefix("tenant:")?
+        .parse()
+        .ok()
+        .map(|n| Account::Tenant(TenantId(n)))
 }
 
 fn encode<T: serde::Serialize>(what: &'static str, v: &T) -> Result<String, StoreError> {
@@ -90,6 +111,7 @@ impl SqliteStore {
             seq: 0,
             sizes,
             prices: PriceTable::default(),
+            lender_share: DEFAULT_LENDER_SHARE,
         };
         store.check_sizes(read_only).await?;
         store.replay().await?;
@@ -242,6 +264,33 @@ impl SqliteStore {
         self.prices = prices;
     }
 
+    /// Credits lenders this share of what their shards earn from now on (the provider keeps
+    /// the rest); 0.8 until set.
+    pub fn set_lender_share(&mut self, share: Decimal) {
+        self.lender_share = share;
+    }
+
+    /// Every account's balance in the stored journal (positive: owes; negative: is owed).
+    pub async fn journal_balances(&self) -> Result<BTreeMap<Account, Decimal>, StoreError> {
+        let rows = sqlx::query("SELECT seq, account, amount FROM postings")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let seq = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0);
+            let account: String = row.try_get(1)?;
+            let amount: String = row.try_get(2)?;
+            let corrupt = |what: &str| StoreError::Corrupt {
+                seq,
+                reason: format!("posting {what}"),
+            };
+            let account = parse_account(&account).ok_or_else(|| corrupt("account"))?;
+            let amount: Decimal = amount.parse().map_err(|_| corrupt("amount"))?;
+            *out.entry(account).or_insert(Decimal::ZERO) += amount;
+        }
+        Ok(out)
+    }
+
     /// Charges whose interval ends in `(from, to]`, paid or lent by `tenant` (every tenant when
     /// `None`), oldest first.
     pub async fn charges(
@@ -324,6 +373,19 @@ impl SqliteStore {
             .bind(c.amount.to_string())
             .execute(&mut *tx)
             .await?;
+            let t = charge_transaction(c, self.lender_share)?;
+            for (pidx, p) in t.postings.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO postings (seq, idx, pidx, account, amount) VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(seq)
+                .bind(i64::try_from(idx).unwrap_or(i64::MAX))
+                .bind(i64::try_from(pidx).unwrap_or(i64::MAX))
+                .bind(account_key(p.account))
+                .bind(p.amount.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -200,6 +200,12 @@ async fn sqlite_store_meters_what_the_ledger_held_between_actions_durably() {
         .await
         .unwrap();
     assert_eq!(store.charges(None, t(0), t(7200)).await.unwrap(), charges);
+    // The journal was written with the charges: a owes 0.04, the provider is owed it.
+    let balances = store.journal_balances().await.unwrap();
+    use shardex_core::billing::Account;
+    assert_eq!(balances[&Account::Tenant(TenantId(1))], total);
+    assert_eq!(balances[&Account::Provider], -total);
+    assert_eq!(balances.values().sum::<Decimal>(), Decimal::ZERO);
     assert!(
         store
             .charges(Some(TenantId(2)), t(0), t(7200))

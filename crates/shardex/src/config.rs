@@ -3,8 +3,12 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
-use shardex_core::{LedgerParams, PriceVector, ShardSizes, Span};
+use shardex_core::billing::DEFAULT_LENDER_SHARE;
+use shardex_core::market::PriceCurve;
+use shardex_core::pricing::{DurationTier, TierFactors, VolumeTier};
+use shardex_core::{LedgerParams, PriceTable, PriceVector, ShardSizes, Span};
 use thiserror::Error;
 
 /// Errors reading or validating the configuration.
@@ -53,6 +57,101 @@ pub struct Config {
     pub ledger: LedgerConfig,
     /// The HTTP API.
     pub api: ApiConfig,
+    /// The price table and how lenders are paid.
+    pub pricing: PricingConfig,
+    /// Dynamic market prices.
+    pub market: MarketConfig,
+}
+
+/// `[pricing]`: list prices and their tiers, as the price table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PricingConfig {
+    /// List price per shard-hour, per kind.
+    pub shard_hour: PriceVector,
+    /// Graduated volume discounts: from this many shards, this factor.
+    pub volume_tiers: Vec<VolumeTier>,
+    /// Commitment discounts: a commitment at least this long costs this factor, all of it.
+    pub duration_tiers: Vec<DurationTierConfig>,
+    /// Multipliers by priority tier (reservations and leases).
+    pub tier_factors: TierFactors,
+    /// Multiplier for immediate over scheduled delivery (reservations and leases).
+    pub immediate_premium: Decimal,
+    /// Share of a lease's charge credited to the lender; the provider keeps the rest.
+    pub lender_share: Decimal,
+}
+
+/// One duration tier with a readable duration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DurationTierConfig {
+    /// Shortest commitment of the tier, like `"1d"`.
+    #[serde(deserialize_with = "span_text", serialize_with = "span_display")]
+    pub from: Span,
+    /// Multiplier of the list price.
+    pub factor: Decimal,
+}
+
+impl Default for PricingConfig {
+    fn default() -> Self {
+        let t = PriceTable::default();
+        Self {
+            shard_hour: t.shard_hour,
+            volume_tiers: t.volume_tiers,
+            duration_tiers: t
+                .duration_tiers
+                .iter()
+                .map(|d| DurationTierConfig {
+                    from: d.from,
+                    factor: d.factor,
+                })
+                .collect(),
+            tier_factors: t.tier_factors,
+            immediate_premium: t.immediate_premium,
+            lender_share: DEFAULT_LENDER_SHARE,
+        }
+    }
+}
+
+impl PricingConfig {
+    /// The price table this section describes.
+    pub fn table(&self) -> PriceTable {
+        PriceTable {
+            shard_hour: self.shard_hour,
+            volume_tiers: self.volume_tiers.clone(),
+            duration_tiers: self
+                .duration_tiers
+                .iter()
+                .map(|d| DurationTier {
+                    from: d.from,
+                    factor: d.factor,
+                })
+                .collect(),
+            tier_factors: self.tier_factors,
+            immediate_premium: self.immediate_premium,
+        }
+    }
+}
+
+/// `[market]`: how the pool's price per (host, kind) follows supply and demand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarketConfig {
+    /// The utilisation curve, smoothing and history.
+    #[serde(flatten)]
+    pub curve: PriceCurve,
+    /// How often prices are updated.
+    #[serde(deserialize_with = "span_text", serialize_with = "span_display")]
+    pub update_every: Span,
+}
+
+impl Default for MarketConfig {
+    fn default() -> Self {
+        Self {
+            curve: PriceCurve::default(),
+            update_every: Span::from_secs(60),
+        }
+    }
 }
 
 /// `[host]`: what `shardex run` registers for the machine it runs on.
@@ -104,12 +203,14 @@ impl Default for LedgerConfig {
     }
 }
 
-impl LedgerConfig {
-    /// The ledger parameters this section asks for.
-    pub fn params(&self) -> LedgerParams {
+impl Config {
+    /// The ledger parameters `[ledger]` and `[pricing]` ask for.
+    pub fn ledger_params(&self) -> LedgerParams {
         LedgerParams {
-            reclaim_notice: self.reclaim_notice,
-            provider_floor: self.provider_floor,
+            reclaim_notice: self.ledger.reclaim_notice,
+            provider_floor: self.ledger.provider_floor,
+            immediate_premium: self.pricing.immediate_premium,
+            tier_factors: self.pricing.tier_factors,
         }
     }
 }
@@ -225,6 +326,58 @@ impl Config {
                 "prices of zero or more",
             ));
         }
+        if let Err(e) = self.pricing.table().validate() {
+            return Err(ConfigError::Invalid {
+                path: path.to_string(),
+                key: "pricing",
+                value: e.to_string(),
+                allowed: "prices and factors of zero or more; tiers starting at 0 in increasing order",
+            });
+        }
+        let share = self.pricing.lender_share;
+        if share < Decimal::ZERO || share > Decimal::ONE {
+            return Err(invalid(
+                "pricing.lender_share",
+                format!("\"{share}\""),
+                "a share between 0 and 1",
+            ));
+        }
+        let c = &self.market.curve;
+        if c.min_factor < Decimal::ZERO || c.min_factor > Decimal::ONE {
+            return Err(invalid(
+                "market.min_factor",
+                format!("\"{}\"", c.min_factor),
+                "a factor between 0 and 1",
+            ));
+        }
+        if c.kink <= Decimal::ZERO || c.kink > Decimal::ONE {
+            return Err(invalid(
+                "market.kink",
+                format!("\"{}\"", c.kink),
+                "a utilisation above 0 and at most 1",
+            ));
+        }
+        if c.max_factor < Decimal::ONE {
+            return Err(invalid(
+                "market.max_factor",
+                format!("\"{}\"", c.max_factor),
+                "a factor of 1 or more",
+            ));
+        }
+        if c.smoothing <= Decimal::ZERO || c.smoothing > Decimal::ONE {
+            return Err(invalid(
+                "market.smoothing",
+                format!("\"{}\"", c.smoothing),
+                "a share above 0 and at most 1 (1: no smoothing)",
+            ));
+        }
+        if self.market.update_every.is_zero() {
+            return Err(invalid(
+                "market.update_every",
+                "\"0s\"".into(),
+                "a duration longer than zero",
+            ));
+        }
         Ok(())
     }
 }
@@ -253,6 +406,38 @@ provider_floor = { cpu = "0", memory = "0", net = "0", iops = "0" }
 
 [api]
 listen = "127.0.0.1:7070"    # API under /v1, health at /v1/health
+
+[pricing]
+# List price per shard-hour (close to public on-demand prices: a vCPU-hour 0.04, a GiB-hour
+# of memory 0.005, a Gbit/s-hour 0.02, 1000 IOPS-hours 0.005).
+shard_hour = { cpu = "0.0004", memory = "0.000078125", net = "0.00002", iops = "0.00005" }
+# Graduated volume discounts by shard count (per reservation and kind).
+volume_tiers = [
+  { from_shards = 0, factor = "1" },
+  { from_shards = 1000, factor = "0.9" },
+  { from_shards = 10000, factor = "0.8" },
+]
+# Commitment discounts: a reservation at least this long costs this factor, all of it.
+duration_tiers = [
+  { from = "0s", factor = "1" },
+  { from = "1d", factor = "0.9" },
+  { from = "7d", factor = "0.75" },
+  { from = "30d", factor = "0.6" },
+]
+# Multipliers by priority tier, for reservations and leases.
+tier_factors = { best-effort = "0.5", standard = "1", premium = "1.5", critical = "2" }
+immediate_premium = "1.25"   # immediate over scheduled delivery
+lender_share = "0.8"         # share of a lease's charge credited to the lender
+
+[market]
+# Pool price per (host, kind) = list price x a utilisation curve, smoothed, never under
+# the lenders' floors. Utilisation = (leased + waiting) / (leased + offered).
+min_factor = "0.5"           # factor of an idle pool
+kink = "0.8"                 # utilisation where the price reaches the list price
+max_factor = "3"             # factor of a full pool
+smoothing = "0.25"           # share of the way to the target moved per update
+history = 1440               # price points kept per (host, kind)
+update_every = "60s"
 "#;
 
 #[cfg(test)]
@@ -312,6 +497,24 @@ mod tests {
             e.contains("ledger.provider_floor") && e.contains("zero or more"),
             "{e}"
         );
+        let e = Config::parse("[pricing]\nlender_share = \"1.5\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "x.toml: pricing.lender_share = \"1.5\": a share between 0 and 1"
+        );
+        let e = Config::parse(
+            "[pricing]\nduration_tiers = [{ from = \"1d\", factor = \"0.9\" }]\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("pricing") && e.contains("duration tiers"), "{e}");
+        let e = Config::parse("[market]\nkink = \"0\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("market.kink"), "{e}");
         let e = Config::parse("[host]\nname = \" \"\n", "x.toml")
             .unwrap_err()
             .to_string();

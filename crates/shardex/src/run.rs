@@ -10,9 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use axum::extract::State;
+use axum::extract::{Path as UrlPath, Query};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use rand::Rng;
 use serde_json::json;
@@ -28,6 +29,8 @@ use crate::{RunArgs, machine};
 struct App {
     store: Mutex<SqliteStore>,
     admin_token: String,
+    prices: shardex_core::PriceTable,
+    lender_share: rust_decimal::Decimal,
 }
 
 /// The wall clock, read only here at the edge; never earlier than the ledger's time.
@@ -72,7 +75,9 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
     let admin_token = admin_token(data)?;
 
     let now = wall_clock(store.ledger().now())?;
-    let params = config.ledger.params();
+    store.set_prices(config.pricing.table());
+    store.set_lender_share(config.pricing.lender_share);
+    let params = config.ledger_params();
     if store.ledger().params() != &params {
         apply(&mut store, Action::Configure { params }, now).await?;
     }
@@ -82,11 +87,17 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
     let app = Arc::new(App {
         store: Mutex::new(store),
         admin_token,
+        prices: config.pricing.table(),
+        lender_share: config.pricing.lender_share,
     });
     let router = Router::new()
         .route("/v1/health", get(health))
         .route("/v1/hosts", get(hosts))
         .route("/v1/ledger/check", get(ledger_check))
+        .route("/v1/actions", post(post_action))
+        .route("/v1/quote", post(post_quote))
+        .route("/v1/tenants/{tenant}/invoice", get(get_invoice))
+        .route("/v1/market", get(get_market))
         .with_state(app.clone());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -303,4 +314,151 @@ async fn ledger_check(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
     let store = app.store.lock().await;
     let violations = store.ledger().check();
     Json(json!({ "ok": violations.is_empty(), "violations": violations })).into_response()
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+/// Applies one ledger action (the JSON form of `shardex_core::Action`), durably, at the
+/// wall-clock time; answers the events, or 422 with the rule it would break.
+async fn post_action(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(refusal) = unauthorized(&app, &headers) {
+        return refusal;
+    }
+    let action: Action = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not an action: {e}")),
+    };
+    let mut store = app.store.lock().await;
+    let now = match wall_clock(store.ledger().now()) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    match store.apply(action, now).await {
+        Ok(Ok(events)) => Json(json!({ "seq": store.seq(), "events": events })).into_response(),
+        Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the store failed: {e}"),
+        ),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuoteRequest {
+    /// The action to price (a modification, reservation or lease request).
+    action: Action,
+    /// Whose cost: the tenant's name.
+    tenant: String,
+    /// Over how long from now, like "1h".
+    over: String,
+}
+
+/// Prices an action without committing it: what the tenant would pay over `over` with it,
+/// minus what it pays without it.
+async fn post_quote(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(refusal) = unauthorized(&app, &headers) {
+        return refusal;
+    }
+    let q: QuoteRequest = match serde_json::from_slice(&body) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a quote request: {e}")),
+    };
+    let over: shardex_core::Span = match q.over.parse() {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("over: {e}")),
+    };
+    let store = app.store.lock().await;
+    let ledger = store.ledger();
+    let Some(tenant) = ledger.tenant_named(&q.tenant).map(|t| t.id) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no tenant named {:?}", q.tenant),
+        );
+    };
+    let Ok(until) = ledger.now().checked_add(over) else {
+        return error(StatusCode::BAD_REQUEST, "over: too far in the future");
+    };
+    match shardex_core::billing::quote_action(ledger, &app.prices, &q.action, tenant, until) {
+        Ok(cost) => Json(json!({
+            "tenant": q.tenant,
+            "from_ms": ledger.now().millis(),
+            "until_ms": until.millis(),
+            "cost": cost.to_string(),
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvoiceQuery {
+    /// How far back from now, like "30d"; everything when absent.
+    period: Option<String>,
+}
+
+/// A tenant's invoice from the metered charges: line items and total, exact decimals.
+async fn get_invoice(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath(name): UrlPath<String>,
+    Query(q): Query<InvoiceQuery>,
+) -> Response {
+    if let Some(refusal) = unauthorized(&app, &headers) {
+        return refusal;
+    }
+    let store = app.store.lock().await;
+    let ledger = store.ledger();
+    let Some(tenant) = ledger.tenant_named(&name).map(|t| t.id) else {
+        return error(StatusCode::NOT_FOUND, format!("no tenant named {name:?}"));
+    };
+    let to = ledger.now();
+    let from = match q.period.as_deref().map(str::parse::<shardex_core::Span>) {
+        None => Timestamp::EPOCH,
+        Some(Ok(p)) => Timestamp::from_millis((to.millis() - p.millis() as i64).max(0))
+            .unwrap_or(Timestamp::EPOCH),
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("period: {e}")),
+    };
+    match store.charges(Some(tenant), from, to).await {
+        Ok(charges) => {
+            let inv = shardex_core::billing::invoice(tenant, from, to, &charges, app.lender_share);
+            Json(json!({ "tenant": name, "invoice": inv })).into_response()
+        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the store failed: {e}"),
+        ),
+    }
+}
+
+/// Per host: the market price, what is on offer, lent and wanted.
+async fn get_market(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = unauthorized(&app, &headers) {
+        return refusal;
+    }
+    let store = app.store.lock().await;
+    let ledger = store.ledger();
+    let mut out = Vec::new();
+    for h in ledger.hosts() {
+        let pool = shardex_core::market::pool_of(ledger, h.id);
+        out.push(json!({
+            "host": h.name,
+            "market_price": ledger.market_price(h.id),
+            "offered": pool.offered,
+            "leased": pool.leased,
+            "waiting": pool.waiting,
+        }));
+    }
+    Json(json!({ "hosts": out })).into_response()
 }

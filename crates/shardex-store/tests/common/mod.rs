@@ -143,6 +143,7 @@ impl Script {
                         until,
                         max_price,
                         all_or_nothing,
+                        start: None,
                     },
                     now,
                 )
