@@ -172,9 +172,9 @@ impl PriceVector {
         }
     }
 
-    /// Every price multiplied by `factor`.
+    /// Every price multiplied by `factor`, without trailing zeros.
     pub fn scaled(&self, factor: Decimal) -> Self {
-        self.zip(self, |a, _| a * factor)
+        self.zip(self, |a, _| (a * factor).normalize())
     }
 
     /// True when no kind has a negative price.

@@ -950,6 +950,13 @@ impl Ledger {
         self.workloads.get(&id)
     }
 
+    /// A tenant's workload by name.
+    pub fn workload_named(&self, tenant: TenantId, name: &str) -> Option<&Workload> {
+        self.workloads
+            .values()
+            .find(|w| w.tenant == tenant && w.name == name)
+    }
+
     /// Active leases.
     pub fn leases(&self) -> impl Iterator<Item = &Lease> {
         self.leases.values()

@@ -14,9 +14,10 @@ use std::collections::{BTreeMap, VecDeque};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{HostId, PriceVector};
+use crate::domain::{HostId, PriceVector, WorkloadId};
 use crate::ledger::{Action, Ledger};
-use crate::shard::{ResourceKind, ShardVector};
+use crate::rdv::Rdv;
+use crate::shard::{ResourceKind, ShardSizes, ShardVector};
 use crate::time::Timestamp;
 
 /// Parameters of the price curve.
@@ -243,6 +244,38 @@ pub fn reprice(
     out
 }
 
+/// The automatic offers of every reservation in force that has not opted out: its idle shards
+/// minus what its own workloads are predicted to need over the reclaim notice, Σ over them of
+/// (upper quantile of the RDV − what the workload holds)⁺. A reservation with a workload that
+/// has no RDV yet is left as it is: lending must never starve the lender. Caps and opt-outs
+/// are applied by the ledger.
+pub fn auto_offers(
+    ledger: &Ledger,
+    rdvs: &BTreeMap<WorkloadId, Rdv>,
+    sizes: &ShardSizes,
+) -> Vec<Action> {
+    let notice = ledger.params().reclaim_notice;
+    let now = ledger.now();
+    let mut out = Vec::new();
+    'res: for r in ledger.reservations() {
+        if r.lending.opt_out || r.cancelled || !r.window.contains(now) {
+            continue;
+        }
+        let mut need = ShardVector::ZERO;
+        for w in ledger.workloads().filter(|w| w.reservation == r.id) {
+            let (Some(rdv), Ok(holds)) = (rdvs.get(&w.id), ledger.allocation(w.id)) else {
+                continue 'res;
+            };
+            need = need.saturating_add(&rdv.upper_shards(sizes, notice).excess_over(&holds));
+        }
+        out.push(Action::AutoOffer {
+            reservation: r.id,
+            need,
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,5 +435,92 @@ mod tests {
         // Nothing moved: nothing to apply.
         let again = reprice(&mut book, &l, &list, t(120));
         assert!(again.is_empty(), "{again:?}");
+    }
+
+    #[test]
+    fn automatic_offers_hold_back_the_owners_predicted_need() {
+        use crate::domain::{ReservationId, TenantId, Tier};
+        use crate::rdv::{Horizon, KindForecast, Quantiles};
+        use crate::time::Window;
+        let t = |s| Timestamp::from_secs(s).unwrap();
+        let mut l = Ledger::new();
+        let ok = |l: &mut Ledger, a: Action| {
+            l.apply(&a, t(0)).unwrap();
+        };
+        ok(
+            &mut l,
+            Action::RegisterHost {
+                name: "h".into(),
+                capacity: ShardVector::new(100, 0, 0, 0),
+            },
+        );
+        ok(&mut l, Action::CreateTenant { name: "a".into() });
+        for name in ["w1", "w2"] {
+            ok(
+                &mut l,
+                Action::CreateReservation {
+                    tenant: TenantId(1),
+                    host: HostId(1),
+                    vector: ShardVector::new(8, 0, 0, 0),
+                    window: Window::new(t(0), t(3600)).unwrap(),
+                    tier: Tier::Standard,
+                },
+            );
+            let r = l.reservations().last().unwrap().id;
+            ok(
+                &mut l,
+                Action::BindWorkload {
+                    tenant: TenantId(1),
+                    reservation: r,
+                    name: name.into(),
+                },
+            );
+        }
+        let w1 = l.workload_named(TenantId(1), "w1").unwrap().id;
+        ok(
+            &mut l,
+            Action::Allocate {
+                tenant: TenantId(1),
+                workload: w1,
+                share: ShardVector::new(2, 0, 0, 0),
+            },
+        );
+        // w1 is predicted to need up to 50 millicores (5 shards of 10) in the next 30 s; the
+        // later step's 80 is past the notice and doesn't count.
+        let rdv = Rdv {
+            made_at: t(0),
+            horizon: Horizon {
+                step: crate::time::Span::from_secs(30),
+                steps: 2,
+            },
+            kinds: vec![KindForecast {
+                kind: ResourceKind::Cpu,
+                steps: vec![
+                    Quantiles {
+                        p50: 20,
+                        p90: 40,
+                        p95: 45,
+                        p99: 50,
+                    },
+                    Quantiles::point(80),
+                ],
+            }],
+        };
+        let rdvs = BTreeMap::from([(w1, rdv)]);
+        let actions = auto_offers(&l, &rdvs, &ShardSizes::default());
+        // Only w1's reservation: w2 has no forecast yet, so its reservation is left alone.
+        assert_eq!(
+            actions,
+            vec![Action::AutoOffer {
+                reservation: ReservationId(1),
+                need: ShardVector::new(3, 0, 0, 0),
+            }]
+        );
+        ok(&mut l, actions[0].clone());
+        // 8 reserved − 2 held − 3 predicted = 3 offered.
+        assert_eq!(
+            l.reservation(ReservationId(1)).unwrap().offered,
+            ShardVector::new(3, 0, 0, 0)
+        );
     }
 }

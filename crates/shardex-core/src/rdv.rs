@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::shard::{ResourceKind, ShardSizes};
+use crate::shard::{ResourceKind, ShardSizes, ShardVector};
 use crate::time::{Span, Timestamp};
 
 /// One measurement of one kind for one workload, in physical units.
@@ -116,6 +116,25 @@ impl Rdv {
         let i =
             usize::try_from(ahead.millis().div_ceil(step).saturating_sub(1)).unwrap_or(usize::MAX);
         f.steps.get(i.min(f.steps.len().saturating_sub(1))).copied()
+    }
+}
+
+impl Rdv {
+    /// Per kind, the highest upper quantile (p99) over the steps that cover the next `over`
+    /// (at least the first step), in shards rounded up; zero for kinds without a forecast.
+    pub fn upper_shards(&self, sizes: &ShardSizes, over: Span) -> ShardVector {
+        let step = self.horizon.step.millis().max(1);
+        let n = usize::try_from(over.millis().div_ceil(step).max(1)).unwrap_or(usize::MAX);
+        ShardVector::from_fn(|kind| {
+            self.kind(kind).map_or(0, |f| {
+                f.steps
+                    .iter()
+                    .take(n)
+                    .map(|q| sizes.demand_shards(kind, q.p99))
+                    .max()
+                    .unwrap_or(0)
+            })
+        })
     }
 }
 

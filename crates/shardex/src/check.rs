@@ -62,6 +62,20 @@ pub fn check(args: &DataArgs) -> anyhow::Result<ExitCode> {
         store.seq()
     );
     print!("{}", describe(ledger)?);
+    let balances = rt.block_on(store.journal_balances())?;
+    let trial: rust_decimal::Decimal = balances.values().sum();
+    if !trial.is_zero() {
+        println!(
+            "The journal does not balance: its {} account(s) sum to {trial}, not zero.",
+            balances.len()
+        );
+        rt.block_on(store.close());
+        return Ok(ExitCode::from(1));
+    }
+    println!(
+        "journal: {} account(s), balanced (debits equal credits exactly)",
+        balances.len()
+    );
     println!(
         "All invariants hold: every shard is in exactly one place, allocations fit their hosts, \
          and no lower tier keeps shards a higher tier is waiting for."
@@ -120,7 +134,8 @@ pub fn describe(ledger: &Ledger) -> anyhow::Result<String> {
 
 /// Prints `tenant`'s invoice from the metered charges in the store.
 pub fn invoice(args: &DataArgs, tenant: &str, period: Option<&str>) -> anyhow::Result<ExitCode> {
-    use shardex_core::billing::{DEFAULT_LENDER_SHARE, invoice};
+    use shardex_core::billing::invoice;
+    let share = args.load_config()?.pricing.lender_share;
     use shardex_core::{Span, Timestamp};
     let (rt, _, opened) = open_read_only(args)?;
     let store = opened?;
@@ -138,7 +153,7 @@ pub fn invoice(args: &DataArgs, tenant: &str, period: Option<&str>) -> anyhow::R
         None => Timestamp::EPOCH,
     };
     let charges = rt.block_on(store.charges(Some(t), from, to))?;
-    let inv = invoice(t, from, to, &charges, DEFAULT_LENDER_SHARE);
+    let inv = invoice(t, from, to, &charges, share);
     println!(
         "invoice of {tenant} ({t}) for {} .. {} (ms since the epoch)",
         from.millis(),

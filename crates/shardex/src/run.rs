@@ -106,12 +106,20 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
     tracing::info!(listen = %bound, data = %data.display(), "shardex is running; Ctrl-C stops it");
 
     let expiry = tokio::spawn(expire_when_due(app.clone()));
+    let pricing = tokio::spawn(reprice_market(
+        app.clone(),
+        shardex_core::market::PriceBook::new(config.market.curve),
+        config.pricing.shard_hour,
+        Duration::from_millis(config.market.update_every.millis()),
+    ));
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the API server failed")?;
     expiry.abort();
+    pricing.abort();
     let _ = expiry.await;
+    let _ = pricing.await;
     // Every handler has finished; the store is ours alone again.
     let app = Arc::try_unwrap(app).map_err(|_| anyhow::anyhow!("the API still holds the store"))?;
     let store = app.store.into_inner();
@@ -223,6 +231,31 @@ async fn expire_when_due(app: Arc<App>) {
                 Ok(Ok(events)) => tracing::debug!(events = events.len(), "expiries applied"),
                 Ok(Err(e)) => tracing::error!(error = %e, "the ledger refused to expire"),
                 Err(e) => tracing::error!(error = %e, "the store failed while expiring"),
+            }
+        }
+    }
+}
+
+/// Moves every host's market price toward the utilisation curve's target, every `every`.
+async fn reprice_market(
+    app: Arc<App>,
+    mut book: shardex_core::market::PriceBook,
+    list: shardex_core::PriceVector,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let mut store = app.store.lock().await;
+        let Ok(now) = wall_clock(store.ledger().now()) else {
+            continue;
+        };
+        for action in shardex_core::market::reprice(&mut book, store.ledger(), &list, now) {
+            match store.apply(action, now).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "the ledger refused a market price"),
+                Err(e) => tracing::error!(error = %e, "the store failed while repricing"),
             }
         }
     }

@@ -238,3 +238,133 @@ fn ledger_invoice_prints_the_metered_charges_of_a_tenant() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no tenant named \"nobody\""));
 }
+
+fn send(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[test]
+fn the_api_takes_actions_quotes_leases_and_invoices_the_borrower() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (child, addr) = start(&data);
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let token = token.trim();
+    let post = |body: serde_json::Value| {
+        let (status, text) = send(&addr, "POST", "/v1/actions", token, &body.to_string());
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+        )
+    };
+    for name in ["a", "b"] {
+        let (status, _) = post(serde_json::json!({"action": "create_tenant", "name": name}));
+        assert_eq!(status, 200);
+    }
+    let start_ms = wall_ms() + 1000;
+    let window = serde_json::json!({"start": start_ms, "end": start_ms + 3_600_000});
+    for (tenant, cpu) in [(1, 50), (2, 10)] {
+        let (status, body) = post(serde_json::json!({
+            "action": "create_reservation", "tenant": tenant, "host": 1,
+            "vector": [cpu, 0, 0, 0], "window": window, "tier": "standard"
+        }));
+        assert_eq!(status, 200, "{body}");
+    }
+    // Wait for the reservations to start.
+    std::thread::sleep(Duration::from_millis(1300));
+    let (status, body) = post(serde_json::json!({
+        "action": "bind_workload", "tenant": 2, "reservation": 2, "name": "web"
+    }));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(serde_json::json!({
+        "action": "offer", "tenant": 1, "reservation": 1, "vector": [40, 0, 0, 0],
+        "floor": {"cpu": "0.001"}
+    }));
+    assert_eq!(status, 200, "{body}");
+    let until = wall_ms() + 1_800_000;
+    let request = serde_json::json!({
+        "action": "request_lease", "tenant": 2, "workload": 1, "vector": [20, 0, 0, 0],
+        "until": until, "max_price": {"cpu": "1"}, "all_or_nothing": true
+    });
+    // The provider's free capacity is cheaper than a's floor of 0.001: the market price of an
+    // idle pool is half the list price (0.0004), 0.0002, × 1.25 for immediate delivery. A
+    // quote changes nothing: 20 shards × ~0.5 h × 0.00025 ≈ 0.0025.
+    let quote = serde_json::json!({"action": request, "tenant": "b", "over": "1h"});
+    let (status, text) = send(&addr, "POST", "/v1/quote", token, &quote.to_string());
+    assert_eq!(status, 200, "{text}");
+    let q: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cost: f64 = q["cost"].as_str().unwrap().parse().unwrap();
+    assert!(cost > 0.0024 && cost <= 0.0025, "{q}");
+    let (_, market) = send(&addr, "GET", "/v1/market", token, "");
+    let market: serde_json::Value = serde_json::from_str(&market).unwrap();
+    assert_eq!(market["hosts"][0]["leased"]["cpu"], 0, "{market}");
+    // A delivery time in the past: refused, named, nothing changed.
+    let mut late = request.clone();
+    late["start"] = serde_json::json!(start_ms - 5000);
+    let (status, body) = post(late);
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("before now"),
+        "{body}"
+    );
+    let (status, body) = post(request);
+    assert_eq!(status, 200, "{body}");
+    let events = body["events"].as_array().unwrap();
+    let lease = events
+        .iter()
+        .find(|e| e["event"] == "lease_created")
+        .expect("leased");
+    assert_eq!(
+        lease["lender"],
+        serde_json::json!({"provider": 1}),
+        "{lease}"
+    );
+    assert_eq!(lease["price"]["cpu"], "0.00025", "{lease}");
+    let (_, market) = send(&addr, "GET", "/v1/market", token, "");
+    let market: serde_json::Value = serde_json::from_str(&market).unwrap();
+    assert_eq!(market["hosts"][0]["leased"]["cpu"], 20, "{market}");
+    // Bad input: not an action at all.
+    let (status, text) = send(&addr, "POST", "/v1/actions", token, "{\"action\": \"fly\"}");
+    assert_eq!(status, 400, "{text}");
+    // Time passes; the next action meters the lease; b's invoice shows it.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (status, _) = post(serde_json::json!({"action": "expire"}));
+    assert_eq!(status, 200);
+    let (status, text) = send(&addr, "GET", "/v1/tenants/b/invoice", token, "");
+    assert_eq!(status, 200, "{text}");
+    let inv: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let lines = inv["invoice"]["lines"].as_array().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["what"].as_str().unwrap().contains("lease")),
+        "{inv}"
+    );
+    let (status, _) = send(&addr, "GET", "/v1/tenants/nobody/invoice", token, "");
+    assert_eq!(status, 404);
+    let (status, _) = send(&addr, "GET", "/v1/market", "wrong-token", "");
+    assert_eq!(status, 401);
+    interrupt_and_wait(child);
+    let (code, out) = ledger_check(&data);
+    assert_eq!(code, 0, "{out}");
+}
