@@ -82,6 +82,13 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         apply(&mut store, Action::Configure { params }, now).await?;
     }
     register_host(&mut store, &config, now).await?;
+    // Prices are set before the API opens, so the first lease is priced by the market.
+    let mut book = shardex_core::market::PriceBook::new(config.market.curve);
+    for action in
+        shardex_core::market::reprice(&mut book, store.ledger(), &config.pricing.shard_hour, now)
+    {
+        apply(&mut store, action, now).await?;
+    }
 
     let listen = args.listen.unwrap_or(config.api.listen);
     let app = Arc::new(App {
@@ -108,7 +115,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
     let expiry = tokio::spawn(expire_when_due(app.clone()));
     let pricing = tokio::spawn(reprice_market(
         app.clone(),
-        shardex_core::market::PriceBook::new(config.market.curve),
+        book,
         config.pricing.shard_hour,
         Duration::from_millis(config.market.update_every.millis()),
     ));
@@ -243,7 +250,7 @@ async fn reprice_market(
     list: shardex_core::PriceVector,
     every: Duration,
 ) {
-    let mut tick = tokio::time::interval(every);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

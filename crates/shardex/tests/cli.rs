@@ -125,11 +125,12 @@ fn run_registers_this_host_serves_and_stops_cleanly_then_the_ledger_checks() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("All invariants hold"), "{out}");
 
-    // A restart finds the host already registered and adds nothing to the log.
+    // A restart finds the host already registered and its market priced, and adds nothing
+    // to the log (the first start wrote the host and its first market price).
     let (child, addr) = start(&data);
     let (_, body) = get(&addr, "/v1/health", None);
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(health["seq"], 1, "{body}");
+    assert_eq!(health["seq"], 2, "{body}");
     interrupt_and_wait(child);
 }
 
