@@ -279,6 +279,17 @@ pub enum LedgerError {
         /// Offered.
         wanted: u64,
     },
+    /// One action of a batch was refused, so the whole batch was.
+    #[error("action {index} of the batch was refused: {source}")]
+    InBatch {
+        /// Its position in the batch, from 0.
+        index: usize,
+        /// Why it was refused.
+        source: Box<LedgerError>,
+    },
+    /// A batch inside a batch.
+    #[error("a batch can't contain another batch")]
+    NestedBatch,
     /// A rule the ledger itself should have kept was found broken mid-action.
     #[error("ledger rule broken: {0}")]
     Internal(String),
@@ -501,6 +512,12 @@ pub enum Action {
     },
     /// Catches up with time only: processes every expiry up to now.
     Expire,
+    /// Several actions applied in order as one: all of them, or none (the engine commits a
+    /// tick's plan this way).
+    Batch {
+        /// The actions, in order.
+        actions: Vec<Action>,
+    },
 }
 
 /// Why a workload's share changed.
@@ -855,13 +872,68 @@ impl Ledger {
         let mut next = self.clone();
         let mut events = Vec::new();
         next.advance(now, &mut events)?;
-        next.act(action, &mut events)?;
-        let touched: BTreeSet<HostId> = next.requests.values().map(|r| r.host).collect();
-        for host in touched {
-            next.match_requests(host, &mut events)?;
+        match action {
+            Action::Batch { actions } => {
+                for (index, a) in actions.iter().enumerate() {
+                    next.act_and_match(a, &mut events)
+                        .map_err(|e| LedgerError::InBatch {
+                            index,
+                            source: Box::new(e),
+                        })?;
+                }
+            }
+            a => next.act_and_match(a, &mut events)?,
         }
         next.prune();
         Ok((next, events))
+    }
+
+    /// One action, then matching on the hosts it touched: nothing changed elsewhere, and time
+    /// passing was matched at every change point on the way.
+    fn act_and_match(&mut self, action: &Action, ev: &mut Vec<Event>) -> Result<(), LedgerError> {
+        let touched = self.hosts_of(action);
+        self.act(action, ev)?;
+        let pending: BTreeSet<HostId> = self
+            .requests
+            .values()
+            .map(|r| r.host)
+            .filter(|h| touched.as_ref().is_none_or(|t| t.contains(h)))
+            .collect();
+        for host in pending {
+            self.match_requests(host, ev)?;
+        }
+        Ok(())
+    }
+
+    /// The hosts an action can change; `None` when it can change all of them.
+    fn hosts_of(&self, action: &Action) -> Option<BTreeSet<HostId>> {
+        let res = |r: &ReservationId| self.reservations.get(r).map(|r| r.host);
+        let wl = |w: &WorkloadId| self.workloads.get(w).map(|w| w.host);
+        let host = match action {
+            Action::Configure { .. } | Action::Batch { .. } => return None,
+            Action::CreateTenant { .. } | Action::Expire | Action::RegisterHost { .. } => None,
+            Action::SetHostCapacity { host, .. }
+            | Action::CreateReservation { host, .. }
+            | Action::SetMarketPrice { host, .. } => Some(*host),
+            Action::ModifyReservation { reservation, .. }
+            | Action::CancelReservation { reservation, .. }
+            | Action::BindWorkload { reservation, .. }
+            | Action::Offer { reservation, .. }
+            | Action::SetLending { reservation, .. }
+            | Action::AutoOffer { reservation, .. } => res(reservation),
+            Action::CancelModification { modification, .. } => self
+                .modifications
+                .get(modification)
+                .and_then(|m| res(&m.reservation)),
+            Action::UnbindWorkload { workload, .. }
+            | Action::Allocate { workload, .. }
+            | Action::RequestLease { workload, .. } => wl(workload),
+            Action::CancelRequest { request, .. } => self.requests.get(request).map(|r| r.host),
+            Action::Reclaim { lease, .. } | Action::Release { lease, .. } => {
+                self.leases.get(lease).map(|l| l.host)
+            }
+        };
+        Some(host.into_iter().collect())
     }
 
     /// Drops reservations and modifications that are over: the log keeps their history, and
@@ -1897,6 +1969,7 @@ impl Ledger {
                 self.end_lease(*lease, LeaseEnd::Released, ev)?;
             }
             Action::Expire => {}
+            Action::Batch { .. } => return Err(LedgerError::NestedBatch),
         }
         Ok(())
     }

@@ -95,6 +95,8 @@ enum Op {
     AdvanceToEdge {
         i: u8,
     },
+    /// Several ops resolved against the same state, applied as one batch.
+    Batch(Vec<Op>),
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +116,16 @@ fn sparse4(max: u8) -> impl Strategy<Value = [u8; 4]> {
 }
 
 fn op() -> impl Strategy<Value = (Op, bool, u8)> {
+    let one = base_op();
+    let op = prop_oneof![
+        12 => one.clone(),
+        1 => prop::collection::vec(one, 2..5).prop_map(Op::Batch),
+    ];
+    // (op, act as a foreign tenant, seconds of clock jitter before it)
+    (op, prop::bool::weighted(0.1), 0u8..4)
+}
+
+fn base_op() -> BoxedStrategy<Op> {
     let change = prop_oneof![
         (0u8..40).prop_map(ChangeGen::Set),
         (-20i8..20).prop_map(ChangeGen::Delta),
@@ -146,8 +158,7 @@ fn op() -> impl Strategy<Value = (Op, bool, u8)> {
         2 => (0u8..60).prop_map(|secs| Op::Advance { secs }),
         3 => any::<u8>().prop_map(|i| Op::AdvanceToEdge { i }),
     ];
-    // (op, act as a foreign tenant, seconds of clock jitter before it)
-    (op, prop::bool::weighted(0.1), 0u8..4)
+    op.boxed()
 }
 
 fn pick<T: Copy>(items: &[T], i: u8) -> Option<T> {
@@ -275,6 +286,17 @@ impl World {
             }
         };
         let action = match *op {
+            Op::Batch(ref ops) => {
+                let actions: Vec<Action> = ops
+                    .iter()
+                    .filter(|o| !matches!(o, Op::Advance { .. } | Op::AdvanceToEdge { .. }))
+                    .filter_map(|o| self.action(o, foreign, 0).map(|(a, _)| a))
+                    .collect();
+                if actions.is_empty() {
+                    return None;
+                }
+                Action::Batch { actions }
+            }
             Op::CreateReservation {
                 tenant,
                 host,
@@ -575,6 +597,9 @@ fn brute_force_reserved_ms(l: &Ledger, to: Timestamp) -> u128 {
 
 /// Actions that name no tenant (or create a fresh object): a "foreign" flag means nothing.
 fn system_action(a: &Action) -> bool {
+    if let Action::Batch { actions } = a {
+        return actions.iter().all(system_action);
+    }
     matches!(
         a,
         Action::Expire
@@ -762,7 +787,8 @@ fn run(mut world: World, ops: &[(Op, bool, u8)]) -> Result<(), TestCaseError> {
                     action,
                     e
                 );
-                if *foreign && !system_action(&action) {
+                // In a batch, an earlier action may fail first for its own reasons.
+                if *foreign && !system_action(&action) && !matches!(action, Action::Batch { .. }) {
                     prop_assert!(
                         // The object may also have ended while time caught up.
                         matches!(
