@@ -1029,6 +1029,11 @@ impl Ledger {
             .find(|w| w.tenant == tenant && w.name == name)
     }
 
+    /// One pending lease request.
+    pub fn request(&self, id: RequestId) -> Option<&LeaseRequest> {
+        self.requests.get(&id)
+    }
+
     /// Active leases.
     pub fn leases(&self) -> impl Iterator<Item = &Lease> {
         self.leases.values()

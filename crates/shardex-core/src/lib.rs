@@ -30,7 +30,9 @@
 
 pub mod billing;
 pub mod book;
+pub mod control;
 pub mod domain;
+pub mod engine;
 pub mod ledger;
 pub mod market;
 pub mod ports;

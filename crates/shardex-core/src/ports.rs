@@ -2,8 +2,12 @@
 
 use std::future::Future;
 
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{HostId, WorkloadId};
 use crate::ledger::{Action, Event, Ledger, LedgerError};
 use crate::rdv::{Horizon, Quantiles, Sample};
+use crate::shard::{PhysicalVector, ShardVector};
 use crate::time::{Span, Timestamp};
 
 /// Durable home of the ledger. `apply` returns only once the action and its events are durable
@@ -128,5 +132,197 @@ impl<F: Forecaster> Causal<F> {
     /// True when the inner forecaster gives real quantiles.
     pub fn has_quantiles(&self) -> bool {
         self.inner.has_quantiles()
+    }
+}
+
+/// What the engine asks a provisioner for: a host with at least `needs` free.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionRequest {
+    /// Why (for the operator and the cloud's audit log).
+    pub reason: String,
+    /// The host that is short.
+    pub short_host: HostId,
+    /// Shards the new host must have room for.
+    pub needs: ShardVector,
+}
+
+/// A host a provisioner added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewHost {
+    /// Its unique name.
+    pub name: String,
+    /// Its capacity in shards.
+    pub capacity: ShardVector,
+}
+
+/// Why a provisioner gave no host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProvisionError {
+    /// Every standby host has joined already.
+    #[error("no standby host is left")]
+    Exhausted,
+    /// The provisioner ran but failed.
+    #[error("the provisioner failed: {0}")]
+    Failed(String),
+    /// It did not answer in time (and was stopped).
+    #[error("the provisioner did not answer within {0}")]
+    TimedOut(Span),
+    /// It answered something that is not a host.
+    #[error("the provisioner's answer is not a host: {0}")]
+    BadAnswer(String),
+}
+
+/// Adds capacity when reclaim, preemption and growth are not enough.
+pub trait Provisioner {
+    /// A new host for `request`, or why not.
+    fn provision(&mut self, request: &ProvisionRequest) -> Result<NewHost, ProvisionError>;
+}
+
+/// A list of standby hosts that join when asked, in order; with a template, an unlimited
+/// supply of identical hosts named `<prefix>-<n>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StaticProvisioner {
+    standby: std::collections::VecDeque<NewHost>,
+    template: Option<(String, ShardVector)>,
+    made: u64,
+}
+
+impl StaticProvisioner {
+    /// Standby hosts, joined in this order.
+    pub fn new(standby: Vec<NewHost>) -> Self {
+        Self {
+            standby: standby.into(),
+            ..Self::default()
+        }
+    }
+
+    /// An unlimited supply of hosts like `capacity`.
+    pub fn unlimited(prefix: &str, capacity: ShardVector) -> Self {
+        Self {
+            template: Some((prefix.to_string(), capacity)),
+            ..Self::default()
+        }
+    }
+}
+
+impl Provisioner for StaticProvisioner {
+    fn provision(&mut self, request: &ProvisionRequest) -> Result<NewHost, ProvisionError> {
+        // The first standby host big enough; smaller ones wait for a smaller need.
+        if let Some(i) = self
+            .standby
+            .iter()
+            .position(|h| request.needs.fits_in(&h.capacity))
+        {
+            return self.standby.remove(i).ok_or(ProvisionError::Exhausted);
+        }
+        match &self.template {
+            Some((prefix, capacity)) if request.needs.fits_in(capacity) => {
+                self.made += 1;
+                Ok(NewHost {
+                    name: format!("{prefix}-{}", self.made),
+                    capacity: *capacity,
+                })
+            }
+            _ => Err(ProvisionError::Exhausted),
+        }
+    }
+}
+
+/// Why a migration could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("migration of {workload} refused: {reason}")]
+pub struct MigrationError {
+    /// The workload.
+    pub workload: WorkloadId,
+    /// Why.
+    pub reason: String,
+}
+
+/// Moves a workload live to another host.
+pub trait Migrator {
+    /// Starts moving `workload` from `from` to `to` at `now`; returns when it will be done.
+    fn start(
+        &mut self,
+        workload: WorkloadId,
+        from: HostId,
+        to: HostId,
+        now: Timestamp,
+    ) -> Result<Timestamp, MigrationError>;
+}
+
+/// The simulated migrator: every move takes the same time and is counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimulatedMigrator {
+    /// How long a move takes.
+    pub duration: Span,
+    /// Moves started.
+    pub moves: u64,
+}
+
+impl SimulatedMigrator {
+    /// Moves that take `duration` (60 s by default in the config).
+    pub fn new(duration: Span) -> Self {
+        Self { duration, moves: 0 }
+    }
+}
+
+impl Migrator for SimulatedMigrator {
+    fn start(
+        &mut self,
+        _workload: WorkloadId,
+        _from: HostId,
+        _to: HostId,
+        now: Timestamp,
+    ) -> Result<Timestamp, MigrationError> {
+        self.moves += 1;
+        Ok(now.checked_add(self.duration).unwrap_or(now))
+    }
+}
+
+/// Why an actuation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("could not apply the allocation of {workload}: {reason}")]
+pub struct ActuatorError {
+    /// The workload.
+    pub workload: WorkloadId,
+    /// Why.
+    pub reason: String,
+}
+
+/// Applies an allocation to a running workload live and reads back what is in force.
+pub trait Actuator {
+    /// Applies `allocation` (physical units) and returns what is in force afterwards.
+    fn apply(
+        &mut self,
+        workload: WorkloadId,
+        allocation: PhysicalVector,
+    ) -> Result<PhysicalVector, ActuatorError>;
+}
+
+/// The simulated actuator: whatever is applied is in force, at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimulatedActuator {
+    in_force: std::collections::BTreeMap<WorkloadId, PhysicalVector>,
+    /// Actuations done.
+    pub actuations: u64,
+}
+
+impl SimulatedActuator {
+    /// What is in force for `workload`.
+    pub fn in_force(&self, workload: WorkloadId) -> Option<PhysicalVector> {
+        self.in_force.get(&workload).copied()
+    }
+}
+
+impl Actuator for SimulatedActuator {
+    fn apply(
+        &mut self,
+        workload: WorkloadId,
+        allocation: PhysicalVector,
+    ) -> Result<PhysicalVector, ActuatorError> {
+        self.actuations += 1;
+        self.in_force.insert(workload, allocation);
+        Ok(allocation)
     }
 }

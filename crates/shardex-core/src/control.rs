@@ -1,0 +1,343 @@
+//! One control-loop tick over a ledger: plan, commit, resolve shortages, commit, then move
+//! workloads off hosts that are still short (provisioning a host when none has room), and
+//! finish the moves whose migration is done. The controller works on a [`Ledger`] and records
+//! every action it applied, in order, so a durable store can replay exactly those actions (the
+//! ledger is deterministic) and the control loop of `shardex run` and `shardex simulate` are
+//! the same code.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{HostId, TenantId, Tier, WorkloadId};
+use crate::engine::{Decision, Demand, Engine, Move};
+use crate::ledger::{Action, Event, Ledger, LedgerError};
+use crate::ports::{Migrator, ProvisionRequest, Provisioner};
+use crate::shard::{ShardSizes, ShardVector};
+use crate::time::{Timestamp, Window};
+
+/// A move under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// The move.
+    pub mv: Move,
+    /// Where it goes.
+    pub to: HostId,
+    /// When it is done.
+    pub done_at: Timestamp,
+}
+
+/// What a tick did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Decisions with their reasons.
+    pub decisions: Vec<Decision>,
+    /// Moves started.
+    pub moves_started: Vec<InFlight>,
+    /// Moves finished: old workload id → new one (a workload gets a new id on its new host).
+    pub moved: Vec<(WorkloadId, WorkloadId)>,
+    /// Hosts the provisioner added.
+    pub provisioned: Vec<HostId>,
+    /// What went wrong without stopping the tick (a refused batch, a failed provisioner).
+    pub problems: Vec<String>,
+    /// Every action applied, in order, with its time: what a store must persist.
+    pub applied: Vec<(Action, Timestamp)>,
+}
+
+/// The engine with its provisioner and migrator.
+pub struct Controller<P, M> {
+    /// The engine.
+    pub engine: Engine,
+    /// Adds hosts.
+    pub provisioner: P,
+    /// Moves workloads.
+    pub migrator: M,
+    /// Moves under way.
+    pub in_flight: Vec<InFlight>,
+    /// Recommend-only: decide and record, commit nothing.
+    pub recommend_only: bool,
+}
+
+impl<P: Provisioner, M: Migrator> Controller<P, M> {
+    /// A controller.
+    pub fn new(engine: Engine, provisioner: P, migrator: M) -> Self {
+        Self {
+            engine,
+            provisioner,
+            migrator,
+            in_flight: Vec::new(),
+            recommend_only: false,
+        }
+    }
+
+    fn commit(
+        &self,
+        ledger: &mut Ledger,
+        actions: Vec<Action>,
+        now: Timestamp,
+        report: &mut TickReport,
+    ) -> Result<Vec<Event>, LedgerError> {
+        if actions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let action = if actions.len() == 1 {
+            actions.into_iter().next().unwrap_or(Action::Expire)
+        } else {
+            Action::Batch { actions }
+        };
+        let events = ledger.apply(&action, now)?;
+        report.applied.push((action, now));
+        Ok(events)
+    }
+
+    /// One tick at `now` (the ledger catches up to it first).
+    pub fn tick(
+        &mut self,
+        ledger: &mut Ledger,
+        demands: &BTreeMap<WorkloadId, Demand>,
+        sizes: &ShardSizes,
+        now: Timestamp,
+    ) -> TickReport {
+        let mut report = TickReport::default();
+        if self.recommend_only {
+            // Decide on a copy; nothing reaches the ledger.
+            let mut copy = ledger.clone();
+            if copy.apply(&Action::Expire, now).is_ok() {
+                report.decisions = self.engine.plan(&copy, demands, sizes).decisions;
+            }
+            return report;
+        }
+        if let Err(e) = self.commit(ledger, vec![Action::Expire], now, &mut report) {
+            report.problems.push(format!("catching up with time: {e}"));
+            return report;
+        }
+        self.finish_moves(ledger, now, &mut report);
+        let plan = self.engine.plan(ledger, demands, sizes);
+        report.decisions = plan.decisions;
+        if let Err(e) = self.commit(ledger, plan.actions.clone(), now, &mut report) {
+            // A plan is made from the state it applies to, so this is a bug; keep going with
+            // what can be applied one by one, and say so.
+            report
+                .problems
+                .push(format!("the plan was refused ({e}); applied one by one"));
+            for a in plan.actions {
+                if let Err(e) = self.commit(ledger, vec![a], now, &mut report) {
+                    report.problems.push(format!("refused: {e}"));
+                }
+            }
+        }
+        let res = self.engine.resolve(ledger);
+        if let Err(e) = self.commit(ledger, res.actions, now, &mut report) {
+            report
+                .problems
+                .push(format!("resolving shortages was refused: {e}"));
+        }
+        // Targets of the workloads, for choosing what to move.
+        let needs: BTreeMap<WorkloadId, ShardVector> = demands
+            .keys()
+            .filter_map(|w| {
+                let holds = ledger.allocation(*w).ok()?;
+                let waiting = ledger
+                    .requests()
+                    .filter(|r| r.workload == *w)
+                    .fold(ShardVector::ZERO, |a, r| a.saturating_add(&r.remaining()));
+                Some((*w, holds.saturating_add(&waiting)))
+            })
+            .collect();
+        let mut pending: BTreeMap<HostId, ShardVector> = BTreeMap::new();
+        for f in &self.in_flight {
+            let e = pending.entry(f.to).or_default();
+            *e = e.saturating_add(&f.mv.needs);
+        }
+        for (host, short) in res.short_hosts {
+            if self.in_flight.iter().any(|f| f.mv.from == host) {
+                // A move off this host is already under way; wait for it.
+                continue;
+            }
+            for mv in self
+                .engine
+                .choose_moves(ledger, host, short, &needs, &mut pending)
+            {
+                let to = match mv.to {
+                    Some(t) => t,
+                    None => match self.provision(ledger, &mv, now, &mut report) {
+                        Some(t) => t,
+                        None => continue,
+                    },
+                };
+                match self.migrator.start(mv.workload, mv.from, to, now) {
+                    Ok(done_at) => {
+                        let f = InFlight { mv, to, done_at };
+                        report.moves_started.push(f.clone());
+                        self.in_flight.push(f);
+                    }
+                    Err(e) => report.problems.push(e.to_string()),
+                }
+            }
+        }
+        report
+    }
+
+    fn provision(
+        &mut self,
+        ledger: &mut Ledger,
+        mv: &Move,
+        now: Timestamp,
+        report: &mut TickReport,
+    ) -> Option<HostId> {
+        let request = ProvisionRequest {
+            reason: format!("{} is short; {} must move", mv.from, mv.workload),
+            short_host: mv.from,
+            needs: mv.needs,
+        };
+        match self.provisioner.provision(&request) {
+            Ok(h) => {
+                let name = h.name.clone();
+                let registered = self.commit(
+                    ledger,
+                    vec![Action::RegisterHost {
+                        name: h.name,
+                        capacity: h.capacity,
+                    }],
+                    now,
+                    report,
+                );
+                match registered {
+                    Ok(_) => {
+                        let id = ledger.host_named(&name).map(|h| h.id);
+                        report.provisioned.extend(id);
+                        id
+                    }
+                    Err(e) => {
+                        let why = format!("the provisioned host {name} was refused: {e}");
+                        self.engine.fail(mv.from, &why);
+                        report.problems.push(why);
+                        None
+                    }
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                self.engine.fail(mv.from, &why);
+                report.problems.push(why);
+                None
+            }
+        }
+    }
+
+    /// When the next move under way is done, if any.
+    pub fn next_move_done(&self) -> Option<Timestamp> {
+        self.in_flight.iter().map(|f| f.done_at).min()
+    }
+
+    /// Finishes the moves that are done by `now` (a tick does this first; call it between
+    /// ticks to finish a move at its exact time).
+    pub fn finish_due_moves(&mut self, ledger: &mut Ledger, now: Timestamp) -> TickReport {
+        let mut report = TickReport::default();
+        if let Err(e) = self.commit(ledger, vec![Action::Expire], now, &mut report) {
+            report.problems.push(format!("catching up with time: {e}"));
+            return report;
+        }
+        self.finish_moves(ledger, now, &mut report);
+        report
+    }
+
+    /// Moves whose migration is done: the workload leaves its old reservation and gets a new
+    /// one of the same size and tier on the new host, for the rest of the old window, with
+    /// leases for the rest of what it needs.
+    fn finish_moves(&mut self, ledger: &mut Ledger, now: Timestamp, report: &mut TickReport) {
+        let (done, waiting): (Vec<InFlight>, Vec<InFlight>) =
+            self.in_flight.drain(..).partition(|f| f.done_at <= now);
+        self.in_flight = waiting;
+        for f in done {
+            match self.move_actions(ledger, &f, now) {
+                Some((actions, tenant, name)) => match self.commit(ledger, actions, now, report) {
+                    Ok(_) => {
+                        if let Some(new) = ledger.workload_named(tenant, &name) {
+                            report.moved.push((f.mv.workload, new.id));
+                        }
+                    }
+                    Err(e) => report
+                        .problems
+                        .push(format!("moving {} was refused: {e}", f.mv.workload)),
+                },
+                None => report.problems.push(format!(
+                    "{} was gone before its move finished",
+                    f.mv.workload
+                )),
+            }
+        }
+    }
+
+    fn move_actions(
+        &self,
+        ledger: &Ledger,
+        f: &InFlight,
+        now: Timestamp,
+    ) -> Option<(Vec<Action>, TenantId, String)> {
+        let w = ledger.workload(f.mv.workload)?;
+        let r = ledger.reservation(w.reservation)?;
+        let base = ledger.reserved_at(r, now).ok()?;
+        let window = Window::new(now, r.window.end()).ok()?;
+        let tier: Tier = r.tier;
+        let actions = vec![
+            Action::UnbindWorkload {
+                tenant: w.tenant,
+                workload: w.id,
+            },
+            Action::CancelReservation {
+                tenant: w.tenant,
+                reservation: r.id,
+            },
+            Action::CreateReservation {
+                tenant: w.tenant,
+                host: f.to,
+                vector: base,
+                window,
+                tier,
+            },
+        ];
+        // Ids are given in sequence: find the new reservation's and workload's on a copy.
+        let mut probe = ledger.clone();
+        probe
+            .apply(
+                &Action::Batch {
+                    actions: actions.clone(),
+                },
+                now,
+            )
+            .ok()?;
+        let new_r = probe
+            .reservations()
+            .filter(|x| x.host == f.to && x.tenant == w.tenant)
+            .map(|x| x.id)
+            .max()?;
+        let bind = Action::BindWorkload {
+            tenant: w.tenant,
+            reservation: new_r,
+            name: w.name.clone(),
+        };
+        probe.apply(&bind, now).ok()?;
+        let new_w = probe.workload_named(w.tenant, &w.name)?.id;
+        let mut all = actions;
+        all.push(bind);
+        all.push(Action::Allocate {
+            tenant: w.tenant,
+            workload: new_w,
+            share: base,
+        });
+        let until = now.checked_add(self.engine.params.lease_for).ok()?;
+        for kind in f.mv.needs.excess_over(&base).kinds() {
+            all.push(Action::RequestLease {
+                tenant: w.tenant,
+                workload: new_w,
+                vector: ShardVector::of(kind, f.mv.needs.get(kind) - base.get(kind)),
+                until,
+                max_price: self.engine.params.max_price,
+                all_or_nothing: false,
+                start: None,
+            });
+        }
+        Some((all, w.tenant, w.name.clone()))
+    }
+}

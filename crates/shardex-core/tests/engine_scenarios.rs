@@ -1,0 +1,393 @@
+//! One scenario per shard-request path: market, reclaim, preempt, grow, move, provision,
+//! provisioner failure and provisioner timeout; each runs real ticks of the controller over a
+//! real ledger and checks every invariant after each tick.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use shardex_core::control::{Controller, TickReport};
+use shardex_core::engine::{Demand, Engine, EngineParams, RequestStatus, Step};
+use shardex_core::ports::{
+    NewHost, ProvisionError, ProvisionRequest, Provisioner, SimulatedMigrator, StaticProvisioner,
+};
+use shardex_core::{
+    Action, Horizon, HostId, KindForecast, Ledger, PriceVector, Quantiles, Rdv, ResourceKind,
+    ShardSizes, ShardVector, Span, TenantId, Tier, Timestamp, Window, WorkloadId,
+};
+
+fn t(s: i64) -> Timestamp {
+    Timestamp::from_secs(s).unwrap()
+}
+
+fn cpu(n: u64) -> ShardVector {
+    ShardVector::of(ResourceKind::Cpu, n)
+}
+
+/// A forecast of `shards` cpu shards (10 millicores each) at every quantile.
+fn demand(shards: u64, now: Timestamp) -> Demand {
+    Demand {
+        rdv: Rdv {
+            made_at: now,
+            horizon: Horizon::default(),
+            kinds: vec![KindForecast {
+                kind: ResourceKind::Cpu,
+                steps: vec![Quantiles::point(shards * 10); 12],
+            }],
+        },
+        usage: ShardVector::ZERO,
+        cap: None,
+    }
+}
+
+struct World {
+    ledger: Ledger,
+    names: BTreeMap<&'static str, WorkloadId>,
+}
+
+impl World {
+    /// Hosts of the given cpu capacities; one tenant per workload, each with its own
+    /// reservation (`base` shards, `tier`) on the given host, its share = the reservation.
+    fn new(hosts: &[u64], workloads: &[(&'static str, usize, u64, Tier)]) -> Self {
+        let mut l = Ledger::new();
+        let t0 = t(0);
+        for (i, &c) in hosts.iter().enumerate() {
+            l.apply(
+                &Action::RegisterHost {
+                    name: format!("h{}", i + 1),
+                    capacity: cpu(c),
+                },
+                t0,
+            )
+            .unwrap();
+        }
+        let mut names = BTreeMap::new();
+        for (i, &(name, host, base, tier)) in workloads.iter().enumerate() {
+            l.apply(&Action::CreateTenant { name: name.into() }, t0)
+                .unwrap();
+            let tenant = TenantId(i as u64 + 1);
+            l.apply(
+                &Action::CreateReservation {
+                    tenant,
+                    host: HostId(host as u64),
+                    vector: cpu(base),
+                    window: Window::new(t0, t(1_000_000)).unwrap(),
+                    tier,
+                },
+                t0,
+            )
+            .unwrap();
+            let r = l.reservations().last().unwrap().id;
+            l.apply(
+                &Action::BindWorkload {
+                    tenant,
+                    reservation: r,
+                    name: name.into(),
+                },
+                t0,
+            )
+            .unwrap();
+            let w = l.workload_named(tenant, name).unwrap().id;
+            l.apply(
+                &Action::Allocate {
+                    tenant,
+                    workload: w,
+                    share: cpu(base),
+                },
+                t0,
+            )
+            .unwrap();
+            names.insert(name, w);
+        }
+        World { ledger: l, names }
+    }
+
+    fn w(&self, name: &str) -> WorkloadId {
+        self.names[name]
+    }
+
+    fn held(&self, name: &str) -> u64 {
+        self.ledger
+            .allocation(self.w(name))
+            .unwrap()
+            .get(ResourceKind::Cpu)
+    }
+
+    fn tick<P: Provisioner>(
+        &mut self,
+        c: &mut Controller<P, SimulatedMigrator>,
+        wants: &[(&str, u64)],
+        at: i64,
+    ) -> TickReport {
+        let demands: BTreeMap<WorkloadId, Demand> = wants
+            .iter()
+            .map(|&(n, s)| (self.w(n), demand(s, t(at))))
+            .collect();
+        let report = c.tick(&mut self.ledger, &demands, &ShardSizes::default(), t(at));
+        assert_eq!(self.ledger.check(), vec![], "after the tick at {at}");
+        for (old, new) in &report.moved {
+            for v in self.names.values_mut() {
+                if v == old {
+                    *v = *new;
+                }
+            }
+        }
+        report
+    }
+}
+
+fn controller<P: Provisioner>(p: P) -> Controller<P, SimulatedMigrator> {
+    let params = EngineParams {
+        headroom_pct: 0,
+        ..EngineParams::default()
+    };
+    Controller::new(
+        Engine::new(params),
+        p,
+        SimulatedMigrator::new(Span::from_secs(60)),
+    )
+}
+
+fn last_request<P, M>(c: &Controller<P, M>, w: WorkloadId) -> shardex_core::engine::ShardRequest {
+    c.engine
+        .shard_requests()
+        .filter(|r| r.workload == w)
+        .last()
+        .cloned()
+        .expect("a shard request was raised")
+}
+
+#[test]
+fn the_market_covers_a_rise_before_it_arrives() {
+    let mut w = World::new(&[100], &[("a", 1, 10, Tier::Standard)]);
+    let mut c = controller(StaticProvisioner::default());
+    let r = w.tick(&mut c, &[("a", 30)], 0);
+    assert_eq!(w.held("a"), 30, "{r:?}");
+    assert_eq!(
+        c.engine.shard_requests().count(),
+        0,
+        "the market had enough"
+    );
+    // A small dip causes no actuation; a long one releases the lease after the cool-down.
+    w.tick(&mut c, &[("a", 28)], 60);
+    assert_eq!(w.held("a"), 30);
+    w.tick(&mut c, &[("a", 10)], 120);
+    assert_eq!(w.held("a"), 30, "scale-down waits");
+    w.tick(&mut c, &[("a", 10)], 120 + 900);
+    assert_eq!(w.held("a"), 10, "released after 15 min under");
+}
+
+#[test]
+fn reclaim_brings_back_what_the_workloads_own_reservation_lent() {
+    // a reserved 50 but holds 10 and lent 40 to b; the host is full.
+    let mut w = World::new(
+        &[100],
+        &[("a", 1, 50, Tier::Standard), ("b", 1, 50, Tier::Standard)],
+    );
+    let (ta, wa) = (TenantId(1), w.w("a"));
+    w.ledger
+        .apply(
+            &Action::Allocate {
+                tenant: ta,
+                workload: wa,
+                share: cpu(10),
+            },
+            t(0),
+        )
+        .unwrap();
+    let mut c = controller(StaticProvisioner::default());
+    // b wants 90: its own 50 plus a's idle 40 from the market.
+    w.tick(&mut c, &[("a", 10), ("b", 90)], 0);
+    assert_eq!(w.held("b"), 90);
+    // a needs 45 again: nothing on the market, so its reservation reclaims its lease.
+    w.tick(&mut c, &[("a", 45), ("b", 90)], 60);
+    let req = last_request(&c, wa);
+    assert!(
+        req.steps.iter().any(|s| matches!(s, Step::Reclaim { .. })),
+        "{req:?}"
+    );
+    // After the 30 s notice the shards are back; the next tick gives them to a.
+    w.tick(&mut c, &[("a", 45), ("b", 90)], 120);
+    assert_eq!(w.held("a"), 45);
+    w.tick(&mut c, &[("a", 45), ("b", 90)], 180);
+    assert_eq!(last_request(&c, wa).status, RequestStatus::Fulfilled);
+}
+
+#[test]
+fn a_higher_tier_preempts_a_lower_tier_lease_with_notice() {
+    let mut w = World::new(
+        &[100],
+        &[
+            ("low", 1, 10, Tier::BestEffort),
+            ("high", 1, 30, Tier::Premium),
+        ],
+    );
+    let mut c = controller(StaticProvisioner::default());
+    // low borrows all 60 free shards.
+    w.tick(&mut c, &[("low", 70), ("high", 30)], 0);
+    assert_eq!(w.held("low"), 70);
+    // high needs 60 more: the ledger preempts low's lease for it.
+    w.tick(&mut c, &[("low", 70), ("high", 90)], 60);
+    let req = last_request(&c, w.w("high"));
+    assert!(
+        req.steps.iter().any(|s| matches!(s, Step::Preempt { .. })),
+        "{req:?}"
+    );
+    w.tick(&mut c, &[("low", 70), ("high", 90)], 120);
+    assert_eq!(
+        w.held("high"),
+        90,
+        "the preempted shards went to the premium workload"
+    );
+    assert_eq!(
+        w.held("low"),
+        10,
+        "the best-effort workload keeps its own reservation"
+    );
+}
+
+#[test]
+fn growth_takes_free_capacity_when_the_market_is_too_dear() {
+    let mut w = World::new(&[100], &[("a", 1, 10, Tier::Standard)]);
+    // The market price is above what the engine pays, but the capacity is free.
+    w.ledger
+        .apply(
+            &Action::SetMarketPrice {
+                host: HostId(1),
+                prices: PriceVector::uniform(Decimal::ONE),
+            },
+            t(0),
+        )
+        .unwrap();
+    let mut c = controller(StaticProvisioner::default());
+    w.tick(&mut c, &[("a", 40)], 0);
+    let req = last_request(&c, w.w("a"));
+    assert!(
+        req.steps
+            .iter()
+            .any(|s| matches!(s, Step::Grow { shards } if *shards == cpu(30))),
+        "{req:?}"
+    );
+    assert_eq!(w.held("a"), 40);
+    let r = w.ledger.workload(w.w("a")).unwrap().reservation;
+    let res = w.ledger.reservation(r).unwrap();
+    assert_eq!(w.ledger.reserved_at(res, t(0)).unwrap(), cpu(40));
+}
+
+/// Host 1 is full (a and b, 50 each) and a needs 70.
+fn full_host(hosts: &[u64]) -> World {
+    World::new(
+        hosts,
+        &[("a", 1, 50, Tier::Standard), ("b", 1, 50, Tier::Standard)],
+    )
+}
+
+#[test]
+fn a_short_host_moves_the_cheapest_workload_to_a_host_with_room() {
+    let mut w = full_host(&[100, 100]);
+    let mut c = controller(StaticProvisioner::default());
+    let r = w.tick(&mut c, &[("a", 70), ("b", 50)], 0);
+    assert_eq!(r.moves_started.len(), 1, "{r:?}");
+    assert_eq!(
+        r.moves_started[0].mv.workload,
+        w.w("b"),
+        "b is the smaller move"
+    );
+    assert_eq!(r.moves_started[0].to, HostId(2));
+    // The move takes 60 s; then a gets the freed shards.
+    let r = w.tick(&mut c, &[("a", 70), ("b", 50)], 60);
+    assert_eq!(r.moved.len(), 1, "{r:?}");
+    assert_eq!(w.ledger.workload(w.w("b")).unwrap().host, HostId(2));
+    assert_eq!(w.held("b"), 50);
+    w.tick(&mut c, &[("a", 70), ("b", 50)], 120);
+    assert_eq!(w.held("a"), 70);
+    assert_eq!(c.migrator.moves, 1);
+}
+
+#[test]
+fn with_no_room_anywhere_the_provisioner_adds_a_host() {
+    let mut w = full_host(&[100]);
+    let mut c = controller(StaticProvisioner::new(vec![NewHost {
+        name: "standby-1".into(),
+        capacity: cpu(100),
+    }]));
+    let r = w.tick(&mut c, &[("a", 70), ("b", 50)], 0);
+    assert_eq!(r.provisioned.len(), 1, "{r:?}");
+    assert!(w.ledger.host_named("standby-1").is_some());
+    w.tick(&mut c, &[("a", 70), ("b", 50)], 60);
+    w.tick(&mut c, &[("a", 70), ("b", 50)], 120);
+    assert_eq!(w.held("a"), 70);
+    assert_eq!(
+        w.ledger.workload(w.w("b")).unwrap().host,
+        w.ledger.host_named("standby-1").unwrap().id
+    );
+}
+
+#[test]
+fn a_failing_provisioner_fails_the_request_and_changes_nothing() {
+    let mut w = full_host(&[100]);
+    let mut c = controller(StaticProvisioner::new(Vec::new()));
+    let r = w.tick(&mut c, &[("a", 70), ("b", 50)], 0);
+    assert!(
+        r.problems.iter().any(|p| p.contains("no standby host")),
+        "{r:?}"
+    );
+    assert_eq!(w.ledger.hosts().count(), 1);
+    assert_eq!(c.migrator.moves, 0);
+    let failed: Vec<_> = c
+        .engine
+        .shard_requests()
+        .filter(
+            |r| matches!(&r.status, RequestStatus::Failed(why) if why.contains("no standby host")),
+        )
+        .collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "{:?}",
+        c.engine.shard_requests().collect::<Vec<_>>()
+    );
+    assert_eq!(w.held("a"), 50, "a keeps what it had");
+}
+
+/// A provisioner that never answers in time (the command adapter's timeout, as the engine
+/// sees it; the adapter itself is tested with a real sleeping command in the binary crate).
+struct Slow;
+
+impl Provisioner for Slow {
+    fn provision(&mut self, _: &ProvisionRequest) -> Result<NewHost, ProvisionError> {
+        Err(ProvisionError::TimedOut(Span::from_secs(5)))
+    }
+}
+
+#[test]
+fn a_slow_provisioner_fails_the_request_with_its_timeout() {
+    let mut w = full_host(&[100]);
+    let mut c = controller(Slow);
+    let before = w.ledger.hosts().count();
+    let r = w.tick(&mut c, &[("a", 70), ("b", 50)], 0);
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.contains("did not answer within 5s")),
+        "{r:?}"
+    );
+    assert_eq!(w.ledger.hosts().count(), before);
+    assert!(c.engine.shard_requests().any(
+        |r| matches!(&r.status, RequestStatus::Failed(why) if why.contains("did not answer"))
+    ));
+}
+
+#[test]
+fn recommend_only_decides_but_changes_nothing() {
+    let mut w = World::new(&[100], &[("a", 1, 10, Tier::Standard)]);
+    let mut c = controller(StaticProvisioner::default());
+    c.recommend_only = true;
+    let before = w.ledger.clone();
+    let r = w.tick(&mut c, &[("a", 30)], 0);
+    assert_eq!(r.decisions.len(), 1);
+    assert_eq!(r.decisions[0].to, 30);
+    assert!(r.applied.is_empty());
+    assert_eq!(w.ledger, before);
+}
