@@ -2228,32 +2228,61 @@ impl Ledger {
             .hosts
             .get(&host)
             .ok_or(LedgerError::UnknownHost(host))?;
-        let points: Vec<Timestamp> = self
-            .change_points(host)
-            .into_iter()
-            .filter(|&t| t < until)
-            .collect();
-        let mut out = Vec::new();
-        for r in self
+        let now = self.now;
+        // Every lease started by now and only ends, so what a lender has lent only falls over
+        // time; what it holds changes only at its reservations' edges. So its cover is lowest
+        // at now or at one of those edges: no other moment needs checking.
+        let on_host: Vec<&Reservation> = self
             .reservations
             .values()
-            .filter(|r| r.host == host && !r.offered.is_zero())
-        {
+            .filter(|r| r.host == host && !r.cancelled)
+            .collect();
+        let leases: Vec<&Lease> = self.leases.values().filter(|l| l.host == host).collect();
+        let lent_at = |lender: Lender, t: Timestamp| -> Result<ShardVector, LedgerError> {
+            Ok(ShardVector::checked_sum(
+                leases
+                    .iter()
+                    .filter(|l| l.lender == lender && l.window.contains(t))
+                    .map(|l| &l.vector),
+            )?)
+        };
+        let edges = |r: &Reservation| -> Vec<Timestamp> {
+            let mut pts = vec![r.window.start(), r.window.end()];
+            for m in r.modifications.iter().filter_map(|m| self.modifications.get(m)) {
+                if !m.cancelled {
+                    pts.push(m.window.start());
+                    pts.push(m.window.end());
+                }
+            }
+            pts.retain(|&t| t > now && t < until);
+            pts.push(now);
+            pts
+        };
+        let mut out = Vec::new();
+        let mut all_points = vec![now];
+        for r in &on_host {
+            let points = edges(r);
+            all_points.extend(points.iter().copied());
+            if r.offered.is_zero() {
+                continue;
+            }
             let mut avail = r.offered;
             for &t in &points {
                 let cover = self
                     .reserved_at(r, t)?
-                    .excess_over(&self.lent_by(Lender::Reservation(r.id), t)?);
+                    .excess_over(&lent_at(Lender::Reservation(r.id), t)?);
                 avail = avail.min(&cover);
             }
             if !avail.is_zero() {
                 out.push((Lender::Reservation(r.id), r.floor, avail));
             }
         }
+        all_points.sort();
+        all_points.dedup();
         let mut free: Option<ShardVector> = None;
-        for &t in &points {
-            let mut used = self.lent_by(Lender::Provider(host), t)?;
-            for r in self.reservations.values().filter(|r| r.host == host) {
+        for &t in &all_points {
+            let mut used = lent_at(Lender::Provider(host), t)?;
+            for r in &on_host {
                 used = used.checked_add(&self.reserved_at(r, t)?)?;
             }
             let f = h.capacity.excess_over(&used);
@@ -2294,20 +2323,37 @@ impl Ledger {
         for (lender, _, avail) in self.supply(host, instant)? {
             book.set_asks(lender, &self.ask_price(lender, host), &avail);
         }
+        // Cover per distinct end, computed once per pass; what this pass already lent from a
+        // lender is taken off it (a lower bound of the true cover, so leases never outlive it).
+        let mut covers: BTreeMap<Timestamp, BTreeMap<Lender, ShardVector>> = BTreeMap::new();
+        for &(_, id) in &order {
+            let until = self.requests[&id].until;
+            if !covers.contains_key(&until) {
+                let c = self
+                    .supply(host, until)?
+                    .into_iter()
+                    .map(|(l, _, v)| (l, v))
+                    .collect();
+                covers.insert(until, c);
+            }
+        }
+        let mut taken: BTreeMap<Lender, ShardVector> = BTreeMap::new();
         for &(_, id) in &order {
             let req = self.requests[&id].clone();
             let remaining = req.remaining();
-            let cover: BTreeMap<Lender, ShardVector> = self
-                .supply(host, req.until)?
-                .into_iter()
-                .map(|(l, _, v)| (l, v))
-                .collect();
+            let Some(cover) = covers.get(&req.until) else {
+                continue;
+            };
             let bid = Bid {
                 vector: remaining,
                 limit: self.limit(&req),
                 all_or_nothing: req.all_or_nothing,
             };
-            let fill = book.match_bid(&bid, |l, k| cover.get(&l).map_or(0, |v| v.get(k)));
+            let fill = book.match_bid(&bid, |l, k| {
+                cover.get(&l).map_or(0, |v| v.get(k)).saturating_sub(
+                    taken.get(&l).map_or(0, |v| v.get(k)),
+                )
+            });
             if fill.got.is_zero() {
                 continue;
             }
@@ -2319,6 +2365,8 @@ impl Ledger {
             let factor = self.params.price_factor(req.tier, req.delivery);
             let window = Window::new(now, req.until)?;
             for (lender, vector) in takes {
+                let t = taken.entry(lender).or_insert(ShardVector::ZERO);
+                *t = t.saturating_add(&vector);
                 if let Lender::Reservation(r) = lender {
                     let res = self
                         .reservations

@@ -7,6 +7,7 @@ mod machine;
 mod plot;
 mod replay;
 mod run;
+mod simulate;
 mod trace;
 
 use std::path::PathBuf;
@@ -34,6 +35,9 @@ enum Command {
     },
     /// Replay a recorded trace through every allocation policy and compare them.
     Replay(replay::ReplayArgs),
+    /// Run the whole system (engine, marketplace, ledger) over a recorded trace and count the
+    /// hosts it needs against static reservations.
+    Simulate(simulate::SimulateArgs),
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Replay(args) => replay::replay(&args),
+        Command::Simulate(args) => simulate::simulate(&args),
         Command::Ledger {
             command: LedgerCommand::Check(args),
         } => check::check(&args),

@@ -1,0 +1,793 @@
+//! `shardex simulate`: the whole system over a recorded trace, with a simulated actuator.
+//!
+//! Two clouds run the same workloads. The static one reserves each workload's provisioned size
+//! and packs them first-fit-decreasing: `hosts_static`. The shardex one starts from one host;
+//! each workload, when it first appears, reserves only a guaranteed base (its first measured
+//! usage, capped at its provisioned size) on the host where it fits with the most headroom,
+//! and the real engine, marketplace and ledger lease it the rest as its forecast asks, up to
+//! its provisioned size. A host that runs short moves workloads away; when no host has room,
+//! the static provisioner (an unlimited supply of hosts of the same size) adds one:
+//! `hosts_shardex` is the peak number of hosts with a workload on them.
+//!
+//! Time runs on the trace's 5-minute grid. At each step: moves that are done finish; each
+//! sample is scored against the allocation in force (decided one step earlier, from samples
+//! before that decision only); new workloads are placed; the engine ticks for the next step;
+//! then the forecasters see the step's samples.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use rust_decimal::Decimal;
+use serde_json::json;
+use shardex_core::billing::{Account, DEFAULT_LENDER_SHARE, Journal, Subject, accrue};
+use shardex_core::control::Controller;
+use shardex_core::engine::{Demand, Engine, EngineParams, RequestStatus};
+use shardex_core::market::{PriceBook, PriceCurve, reprice};
+use shardex_core::ports::{Causal, SimulatedMigrator, StaticProvisioner};
+use shardex_core::{
+    Action, Horizon, KindForecast, Ledger, PhysicalVector, PriceTable, Rdv, ResourceKind, Sample,
+    ShardSizes, ShardVector, Span, TenantId, Tier, Timestamp, Window, WorkloadId,
+};
+use shardex_forecast::Policy;
+
+use crate::trace::TraceReader;
+
+/// Arguments of `shardex simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// Trace folder (samples.csv.gz and workloads.csv).
+    #[arg(long, value_name = "DIR")]
+    trace: PathBuf,
+    /// CPU of one host, in millicores.
+    #[arg(long, value_name = "MILLICORES", default_value_t = 64_000)]
+    host_cpu: u64,
+    /// Memory of one host, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 512 << 30)]
+    host_memory: u64,
+    /// Forecasting policy of the shardex cloud.
+    #[arg(long, value_name = "NAME", default_value = "shardex")]
+    policy: String,
+    /// Kinds to allocate and score, comma-separated.
+    #[arg(long, value_name = "KINDS", value_delimiter = ',', default_value = "cpu,memory")]
+    kinds: Vec<String>,
+    /// Samples in each workload's first stretch of this length are not scored.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    warmup: String,
+    /// How long a live migration takes.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    migration_time: String,
+    /// Simulate only the first N workloads of the trace.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Simulate only this long from the trace's start (e.g. 2d).
+    #[arg(long = "for", value_name = "DURATION")]
+    duration: Option<String>,
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One workload's samples, physical units, on the trace's grid.
+struct Series {
+    name: String,
+    provisioned: [Option<u64>; 4],
+    /// Grid slot of each sample.
+    slots: Vec<u32>,
+    /// Per sample, per kind in `ResourceKind::ALL` order; `u64::MAX` where not measured.
+    values: Vec<[u64; 4]>,
+}
+
+const STEP_S: i64 = 300;
+const MISSING: u64 = u64::MAX;
+
+/// Runs a simulation and prints its report.
+pub fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    let policy: Policy = args.policy.parse()?;
+    let mut kinds = Vec::new();
+    for k in &args.kinds {
+        let k: ResourceKind = k.parse().context("in --kinds")?;
+        if !kinds.contains(&k) {
+            kinds.push(k);
+        }
+    }
+    let warmup: Span = args.warmup.parse().context("in --warmup")?;
+    let migration: Span = args
+        .migration_time
+        .parse()
+        .context("in --migration-time")?;
+    let limit_span: Option<Span> = args
+        .duration
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .context("in --for")?;
+    if args.host_cpu == 0 || args.host_memory == 0 {
+        bail!("--host-cpu and --host-memory must be more than zero");
+    }
+    let sizes = ShardSizes::default();
+    // Bandwidth and IOPS of a host are generous: they are scored only if asked for.
+    let host_physical = PhysicalVector([args.host_cpu, args.host_memory, 100_000_000_000, 1_000_000]);
+    let host_cap = sizes.supply_vector(host_physical);
+
+    let started = Instant::now();
+    let (trace_name, series, t0) = load(args, limit_span)?;
+    if series.is_empty() {
+        bail!("the trace {} has no samples", args.trace.display());
+    }
+    let hosts_static = first_fit_decreasing(&series, &kinds, &sizes, &host_cap)?;
+
+    let mut sim = Sim::new(&series, &kinds, policy, host_cap, migration, warmup, t0)?;
+    let last_slot = series
+        .iter()
+        .filter_map(|s| s.slots.last().copied())
+        .max()
+        .unwrap_or(0);
+    let bar = progress_bar(u64::from(last_slot) + 1, args.json);
+    for slot in 0..=last_slot {
+        sim.step(slot)?;
+        if let Some(b) = &bar {
+            b.set_position(u64::from(slot) + 1);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let report = sim.report(&trace_name, policy, hosts_static, &kinds, elapsed, args);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the trace into memory, time-major ready: every workload's samples on the grid.
+fn load(
+    args: &SimulateArgs,
+    limit_span: Option<Span>,
+) -> anyhow::Result<(String, Vec<Series>, i64)> {
+    let mut reader = TraceReader::open(&args.trace)?;
+    let name = reader.name.clone();
+    let mut raw = Vec::new();
+    while let Some(w) = reader.next_workload()? {
+        raw.push(w);
+        if args.limit.is_some_and(|l| raw.len() >= l) {
+            break;
+        }
+    }
+    let t0 = raw
+        .iter()
+        .filter_map(|w| w.rows.first().map(|r| r.time.millis()))
+        .min()
+        .unwrap_or(0);
+    let end = limit_span.map(|s| t0.saturating_add(i64::try_from(s.millis()).unwrap_or(i64::MAX)));
+    let mut out = Vec::with_capacity(raw.len());
+    for w in raw {
+        let mut s = Series {
+            name: w.name,
+            provisioned: w.provisioned,
+            slots: Vec::with_capacity(w.rows.len()),
+            values: Vec::with_capacity(w.rows.len()),
+        };
+        for r in w.rows {
+            let ms = r.time.millis();
+            if end.is_some_and(|e| ms >= e) {
+                break;
+            }
+            let slot = u32::try_from((ms - t0) / (STEP_S * 1000)).unwrap_or(u32::MAX);
+            // Two samples in one slot (irregular sources): keep the later one.
+            if s.slots.last() == Some(&slot) {
+                s.slots.pop();
+                s.values.pop();
+            }
+            s.slots.push(slot);
+            s.values.push(r.values.map(|v| v.unwrap_or(MISSING)));
+        }
+        if !s.slots.is_empty() {
+            out.push(s);
+        }
+    }
+    Ok((name, out, t0))
+}
+
+/// What a workload is sized at in the static cloud: its provisioned size, or its peak usage
+/// where the trace doesn't say.
+fn static_size(s: &Series, kinds: &[ResourceKind], sizes: &ShardSizes) -> ShardVector {
+    let mut v = ShardVector::ZERO;
+    for &k in kinds {
+        let amount = s.provisioned[k.index()].unwrap_or_else(|| {
+            s.values
+                .iter()
+                .map(|v| v[k.index()])
+                .filter(|&x| x != MISSING)
+                .max()
+                .unwrap_or(0)
+        });
+        v = v.with(k, sizes.demand_shards(k, amount));
+    }
+    v
+}
+
+/// Hosts that first-fit-decreasing packing of the static sizes needs.
+fn first_fit_decreasing(
+    series: &[Series],
+    kinds: &[ResourceKind],
+    sizes: &ShardSizes,
+    host: &ShardVector,
+) -> anyhow::Result<usize> {
+    let mut items: Vec<(u64, &str, ShardVector)> = Vec::new();
+    for s in series {
+        let v = static_size(s, kinds, sizes);
+        if !v.fits_in(host) {
+            bail!(
+                "workload {} is provisioned with {v} shards, more than a host has ({host}); pass a bigger --host-cpu or --host-memory",
+                s.name
+            );
+        }
+        // Decreasing by its largest share of a host.
+        let key = kinds
+            .iter()
+            .map(|&k| v.get(k).saturating_mul(1_000_000) / host.get(k).max(1))
+            .max()
+            .unwrap_or(0);
+        items.push((key, &s.name, v));
+    }
+    items.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    let mut bins: Vec<ShardVector> = Vec::new();
+    for (_, _, v) in items {
+        match bins.iter_mut().find(|free| v.fits_in(free)) {
+            Some(free) => *free = free.excess_over(&v),
+            None => bins.push(host.excess_over(&v)),
+        }
+    }
+    Ok(bins.len())
+}
+
+/// A workload of the shardex cloud while it runs.
+struct Live {
+    id: WorkloadId,
+    tenant: TenantId,
+    /// Next sample index.
+    next: usize,
+    first_ms: i64,
+    last_usage: ShardVector,
+    forecasters: Vec<(ResourceKind, Causal<Box<dyn shardex_core::ports::Forecaster>>)>,
+}
+
+#[derive(Default)]
+struct Tally {
+    samples: u64,
+    short: u64,
+}
+
+struct Sim<'a> {
+    series: &'a [Series],
+    kinds: Vec<ResourceKind>,
+    policy: Policy,
+    host_cap: ShardVector,
+    warmup_ms: i64,
+    t0: i64,
+    sizes: ShardSizes,
+    ledger: Ledger,
+    controller: Controller<StaticProvisioner, SimulatedMigrator>,
+    live: HashMap<usize, Live>,
+    by_id: HashMap<WorkloadId, usize>,
+    tallies: BTreeMap<ResourceKind, Tally>,
+    hosts_peak: usize,
+    util_sum: BTreeMap<ResourceKind, f64>,
+    util_steps: u64,
+    journal: Journal,
+    prices: PriceTable,
+    book: PriceBook,
+    lent_shard_ms: BTreeMap<ResourceKind, u128>,
+    paid: Decimal,
+    lease_paid: Decimal,
+    problems: Vec<String>,
+    tenants: u64,
+}
+
+impl<'a> Sim<'a> {
+    fn new(
+        series: &'a [Series],
+        kinds: &[ResourceKind],
+        policy: Policy,
+        host_cap: ShardVector,
+        migration: Span,
+        warmup: Span,
+        t0: i64,
+    ) -> anyhow::Result<Self> {
+        let mut ledger = Ledger::new();
+        let start = Timestamp::from_millis(t0)?;
+        ledger.apply(
+            &Action::RegisterHost {
+                name: "host-0".into(),
+                capacity: host_cap,
+            },
+            start,
+        )?;
+        let params = EngineParams {
+            lead: Span::from_secs(STEP_S as u64),
+            ..EngineParams::default()
+        };
+        let controller = Controller::new(
+            Engine::new(params),
+            StaticProvisioner::unlimited("host", host_cap),
+            SimulatedMigrator::new(migration),
+        );
+        Ok(Self {
+            series,
+            kinds: kinds.to_vec(),
+            policy,
+            host_cap,
+            warmup_ms: i64::try_from(warmup.millis()).unwrap_or(i64::MAX),
+            t0,
+            sizes: ShardSizes::default(),
+            ledger,
+            controller,
+            live: HashMap::new(),
+            by_id: HashMap::new(),
+            tallies: kinds.iter().map(|&k| (k, Tally::default())).collect(),
+            hosts_peak: 1,
+            util_sum: BTreeMap::new(),
+            util_steps: 0,
+            journal: Journal::new(),
+            prices: PriceTable::default(),
+            book: PriceBook::new(PriceCurve::default()),
+            lent_shard_ms: BTreeMap::new(),
+            paid: Decimal::ZERO,
+            lease_paid: Decimal::ZERO,
+            problems: Vec::new(),
+            tenants: 0,
+        })
+    }
+
+    /// Meters what the ledger held up to `now`, before anything changes it.
+    fn meter(&mut self, now: Timestamp) -> anyhow::Result<()> {
+        if now <= self.ledger.now() {
+            return Ok(());
+        }
+        for c in accrue(&self.ledger, &self.prices, now)? {
+            self.journal.post_charge(&c, DEFAULT_LENDER_SHARE)?;
+            self.paid += c.amount;
+            if matches!(c.subject, Subject::Lease(_)) {
+                self.lease_paid += c.amount;
+                *self.lent_shard_ms.entry(c.kind).or_default() += c.shard_ms;
+            }
+        }
+        Ok(())
+    }
+
+    fn remap(&mut self, moved: &[(WorkloadId, WorkloadId)]) {
+        for &(old, new) in moved {
+            if let Some(i) = self.by_id.remove(&old) {
+                self.by_id.insert(new, i);
+                if let Some(l) = self.live.get_mut(&i) {
+                    l.id = new;
+                }
+            }
+        }
+    }
+
+    fn step(&mut self, slot: u32) -> anyhow::Result<()> {
+        let t_ms = self.t0 + i64::from(slot) * STEP_S * 1000;
+        let now = Timestamp::from_millis(t_ms)?;
+        // Moves that finished since the last step, at their own time.
+        while let Some(done) = self.controller.next_move_done().filter(|&d| d <= now) {
+            self.meter(done)?;
+            let r = self.controller.finish_due_moves(&mut self.ledger, done);
+            self.problems.extend(r.problems);
+            self.remap(&r.moved);
+        }
+        self.meter(now)?;
+        // What each workload holds now, indexed once.
+        let mut held: HashMap<WorkloadId, ShardVector> = HashMap::new();
+        for w in self.ledger.workloads() {
+            held.insert(w.id, w.share);
+        }
+        for l in self.ledger.leases() {
+            if let Some(h) = held.get_mut(&l.borrower) {
+                *h = h.saturating_add(&l.vector);
+            }
+        }
+        // Score this step's samples; retire workloads whose trace has ended.
+        let mut ended = Vec::new();
+        let mut used = BTreeMap::<ResourceKind, u128>::new();
+        for (&i, live) in &mut self.live {
+            let s = &self.series[i];
+            if live.next >= s.slots.len() {
+                ended.push(i);
+                continue;
+            }
+            if s.slots[live.next] != slot {
+                continue;
+            }
+            let values = s.values[live.next];
+            let alloc = held.get(&live.id).copied().unwrap_or_default();
+            let scored = t_ms - live.first_ms >= self.warmup_ms;
+            for &k in &self.kinds {
+                let v = values[k.index()];
+                if v == MISSING {
+                    continue;
+                }
+                *used.entry(k).or_default() += u128::from(v);
+                if scored {
+                    let t = self.tallies.entry(k).or_default();
+                    t.samples += 1;
+                    if self.sizes.demand_shards(k, v) > alloc.get(k) {
+                        t.short += 1;
+                    }
+                }
+            }
+        }
+        for i in ended {
+            if let Some(live) = self.live.remove(&i) {
+                self.by_id.remove(&live.id);
+                self.retire(&live, now)?;
+            }
+        }
+        // Place workloads that appear at this step.
+        for (i, s) in self.series.iter().enumerate() {
+            if s.slots.first() == Some(&slot) && !self.live.contains_key(&i) {
+                self.place(i, now)?;
+            }
+        }
+        // Host utilisation over the hosts in use.
+        let mut in_use: BTreeMap<shardex_core::HostId, ()> = BTreeMap::new();
+        for w in self.ledger.workloads() {
+            in_use.insert(w.host, ());
+        }
+        self.hosts_peak = self.hosts_peak.max(in_use.len());
+        if !in_use.is_empty() {
+            self.util_steps += 1;
+            for &k in &self.kinds {
+                let cap = self.sizes.physical(k, self.host_cap.get(k)).unwrap_or(0) as f64
+                    * in_use.len() as f64;
+                let u = used.get(&k).copied().unwrap_or(0) as f64;
+                *self.util_sum.entry(k).or_default() += if cap > 0.0 { u / cap } else { 0.0 };
+            }
+        }
+        // Market prices follow the pool.
+        let list = self.prices.shard_hour;
+        for a in reprice(&mut self.book, &self.ledger, &list, now) {
+            self.ledger.apply(&a, now)?;
+        }
+        // The engine decides for the next step from samples before now.
+        let horizon = Horizon {
+            step: Span::from_secs(STEP_S as u64),
+            steps: 1,
+        };
+        let mut demands = BTreeMap::new();
+        for (&i, live) in &mut self.live {
+            let mut rdv = Rdv {
+                made_at: now,
+                horizon,
+                kinds: Vec::new(),
+            };
+            for (k, f) in &mut live.forecasters {
+                let steps = f.forecast(now, horizon)?;
+                rdv.kinds.push(KindForecast { kind: *k, steps });
+            }
+            let s = &self.series[i];
+            let cap = ShardVector::from_fn(|k| {
+                s.provisioned[k.index()].map_or(u64::MAX, |p| self.sizes.demand_shards(k, p))
+            });
+            demands.insert(
+                live.id,
+                Demand {
+                    rdv,
+                    usage: live.last_usage,
+                    cap: Some(cap),
+                },
+            );
+        }
+        let report = self
+            .controller
+            .tick(&mut self.ledger, &demands, &self.sizes, now);
+        self.problems.extend(report.problems);
+        self.remap(&report.moved);
+        // Now the forecasters see this step's samples, with the allocation they were under.
+        for (&i, live) in &mut self.live {
+            let s = &self.series[i];
+            if live.next >= s.slots.len() || s.slots[live.next] != slot {
+                continue;
+            }
+            let values = s.values[live.next];
+            let alloc = held.get(&live.id).copied();
+            for (k, f) in &mut live.forecasters {
+                let v = values[k.index()];
+                if v == MISSING {
+                    continue;
+                }
+                let allocated = alloc.and_then(|a| self.sizes.physical(*k, a.get(*k)).ok());
+                f.observe(Sample { time: now, value: v }, allocated)?;
+                live.last_usage = live.last_usage.with(*k, self.sizes.demand_shards(*k, v));
+            }
+            live.next += 1;
+        }
+        if self.problems.len() > 1000 {
+            self.problems.drain(..500);
+        }
+        Ok(())
+    }
+
+    /// A new workload: its base is its first measured usage (capped at its provisioned size),
+    /// reserved where base plus a quarter fits with the most headroom, or on a new host.
+    fn place(&mut self, i: usize, now: Timestamp) -> anyhow::Result<()> {
+        let s = &self.series[i];
+        let first = s.values[0];
+        let mut base = ShardVector::ZERO;
+        for &k in &self.kinds {
+            if first[k.index()] == MISSING {
+                continue;
+            }
+            let mut b = self.sizes.demand_shards(k, first[k.index()]).max(1);
+            if let Some(p) = s.provisioned[k.index()] {
+                b = b.min(self.sizes.demand_shards(k, p).max(1));
+            }
+            base = base.with(k, b);
+        }
+        let room = ShardVector::from_fn(|k| base.get(k) + base.get(k).div_ceil(4));
+        let host = match Engine::place(&self.ledger, &room, None, &BTreeMap::new()) {
+            Some(h) => h,
+            None => {
+                let name = format!("host-{}", self.ledger.hosts().count());
+                self.ledger.apply(
+                    &Action::RegisterHost {
+                        name: name.clone(),
+                        capacity: self.host_cap,
+                    },
+                    now,
+                )?;
+                self.ledger
+                    .host_named(&name)
+                    .map(|h| h.id)
+                    .context("the new host is missing")?
+            }
+        };
+        self.tenants += 1;
+        let tenant = TenantId(self.tenants);
+        let end = now.checked_add(Span::from_secs(400 * 86_400))?;
+        let actions = vec![
+            Action::CreateTenant {
+                name: s.name.clone(),
+            },
+            Action::CreateReservation {
+                tenant,
+                host,
+                vector: base,
+                window: Window::new(now, end)?,
+                tier: Tier::Premium,
+            },
+        ];
+        self.ledger.apply(&Action::Batch { actions }, now)?;
+        let r = self
+            .ledger
+            .reservations()
+            .filter(|r| r.tenant == tenant)
+            .map(|r| r.id)
+            .max()
+            .context("the reservation is missing")?;
+        self.ledger.apply(
+            &Action::BindWorkload {
+                tenant,
+                reservation: r,
+                name: s.name.clone(),
+            },
+            now,
+        )?;
+        let id = self
+            .ledger
+            .workload_named(tenant, &s.name)
+            .map(|w| w.id)
+            .context("the workload is missing")?;
+        self.ledger.apply(
+            &Action::Allocate {
+                tenant,
+                workload: id,
+                share: base,
+            },
+            now,
+        )?;
+        let mut forecasters = Vec::new();
+        for &k in &self.kinds {
+            let f = self
+                .policy
+                .build(
+                    k,
+                    s.provisioned[k.index()],
+                    &shardex_forecast::adaptive::Params::default(),
+                )
+                .with_context(|| {
+                    format!(
+                        "policy {} needs the provisioned {k} of {}, which the trace doesn't give",
+                        self.policy, s.name
+                    )
+                })?;
+            forecasters.push((k, Causal::new(f)));
+        }
+        self.by_id.insert(id, i);
+        self.live.insert(
+            i,
+            Live {
+                id,
+                tenant,
+                next: 0,
+                first_ms: now.millis(),
+                last_usage: base,
+                forecasters,
+            },
+        );
+        Ok(())
+    }
+
+    /// A workload whose trace ended leaves: its shards go back.
+    fn retire(&mut self, live: &Live, now: Timestamp) -> anyhow::Result<()> {
+        let Some(w) = self.ledger.workload(live.id) else {
+            return Ok(());
+        };
+        let reservation = w.reservation;
+        let lent: Vec<_> = self
+            .ledger
+            .leases()
+            .filter(|l| l.lender == shardex_core::Lender::Reservation(reservation))
+            .map(|l| l.id)
+            .collect();
+        let mut actions = vec![Action::UnbindWorkload {
+            tenant: live.tenant,
+            workload: live.id,
+        }];
+        // A reservation that still lends keeps running until its leases end.
+        if lent.is_empty() {
+            actions.push(Action::CancelReservation {
+                tenant: live.tenant,
+                reservation,
+            });
+        }
+        self.ledger.apply(&Action::Batch { actions }, now)?;
+        Ok(())
+    }
+
+    fn report(
+        &self,
+        trace: &str,
+        policy: Policy,
+        hosts_static: usize,
+        kinds: &[ResourceKind],
+        elapsed: f64,
+        args: &SimulateArgs,
+    ) -> serde_json::Value {
+        let round = |x: f64, d: i32| (x * 10f64.powi(d)).round() / 10f64.powi(d);
+        let mut shortfall = serde_json::Map::new();
+        let mut util = serde_json::Map::new();
+        let mut lent = serde_json::Map::new();
+        let mut util_total = 0.0;
+        for &k in kinds {
+            let t = self.tallies.get(&k);
+            let pct = t.map_or(0.0, |t| {
+                if t.samples == 0 {
+                    0.0
+                } else {
+                    t.short as f64 * 100.0 / t.samples as f64
+                }
+            });
+            shortfall.insert(k.name().into(), round(pct, 3).into());
+            let u = self.util_sum.get(&k).copied().unwrap_or(0.0) * 100.0
+                / self.util_steps.max(1) as f64;
+            util_total += u;
+            util.insert(k.name().into(), round(u, 2).into());
+            let hours = self.lent_shard_ms.get(&k).copied().unwrap_or(0) as f64 / 3_600_000.0;
+            lent.insert(k.name().into(), round(hours, 1).into());
+        }
+        let mut requests = BTreeMap::<&str, u64>::new();
+        for r in self.controller.engine.shard_requests() {
+            let key = match r.status {
+                RequestStatus::Pending => "pending",
+                RequestStatus::Fulfilled => "fulfilled",
+                RequestStatus::PartiallyFulfilled(_) => "partially_fulfilled",
+                RequestStatus::Failed(_) => "failed",
+            };
+            *requests.entry(key).or_default() += 1;
+            *requests.entry("raised").or_default() += 1;
+        }
+        for key in ["raised", "fulfilled", "partially_fulfilled", "failed", "pending"] {
+            requests.entry(key).or_default();
+        }
+        let lenders: Decimal = self
+            .ledger
+            .tenants()
+            .map(|t| self.journal.balance(Account::Tenant(t.id)))
+            .filter(|b| b.is_sign_negative())
+            .map(|b| -b)
+            .sum();
+        let provider = -self.journal.balance(Account::Provider);
+        let scored: u64 = self.tallies.values().map(|t| t.samples).sum();
+        json!({
+            "trace": trace,
+            "policy": policy.to_string(),
+            "workloads": self.series.len(),
+            "host": {
+                "cpu_millicores": args.host_cpu,
+                "memory_bytes": args.host_memory,
+            },
+            "hosts_static": hosts_static,
+            "hosts_shardex": self.hosts_peak,
+            "hosts_saved_pct": round((1.0 - self.hosts_peak as f64 / hosts_static.max(1) as f64) * 100.0, 1),
+            "mean_utilisation_pct": round(util_total / kinds.len().max(1) as f64, 2),
+            "utilisation_pct": util,
+            "shortfall_samples_pct": shortfall,
+            "migrations": self.controller.migrator.moves,
+            "shard_requests": requests,
+            "shard_hours_lent": lent,
+            "money": {
+                "charged": self.paid.round_dp(2).to_string(),
+                "leases_charged": self.lease_paid.round_dp(2).to_string(),
+                "lenders_credited": lenders.round_dp(2).to_string(),
+                "provider_credited": provider.round_dp(2).to_string(),
+                "journal_balance": self.journal.trial_balance().to_string(),
+            },
+            "ledger_violations": self.ledger.check().len(),
+            "problems": self.problems.len(),
+            "scored_samples": scored,
+            "elapsed_s": round(elapsed, 1),
+        })
+    }
+}
+
+fn progress_bar(total: u64, json: bool) -> Option<indicatif::ProgressBar> {
+    let _ = json;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    let style = indicatif::ProgressStyle::with_template(
+        "{spinner} simulating [{bar:40}] {pos}/{len} steps, {elapsed} elapsed, about {eta} left",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    Some(bar)
+}
+
+/// The report as a readable table.
+fn table(r: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "trace {} ({} workloads), policy {}",
+        r["trace"].as_str().unwrap_or(""),
+        r["workloads"],
+        r["policy"].as_str().unwrap_or("")
+    );
+    let _ = writeln!(
+        out,
+        "hosts: static reservations {}, shardex {} ({}% fewer)",
+        r["hosts_static"], r["hosts_shardex"], r["hosts_saved_pct"]
+    );
+    let _ = writeln!(out, "mean utilisation of hosts in use: {}%", r["mean_utilisation_pct"]);
+    let _ = writeln!(
+        out,
+        "{:<8} {:>12} {:>14} {:>16}",
+        "kind", "shortfall %", "utilisation %", "shard-hours lent"
+    );
+    if let Some(s) = r["shortfall_samples_pct"].as_object() {
+        for (k, v) in s {
+            let _ = writeln!(
+                out,
+                "{:<8} {:>12} {:>14} {:>16}",
+                k, v, r["utilisation_pct"][k], r["shard_hours_lent"][k]
+            );
+        }
+    }
+    let _ = writeln!(out, "migrations: {}", r["migrations"]);
+    let _ = writeln!(out, "shard requests: {}", r["shard_requests"]);
+    let _ = writeln!(out, "money: {}", r["money"]);
+    let _ = writeln!(out, "elapsed: {} s", r["elapsed_s"]);
+    out
+}
