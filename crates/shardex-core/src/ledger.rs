@@ -825,6 +825,9 @@ pub struct Ledger {
     leases: BTreeMap<LeaseId, Lease>,
     requests: BTreeMap<RequestId, LeaseRequest>,
     market: BTreeMap<HostId, PriceVector>,
+    /// Leases by lender and by borrower: derived from `leases`, kept in step with it.
+    by_lender: BTreeMap<Lender, BTreeSet<LeaseId>>,
+    by_borrower: BTreeMap<WorkloadId, BTreeSet<LeaseId>>,
 }
 
 fn next(counter: &mut u64) -> u64 {
@@ -1071,9 +1074,11 @@ impl Ledger {
             .get(&w)
             .ok_or(LedgerError::UnknownWorkload(w))?;
         let borrowed = ShardVector::checked_sum(
-            self.leases
-                .values()
-                .filter(|l| l.borrower == w)
+            self.by_borrower
+                .get(&w)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.leases.get(id))
                 .map(|l| &l.vector),
         )?;
         Ok(wl.share.checked_add(&borrowed)?)
@@ -1238,9 +1243,12 @@ impl Ledger {
 
     fn lent_by(&self, lender: Lender, t: Timestamp) -> Result<ShardVector, LedgerError> {
         Ok(ShardVector::checked_sum(
-            self.leases
-                .values()
-                .filter(|l| l.lender == lender && l.window.contains(t))
+            self.by_lender
+                .get(&lender)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.leases.get(id))
+                .filter(|l| l.window.contains(t))
                 .map(|l| &l.vector),
         )?)
     }
@@ -2179,6 +2187,18 @@ impl Ledger {
             .leases
             .remove(&id)
             .ok_or(LedgerError::UnknownLease(id))?;
+        if let Some(set) = self.by_lender.get_mut(&l.lender) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.by_lender.remove(&l.lender);
+            }
+        }
+        if let Some(set) = self.by_borrower.get_mut(&l.borrower) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.by_borrower.remove(&l.borrower);
+            }
+        }
         // A lender who reclaimed wants the shards for itself; otherwise they return to the pool.
         // Within the lending cap, which may have been lowered while the lease was out.
         if let (Lender::Reservation(r), false) = (l.lender, reason == LeaseEnd::Reclaimed) {
@@ -2248,7 +2268,11 @@ impl Ledger {
         };
         let edges = |r: &Reservation| -> Vec<Timestamp> {
             let mut pts = vec![r.window.start(), r.window.end()];
-            for m in r.modifications.iter().filter_map(|m| self.modifications.get(m)) {
+            for m in r
+                .modifications
+                .iter()
+                .filter_map(|m| self.modifications.get(m))
+            {
                 if !m.cancelled {
                     pts.push(m.window.start());
                     pts.push(m.window.end());
@@ -2350,9 +2374,10 @@ impl Ledger {
                 all_or_nothing: req.all_or_nothing,
             };
             let fill = book.match_bid(&bid, |l, k| {
-                cover.get(&l).map_or(0, |v| v.get(k)).saturating_sub(
-                    taken.get(&l).map_or(0, |v| v.get(k)),
-                )
+                cover
+                    .get(&l)
+                    .map_or(0, |v| v.get(k))
+                    .saturating_sub(taken.get(&l).map_or(0, |v| v.get(k)))
             });
             if fill.got.is_zero() {
                 continue;
@@ -2376,6 +2401,11 @@ impl Ledger {
                 }
                 let price = self.ask_price(lender, host).scaled(factor);
                 let lease = LeaseId(next(&mut self.counters.lease));
+                self.by_lender.entry(lender).or_default().insert(lease);
+                self.by_borrower
+                    .entry(req.workload)
+                    .or_default()
+                    .insert(lease);
                 self.leases.insert(
                     lease,
                     Lease {
@@ -2480,6 +2510,19 @@ impl Ledger {
     fn check_into(&self, out: &mut Vec<Violation>) -> Result<(), LedgerError> {
         let now = self.now;
         let mut v = |rule: Rule, message: String| out.push(Violation { rule, message });
+        // The lease indexes must say exactly what the leases say.
+        let mut by_lender: BTreeMap<Lender, BTreeSet<LeaseId>> = BTreeMap::new();
+        let mut by_borrower: BTreeMap<WorkloadId, BTreeSet<LeaseId>> = BTreeMap::new();
+        for l in self.leases.values() {
+            by_lender.entry(l.lender).or_default().insert(l.id);
+            by_borrower.entry(l.borrower).or_default().insert(l.id);
+        }
+        if by_lender != self.by_lender || by_borrower != self.by_borrower {
+            v(
+                Rule::Consistency,
+                "the lease indexes disagree with the leases".into(),
+            );
+        }
         for h in self.hosts.values() {
             let mut reserved = [0u128; 4];
             let mut allocations = [0u128; 4];

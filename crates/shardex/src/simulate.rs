@@ -53,7 +53,12 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "NAME", default_value = "shardex")]
     policy: String,
     /// Kinds to allocate and score, comma-separated.
-    #[arg(long, value_name = "KINDS", value_delimiter = ',', default_value = "cpu,memory")]
+    #[arg(
+        long,
+        value_name = "KINDS",
+        value_delimiter = ',',
+        default_value = "cpu,memory"
+    )]
     kinds: Vec<String>,
     /// Samples in each workload's first stretch of this length are not scored.
     #[arg(long, value_name = "DURATION", default_value = "1h")]
@@ -96,10 +101,7 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let warmup: Span = args.warmup.parse().context("in --warmup")?;
-    let migration: Span = args
-        .migration_time
-        .parse()
-        .context("in --migration-time")?;
+    let migration: Span = args.migration_time.parse().context("in --migration-time")?;
     let limit_span: Option<Span> = args
         .duration
         .as_deref()
@@ -111,7 +113,8 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     let sizes = ShardSizes::default();
     // Bandwidth and IOPS of a host are generous: they are scored only if asked for.
-    let host_physical = PhysicalVector([args.host_cpu, args.host_memory, 100_000_000_000, 1_000_000]);
+    let host_physical =
+        PhysicalVector([args.host_cpu, args.host_memory, 100_000_000_000, 1_000_000]);
     let host_cap = sizes.supply_vector(host_physical);
 
     let started = Instant::now();
@@ -257,7 +260,10 @@ struct Live {
     next: usize,
     first_ms: i64,
     last_usage: ShardVector,
-    forecasters: Vec<(ResourceKind, Causal<Box<dyn shardex_core::ports::Forecaster>>)>,
+    forecasters: Vec<(
+        ResourceKind,
+        Causal<Box<dyn shardex_core::ports::Forecaster>>,
+    )>,
 }
 
 #[derive(Default)]
@@ -505,7 +511,13 @@ impl<'a> Sim<'a> {
                     continue;
                 }
                 let allocated = alloc.and_then(|a| self.sizes.physical(*k, a.get(*k)).ok());
-                f.observe(Sample { time: now, value: v }, allocated)?;
+                f.observe(
+                    Sample {
+                        time: now,
+                        value: v,
+                    },
+                    allocated,
+                )?;
                 live.last_usage = live.last_usage.with(*k, self.sizes.demand_shards(*k, v));
             }
             live.next += 1;
@@ -695,7 +707,13 @@ impl<'a> Sim<'a> {
             *requests.entry(key).or_default() += 1;
             *requests.entry("raised").or_default() += 1;
         }
-        for key in ["raised", "fulfilled", "partially_fulfilled", "failed", "pending"] {
+        for key in [
+            "raised",
+            "fulfilled",
+            "partially_fulfilled",
+            "failed",
+            "pending",
+        ] {
             requests.entry(key).or_default();
         }
         let lenders: Decimal = self
@@ -770,7 +788,11 @@ fn table(r: &serde_json::Value) -> String {
         "hosts: static reservations {}, shardex {} ({}% fewer)",
         r["hosts_static"], r["hosts_shardex"], r["hosts_saved_pct"]
     );
-    let _ = writeln!(out, "mean utilisation of hosts in use: {}%", r["mean_utilisation_pct"]);
+    let _ = writeln!(
+        out,
+        "mean utilisation of hosts in use: {}%",
+        r["mean_utilisation_pct"]
+    );
     let _ = writeln!(
         out,
         "{:<8} {:>12} {:>14} {:>16}",
