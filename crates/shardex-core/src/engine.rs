@@ -775,11 +775,12 @@ impl Engine {
     }
 
     /// Which workloads to move off `host` so that it stops missing `short`: the cheapest set
-    /// to move, cost being the memory moved (what a live migration copies). A single workload
-    /// whose allocation covers the shortfall is preferred, the smallest such; otherwise the
-    /// largest allocations go first until it is covered. Only workloads alone in a reservation
-    /// that lends nothing can move. Each goes to the host where what it needs fits with the
-    /// most headroom ([`Engine::place`]), or to a new host (`to: None`).
+    /// to move, cost being the memory moved (what a live migration copies), among workloads
+    /// that have somewhere to go. A single workload whose allocation covers the shortfall is
+    /// preferred, the smallest such; otherwise the largest go first until it is covered. Only
+    /// when no workload can go anywhere does one go to a new host (`to: None`): the smallest
+    /// that covers the shortfall, or else the largest. Only workloads alone in a reservation
+    /// that lends nothing can move. Destinations follow [`Engine::place`].
     pub fn choose_moves(
         &self,
         ledger: &Ledger,
@@ -788,18 +789,18 @@ impl Engine {
         needs: &BTreeMap<WorkloadId, ShardVector>,
         pending: &mut BTreeMap<HostId, ShardVector>,
     ) -> Vec<Move> {
+        let mut per_reservation: HashMap<ReservationId, usize> = HashMap::new();
+        for w in ledger.workloads() {
+            *per_reservation.entry(w.reservation).or_default() += 1;
+        }
+        let lending: std::collections::HashSet<Lender> =
+            ledger.leases().map(|l| l.lender).collect();
         let movable: Vec<(WorkloadId, ShardVector)> = ledger
             .workloads()
-            .filter(|w| w.host == host)
             .filter(|w| {
-                ledger
-                    .workloads()
-                    .filter(|o| o.reservation == w.reservation)
-                    .count()
-                    == 1
-                    && !ledger
-                        .leases()
-                        .any(|l| l.lender == Lender::Reservation(w.reservation))
+                w.host == host
+                    && per_reservation.get(&w.reservation) == Some(&1)
+                    && !lending.contains(&Lender::Reservation(w.reservation))
             })
             .map(|w| {
                 let need = needs
@@ -810,45 +811,80 @@ impl Engine {
             })
             .collect();
         let covers = |v: &ShardVector| short.kinds().all(|k| v.get(k) >= short.get(k));
-        let mem = |v: &ShardVector| v.get(ResourceKind::Memory);
-        let mut chosen: Vec<(WorkloadId, ShardVector)> = Vec::new();
-        if let Some(one) = movable
+        let cost = |w: &WorkloadId, v: &ShardVector| {
+            (v.get(ResourceKind::Memory), v.get(ResourceKind::Cpu), *w)
+        };
+        let contribution = |v: &ShardVector| {
+            short
+                .kinds()
+                .map(|k| v.get(k).min(short.get(k)))
+                .sum::<u64>()
+        };
+        let mut out = Vec::new();
+        let book = |out: &mut Vec<Move>,
+                    pending: &mut BTreeMap<HostId, ShardVector>,
+                    w,
+                    v: ShardVector,
+                    to: Option<HostId>| {
+            if let Some(t) = to {
+                let e = pending.entry(t).or_default();
+                *e = e.saturating_add(&v);
+            }
+            out.push(Move {
+                workload: w,
+                from: host,
+                to,
+                needs: v,
+            });
+        };
+        // One move to a host with room, the cheapest that covers it.
+        let with_room: Vec<(WorkloadId, ShardVector, HostId)> = movable
             .iter()
-            .filter(|(_, v)| covers(v))
-            .min_by_key(|(w, v)| (mem(v), v.get(ResourceKind::Cpu), *w))
+            .filter_map(|&(w, v)| Self::place(ledger, &v, Some(host), pending).map(|h| (w, v, h)))
+            .collect();
+        if let Some(&(w, v, h)) = with_room
+            .iter()
+            .filter(|(_, v, _)| covers(v))
+            .min_by_key(|(w, v, _)| cost(w, v))
         {
-            chosen.push(*one);
-        } else {
-            let mut by_size = movable.clone();
-            by_size
-                .sort_by_key(|(w, v)| (Reverse(short.kinds().map(|k| v.get(k)).sum::<u64>()), *w));
-            let mut left = short;
-            for c in by_size {
-                if left.is_zero() {
-                    break;
-                }
-                if short.kinds().any(|k| c.1.get(k) > 0 && left.get(k) > 0) {
-                    left = left.excess_over(&c.1);
-                    chosen.push(c);
-                }
+            book(&mut out, pending, w, v, Some(h));
+            return out;
+        }
+        // Several moves to hosts with room, the largest first.
+        let mut left = short;
+        let mut by_size: Vec<(WorkloadId, ShardVector)> =
+            with_room.iter().map(|&(w, v, _)| (w, v)).collect();
+        by_size.sort_by_key(|(w, v)| (Reverse(contribution(v)), *w));
+        for (w, v) in by_size {
+            if left.is_zero() {
+                break;
+            }
+            if !short.kinds().any(|k| v.get(k) > 0 && left.get(k) > 0) {
+                continue;
+            }
+            // Room may have gone to an earlier move.
+            if let Some(h) = Self::place(ledger, &v, Some(host), pending) {
+                left = left.excess_over(&v);
+                book(&mut out, pending, w, v, Some(h));
             }
         }
-        chosen
-            .into_iter()
-            .map(|(workload, needs)| {
-                let to = Self::place(ledger, &needs, Some(host), pending);
-                if let Some(t) = to {
-                    let e = pending.entry(t).or_default();
-                    *e = e.saturating_add(&needs);
-                }
-                Move {
-                    workload,
-                    from: host,
-                    to,
-                    needs,
-                }
-            })
-            .collect()
+        if left.is_zero() {
+            return out;
+        }
+        // Nowhere to go: one workload goes to a new host.
+        let moving: std::collections::HashSet<WorkloadId> =
+            out.iter().map(|m| m.workload).collect();
+        let rest = movable.iter().filter(|(w, _)| !moving.contains(w));
+        let covering = rest
+            .clone()
+            .filter(|(_, v)| left.kinds().all(|k| v.get(k) >= left.get(k)));
+        let pick = covering
+            .min_by_key(|(w, v)| cost(w, v))
+            .or_else(|| rest.max_by_key(|(w, v)| (contribution(v), Reverse(*w))));
+        if let Some(&(w, v)) = pick {
+            book(&mut out, pending, w, v, None);
+        }
+        out
     }
 
     /// Placement: the host (other than `exclude`) where `needs` fits with the most headroom,

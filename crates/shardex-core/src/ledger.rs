@@ -2352,13 +2352,13 @@ impl Ledger {
         let mut covers: BTreeMap<Timestamp, BTreeMap<Lender, ShardVector>> = BTreeMap::new();
         for &(_, id) in &order {
             let until = self.requests[&id].until;
-            if !covers.contains_key(&until) {
-                let c = self
-                    .supply(host, until)?
-                    .into_iter()
-                    .map(|(l, _, v)| (l, v))
-                    .collect();
-                covers.insert(until, c);
+            if let std::collections::btree_map::Entry::Vacant(e) = covers.entry(until) {
+                e.insert(
+                    self.supply(host, until)?
+                        .into_iter()
+                        .map(|(l, _, v)| (l, v))
+                        .collect(),
+                );
             }
         }
         let mut taken: BTreeMap<Lender, ShardVector> = BTreeMap::new();

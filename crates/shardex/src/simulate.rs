@@ -75,6 +75,10 @@ pub struct SimulateArgs {
     /// Print one JSON document instead of a table.
     #[arg(long)]
     json: bool,
+    /// Print hosts and cpu shards used, reserved and allocated at the start of each day
+    /// (to standard error).
+    #[arg(long)]
+    daily: bool,
 }
 
 /// One workload's samples, physical units, on the trace's grid.
@@ -125,6 +129,7 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     let hosts_static = first_fit_decreasing(&series, &kinds, &sizes, &host_cap)?;
 
     let mut sim = Sim::new(&series, &kinds, policy, host_cap, migration, warmup, t0)?;
+    sim.daily = args.daily;
     let last_slot = series
         .iter()
         .filter_map(|s| s.slots.last().copied())
@@ -269,7 +274,12 @@ struct Live {
 #[derive(Default)]
 struct Tally {
     samples: u64,
+    /// Allocation under min(usage, provisioned): what the workload was entitled to.
     short: u64,
+    /// Usage over the provisioned size: no allocation within the cap could serve it.
+    over_cap: u64,
+    /// Allocation under usage, cap or not.
+    short_raw: u64,
 }
 
 struct Sim<'a> {
@@ -296,6 +306,7 @@ struct Sim<'a> {
     lease_paid: Decimal,
     problems: Vec<String>,
     tenants: u64,
+    daily: bool,
 }
 
 impl<'a> Sim<'a> {
@@ -350,6 +361,7 @@ impl<'a> Sim<'a> {
             lease_paid: Decimal::ZERO,
             problems: Vec::new(),
             tenants: 0,
+            daily: false,
         })
     }
 
@@ -425,7 +437,15 @@ impl<'a> Sim<'a> {
                 if scored {
                     let t = self.tallies.entry(k).or_default();
                     t.samples += 1;
-                    if self.sizes.demand_shards(k, v) > alloc.get(k) {
+                    let cap = s.provisioned[k.index()].unwrap_or(u64::MAX);
+                    let need = self.sizes.demand_shards(k, v);
+                    if need > alloc.get(k) {
+                        t.short_raw += 1;
+                    }
+                    if v > cap {
+                        t.over_cap += 1;
+                    }
+                    if self.sizes.demand_shards(k, v.min(cap)) > alloc.get(k) {
                         t.short += 1;
                     }
                 }
@@ -449,6 +469,27 @@ impl<'a> Sim<'a> {
             in_use.insert(w.host, ());
         }
         self.hosts_peak = self.hosts_peak.max(in_use.len());
+        if self.daily && slot.is_multiple_of(288) {
+            let mut alloc = 0u64;
+            let mut reserved = 0u64;
+            for h in self.ledger.hosts() {
+                if let Ok(b) = self.ledger.balance(h.id) {
+                    alloc += b.allocated.get(ResourceKind::Cpu)
+                        + b.lent_by_reservations.get(ResourceKind::Cpu)
+                        + b.lent_by_provider.get(ResourceKind::Cpu);
+                    reserved += b.reserved.get(ResourceKind::Cpu);
+                }
+            }
+            eprintln!(
+                "day {} hosts {} in use {} cpu used {} reserved {} allocated+leased {} (shards)",
+                slot / 288,
+                self.ledger.hosts().count(),
+                in_use.len(),
+                used.get(&ResourceKind::Cpu).copied().unwrap_or(0) / 10,
+                reserved,
+                alloc
+            );
+        }
         if !in_use.is_empty() {
             self.util_steps += 1;
             for &k in &self.kinds {
@@ -676,6 +717,8 @@ impl<'a> Sim<'a> {
     ) -> serde_json::Value {
         let round = |x: f64, d: i32| (x * 10f64.powi(d)).round() / 10f64.powi(d);
         let mut shortfall = serde_json::Map::new();
+        let mut shortfall_raw = serde_json::Map::new();
+        let mut over_cap = serde_json::Map::new();
         let mut util = serde_json::Map::new();
         let mut lent = serde_json::Map::new();
         let mut util_total = 0.0;
@@ -689,6 +732,15 @@ impl<'a> Sim<'a> {
                 }
             });
             shortfall.insert(k.name().into(), round(pct, 3).into());
+            let share = |n: u64| t.map_or(0.0, |t| n as f64 * 100.0 / t.samples.max(1) as f64);
+            shortfall_raw.insert(
+                k.name().into(),
+                round(share(t.map_or(0, |t| t.short_raw)), 3).into(),
+            );
+            over_cap.insert(
+                k.name().into(),
+                round(share(t.map_or(0, |t| t.over_cap)), 3).into(),
+            );
             let u = self.util_sum.get(&k).copied().unwrap_or(0.0) * 100.0
                 / self.util_steps.max(1) as f64;
             util_total += u;
@@ -739,6 +791,8 @@ impl<'a> Sim<'a> {
             "mean_utilisation_pct": round(util_total / kinds.len().max(1) as f64, 2),
             "utilisation_pct": util,
             "shortfall_samples_pct": shortfall,
+            "shortfall_samples_uncapped_pct": shortfall_raw,
+            "samples_over_provisioned_pct": over_cap,
             "migrations": self.controller.migrator.moves,
             "shard_requests": requests,
             "shard_hours_lent": lent,
