@@ -56,6 +56,8 @@ pub struct Controller<P, M> {
     pub in_flight: Vec<InFlight>,
     /// Recommend-only: decide and record, commit nothing.
     pub recommend_only: bool,
+    /// Since when each host has been short without a break.
+    short_since: BTreeMap<HostId, Timestamp>,
 }
 
 impl<P: Provisioner, M: Migrator> Controller<P, M> {
@@ -67,6 +69,7 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
             migrator,
             in_flight: Vec::new(),
             recommend_only: false,
+            short_since: BTreeMap::new(),
         }
     }
 
@@ -149,7 +152,14 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
             let e = pending.entry(f.to).or_default();
             *e = e.saturating_add(&f.mv.needs);
         }
+        self.short_since
+            .retain(|h, _| res.short_hosts.contains_key(h));
         for (host, short) in res.short_hosts {
+            let since = *self.short_since.entry(host).or_insert(now);
+            if now.since(since) < self.engine.params.move_after {
+                // Maybe a brief spike: wait before moving anything.
+                continue;
+            }
             if self.in_flight.iter().any(|f| f.mv.from == host) {
                 // A move off this host is already under way; wait for it.
                 continue;

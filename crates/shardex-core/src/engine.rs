@@ -133,12 +133,15 @@ pub struct EngineParams {
     pub renew_before: Span,
     /// The most the engine pays per shard-hour, per kind, after tier and delivery factors.
     pub max_price: PriceVector,
+    /// How long a host must stay short before workloads move off it (and hosts are
+    /// provisioned): a brief spike costs less in shortfall than a live migration and a host.
+    pub move_after: Span,
 }
 
 impl Default for EngineParams {
     /// A 60 s lead, 5 % headroom, 15 min before scaling down, 10 % memory margin, day-long
-    /// leases renewed 10 min before their end, and up to 0.01 per shard-hour (25 × the cpu
-    /// list price).
+    /// leases renewed 10 min before their end, up to 0.01 per shard-hour (25 × the cpu list
+    /// price), and moves off a host short for 10 min.
     fn default() -> Self {
         Self {
             lead: Span::from_secs(60),
@@ -149,6 +152,7 @@ impl Default for EngineParams {
             lease_for: Span::from_secs(86_400),
             renew_before: Span::from_secs(600),
             max_price: PriceVector::uniform(rust_decimal::Decimal::new(1, 2)),
+            move_after: Span::from_secs(600),
         }
     }
 }

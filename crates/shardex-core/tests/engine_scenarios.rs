@@ -140,6 +140,7 @@ impl World {
 fn controller<P: Provisioner>(p: P) -> Controller<P, SimulatedMigrator> {
     let params = EngineParams {
         headroom_pct: 0,
+        move_after: Span::from_millis(0),
         ..EngineParams::default()
     };
     Controller::new(
@@ -303,6 +304,23 @@ fn a_short_host_moves_the_cheapest_workload_to_a_host_with_room() {
     w.tick(&mut c, &[("a", 70), ("b", 50)], 120);
     assert_eq!(w.held("a"), 70);
     assert_eq!(c.migrator.moves, 1);
+}
+
+#[test]
+fn a_brief_spike_moves_nothing_a_lasting_shortage_does() {
+    let mut w = full_host(&[100, 100]);
+    let mut c = controller(StaticProvisioner::default());
+    c.engine.params.move_after = Span::from_secs(600);
+    let r = w.tick(&mut c, &[("a", 70), ("b", 50)], 0);
+    assert!(r.moves_started.is_empty(), "{r:?}");
+    let r = w.tick(&mut c, &[("a", 50), ("b", 50)], 300);
+    assert!(r.moves_started.is_empty(), "the spike is over");
+    // Short again, and for 10 minutes this time.
+    w.tick(&mut c, &[("a", 70), ("b", 50)], 600);
+    let r = w.tick(&mut c, &[("a", 70), ("b", 50)], 900);
+    assert!(r.moves_started.is_empty(), "short for 5 min only");
+    let r = w.tick(&mut c, &[("a", 70), ("b", 50)], 1200);
+    assert_eq!(r.moves_started.len(), 1, "{r:?}");
 }
 
 #[test]

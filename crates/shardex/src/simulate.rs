@@ -75,6 +75,12 @@ pub struct SimulateArgs {
     /// Print one JSON document instead of a table.
     #[arg(long)]
     json: bool,
+    /// Engine: headroom added on a change, in percent of the target.
+    #[arg(long, value_name = "PCT", default_value_t = EngineParams::default().headroom_pct)]
+    headroom: u64,
+    /// Engine: how long targets must stay under an allocation before it shrinks.
+    #[arg(long, value_name = "DURATION", default_value = "15m")]
+    down_after: String,
     /// Print hosts and cpu shards used, reserved and allocated at the start of each day
     /// (to standard error).
     #[arg(long)]
@@ -93,6 +99,9 @@ struct Series {
 
 const STEP_S: i64 = 300;
 const MISSING: u64 = u64::MAX;
+/// A new workload is placed where this many times its first usage fits: its base, and room
+/// for what it will lease as its demand moves around it.
+const PLACEMENT_FACTOR: u64 = 2;
 
 /// Runs a simulation and prints its report.
 pub fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
@@ -128,7 +137,15 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     let hosts_static = first_fit_decreasing(&series, &kinds, &sizes, &host_cap)?;
 
-    let mut sim = Sim::new(&series, &kinds, policy, host_cap, migration, warmup, t0)?;
+    let engine = EngineParams {
+        lead: Span::from_secs(STEP_S as u64),
+        headroom_pct: args.headroom,
+        down_after: args.down_after.parse().context("in --down-after")?,
+        ..EngineParams::default()
+    };
+    let mut sim = Sim::new(
+        &series, &kinds, policy, host_cap, migration, warmup, t0, engine,
+    )?;
     sim.daily = args.daily;
     let last_slot = series
         .iter()
@@ -318,6 +335,7 @@ impl<'a> Sim<'a> {
         migration: Span,
         warmup: Span,
         t0: i64,
+        params: EngineParams,
     ) -> anyhow::Result<Self> {
         let mut ledger = Ledger::new();
         let start = Timestamp::from_millis(t0)?;
@@ -328,10 +346,6 @@ impl<'a> Sim<'a> {
             },
             start,
         )?;
-        let params = EngineParams {
-            lead: Span::from_secs(STEP_S as u64),
-            ..EngineParams::default()
-        };
         let controller = Controller::new(
             Engine::new(params),
             StaticProvisioner::unlimited("host", host_cap),
@@ -458,9 +472,12 @@ impl<'a> Sim<'a> {
             }
         }
         // Place workloads that appear at this step.
+        // Placed workloads have no leases yet: what they are expected to lease is held
+        // back on their host for the other placements of this step.
+        let mut expected: BTreeMap<shardex_core::HostId, ShardVector> = BTreeMap::new();
         for (i, s) in self.series.iter().enumerate() {
             if s.slots.first() == Some(&slot) && !self.live.contains_key(&i) {
-                self.place(i, now)?;
+                self.place(i, now, &mut expected)?;
             }
         }
         // Host utilisation over the hosts in use.
@@ -536,6 +553,24 @@ impl<'a> Sim<'a> {
         let report = self
             .controller
             .tick(&mut self.ledger, &demands, &self.sizes, now);
+        if self.daily && !report.provisioned.is_empty() {
+            let rooms: Vec<u64> = self
+                .ledger
+                .hosts()
+                .filter_map(|h| self.ledger.balance(h.id).ok())
+                .map(|b| b.free.get(ResourceKind::Cpu))
+                .collect();
+            for f in report
+                .moves_started
+                .iter()
+                .filter(|f| report.provisioned.contains(&f.to))
+            {
+                eprintln!(
+                    "slot {slot}: provisioned for {} needing {} (cpu room per host: {rooms:?})",
+                    f.mv.workload, f.mv.needs
+                );
+            }
+        }
         self.problems.extend(report.problems);
         self.remap(&report.moved);
         // Now the forecasters see this step's samples, with the allocation they were under.
@@ -571,7 +606,12 @@ impl<'a> Sim<'a> {
 
     /// A new workload: its base is its first measured usage (capped at its provisioned size),
     /// reserved where base plus a quarter fits with the most headroom, or on a new host.
-    fn place(&mut self, i: usize, now: Timestamp) -> anyhow::Result<()> {
+    fn place(
+        &mut self,
+        i: usize,
+        now: Timestamp,
+        expected: &mut BTreeMap<shardex_core::HostId, ShardVector>,
+    ) -> anyhow::Result<()> {
         let s = &self.series[i];
         let first = s.values[0];
         let mut base = ShardVector::ZERO;
@@ -585,8 +625,8 @@ impl<'a> Sim<'a> {
             }
             base = base.with(k, b);
         }
-        let room = ShardVector::from_fn(|k| base.get(k) + base.get(k).div_ceil(4));
-        let host = match Engine::place(&self.ledger, &room, None, &BTreeMap::new()) {
+        let room = ShardVector::from_fn(|k| base.get(k).saturating_mul(PLACEMENT_FACTOR));
+        let host = match Engine::place(&self.ledger, &room, None, expected) {
             Some(h) => h,
             None => {
                 let name = format!("host-{}", self.ledger.hosts().count());
@@ -603,6 +643,8 @@ impl<'a> Sim<'a> {
                     .context("the new host is missing")?
             }
         };
+        let e = expected.entry(host).or_default();
+        *e = e.saturating_add(&room.excess_over(&base));
         self.tenants += 1;
         let tenant = TenantId(self.tenants);
         let end = now.checked_add(Span::from_secs(400 * 86_400))?;
