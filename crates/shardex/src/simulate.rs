@@ -143,9 +143,12 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         down_after: args.down_after.parse().context("in --down-after")?,
         ..EngineParams::default()
     };
-    let mut sim = Sim::new(
-        &series, &kinds, policy, host_cap, migration, warmup, t0, engine,
-    )?;
+    let timing = Timing {
+        migration,
+        warmup,
+        t0,
+    };
+    let mut sim = Sim::new(&series, &kinds, policy, host_cap, timing, engine)?;
     sim.daily = args.daily;
     let last_slot = series
         .iter()
@@ -274,6 +277,13 @@ fn first_fit_decreasing(
     Ok(bins.len())
 }
 
+/// How long moves take, what is not scored, and where the grid starts (ms).
+struct Timing {
+    migration: Span,
+    warmup: Span,
+    t0: i64,
+}
+
 /// A workload of the shardex cloud while it runs.
 struct Live {
     id: WorkloadId,
@@ -332,11 +342,14 @@ impl<'a> Sim<'a> {
         kinds: &[ResourceKind],
         policy: Policy,
         host_cap: ShardVector,
-        migration: Span,
-        warmup: Span,
-        t0: i64,
+        timing: Timing,
         params: EngineParams,
     ) -> anyhow::Result<Self> {
+        let Timing {
+            migration,
+            warmup,
+            t0,
+        } = timing;
         let mut ledger = Ledger::new();
         let start = Timestamp::from_millis(t0)?;
         ledger.apply(
