@@ -1,0 +1,172 @@
+//! Property tests of the engine: whatever the forecasts, after every tick of the controller
+//! the ledger's invariants hold (conservation, allocations within capacity, no lower tier
+//! keeping shards a waiting higher tier could use), and no workload holds less than its
+//! guaranteed share (its reservation).
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use shardex_core::control::Controller;
+use shardex_core::engine::{Demand, Engine, EngineParams};
+use shardex_core::ports::{SimulatedMigrator, StaticProvisioner};
+use shardex_core::{
+    Action, Horizon, HostId, KindForecast, Ledger, Quantiles, Rdv, ResourceKind, ShardSizes,
+    ShardVector, Span, TenantId, Tier, Timestamp, Window,
+};
+
+fn t(s: i64) -> Timestamp {
+    Timestamp::from_secs(s).unwrap()
+}
+
+/// (host, base cpu, base memory, tier) per workload.
+fn workloads() -> impl Strategy<Value = Vec<(u8, u8, u8, u8)>> {
+    prop::collection::vec((0u8..3, 1u8..20, 1u8..20, 0u8..4), 1..10)
+}
+
+/// Per tick, per workload: (cpu p50, cpu p99, memory p99) in shards.
+fn ticks(n: usize) -> impl Strategy<Value = Vec<Vec<(u8, u8, u8)>>> {
+    prop::collection::vec(
+        prop::collection::vec((0u8..40, 0u8..60, 0u8..40), n..=n),
+        1..12,
+    )
+}
+
+fn rdv(cpu50: u64, cpu99: u64, mem99: u64, now: Timestamp) -> Rdv {
+    let q = |p50: u64, p99: u64| Quantiles {
+        p50,
+        p90: p50.max(p99 * 9 / 10),
+        p95: p50.max(p99 * 19 / 20),
+        p99: p99.max(p50),
+    };
+    Rdv {
+        made_at: now,
+        horizon: Horizon::default(),
+        kinds: vec![
+            KindForecast {
+                kind: ResourceKind::Cpu,
+                steps: vec![q(cpu50 * 10, cpu99 * 10); 12],
+            },
+            KindForecast {
+                kind: ResourceKind::Memory,
+                steps: vec![q(0, mem99 << 24); 12],
+            },
+        ],
+    }
+}
+
+fn run(ws: &[(u8, u8, u8, u8)], plan: &[Vec<(u8, u8, u8)>]) -> Result<(), TestCaseError> {
+    let mut l = Ledger::new();
+    for h in 0..3 {
+        l.apply(
+            &Action::RegisterHost {
+                name: format!("h{h}"),
+                capacity: ShardVector::new(100, 100, 0, 0),
+            },
+            t(0),
+        )
+        .unwrap();
+    }
+    // name → (tenant, guaranteed share)
+    let mut names: BTreeMap<String, (TenantId, ShardVector)> = BTreeMap::new();
+    for (i, &(host, cpu, mem, tier)) in ws.iter().enumerate() {
+        let name = format!("w{i}");
+        l.apply(&Action::CreateTenant { name: name.clone() }, t(0))
+            .unwrap();
+        let tenant = TenantId(i as u64 + 1);
+        let base = ShardVector::new(u64::from(cpu), u64::from(mem), 0, 0);
+        let reserved = l.apply(
+            &Action::CreateReservation {
+                tenant,
+                host: HostId(u64::from(host) + 1),
+                vector: base,
+                window: Window::new(t(0), t(1_000_000)).unwrap(),
+                tier: Tier::ALL[usize::from(tier)],
+            },
+            t(0),
+        );
+        if reserved.is_err() {
+            continue; // the host is full
+        }
+        let r = l.reservations().last().unwrap().id;
+        l.apply(
+            &Action::BindWorkload {
+                tenant,
+                reservation: r,
+                name: name.clone(),
+            },
+            t(0),
+        )
+        .unwrap();
+        let w = l.workload_named(tenant, &name).unwrap().id;
+        l.apply(
+            &Action::Allocate {
+                tenant,
+                workload: w,
+                share: base,
+            },
+            t(0),
+        )
+        .unwrap();
+        names.insert(name, (tenant, base));
+    }
+    let params = EngineParams {
+        move_after: Span::from_secs(120),
+        ..EngineParams::default()
+    };
+    let mut c = Controller::new(
+        Engine::new(params),
+        StaticProvisioner::unlimited("spare", ShardVector::new(100, 100, 0, 0)),
+        SimulatedMigrator::new(Span::from_secs(60)),
+    );
+    let sizes = ShardSizes::default();
+    for (i, tick) in plan.iter().enumerate() {
+        let now = t(60 * i as i64);
+        let mut demands = BTreeMap::new();
+        for (j, (name, (tenant, _))) in names.iter().enumerate() {
+            let Some(w) = l.workload_named(*tenant, name) else {
+                continue;
+            };
+            let (c50, c99, m99) = tick[j % tick.len()];
+            demands.insert(
+                w.id,
+                Demand {
+                    rdv: rdv(u64::from(c50), u64::from(c99), u64::from(m99), now),
+                    usage: ShardVector::new(0, u64::from(m99) / 2, 0, 0),
+                    cap: None,
+                },
+            );
+        }
+        let report = c.tick(&mut l, &demands, &sizes, now);
+        prop_assert!(
+            report.problems.iter().all(|p| !p.contains("refused")),
+            "{:?}",
+            report.problems
+        );
+        let violations = l.check();
+        prop_assert!(violations.is_empty(), "tick {i}: {violations:#?}");
+        for (name, (tenant, base)) in &names {
+            let Some(w) = l.workload_named(*tenant, name) else {
+                continue;
+            };
+            let held: ShardVector = l.allocation(w.id).unwrap();
+            prop_assert!(
+                base.fits_in(&held),
+                "{name} holds {held}, under its guaranteed {base}"
+            );
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
+
+    #[test]
+    fn after_every_tick_the_invariants_hold_and_no_one_drops_under_its_share(
+        (ws, plan) in workloads().prop_flat_map(|ws| { let n = ws.len(); (Just(ws), ticks(n)) })
+    ) {
+        run(&ws, &plan)?;
+    }
+}
