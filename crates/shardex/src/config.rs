@@ -61,6 +61,97 @@ pub struct Config {
     pub pricing: PricingConfig,
     /// Dynamic market prices.
     pub market: MarketConfig,
+    /// Where new hosts come from when the engine runs out of room.
+    pub provisioner: ProvisionerConfig,
+}
+
+/// `[provisioner]`: `kind = "static"` with a list of standby hosts, or `kind = "command"`
+/// running an executable that talks to a cloud API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProvisionerConfig {
+    /// `static` or `command`.
+    pub kind: ProvisionerKind,
+    /// For `static`: standby hosts, joined in order.
+    pub standby: Vec<StandbyHost>,
+    /// For `command`: the executable and its arguments.
+    pub command: Vec<String>,
+    /// For `command`: how long it may take.
+    #[serde(deserialize_with = "span_text", serialize_with = "span_display")]
+    pub timeout: Span,
+}
+
+/// Which provisioner.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProvisionerKind {
+    /// Standby hosts from the configuration.
+    #[default]
+    Static,
+    /// An executable.
+    Command,
+}
+
+/// A standby host of the `static` provisioner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandbyHost {
+    /// Its name.
+    pub name: String,
+    /// CPU in millicores.
+    pub cpu_millicores: u64,
+    /// Memory in bytes.
+    pub memory_bytes: u64,
+    /// Bandwidth in bit/s.
+    #[serde(default)]
+    pub net_bps: u64,
+    /// Storage IOPS.
+    #[serde(default)]
+    pub iops: u64,
+}
+
+impl Default for ProvisionerConfig {
+    fn default() -> Self {
+        Self {
+            kind: ProvisionerKind::Static,
+            standby: Vec::new(),
+            command: Vec::new(),
+            timeout: Span::from_secs(300),
+        }
+    }
+}
+
+impl ProvisionerConfig {
+    /// The provisioner this section describes.
+    pub fn build(&self, sizes: &ShardSizes) -> Box<dyn shardex_core::ports::Provisioner> {
+        match self.kind {
+            ProvisionerKind::Static => Box::new(shardex_core::ports::StaticProvisioner::new(
+                self.standby
+                    .iter()
+                    .map(|h| shardex_core::ports::NewHost {
+                        name: h.name.clone(),
+                        capacity: sizes.supply_vector(shardex_core::PhysicalVector([
+                            h.cpu_millicores,
+                            h.memory_bytes,
+                            h.net_bps,
+                            h.iops,
+                        ])),
+                    })
+                    .collect(),
+            )),
+            ProvisionerKind::Command => {
+                let (program, args) = self.command.split_first().map_or_else(
+                    || (String::new(), Vec::new()),
+                    |(p, a)| (p.clone(), a.to_vec()),
+                );
+                Box::new(crate::provision::CommandProvisioner {
+                    program: program.into(),
+                    args,
+                    timeout: std::time::Duration::from_millis(self.timeout.millis()),
+                })
+            }
+        }
+    }
 }
 
 /// `[pricing]`: list prices and their tiers, as the price table.
@@ -371,6 +462,21 @@ impl Config {
                 "a share above 0 and at most 1 (1: no smoothing)",
             ));
         }
+        if self.provisioner.kind == ProvisionerKind::Command && self.provisioner.command.is_empty()
+        {
+            return Err(invalid(
+                "provisioner.command",
+                "[]".into(),
+                "the executable and its arguments, like [\"/usr/local/bin/new-host\", \"--zone\", \"a\"]",
+            ));
+        }
+        if self.provisioner.timeout.is_zero() {
+            return Err(invalid(
+                "provisioner.timeout",
+                "\"0s\"".into(),
+                "a duration longer than zero",
+            ));
+        }
         if self.market.update_every.is_zero() {
             return Err(invalid(
                 "market.update_every",
@@ -438,6 +544,20 @@ max_factor = "3"             # factor of a full pool
 smoothing = "0.25"           # share of the way to the target moved per update
 history = 1440               # price points kept per (host, kind)
 update_every = "60s"
+
+[provisioner]
+# Where new hosts come from when moving workloads needs room that no host has.
+# kind = "static": standby hosts that join in order, e.g.
+#   standby = [{ name = "spare-1", cpu_millicores = 64000, memory_bytes = 549755813888 }]
+# kind = "command": runs the executable with the request as JSON on stdin
+#   ({"reason": .., "short_host": N, "needs": {"cpu": .., "memory": ..}}) and reads the new
+#   host as JSON on stdout ({"name": .., "capacity": {"cpu": .., "memory": ..}} in shards);
+#   a non-zero exit, a bad answer or the timeout fails the request.
+#   command = ["/usr/local/bin/new-host", "--zone", "a"]
+kind = "static"
+standby = []
+command = []
+timeout = "5m"
 "#;
 
 #[cfg(test)]

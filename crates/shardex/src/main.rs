@@ -5,6 +5,7 @@ mod check;
 mod config;
 mod machine;
 mod plot;
+mod provision;
 mod replay;
 mod run;
 mod simulate;
@@ -38,6 +39,12 @@ enum Command {
     /// Run the whole system (engine, marketplace, ledger) over a recorded trace and count the
     /// hosts it needs against static reservations.
     Simulate(simulate::SimulateArgs),
+    /// Ask the configured provisioner for a host, once, and print its answer (to check a
+    /// provisioner hook before the engine relies on it).
+    Provisioner {
+        #[command(subcommand)]
+        command: ProvisionerCommand,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -59,6 +66,21 @@ enum LedgerCommand {
         /// Only the last DURATION up to the ledger's time (e.g. 30d) [default: all].
         #[arg(long, value_name = "DURATION")]
         period: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProvisionerCommand {
+    /// Request one host with room for the given shards.
+    Try {
+        #[command(flatten)]
+        data: DataArgs,
+        /// CPU shards the host must have room for.
+        #[arg(long, default_value_t = 1)]
+        cpu: u64,
+        /// Memory shards the host must have room for.
+        #[arg(long, default_value_t = 0)]
+        memory: u64,
     },
 }
 
@@ -117,6 +139,19 @@ pub struct RunArgs {
     listen: Option<std::net::SocketAddr>,
 }
 
+fn provisioner_try(data: &DataArgs, cpu: u64, memory: u64) -> anyhow::Result<ExitCode> {
+    let config = data.load_config()?;
+    let mut p = config.provisioner.build(&config.shards);
+    let request = shardex_core::ports::ProvisionRequest {
+        reason: "a trial from `shardex provisioner try`".into(),
+        short_host: shardex_core::HostId(0),
+        needs: shardex_core::ShardVector::new(cpu, memory, 0, 0),
+    };
+    let host = p.provision(&request)?;
+    println!("{}", serde_json::to_string_pretty(&host)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -134,6 +169,9 @@ fn main() -> ExitCode {
                     period,
                 },
         } => check::invoice(&data, &tenant, period.as_deref()),
+        Command::Provisioner {
+            command: ProvisionerCommand::Try { data, cpu, memory },
+        } => provisioner_try(&data, cpu, memory),
         Command::Config {
             command: ConfigCommand::Defaults,
         } => {

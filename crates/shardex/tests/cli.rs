@@ -369,3 +369,41 @@ fn the_api_takes_actions_quotes_leases_and_invoices_the_borrower() {
     let (code, out) = ledger_check(&data);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn provisioner_try_runs_the_configured_command_and_reports_its_failure() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let hook = dir.path().join("new-host");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\ncat > /dev/null\necho '{\"name\": \"cloud-1\", \"capacity\": {\"cpu\": 800, \"memory\": 64}}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("shardex.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[provisioner]\nkind = \"command\"\ncommand = [\"{}\"]\ntimeout = \"10s\"\n",
+            hook.display()
+        ),
+    )
+    .unwrap();
+    let run = |cpu: &str| {
+        Command::new(BIN)
+            .args(["provisioner", "try", "--config"])
+            .arg(&config)
+            .args(["--cpu", cpu])
+            .output()
+            .unwrap()
+    };
+    let out = run("100");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cloud-1"));
+    // A host smaller than asked for is refused, naming both.
+    let out = run("5000");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cloud-1") && err.contains("5000"), "{err}");
+}

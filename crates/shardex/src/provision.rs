@@ -1,0 +1,194 @@
+//! The `command` provisioner: runs a configured executable with the request as JSON on stdin
+//! and reads the new host as JSON on stdout, within a timeout. The hook to any cloud API.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shardex_core::Span;
+use shardex_core::ports::{NewHost, ProvisionError, ProvisionRequest, Provisioner};
+
+/// Runs `program args...` per request.
+#[derive(Debug, Clone)]
+pub struct CommandProvisioner {
+    /// The executable.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// How long it may take before it is killed and the request fails.
+    pub timeout: Duration,
+}
+
+impl Provisioner for CommandProvisioner {
+    fn provision(&mut self, request: &ProvisionRequest) -> Result<NewHost, ProvisionError> {
+        let input = serde_json::to_vec(request)
+            .map_err(|e| ProvisionError::Failed(format!("could not encode the request: {e}")))?;
+        let mut child = Command::new(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                ProvisionError::Failed(format!("could not run {}: {e}", self.program.display()))
+            })?;
+        // Read both pipes on threads so a chatty child never blocks on a full pipe.
+        let mut stdout = child.stdout.take();
+        let mut stderr = child.stderr.take();
+        let out = std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(o) = stdout.as_mut() {
+                let _ = o.read_to_string(&mut s);
+            }
+            s
+        });
+        let err = std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(e) = stderr.as_mut() {
+                let _ = e.read_to_string(&mut s);
+            }
+            s
+        });
+        if let Some(mut stdin) = child.stdin.take() {
+            // A program that doesn't read its input is its own business.
+            let _ = stdin.write_all(&input);
+        }
+        let deadline = Instant::now() + self.timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+                    return Err(ProvisionError::TimedOut(Span::from_millis(ms)));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => return Err(ProvisionError::Failed(format!("waiting for it: {e}"))),
+            }
+        };
+        let stdout = out.join().unwrap_or_default();
+        let stderr = err.join().unwrap_or_default();
+        if !status.success() {
+            let why = stderr.trim();
+            return Err(ProvisionError::Failed(if why.is_empty() {
+                format!("{} exited with {status}", self.program.display())
+            } else {
+                format!("{} exited with {status}: {why}", self.program.display())
+            }));
+        }
+        let host: NewHost = serde_json::from_str(stdout.trim())
+            .map_err(|e| ProvisionError::BadAnswer(format!("{e} in {:?}", stdout.trim())))?;
+        if host.capacity.is_zero() {
+            return Err(ProvisionError::BadAnswer(format!(
+                "host {} has no capacity",
+                host.name
+            )));
+        }
+        if !request.needs.fits_in(&host.capacity) {
+            return Err(ProvisionError::BadAnswer(format!(
+                "host {} has {} shards but {} were asked for",
+                host.name, host.capacity, request.needs
+            )));
+        }
+        Ok(host)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardex_core::{HostId, ShardVector};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn script(dir: &std::path::Path, name: &str, body: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn request() -> ProvisionRequest {
+        ProvisionRequest {
+            reason: "host 1 is short".into(),
+            short_host: HostId(1),
+            needs: ShardVector::new(100, 0, 0, 0),
+        }
+    }
+
+    fn provisioner(program: PathBuf, timeout_ms: u64) -> CommandProvisioner {
+        CommandProvisioner {
+            program,
+            args: Vec::new(),
+            timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+
+    #[test]
+    fn a_command_gets_the_request_on_stdin_and_answers_a_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = dir.path().join("seen.json");
+        let p = script(
+            dir.path(),
+            "ok",
+            &format!(
+                "cat > {}\necho '{{\"name\": \"cloud-7\", \"capacity\": {{\"cpu\": 6400, \"memory\": 32768}}}}'",
+                seen.display()
+            ),
+        );
+        let host = provisioner(p, 10_000).provision(&request()).unwrap();
+        assert_eq!(host.name, "cloud-7");
+        assert_eq!(host.capacity, ShardVector::new(6400, 32768, 0, 0));
+        let got: ProvisionRequest =
+            serde_json::from_str(&std::fs::read_to_string(seen).unwrap()).unwrap();
+        assert_eq!(got, request());
+    }
+
+    #[test]
+    fn a_failing_command_fails_with_its_exit_status_and_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = script(dir.path(), "fail", "echo 'quota exceeded' >&2\nexit 3");
+        let e = provisioner(p, 10_000).provision(&request()).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, ProvisionError::Failed(_)), "{text}");
+        assert!(
+            text.contains("quota exceeded") && text.contains('3'),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_slow_command_is_killed_at_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = script(dir.path(), "slow", "sleep 30");
+        let started = Instant::now();
+        let e = provisioner(p, 200).provision(&request()).unwrap_err();
+        assert_eq!(e, ProvisionError::TimedOut(Span::from_millis(200)));
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "it was not killed"
+        );
+    }
+
+    #[test]
+    fn an_answer_that_is_not_a_big_enough_host_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = script(dir.path(), "garbage", "echo 'created!'");
+        assert!(matches!(
+            provisioner(p, 10_000).provision(&request()),
+            Err(ProvisionError::BadAnswer(_))
+        ));
+        let p = script(
+            dir.path(),
+            "small",
+            "echo '{\"name\": \"tiny\", \"capacity\": {\"cpu\": 10}}'",
+        );
+        let e = provisioner(p, 10_000).provision(&request()).unwrap_err();
+        assert!(e.to_string().contains("100"), "{e}");
+        let e = provisioner(dir.path().join("missing"), 1000)
+            .provision(&request())
+            .unwrap_err();
+        assert!(e.to_string().contains("could not run"), "{e}");
+    }
+}
