@@ -828,6 +828,32 @@ pub struct Ledger {
     /// Leases by lender and by borrower: derived from `leases`, kept in step with it.
     by_lender: BTreeMap<Lender, BTreeSet<LeaseId>>,
     by_borrower: BTreeMap<WorkloadId, BTreeSet<LeaseId>>,
+    /// Per-host and per-reservation indexes, derived the same way: every host-local rule
+    /// reads only its host's objects.
+    #[serde(default)]
+    idx: Indexes,
+}
+
+/// Objects by where they are. Derived from the ledger's maps and checked by `check()`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Indexes {
+    reservations: BTreeMap<HostId, BTreeSet<ReservationId>>,
+    requests: BTreeMap<HostId, BTreeSet<RequestId>>,
+    leases: BTreeMap<HostId, BTreeSet<LeaseId>>,
+    workloads: BTreeMap<ReservationId, BTreeSet<WorkloadId>>,
+}
+
+fn index_add<K: Ord, V: Ord>(m: &mut BTreeMap<K, BTreeSet<V>>, k: K, v: V) {
+    m.entry(k).or_default().insert(v);
+}
+
+fn index_remove<K: Ord, V: Ord>(m: &mut BTreeMap<K, BTreeSet<V>>, k: &K, v: &V) {
+    if let Some(set) = m.get_mut(k) {
+        set.remove(v);
+        if set.is_empty() {
+            m.remove(k);
+        }
+    }
 }
 
 fn next(counter: &mut u64) -> u64 {
@@ -946,8 +972,15 @@ impl Ledger {
         let over = |cancelled: bool, w: &Window| cancelled || w.end() <= now;
         self.modifications
             .retain(|_, m| !over(m.cancelled, &m.window));
-        self.reservations
-            .retain(|_, r| !over(r.cancelled, &r.window));
+        let idx = &mut self.idx;
+        self.reservations.retain(|_, r| {
+            let keep = !over(r.cancelled, &r.window);
+            if !keep {
+                index_remove(&mut idx.reservations, &r.host, &r.id);
+                idx.workloads.remove(&r.id);
+            }
+            keep
+        });
         let mods = &self.modifications;
         for r in self.reservations.values_mut() {
             r.modifications.retain(|m| mods.contains_key(m));
@@ -1032,6 +1065,42 @@ impl Ledger {
             .find(|w| w.tenant == tenant && w.name == name)
     }
 
+    fn host_reservations(&self, host: HostId) -> impl Iterator<Item = &Reservation> {
+        self.idx
+            .reservations
+            .get(&host)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.reservations.get(id))
+    }
+
+    fn host_requests(&self, host: HostId) -> impl Iterator<Item = &LeaseRequest> {
+        self.idx
+            .requests
+            .get(&host)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.requests.get(id))
+    }
+
+    fn host_leases(&self, host: HostId) -> impl Iterator<Item = &Lease> {
+        self.idx
+            .leases
+            .get(&host)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.leases.get(id))
+    }
+
+    fn reservation_workloads(&self, r: ReservationId) -> impl Iterator<Item = &Workload> {
+        self.idx
+            .workloads
+            .get(&r)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.workloads.get(id))
+    }
+
     /// One pending lease request.
     pub fn request(&self, id: RequestId) -> Option<&LeaseRequest> {
         self.requests.get(&id)
@@ -1095,7 +1164,7 @@ impl Ledger {
             capacity: h.capacity,
             ..HostBalance::default()
         };
-        for r in self.reservations.values().filter(|r| r.host == host) {
+        for r in self.host_reservations(host) {
             let reserved = self.reserved_at(r, self.now)?;
             let allocated = self.allocated(r.id)?;
             let lent = self.lent_by(Lender::Reservation(r.id), self.now)?;
@@ -1172,10 +1241,21 @@ impl Ledger {
         for id in expired {
             self.end_request(id, RequestOutcome::Expired, ev);
         }
+        // Only reservations with an edge in (prev, now] can have changed.
+        let edge = |t: Timestamp| prev < t && t <= now;
         let ids: Vec<ReservationId> = self
             .reservations
             .values()
-            .filter(|r| !r.cancelled)
+            .filter(|r| {
+                !r.cancelled
+                    && (edge(r.window.start())
+                        || edge(r.window.end())
+                        || r.modifications.iter().any(|m| {
+                            self.modifications
+                                .get(m)
+                                .is_some_and(|m| edge(m.window.start()) || edge(m.window.end()))
+                        }))
+            })
             .map(|r| r.id)
             .collect();
         for id in ids {
@@ -1217,11 +1297,7 @@ impl Ledger {
     /// Every time at or after now when something on `host` changes.
     fn change_points(&self, host: HostId) -> Vec<Timestamp> {
         let mut pts = BTreeSet::from([self.now]);
-        for r in self
-            .reservations
-            .values()
-            .filter(|r| r.host == host && !r.cancelled)
-        {
+        for r in self.host_reservations(host).filter(|r| !r.cancelled) {
             pts.insert(r.window.start());
             pts.insert(r.window.end());
             for m in r
@@ -1235,7 +1311,7 @@ impl Ledger {
                 }
             }
         }
-        for l in self.leases.values().filter(|l| l.host == host) {
+        for l in self.host_leases(host) {
             pts.insert(l.window.end());
         }
         pts.into_iter().filter(|&t| t >= self.now).collect()
@@ -1255,10 +1331,7 @@ impl Ledger {
 
     fn allocated(&self, r: ReservationId) -> Result<ShardVector, LedgerError> {
         Ok(ShardVector::checked_sum(
-            self.workloads
-                .values()
-                .filter(|w| w.reservation == r)
-                .map(|w| &w.share),
+            self.reservation_workloads(r).map(|w| &w.share),
         )?)
     }
 
@@ -1276,9 +1349,8 @@ impl Ledger {
     pub fn lowest_floor(&self, host: HostId) -> PriceVector {
         let mut f = self.params.provider_floor;
         for r in self
-            .reservations
-            .values()
-            .filter(|r| r.host == host && !r.offered.is_zero())
+            .host_reservations(host)
+            .filter(|r| !r.offered.is_zero())
         {
             for k in r.offered.kinds() {
                 f.set(k, f.get(k).min(r.floor.get(k)));
@@ -1312,7 +1384,7 @@ impl Ledger {
             .ok_or(LedgerError::UnknownHost(host))?;
         for t in self.change_points(host) {
             let mut committed = self.lent_by(Lender::Provider(host), t)?;
-            for r in self.reservations.values().filter(|r| r.host == host) {
+            for r in self.host_reservations(host) {
                 let reserved = self.reserved_at(r, t)?;
                 let lent = self.lent_by(Lender::Reservation(r.id), t)?;
                 if let Some(kind) = ResourceKind::ALL
@@ -1490,6 +1562,7 @@ impl Ledger {
                     });
                 }
                 let id = ReservationId(next(&mut self.counters.reservation));
+                index_add(&mut self.idx.reservations, *host, id);
                 self.reservations.insert(
                     id,
                     Reservation {
@@ -1656,6 +1729,7 @@ impl Ledger {
                     });
                 }
                 let id = WorkloadId(next(&mut self.counters.workload));
+                index_add(&mut self.idx.workloads, r.id, id);
                 self.workloads.insert(
                     id,
                     Workload {
@@ -1914,6 +1988,7 @@ impl Ledger {
                     });
                 }
                 let id = RequestId(next(&mut self.counters.request));
+                index_add(&mut self.idx.requests, w.host, id);
                 self.requests.insert(
                     id,
                     LeaseRequest {
@@ -2068,9 +2143,7 @@ impl Ledger {
             return Ok(());
         }
         let mut shares: BTreeMap<WorkloadId, ShardVector> = self
-            .workloads
-            .values()
-            .filter(|w| w.reservation == r)
+            .reservation_workloads(r)
             .map(|w| (w.id, w.share))
             .collect();
         for kind in ResourceKind::ALL {
@@ -2120,12 +2193,7 @@ impl Ledger {
     }
 
     fn unbind_all(&mut self, r: ReservationId, ev: &mut Vec<Event>) -> Result<(), LedgerError> {
-        let ws: Vec<WorkloadId> = self
-            .workloads
-            .values()
-            .filter(|w| w.reservation == r)
-            .map(|w| w.id)
-            .collect();
+        let ws: Vec<WorkloadId> = self.reservation_workloads(r).map(|w| w.id).collect();
         for w in ws {
             self.unbind(w, ev)?;
         }
@@ -2155,6 +2223,7 @@ impl Ledger {
             .workloads
             .remove(&w)
             .ok_or(LedgerError::UnknownWorkload(w))?;
+        index_remove(&mut self.idx.workloads, &wl.reservation, &w);
         if !wl.share.is_zero() {
             ev.push(Event::AllocationChanged {
                 workload: w,
@@ -2169,6 +2238,7 @@ impl Ledger {
 
     fn end_request(&mut self, id: RequestId, outcome: RequestOutcome, ev: &mut Vec<Event>) {
         if let Some(r) = self.requests.remove(&id) {
+            index_remove(&mut self.idx.requests, &r.host, &id);
             ev.push(Event::LeaseRequestEnded {
                 request: id,
                 filled: r.filled,
@@ -2187,12 +2257,8 @@ impl Ledger {
             .leases
             .remove(&id)
             .ok_or(LedgerError::UnknownLease(id))?;
-        if let Some(set) = self.by_lender.get_mut(&l.lender) {
-            set.remove(&id);
-            if set.is_empty() {
-                self.by_lender.remove(&l.lender);
-            }
-        }
+        index_remove(&mut self.by_lender, &l.lender, &id);
+        index_remove(&mut self.idx.leases, &l.host, &id);
         if let Some(set) = self.by_borrower.get_mut(&l.borrower) {
             set.remove(&id);
             if set.is_empty() {
@@ -2253,11 +2319,10 @@ impl Ledger {
         // time; what it holds changes only at its reservations' edges. So its cover is lowest
         // at now or at one of those edges: no other moment needs checking.
         let on_host: Vec<&Reservation> = self
-            .reservations
-            .values()
-            .filter(|r| r.host == host && !r.cancelled)
+            .host_reservations(host)
+            .filter(|r| !r.cancelled)
             .collect();
-        let leases: Vec<&Lease> = self.leases.values().filter(|l| l.host == host).collect();
+        let leases: Vec<&Lease> = self.host_leases(host).collect();
         let lent_at = |lender: Lender, t: Timestamp| -> Result<ShardVector, LedgerError> {
             Ok(ShardVector::checked_sum(
                 leases
@@ -2331,9 +2396,8 @@ impl Ledger {
     fn match_requests(&mut self, host: HostId, ev: &mut Vec<Event>) -> Result<(), LedgerError> {
         let now = self.now;
         let mut order: Vec<(Reverse<Tier>, RequestId)> = self
-            .requests
-            .values()
-            .filter(|r| r.host == host && r.start <= now)
+            .host_requests(host)
+            .filter(|r| r.start <= now)
             .map(|r| (Reverse(r.tier), r.id))
             .collect();
         if order.is_empty() {
@@ -2402,6 +2466,7 @@ impl Ledger {
                 let price = self.ask_price(lender, host).scaled(factor);
                 let lease = LeaseId(next(&mut self.counters.lease));
                 self.by_lender.entry(lender).or_default().insert(lease);
+                index_add(&mut self.idx.leases, host, lease);
                 self.by_borrower
                     .entry(req.workload)
                     .or_default()
@@ -2446,9 +2511,8 @@ impl Ledger {
     /// Reclaims lower-tier leases that still-short requests could use.
     fn preempt(&mut self, host: HostId, ev: &mut Vec<Event>) -> Result<(), LedgerError> {
         let mut order: Vec<(Reverse<Tier>, RequestId)> = self
-            .requests
-            .values()
-            .filter(|r| r.host == host && r.start <= self.now)
+            .host_requests(host)
+            .filter(|r| r.start <= self.now)
             .map(|r| (Reverse(r.tier), r.id))
             .collect();
         order.sort();
@@ -2456,8 +2520,7 @@ impl Ledger {
             let req = self.requests[&id].clone();
             let limit = self.limit(&req);
             let mut incoming = ShardVector::checked_sum(
-                self.leases
-                    .values()
+                self.host_leases(host)
                     .filter(|l| l.reclaim == Some(ReclaimReason::Preempted { by: id }))
                     .map(|l| &l.vector),
             )?;
@@ -2467,11 +2530,9 @@ impl Ledger {
                     continue;
                 }
                 let mut cands: Vec<(Tier, Reverse<LeaseId>)> = self
-                    .leases
-                    .values()
+                    .host_leases(host)
                     .filter(|l| {
-                        l.host == host
-                            && l.reclaim.is_none()
+                        l.reclaim.is_none()
                             && l.tier < req.tier
                             && l.vector.get(kind) > 0
                             && self.ask_price(l.lender, host).get(kind) <= limit.get(kind)
@@ -2517,7 +2578,20 @@ impl Ledger {
             by_lender.entry(l.lender).or_default().insert(l.id);
             by_borrower.entry(l.borrower).or_default().insert(l.id);
         }
-        if by_lender != self.by_lender || by_borrower != self.by_borrower {
+        let mut idx = Indexes::default();
+        for r in self.reservations.values() {
+            index_add(&mut idx.reservations, r.host, r.id);
+        }
+        for r in self.requests.values() {
+            index_add(&mut idx.requests, r.host, r.id);
+        }
+        for l in self.leases.values() {
+            index_add(&mut idx.leases, l.host, l.id);
+        }
+        for w in self.workloads.values() {
+            index_add(&mut idx.workloads, w.reservation, w.id);
+        }
+        if by_lender != self.by_lender || by_borrower != self.by_borrower || idx != self.idx {
             v(
                 Rule::Consistency,
                 "the lease indexes disagree with the leases".into(),

@@ -399,7 +399,11 @@ fn provisioner_try_runs_the_configured_command_and_reports_its_failure() {
             .unwrap()
     };
     let out = run("100");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("cloud-1"));
     // A host smaller than asked for is refused, naming both.
     let out = run("5000");
