@@ -110,7 +110,10 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
             }
             return report;
         }
-        if let Err(e) = self.commit(ledger, vec![Action::Expire], now, &mut report) {
+        // Catching up with time needs a logged action only when something falls due.
+        if !ledger.advance_idle(now)
+            && let Err(e) = self.commit(ledger, vec![Action::Expire], now, &mut report)
+        {
             report.problems.push(format!("catching up with time: {e}"));
             return report;
         }
@@ -136,15 +139,17 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
                 .push(format!("resolving shortages was refused: {e}"));
         }
         // Targets of the workloads, for choosing what to move.
+        let mut waiting: BTreeMap<WorkloadId, ShardVector> = BTreeMap::new();
+        for r in ledger.requests() {
+            let e = waiting.entry(r.workload).or_default();
+            *e = e.saturating_add(&r.remaining());
+        }
         let needs: BTreeMap<WorkloadId, ShardVector> = demands
             .keys()
             .filter_map(|w| {
                 let holds = ledger.allocation(*w).ok()?;
-                let waiting = ledger
-                    .requests()
-                    .filter(|r| r.workload == *w)
-                    .fold(ShardVector::ZERO, |a, r| a.saturating_add(&r.remaining()));
-                Some((*w, holds.saturating_add(&waiting)))
+                let waits = waiting.get(w).copied().unwrap_or_default();
+                Some((*w, holds.saturating_add(&waits)))
             })
             .collect();
         let mut pending: BTreeMap<HostId, ShardVector> = BTreeMap::new();

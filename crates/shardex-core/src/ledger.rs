@@ -512,8 +512,8 @@ pub enum Action {
     },
     /// Catches up with time only: processes every expiry up to now.
     Expire,
-    /// Several actions applied in order as one: all of them, or none (the engine commits a
-    /// tick's plan this way).
+    /// Several actions applied in order as one, then matching once on the hosts they touched:
+    /// all of them, or none (the engine commits a tick's plan this way).
     Batch {
         /// The actions, in order.
         actions: Vec<Action>,
@@ -903,13 +903,23 @@ impl Ledger {
         next.advance(now, &mut events)?;
         match action {
             Action::Batch { actions } => {
+                // Its actions in order, then matching once on every host they touched.
+                let mut touched: Option<BTreeSet<HostId>> = Some(BTreeSet::new());
                 for (index, a) in actions.iter().enumerate() {
-                    next.act_and_match(a, &mut events)
-                        .map_err(|e| LedgerError::InBatch {
-                            index,
-                            source: Box::new(e),
-                        })?;
+                    let hosts = next.hosts_of(a);
+                    next.act(a, &mut events).map_err(|e| LedgerError::InBatch {
+                        index,
+                        source: Box::new(e),
+                    })?;
+                    touched = match (touched, hosts) {
+                        (Some(mut t), Some(h)) => {
+                            t.extend(h);
+                            Some(t)
+                        }
+                        _ => None,
+                    };
                 }
+                next.match_hosts(touched.as_ref(), &mut events)?;
             }
             a => next.act_and_match(a, &mut events)?,
         }
@@ -922,12 +932,23 @@ impl Ledger {
     fn act_and_match(&mut self, action: &Action, ev: &mut Vec<Event>) -> Result<(), LedgerError> {
         let touched = self.hosts_of(action);
         self.act(action, ev)?;
-        let pending: BTreeSet<HostId> = self
-            .requests
-            .values()
-            .map(|r| r.host)
-            .filter(|h| touched.as_ref().is_none_or(|t| t.contains(h)))
-            .collect();
+        self.match_hosts(touched.as_ref(), ev)
+    }
+
+    /// Matches pending requests on `hosts` (every host when `None`).
+    fn match_hosts(
+        &mut self,
+        hosts: Option<&BTreeSet<HostId>>,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), LedgerError> {
+        let pending: Vec<HostId> = match hosts {
+            Some(hs) => hs
+                .iter()
+                .copied()
+                .filter(|h| self.idx.requests.contains_key(h))
+                .collect(),
+            None => self.idx.requests.keys().copied().collect(),
+        };
         for host in pending {
             self.match_requests(host, ev)?;
         }
@@ -963,6 +984,17 @@ impl Ledger {
             }
         };
         Some(host.into_iter().collect())
+    }
+
+    /// Moves the clock to `now` in place when nothing falls due up to then (no event, no
+    /// other change, nothing to log: the next action at `now` would do the same); returns
+    /// false, changing nothing, when something is due or `now` is in the past.
+    pub fn advance_idle(&mut self, now: Timestamp) -> bool {
+        if now < self.now || self.next_change_after(self.now).is_some_and(|t| t <= now) {
+            return false;
+        }
+        self.now = now;
+        true
     }
 
     /// Drops reservations and modifications that are over: the log keeps their history, and
@@ -1423,13 +1455,16 @@ impl Ledger {
         &self,
         tenant: TenantId,
         owner: TenantId,
-        object: String,
+        object: impl FnOnce() -> String,
     ) -> Result<(), LedgerError> {
         if !self.tenants.contains_key(&tenant) {
             return Err(LedgerError::UnknownTenant(tenant));
         }
         if tenant != owner {
-            return Err(LedgerError::NotOwner { object, tenant });
+            return Err(LedgerError::NotOwner {
+                object: object(),
+                tenant,
+            });
         }
         Ok(())
     }
@@ -1443,7 +1478,7 @@ impl Ledger {
             .reservations
             .get(&id)
             .ok_or(LedgerError::UnknownReservation(id))?;
-        self.tenant_owns(tenant, r.tenant, id.to_string())?;
+        self.tenant_owns(tenant, r.tenant, || id.to_string())?;
         Ok(r)
     }
 
@@ -1452,7 +1487,7 @@ impl Ledger {
             .workloads
             .get(&id)
             .ok_or(LedgerError::UnknownWorkload(id))?;
-        self.tenant_owns(tenant, w.tenant, id.to_string())?;
+        self.tenant_owns(tenant, w.tenant, || id.to_string())?;
         Ok(w)
     }
 
