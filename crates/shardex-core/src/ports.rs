@@ -179,6 +179,34 @@ pub trait Provisioner {
     fn provision(&mut self, request: &ProvisionRequest) -> Result<NewHost, ProvisionError>;
 }
 
+impl<P: Provisioner + ?Sized> Provisioner for Box<P> {
+    fn provision(&mut self, request: &ProvisionRequest) -> Result<NewHost, ProvisionError> {
+        (**self).provision(request)
+    }
+}
+
+/// Why a workload could not be sampled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("could not sample {workload}: {reason}")]
+pub struct SamplerError {
+    /// The workload's name.
+    pub workload: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Measures what running workloads use.
+pub trait Sampler {
+    /// What `workload` used since the previous sample, physical units per kind in
+    /// `ResourceKind::ALL` order (`None` for a kind it can't tell yet); `Ok(None)` when the
+    /// workload doesn't run here.
+    fn sample(
+        &mut self,
+        workload: &str,
+        now: Timestamp,
+    ) -> Result<Option<[Option<u64>; 4]>, SamplerError>;
+}
+
 /// A list of standby hosts that join when asked, in order; with a template, an unlimited
 /// supply of identical hosts named `<prefix>-<n>`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

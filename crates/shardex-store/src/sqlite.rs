@@ -291,6 +291,57 @@ impl SqliteStore {
         Ok(out)
     }
 
+    /// Records decisions of the engine (JSON values) made at `at`, in one transaction.
+    pub async fn record_decisions(
+        &self,
+        at: Timestamp,
+        mode: &str,
+        decisions: &[serde_json::Value],
+    ) -> Result<(), StoreError> {
+        if decisions.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for d in decisions {
+            sqlx::query("INSERT INTO decisions (at_ms, seq, mode, decision) VALUES (?, ?, ?, ?)")
+                .bind(at.millis())
+                .bind(i64::try_from(self.seq).unwrap_or(i64::MAX))
+                .bind(mode)
+                .bind(encode("decision", d)?)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The newest `limit` decisions, newest first, each with its time, sequence and mode.
+    pub async fn decisions(&self, limit: u32) -> Result<Vec<serde_json::Value>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at_ms, seq, mode, decision FROM decisions ORDER BY id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seq: i64 = row.try_get(1)?;
+            let text: String = row.try_get(3)?;
+            let decision: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                    seq: u64::try_from(seq).unwrap_or(0),
+                    reason: format!("decision: {e}"),
+                })?;
+            out.push(serde_json::json!({
+                "at_ms": row.try_get::<i64, _>(0)?,
+                "seq": seq,
+                "mode": row.try_get::<String, _>(2)?,
+                "decision": decision,
+            }));
+        }
+        Ok(out)
+    }
+
     /// Charges whose interval ends in `(from, to]`, paid or lent by `tenant` (every tenant when
     /// `None`), oldest first.
     pub async fn charges(

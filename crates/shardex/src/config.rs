@@ -63,6 +63,46 @@ pub struct Config {
     pub market: MarketConfig,
     /// Where new hosts come from when the engine runs out of room.
     pub provisioner: ProvisionerConfig,
+    /// The control loop.
+    pub engine: EngineConfig,
+}
+
+/// `[engine]`: the control loop of `shardex run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// `recommend` (decide and record, change nothing) or `act`.
+    pub mode: EngineMode,
+    /// How often workloads are sampled.
+    #[serde(deserialize_with = "span_text", serialize_with = "span_display")]
+    pub sample_every: Span,
+    /// How often the engine forecasts and decides.
+    #[serde(deserialize_with = "span_text", serialize_with = "span_display")]
+    pub decide_every: Span,
+    /// Forecasting policy.
+    pub policy: String,
+}
+
+/// What the control loop does with its decisions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineMode {
+    /// Decide and record only.
+    #[default]
+    Recommend,
+    /// Commit to the ledger and actuate.
+    Act,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            mode: EngineMode::Recommend,
+            sample_every: Span::from_secs(10),
+            decide_every: Span::from_secs(60),
+            policy: "shardex".into(),
+        }
+    }
 }
 
 /// `[provisioner]`: `kind = "static"` with a list of standby hosts, or `kind = "command"`
@@ -123,7 +163,7 @@ impl Default for ProvisionerConfig {
 
 impl ProvisionerConfig {
     /// The provisioner this section describes.
-    pub fn build(&self, sizes: &ShardSizes) -> Box<dyn shardex_core::ports::Provisioner> {
+    pub fn build(&self, sizes: &ShardSizes) -> Box<dyn shardex_core::ports::Provisioner + Send> {
         match self.kind {
             ProvisionerKind::Static => Box::new(shardex_core::ports::StaticProvisioner::new(
                 self.standby
@@ -477,6 +517,28 @@ impl Config {
                 "a duration longer than zero",
             ));
         }
+        if self.engine.sample_every.is_zero() || self.engine.decide_every.is_zero() {
+            return Err(invalid(
+                "engine.sample_every",
+                format!(
+                    "\"{}\" / \"{}\"",
+                    self.engine.sample_every, self.engine.decide_every
+                ),
+                "durations longer than zero",
+            ));
+        }
+        if self
+            .engine
+            .policy
+            .parse::<shardex_forecast::Policy>()
+            .is_err()
+        {
+            return Err(invalid(
+                "engine.policy",
+                format!("{:?}", self.engine.policy),
+                "one of static, reactive, vpa, autopilot, autopilot-window, shardex",
+            ));
+        }
         if self.market.update_every.is_zero() {
             return Err(invalid(
                 "market.update_every",
@@ -558,6 +620,14 @@ kind = "static"
 standby = []
 command = []
 timeout = "5m"
+
+[engine]
+# The control loop: sample every workload bound in the ledger whose name is a cgroup path
+# (e.g. "system.slice/nginx.service"; "/" is the root), forecast, decide.
+mode = "recommend"           # recommend: decide and record only; act: commit and actuate
+sample_every = "10s"
+decide_every = "60s"
+policy = "shardex"
 "#;
 
 #[cfg(test)]

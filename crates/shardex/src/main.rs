@@ -8,6 +8,7 @@ mod plot;
 mod provision;
 mod replay;
 mod run;
+mod sampler;
 mod simulate;
 mod trace;
 

@@ -1,6 +1,7 @@
 //! `shardex run`: the ledger of this host in the embedded store, the local host registered
 //! with its real capacity, expiries applied as they fall due, and the HTTP API, until Ctrl-C.
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
@@ -105,6 +106,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         .route("/v1/quote", post(post_quote))
         .route("/v1/tenants/{tenant}/invoice", get(get_invoice))
         .route("/v1/market", get(get_market))
+        .route("/v1/decisions", get(get_decisions))
         .with_state(app.clone());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -113,6 +115,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
     tracing::info!(listen = %bound, data = %data.display(), "shardex is running; Ctrl-C stops it");
 
     let expiry = tokio::spawn(expire_when_due(app.clone()));
+    let agent = tokio::spawn(control_loop(app.clone(), config.clone()));
     let pricing = tokio::spawn(reprice_market(
         app.clone(),
         book,
@@ -125,6 +128,8 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         .context("the API server failed")?;
     expiry.abort();
     pricing.abort();
+    agent.abort();
+    let _ = agent.await;
     let _ = expiry.await;
     let _ = pricing.await;
     // Every handler has finished; the store is ours alone again.
@@ -501,4 +506,232 @@ async fn get_market(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
         }));
     }
     Json(json!({ "hosts": out })).into_response()
+}
+
+/// The control loop: samples every workload bound in the ledger from its cgroup, feeds the
+/// forecasters, and every `decide_every` runs one controller tick: in `recommend` mode on a
+/// copy of the ledger (decisions recorded, nothing changed), in `act` mode committed action by
+/// action to the store, then applied through the actuator (simulated until the cgroup, QMP and
+/// tc actuators exist) and read back. Every decision is stored with its reason.
+async fn control_loop(app: Arc<App>, config: Config) {
+    use shardex_core::ports::{Actuator, Causal, Forecaster, Sampler, SimulatedActuator};
+    use shardex_core::{Horizon, KindForecast, Rdv, ResourceKind, Sample, Span};
+
+    let Some(mut sampler) = crate::sampler::CgroupSampler::probe() else {
+        tracing::warn!("no cgroup filesystem at /sys/fs/cgroup: the control loop can't sample");
+        return;
+    };
+    tracing::info!(layout = ?sampler.layout(), mode = ?config.engine.mode, "control loop started");
+    let Ok(policy) = config.engine.policy.parse::<shardex_forecast::Policy>() else {
+        return;
+    };
+    let sizes = config.shards;
+    let act = config.engine.mode == crate::config::EngineMode::Act;
+    let lead = config.engine.decide_every;
+    let params = shardex_core::engine::EngineParams {
+        lead,
+        ..shardex_core::engine::EngineParams::default()
+    };
+    let mut controller = shardex_core::control::Controller::new(
+        shardex_core::engine::Engine::new(params),
+        config.provisioner.build(&sizes),
+        shardex_core::ports::SimulatedMigrator::new(Span::from_secs(60)),
+    );
+    controller.recommend_only = !act;
+    let mut actuator = SimulatedActuator::default();
+    let mut forecasters: HashMap<(String, ResourceKind), Causal<Box<dyn Forecaster>>> =
+        HashMap::new();
+    let mut usage: HashMap<String, shardex_core::ShardVector> = HashMap::new();
+    let mut sample_tick =
+        tokio::time::interval(Duration::from_millis(config.engine.sample_every.millis()));
+    let mut decide_tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_millis(config.engine.decide_every.millis()),
+        Duration::from_millis(config.engine.decide_every.millis()),
+    );
+    sample_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    decide_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let deciding = tokio::select! {
+            _ = sample_tick.tick() => false,
+            _ = decide_tick.tick() => true,
+        };
+        let mut store = app.store.lock().await;
+        let Ok(now) = wall_clock(store.ledger().now()) else {
+            continue;
+        };
+        let ledger = store.ledger();
+        if !deciding {
+            for w in ledger.workloads() {
+                let values = match sampler.sample(&w.name, now) {
+                    Ok(Some(v)) => v,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sampling failed");
+                        continue;
+                    }
+                };
+                let held = ledger.allocation(w.id).unwrap_or_default();
+                for kind in [ResourceKind::Cpu, ResourceKind::Memory] {
+                    let Some(v) = values[kind.index()] else {
+                        continue;
+                    };
+                    let f = forecasters
+                        .entry((w.name.clone(), kind))
+                        .or_insert_with(|| {
+                            Causal::new(
+                                policy
+                                    .build(
+                                        kind,
+                                        None,
+                                        &shardex_forecast::adaptive::Params::default(),
+                                    )
+                                    .unwrap_or_else(|| {
+                                        Box::new(shardex_forecast::reactive::Reactive::new(
+                                            shardex_forecast::reactive::DEFAULT_MARGIN,
+                                        ))
+                                    }),
+                            )
+                        });
+                    let allocated = sizes.physical(kind, held.get(kind)).ok();
+                    if f.observe(
+                        Sample {
+                            time: now,
+                            value: v,
+                        },
+                        allocated,
+                    )
+                    .is_ok()
+                    {
+                        let u = usage.entry(w.name.clone()).or_default();
+                        *u = u.with(kind, sizes.demand_shards(kind, v));
+                    }
+                }
+            }
+            continue;
+        }
+        // Decide for now + lead from samples before now.
+        let Ok(decide_at) = now.checked_add(Span::from_millis(1)) else {
+            continue;
+        };
+        let horizon = Horizon {
+            step: lead,
+            steps: 1,
+        };
+        let mut demands = BTreeMap::new();
+        for w in ledger.workloads() {
+            let mut rdv = Rdv {
+                made_at: decide_at,
+                horizon,
+                kinds: Vec::new(),
+            };
+            for kind in [ResourceKind::Cpu, ResourceKind::Memory] {
+                if let Some(f) = forecasters.get_mut(&(w.name.clone(), kind))
+                    && let Ok(steps) = f.forecast(decide_at, horizon)
+                {
+                    rdv.kinds.push(KindForecast { kind, steps });
+                }
+            }
+            if rdv.kinds.is_empty() {
+                continue;
+            }
+            demands.insert(
+                w.id,
+                shardex_core::engine::Demand {
+                    rdv,
+                    usage: usage.get(&w.name).copied().unwrap_or_default(),
+                    cap: None,
+                },
+            );
+        }
+        let mut copy = ledger.clone();
+        let report = controller.tick(&mut copy, &demands, &sizes, decide_at);
+        for p in &report.problems {
+            tracing::warn!(problem = %p, "control tick");
+        }
+        let mut committed = true;
+        for (action, at) in report.applied {
+            match store.apply(action, at).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "the ledger refused the engine's action; the rest of the tick is dropped");
+                    committed = false;
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the store failed during the engine's tick");
+                    committed = false;
+                    break;
+                }
+            }
+        }
+        let mode = if act { "act" } else { "recommend" };
+        let names: HashMap<_, _> = store
+            .ledger()
+            .workloads()
+            .map(|w| (w.id, w.name.clone()))
+            .collect();
+        let decisions: Vec<serde_json::Value> = report
+            .decisions
+            .iter()
+            .map(|d| {
+                json!({
+                    "workload": names.get(&d.workload),
+                    "kind": d.kind,
+                    "from": d.from,
+                    "to": d.to,
+                    "reason": d.reason,
+                    "why": d.reason.to_string(),
+                })
+            })
+            .collect();
+        if let Err(e) = store.record_decisions(decide_at, mode, &decisions).await {
+            tracing::error!(error = %e, "could not record the engine's decisions");
+        }
+        if act && committed {
+            // Apply what the ledger now says, and check what is in force.
+            let ledger = store.ledger();
+            for w in ledger.workloads() {
+                let Ok(shards) = ledger.allocation(w.id) else {
+                    continue;
+                };
+                let Ok(physical) = sizes.physical_vector(shards) else {
+                    continue;
+                };
+                match actuator.apply(w.id, physical) {
+                    Ok(in_force) if in_force == physical => {}
+                    Ok(in_force) => {
+                        tracing::warn!(workload = %w.name, ?in_force, ?physical, "actuation did not take")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "actuation failed; retried next tick"),
+                }
+            }
+        }
+        tracing::debug!(decisions = decisions.len(), "engine tick");
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionsQuery {
+    /// How many, newest first (default 100, at most 10,000).
+    limit: Option<u32>,
+}
+
+/// The engine's newest decisions, with their reasons.
+async fn get_decisions(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<DecisionsQuery>,
+) -> Response {
+    if let Some(refusal) = unauthorized(&app, &headers) {
+        return refusal;
+    }
+    let store = app.store.lock().await;
+    match store.decisions(q.limit.unwrap_or(100).min(10_000)).await {
+        Ok(d) => Json(json!({ "decisions": d })).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the store failed: {e}"),
+        ),
+    }
 }

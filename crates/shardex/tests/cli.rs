@@ -411,3 +411,73 @@ fn provisioner_try_runs_the_configured_command_and_reports_its_failure() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cloud-1") && err.contains("5000"), "{err}");
 }
+
+#[test]
+fn the_control_loop_samples_a_real_cgroup_decides_and_records_why() {
+    let cgroups = Path::new("/sys/fs/cgroup");
+    if !cgroups.join("cgroup.controllers").exists()
+        && !cgroups.join("cpuacct/cpuacct.usage").exists()
+    {
+        eprintln!(
+            "no cgroup v1 or v2 filesystem at /sys/fs/cgroup: the control loop can't run here"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Sample every 200 ms, decide every second, and act on it.
+    std::fs::write(
+        dir.path().join("shardex.toml"),
+        "[engine]\nmode = \"act\"\nsample_every = \"200ms\"\ndecide_every = \"1s\"\n",
+    )
+    .unwrap();
+    let (child, addr) = start(&data);
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let token = token.trim();
+    let post = |body: serde_json::Value| {
+        let (status, text) = send(&addr, "POST", "/v1/actions", token, &body.to_string());
+        assert_eq!(status, 200, "{text}");
+    };
+    post(serde_json::json!({"action": "create_tenant", "name": "ops"}));
+    let start_ms = wall_ms() + 300;
+    post(serde_json::json!({
+        "action": "create_reservation", "tenant": 1, "host": 1, "vector": {"cpu": 1, "memory": 1},
+        "window": {"start": start_ms, "end": start_ms + 3_600_000}, "tier": "premium"
+    }));
+    std::thread::sleep(Duration::from_millis(400));
+    // "/" is the root cgroup: everything running here, a real, busy workload.
+    post(
+        serde_json::json!({"action": "bind_workload", "tenant": 1, "reservation": 1, "name": "/"}),
+    );
+    let mut decisions = serde_json::Value::Null;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(200));
+        let (status, text) = send(&addr, "GET", "/v1/decisions", token, "");
+        assert_eq!(status, 200, "{text}");
+        decisions = serde_json::from_str(&text).unwrap();
+        if !decisions["decisions"].as_array().unwrap().is_empty() {
+            break;
+        }
+    }
+    let list = decisions["decisions"].as_array().unwrap();
+    assert!(!list.is_empty(), "no decision in 20 s");
+    let d = &list[0];
+    assert_eq!(d["mode"], "act", "{d}");
+    assert_eq!(d["decision"]["workload"], "/", "{d}");
+    assert_eq!(d["decision"]["reason"], "scale_up", "{d}");
+    assert!(
+        d["decision"]["why"].as_str().unwrap().contains("forecast"),
+        "{d}"
+    );
+    // Acting means the ledger holds more than the 1-shard reservation for it now.
+    let (_, market) = send(&addr, "GET", "/v1/market", token, "");
+    let market: serde_json::Value = serde_json::from_str(&market).unwrap();
+    let leased = &market["hosts"][0]["leased"];
+    assert!(
+        leased["memory"].as_u64().unwrap() + leased["cpu"].as_u64().unwrap() > 0,
+        "{market}"
+    );
+    interrupt_and_wait(child);
+    let (code, out) = ledger_check(&data);
+    assert_eq!(code, 0, "{out}");
+}
