@@ -847,6 +847,19 @@ fn index_add<K: Ord, V: Ord>(m: &mut BTreeMap<K, BTreeSet<V>>, k: K, v: V) {
     m.entry(k).or_default().insert(v);
 }
 
+/// The objects an index lists under `key`.
+fn indexed<'a, K: Ord, I: Ord, V>(
+    index: &'a BTreeMap<K, BTreeSet<I>>,
+    key: &K,
+    objects: &'a BTreeMap<I, V>,
+) -> impl Iterator<Item = &'a V> {
+    index
+        .get(key)
+        .into_iter()
+        .flatten()
+        .filter_map(|id| objects.get(id))
+}
+
 fn index_remove<K: Ord, V: Ord>(m: &mut BTreeMap<K, BTreeSet<V>>, k: &K, v: &V) {
     if let Some(set) = m.get_mut(k) {
         set.remove(v);
@@ -1098,39 +1111,19 @@ impl Ledger {
     }
 
     fn host_reservations(&self, host: HostId) -> impl Iterator<Item = &Reservation> {
-        self.idx
-            .reservations
-            .get(&host)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.reservations.get(id))
+        indexed(&self.idx.reservations, &host, &self.reservations)
     }
 
     fn host_requests(&self, host: HostId) -> impl Iterator<Item = &LeaseRequest> {
-        self.idx
-            .requests
-            .get(&host)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.requests.get(id))
+        indexed(&self.idx.requests, &host, &self.requests)
     }
 
     fn host_leases(&self, host: HostId) -> impl Iterator<Item = &Lease> {
-        self.idx
-            .leases
-            .get(&host)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.leases.get(id))
+        indexed(&self.idx.leases, &host, &self.leases)
     }
 
     fn reservation_workloads(&self, r: ReservationId) -> impl Iterator<Item = &Workload> {
-        self.idx
-            .workloads
-            .get(&r)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.workloads.get(id))
+        indexed(&self.idx.workloads, &r, &self.workloads)
     }
 
     /// One pending lease request.

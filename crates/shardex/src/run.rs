@@ -361,6 +361,12 @@ async fn ledger_check(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
     Json(json!({ "ok": violations.is_empty(), "violations": violations })).into_response()
 }
 
+/// A JSON body, or the 400 that names what it should have been.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Response> {
+    serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("not {what}: {e}")))
+}
+
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": message.to_string() }))).into_response()
 }
@@ -375,9 +381,9 @@ async fn post_action(
     if let Some(refusal) = unauthorized(&app, &headers) {
         return refusal;
     }
-    let action: Action = match serde_json::from_slice(&body) {
+    let action: Action = match parse(&body, "an action") {
         Ok(a) => a,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not an action: {e}")),
+        Err(refusal) => return refusal,
     };
     let mut store = app.store.lock().await;
     let now = match wall_clock(store.ledger().now()) {
@@ -415,9 +421,9 @@ async fn post_quote(
     if let Some(refusal) = unauthorized(&app, &headers) {
         return refusal;
     }
-    let q: QuoteRequest = match serde_json::from_slice(&body) {
+    let q: QuoteRequest = match parse(&body, "a quote request") {
         Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a quote request: {e}")),
+        Err(refusal) => return refusal,
     };
     let over: shardex_core::Span = match q.over.parse() {
         Ok(s) => s,
