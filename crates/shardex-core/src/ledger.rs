@@ -852,7 +852,7 @@ fn indexed<'a, K: Ord, I: Ord, V>(
     index: &'a BTreeMap<K, BTreeSet<I>>,
     key: &K,
     objects: &'a BTreeMap<I, V>,
-) -> impl Iterator<Item = &'a V> {
+) -> impl Iterator<Item = &'a V> + use<'a, K, I, V> {
     index
         .get(key)
         .into_iter()

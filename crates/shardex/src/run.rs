@@ -361,10 +361,9 @@ async fn ledger_check(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
     Json(json!({ "ok": violations.is_empty(), "violations": violations })).into_response()
 }
 
-/// A JSON body, or the 400 that names what it should have been.
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("not {what}: {e}")))
+/// A JSON body, or why it is not `what`.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("not {what}: {e}"))
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -383,7 +382,7 @@ async fn post_action(
     }
     let action: Action = match parse(&body, "an action") {
         Ok(a) => a,
-        Err(refusal) => return refusal,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
     let mut store = app.store.lock().await;
     let now = match wall_clock(store.ledger().now()) {
@@ -423,7 +422,7 @@ async fn post_quote(
     }
     let q: QuoteRequest = match parse(&body, "a quote request") {
         Ok(q) => q,
-        Err(refusal) => return refusal,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
     let over: shardex_core::Span = match q.over.parse() {
         Ok(s) => s,
