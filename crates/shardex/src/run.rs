@@ -614,6 +614,11 @@ async fn control_loop(app: Arc<App>, config: Config) {
             }
             continue;
         }
+        // Workloads that left take their forecasters with them.
+        let bound: std::collections::HashSet<&str> =
+            ledger.workloads().map(|w| w.name.as_str()).collect();
+        forecasters.retain(|(name, _), _| bound.contains(name.as_str()));
+        usage.retain(|name, _| bound.contains(name.as_str()));
         // Decide for now + lead from samples before now.
         let Ok(decide_at) = now.checked_add(Span::from_millis(1)) else {
             continue;
