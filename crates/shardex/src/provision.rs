@@ -24,15 +24,32 @@ impl Provisioner for CommandProvisioner {
     fn provision(&mut self, request: &ProvisionRequest) -> Result<NewHost, ProvisionError> {
         let input = serde_json::to_vec(request)
             .map_err(|e| ProvisionError::Failed(format!("could not encode the request: {e}")))?;
-        let mut child = Command::new(&self.program)
-            .args(&self.args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                ProvisionError::Failed(format!("could not run {}: {e}", self.program.display()))
-            })?;
+        let spawn = || {
+            Command::new(&self.program)
+                .args(&self.args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+        };
+        // A just-written executable can be briefly "busy" while another thread's fork still
+        // holds it open for writing (ETXTBSY): retry a little before giving up.
+        let mut tries = 0;
+        let mut child = loop {
+            match spawn() {
+                Ok(c) => break c,
+                Err(e) if e.raw_os_error() == Some(26) && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => {
+                    return Err(ProvisionError::Failed(format!(
+                        "could not run {}: {e}",
+                        self.program.display()
+                    )));
+                }
+            }
+        };
         // Read both pipes on threads so a chatty child never blocks on a full pipe.
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
