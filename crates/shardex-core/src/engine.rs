@@ -44,6 +44,7 @@ use crate::domain::{
     Tier, WorkloadId,
 };
 use crate::ledger::{Action, Ledger};
+use crate::market;
 use crate::rdv::{Quantiles, Rdv};
 use crate::shard::{ResourceKind, ShardSizes, ShardVector};
 use crate::time::{Span, Timestamp};
@@ -370,15 +371,6 @@ impl View {
         }
     }
 
-    /// Shards a workload holds: its share plus its leases.
-    fn holds(&self, w: WorkloadId, share: ShardVector) -> ShardVector {
-        self.leases
-            .get(&w)
-            .into_iter()
-            .flatten()
-            .fold(share, |a, h| a.saturating_add(&h.vector))
-    }
-
     /// Shards a reservation has lent out.
     fn lent_sum(&self, r: ReservationId) -> ShardVector {
         self.lent
@@ -421,23 +413,6 @@ impl Engine {
         let mut plan = Plan::default();
         // (tier, fairness, workload, kind, shards): lease requests, ordered before sending.
         let mut asks: Vec<(Reverse<Tier>, u64, WorkloadId, ResourceKind, u64)> = Vec::new();
-        // Predicted need on top of what they hold, per reservation, for automatic offers.
-        let mut needs: HashMap<ReservationId, Option<ShardVector>> = HashMap::new();
-        for w in ledger.workloads() {
-            let need = demands.get(&w.id).map(|d| {
-                let holds = view.holds(w.id, w.share);
-                d.rdv
-                    .upper_shards(sizes, ledger.params().reclaim_notice)
-                    .excess_over(&holds)
-            });
-            let e = needs
-                .entry(w.reservation)
-                .or_insert(Some(ShardVector::ZERO));
-            *e = match (*e, need) {
-                (Some(a), Some(b)) => Some(a.saturating_add(&b)),
-                _ => None,
-            };
-        }
         for (&wid, demand) in demands {
             let Some(w) = ledger.workload(wid) else {
                 continue;
@@ -575,33 +550,11 @@ impl Engine {
             });
         }
         // Automatic offers: idle − predicted need, where every workload has a forecast.
-        for r in ledger.reservations() {
-            if r.lending.opt_out || r.cancelled || !r.window.contains(now) {
-                continue;
-            }
-            let need = match needs.get(&r.id) {
-                Some(Some(n)) => *n,
-                Some(None) => continue,
-                None => ShardVector::ZERO,
-            };
-            let reserved = ledger.reserved_at(r, now).unwrap_or(ShardVector::ZERO);
-            let used = view
-                .shares
-                .get(&r.id)
-                .copied()
-                .unwrap_or_default()
-                .saturating_add(&view.lent_sum(r.id));
-            let mut target = reserved.excess_over(&used).excess_over(&need);
-            if let Some(cap) = r.lending.cap {
-                target = target.min(&cap.excess_over(&view.lent_sum(r.id)));
-            }
-            if target != r.offered {
-                plan.actions.push(Action::AutoOffer {
-                    reservation: r.id,
-                    need,
-                });
-            }
-        }
+        plan.actions.extend(market::auto_offers(
+            ledger,
+            |w| demands.get(&w).map(|d| &d.rdv),
+            sizes,
+        ));
         plan
     }
 

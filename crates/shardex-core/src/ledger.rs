@@ -1912,23 +1912,9 @@ impl Ledger {
                 }
             }
             Action::AutoOffer { reservation, need } => {
-                let r = self
-                    .reservations
-                    .get(reservation)
-                    .ok_or(LedgerError::UnknownReservation(*reservation))?
-                    .clone();
-                let target = if r.lending.opt_out || r.cancelled || !r.window.contains(now) {
-                    ShardVector::ZERO
-                } else {
-                    let mut t = self.idle_of(&r)?.excess_over(need);
-                    if let Some(cap) = r.lending.cap {
-                        let lent = self.lent_by(Lender::Reservation(r.id), now)?;
-                        t = t.min(&cap.excess_over(&lent));
-                    }
-                    t
-                };
-                if target != r.offered {
-                    self.set_offer(r.id, target, OfferReason::Auto, ev);
+                let (target, offered) = self.auto_offer_target(*reservation, need)?;
+                if target != offered {
+                    self.set_offer(*reservation, target, OfferReason::Auto, ev);
                 }
             }
             Action::SetMarketPrice { host, prices } => {
@@ -2088,6 +2074,29 @@ impl Ledger {
             Action::Batch { .. } => return Err(LedgerError::NestedBatch),
         }
         Ok(())
+    }
+
+    /// What an automatic offer of a reservation would be now, given its owner's predicted
+    /// need, and what it offers now: idle − need within its cap, nothing when it opted out or
+    /// is not in force.
+    pub fn auto_offer_target(
+        &self,
+        reservation: ReservationId,
+        need: &ShardVector,
+    ) -> Result<(ShardVector, ShardVector), LedgerError> {
+        let r = self
+            .reservations
+            .get(&reservation)
+            .ok_or(LedgerError::UnknownReservation(reservation))?;
+        if r.lending.opt_out || r.cancelled || !r.window.contains(self.now) {
+            return Ok((ShardVector::ZERO, r.offered));
+        }
+        let mut t = self.idle_of(r)?.excess_over(need);
+        if let Some(cap) = r.lending.cap {
+            let lent = self.lent_by(Lender::Reservation(r.id), self.now)?;
+            t = t.min(&cap.excess_over(&lent));
+        }
+        Ok((t, r.offered))
     }
 
     /// Idle shards of a reservation now (offered or not): reserved − allocated − lent.

@@ -9,12 +9,12 @@
 //! it never goes under the cheapest floor price lenders ask. Every price is kept in a bounded
 //! history.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{HostId, PriceVector, WorkloadId};
+use crate::domain::{HostId, PriceVector, ReservationId, WorkloadId};
 use crate::ledger::{Action, Ledger};
 use crate::rdv::Rdv;
 use crate::shard::{ResourceKind, ShardSizes, ShardVector};
@@ -244,34 +244,44 @@ pub fn reprice(
     out
 }
 
-/// The automatic offers of every reservation in force that has not opted out: its idle shards
-/// minus what its own workloads are predicted to need over the reclaim notice, Σ over them of
-/// (upper quantile of the RDV − what the workload holds)⁺. A reservation with a workload that
-/// has no RDV yet is left as it is: lending must never starve the lender. Caps and opt-outs
-/// are applied by the ledger.
-pub fn auto_offers(
+/// The automatic offers that would change something: for every reservation in force that
+/// has not opted out, its idle shards minus what its own workloads are predicted to need over
+/// the reclaim notice, Σ over them of (upper quantile of the RDV − what the workload holds)⁺,
+/// within its cap. A reservation with a workload that has no RDV yet is left as it is:
+/// lending must never starve the lender. The engine sends these every tick.
+pub fn auto_offers<'a>(
     ledger: &Ledger,
-    rdvs: &BTreeMap<WorkloadId, Rdv>,
+    rdv: impl Fn(WorkloadId) -> Option<&'a Rdv>,
     sizes: &ShardSizes,
 ) -> Vec<Action> {
     let notice = ledger.params().reclaim_notice;
-    let now = ledger.now();
-    let mut out = Vec::new();
-    'res: for r in ledger.reservations() {
-        if r.lending.opt_out || r.cancelled || !r.window.contains(now) {
-            continue;
-        }
-        let mut need = ShardVector::ZERO;
-        for w in ledger.workloads().filter(|w| w.reservation == r.id) {
-            let (Some(rdv), Ok(holds)) = (rdvs.get(&w.id), ledger.allocation(w.id)) else {
-                continue 'res;
-            };
-            need = need.saturating_add(&rdv.upper_shards(sizes, notice).excess_over(&holds));
-        }
-        out.push(Action::AutoOffer {
-            reservation: r.id,
-            need,
+    // Per reservation: the summed need, or `None` once a workload has no forecast.
+    let mut needs: HashMap<ReservationId, Option<ShardVector>> = HashMap::new();
+    for w in ledger.workloads() {
+        let need = rdv(w.id).and_then(|r| {
+            let holds = ledger.allocation(w.id).ok()?;
+            Some(r.upper_shards(sizes, notice).excess_over(&holds))
         });
+        let e = needs
+            .entry(w.reservation)
+            .or_insert(Some(ShardVector::ZERO));
+        *e = e.zip(need).map(|(a, b)| a.saturating_add(&b));
+    }
+    let mut out = Vec::new();
+    for r in ledger.reservations() {
+        let need = match needs.get(&r.id) {
+            Some(Some(n)) => *n,
+            Some(None) => continue,
+            None => ShardVector::ZERO,
+        };
+        if let Ok((target, offered)) = ledger.auto_offer_target(r.id, &need)
+            && target != offered
+        {
+            out.push(Action::AutoOffer {
+                reservation: r.id,
+                need,
+            });
+        }
     }
     out
 }
@@ -507,7 +517,7 @@ mod tests {
             }],
         };
         let rdvs = BTreeMap::from([(w1, rdv)]);
-        let actions = auto_offers(&l, &rdvs, &ShardSizes::default());
+        let actions = auto_offers(&l, |w| rdvs.get(&w), &ShardSizes::default());
         // Only w1's reservation: w2 has no forecast yet, so its reservation is left alone.
         assert_eq!(
             actions,
