@@ -38,6 +38,8 @@ pub struct TickReport {
     pub moved: Vec<(WorkloadId, WorkloadId)>,
     /// Hosts the provisioner added.
     pub provisioned: Vec<HostId>,
+    /// Moves dropped because their workload left before they finished: nothing to move.
+    pub abandoned: Vec<WorkloadId>,
     /// What went wrong without stopping the tick (a refused batch, a failed provisioner).
     pub problems: Vec<String>,
     /// Every action applied, in order, with its time: what a store must persist.
@@ -276,10 +278,7 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
                         .problems
                         .push(format!("moving {} was refused: {e}", f.mv.workload)),
                 },
-                None => report.problems.push(format!(
-                    "{} was gone before its move finished",
-                    f.mv.workload
-                )),
+                None => report.abandoned.push(f.mv.workload),
             }
         }
     }

@@ -307,6 +307,31 @@ fn a_short_host_moves_the_cheapest_workload_to_a_host_with_room() {
 }
 
 #[test]
+fn a_move_whose_workload_leaves_is_abandoned_not_failed() {
+    let mut w = full_host(&[100, 100]);
+    let mut c = controller(StaticProvisioner::default());
+    let r = w.tick(&mut c, &[("a", 70), ("b", 50)], 0);
+    assert_eq!(r.moves_started.len(), 1, "{r:?}");
+    let b = w.w("b");
+    let tenant = w.ledger.workload(b).unwrap().tenant;
+    w.ledger
+        .apply(
+            &Action::UnbindWorkload {
+                tenant,
+                workload: b,
+            },
+            t(30),
+        )
+        .unwrap();
+    w.names.remove("b");
+    let r = w.tick(&mut c, &[("a", 70)], 60);
+    assert_eq!(r.abandoned, vec![b], "{r:?}");
+    assert!(r.problems.is_empty(), "{r:?}");
+    assert!(r.moved.is_empty(), "{r:?}");
+    assert!(c.in_flight.is_empty());
+}
+
+#[test]
 fn a_brief_spike_moves_nothing_a_lasting_shortage_does() {
     let mut w = full_host(&[100, 100]);
     let mut c = controller(StaticProvisioner::default());

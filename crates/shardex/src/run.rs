@@ -658,6 +658,9 @@ async fn control_loop(app: Arc<App>, config: Config) {
         for p in &report.problems {
             tracing::warn!(problem = %p, "control tick");
         }
+        for w in &report.abandoned {
+            tracing::info!(workload = %w, "move abandoned: the workload left before it finished");
+        }
         let mut committed = true;
         for (action, at) in report.applied {
             match store.apply(action, at).await {

@@ -333,7 +333,10 @@ struct Sim<'a> {
     lent_shard_ms: BTreeMap<ResourceKind, u128>,
     paid: Decimal,
     lease_paid: Decimal,
+    /// The first problems, in full, and how many there were in all.
     problems: Vec<String>,
+    problem_count: usize,
+    moves_abandoned: usize,
     tenants: u64,
     daily: bool,
 }
@@ -363,7 +366,8 @@ impl<'a> Sim<'a> {
         )?;
         let controller = Controller::new(
             Engine::new(params),
-            StaticProvisioner::unlimited("host", host_cap),
+            // Its own name space: hosts added to place a new workload are named `host-N`.
+            StaticProvisioner::unlimited("provisioned", host_cap),
             SimulatedMigrator::new(migration),
         );
         Ok(Self {
@@ -389,6 +393,8 @@ impl<'a> Sim<'a> {
             paid: Decimal::ZERO,
             lease_paid: Decimal::ZERO,
             problems: Vec::new(),
+            problem_count: 0,
+            moves_abandoned: 0,
             tenants: 0,
             daily: false,
         })
@@ -435,7 +441,7 @@ impl<'a> Sim<'a> {
         while let Some(done) = self.controller.next_move_done().filter(|&d| d <= now) {
             self.meter(done)?;
             let r = self.controller.finish_due_moves(&mut self.ledger, done);
-            self.problems.extend(r.problems);
+            self.note(r.problems, r.abandoned.len());
             self.remap(&r.moved);
         }
         self.meter(now)?;
@@ -593,7 +599,7 @@ impl<'a> Sim<'a> {
                 );
             }
         }
-        self.problems.extend(report.problems);
+        self.note(report.problems, report.abandoned.len());
         self.remap(&report.moved);
         // Now the forecasters see this step's samples, with the allocation they were under.
         for (&i, live) in &mut self.live {
@@ -620,10 +626,14 @@ impl<'a> Sim<'a> {
             }
             live.next += 1;
         }
-        if self.problems.len() > 1000 {
-            self.problems.drain(..500);
-        }
         Ok(())
+    }
+
+    fn note(&mut self, problems: Vec<String>, abandoned: usize) {
+        self.problem_count += problems.len();
+        self.moves_abandoned += abandoned;
+        let room = 10usize.saturating_sub(self.problems.len());
+        self.problems.extend(problems.into_iter().take(room));
     }
 
     /// A new workload: its base is its first measured usage (capped at its provisioned size),
@@ -877,7 +887,10 @@ impl<'a> Sim<'a> {
                 "journal_balance": self.balances.values().sum::<Decimal>().to_string(),
             },
             "ledger_violations": self.ledger.check().len(),
-            "problems": self.problems.len(),
+            "problems": self.problem_count,
+            // The first few in full, so a count is never all a user gets to go on.
+            "problem_examples": self.problems,
+            "moves_abandoned": self.moves_abandoned,
             "scored_samples": scored,
             "elapsed_s": round(elapsed, 1),
         })

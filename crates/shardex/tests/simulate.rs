@@ -59,6 +59,8 @@ fn simulate_prints_the_documented_json_and_beats_static_reservations_on_a_slice(
         assert!((0.0..5.0).contains(&s), "{kind} shortfall {s}: {doc}");
     }
     assert_eq!(doc["ledger_violations"], 0, "{doc}");
+    // Nothing the controller tried was refused (e.g. a provisioned host's name clashing).
+    assert_eq!(doc["problems"], 0, "{doc}");
     assert_eq!(doc["money"]["journal_balance"], "0.000000", "{doc}");
     let lent = doc["shard_hours_lent"]["cpu"].as_f64().unwrap();
     assert!(lent > 0.0, "the market lent nothing: {doc}");
