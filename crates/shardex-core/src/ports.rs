@@ -320,12 +320,20 @@ pub struct ActuatorError {
 
 /// Applies an allocation to a running workload live and reads back what is in force.
 pub trait Actuator {
-    /// Applies `allocation` (physical units) and returns what is in force afterwards.
+    /// Applies `allocation` (physical units) to the workload `name` and returns what is in
+    /// force afterwards, for the kinds it manages.
     fn apply(
         &mut self,
         workload: WorkloadId,
+        name: &str,
         allocation: PhysicalVector,
     ) -> Result<PhysicalVector, ActuatorError>;
+
+    /// Whether it enforces `kind` (the others are left as they are and read back as 0).
+    fn manages(&self, kind: crate::ResourceKind) -> bool {
+        let _ = kind;
+        true
+    }
 }
 
 /// The simulated actuator: whatever is applied is in force, at once.
@@ -347,6 +355,7 @@ impl Actuator for SimulatedActuator {
     fn apply(
         &mut self,
         workload: WorkloadId,
+        _: &str,
         allocation: PhysicalVector,
     ) -> Result<PhysicalVector, ActuatorError> {
         self.actuations += 1;

@@ -81,6 +81,20 @@ pub struct EngineConfig {
     pub decide_every: Span,
     /// Forecasting policy.
     pub policy: String,
+    /// How `act` mode applies allocations: `cgroup` (live, to each workload's cgroup) or
+    /// `simulated` (recorded only, for trying the loop on a machine it must not touch).
+    pub actuator: ActuatorKind,
+}
+
+/// Where `act` mode's allocations go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActuatorKind {
+    /// The workload's cgroup: cpu quota and memory limit, written live and read back.
+    #[default]
+    Cgroup,
+    /// Nowhere: what would be applied is only recorded.
+    Simulated,
 }
 
 /// What the control loop does with its decisions.
@@ -101,6 +115,7 @@ impl Default for EngineConfig {
             sample_every: Span::from_secs(10),
             decide_every: Span::from_secs(60),
             policy: "shardex".into(),
+            actuator: ActuatorKind::Cgroup,
         }
     }
 }
@@ -628,6 +643,9 @@ mode = "recommend"           # recommend: decide and record only; act: commit an
 sample_every = "10s"
 decide_every = "60s"
 policy = "shardex"
+# act mode applies allocations to each workload's cgroup, live (cpu quota, memory limit; cgroup
+# v1 or v2); "simulated" records them only.
+actuator = "cgroup"
 "#;
 
 #[cfg(test)]

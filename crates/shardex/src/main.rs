@@ -1,6 +1,7 @@
 //! The shardex binary: the composition root. Parses the command line and wires the adapters
 //! to the core; `anyhow` lives only here.
 
+mod actuator;
 mod check;
 mod config;
 mod machine;

@@ -108,6 +108,22 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         .route("/v1/market", get(get_market))
         .route("/v1/decisions", get(get_decisions))
         .with_state(app.clone());
+    // Acting without a way to act would record allocations the kernel never sees.
+    let actuator: Box<dyn shardex_core::ports::Actuator + Send> = match config.engine.actuator {
+        crate::config::ActuatorKind::Simulated => {
+            Box::new(shardex_core::ports::SimulatedActuator::default())
+        }
+        crate::config::ActuatorKind::Cgroup => match crate::actuator::CgroupActuator::probe() {
+            Some(a) => {
+                tracing::info!(layout = ?a.layout(), "allocations are applied to cgroups");
+                Box::new(a)
+            }
+            None if config.engine.mode == crate::config::EngineMode::Act => anyhow::bail!(
+                "engine.mode = \"act\" with engine.actuator = \"cgroup\", but /sys/fs/cgroup has no cgroup filesystem with cpu and memory control; set engine.actuator = \"simulated\" or run where cgroups are mounted"
+            ),
+            None => Box::new(shardex_core::ports::SimulatedActuator::default()),
+        },
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("could not listen on {listen}"))?;
@@ -115,7 +131,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
     tracing::info!(listen = %bound, data = %data.display(), "shardex is running; Ctrl-C stops it");
 
     let expiry = tokio::spawn(expire_when_due(app.clone()));
-    let agent = tokio::spawn(control_loop(app.clone(), config.clone()));
+    let agent = tokio::spawn(control_loop(app.clone(), config.clone(), actuator));
     let pricing = tokio::spawn(reprice_market(
         app.clone(),
         book,
@@ -516,10 +532,14 @@ async fn get_market(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
 /// The control loop: samples every workload bound in the ledger from its cgroup, feeds the
 /// forecasters, and every `decide_every` runs one controller tick: in `recommend` mode on a
 /// copy of the ledger (decisions recorded, nothing changed), in `act` mode committed action by
-/// action to the store, then applied through the actuator (simulated until the cgroup, QMP and
-/// tc actuators exist) and read back. Every decision is stored with its reason.
-async fn control_loop(app: Arc<App>, config: Config) {
-    use shardex_core::ports::{Actuator, Causal, Forecaster, Sampler, SimulatedActuator};
+/// action to the store, then applied through the actuator (the workload's cgroup, or the
+/// simulated one) and read back. Every decision is stored with its reason.
+async fn control_loop(
+    app: Arc<App>,
+    config: Config,
+    mut actuator: Box<dyn shardex_core::ports::Actuator + Send>,
+) {
+    use shardex_core::ports::{Causal, Forecaster, Sampler};
     use shardex_core::{Horizon, KindForecast, Rdv, ResourceKind, Sample, Span};
 
     let Some(mut sampler) = crate::sampler::CgroupSampler::probe() else {
@@ -543,7 +563,6 @@ async fn control_loop(app: Arc<App>, config: Config) {
         shardex_core::ports::SimulatedMigrator::new(Span::from_secs(60)),
     );
     controller.recommend_only = !act;
-    let mut actuator = SimulatedActuator::default();
     let mut forecasters: HashMap<(String, ResourceKind), Causal<Box<dyn Forecaster>>> =
         HashMap::new();
     let mut usage: HashMap<String, shardex_core::ShardVector> = HashMap::new();
@@ -710,8 +729,15 @@ async fn control_loop(app: Arc<App>, config: Config) {
                 let Ok(physical) = sizes.physical_vector(shards) else {
                     continue;
                 };
-                match actuator.apply(w.id, physical) {
-                    Ok(in_force) if in_force == physical => {}
+                match actuator.apply(w.id, &w.name, physical) {
+                    Ok(in_force)
+                        if ResourceKind::ALL
+                            .iter()
+                            .filter(|&&k| actuator.manages(k))
+                            .all(|&k| in_force.get(k) == physical.get(k)) =>
+                    {
+                        tracing::debug!(workload = %w.name, ?in_force, "allocation in force");
+                    }
                     Ok(in_force) => {
                         tracing::warn!(workload = %w.name, ?in_force, ?physical, "actuation did not take")
                     }

@@ -38,6 +38,20 @@ fn read_u64(path: &Path) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// The directory of the cgroup a workload names under a hierarchy's `root`; `None` for a name
+/// that would climb out of it (`..`).
+pub fn cgroup_dir(root: &Path, workload: &str) -> Option<PathBuf> {
+    let rel = workload.trim_start_matches('/');
+    if rel.split('/').any(|c| c == "..") {
+        return None;
+    }
+    Some(if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    })
+}
+
 impl CgroupSampler {
     /// The layout under `/sys/fs/cgroup`, or `None` when there is no cgroup filesystem.
     pub fn probe() -> Option<Self> {
@@ -70,16 +84,7 @@ impl CgroupSampler {
     }
 
     fn dir(root: &Path, workload: &str) -> Option<PathBuf> {
-        let rel = workload.trim_start_matches('/');
-        // A name is a path under the hierarchy, never out of it.
-        if rel.split('/').any(|c| c == "..") {
-            return None;
-        }
-        Some(if rel.is_empty() {
-            root.to_path_buf()
-        } else {
-            root.join(rel)
-        })
+        cgroup_dir(root, workload)
     }
 
     /// (cpu counter in ns, memory bytes) of a workload's cgroup, if it exists.

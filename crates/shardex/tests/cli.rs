@@ -428,7 +428,8 @@ fn the_control_loop_samples_a_real_cgroup_decides_and_records_why() {
     // Sample every 200 ms, decide every second, and act on it.
     std::fs::write(
         dir.path().join("shardex.toml"),
-        "[engine]\nmode = \"act\"\nsample_every = \"200ms\"\ndecide_every = \"1s\"\n",
+        // The root cgroup can't be limited: decisions are applied to the simulated actuator.
+        "[engine]\nmode = \"act\"\nsample_every = \"200ms\"\ndecide_every = \"1s\"\nactuator = \"simulated\"\n",
     )
     .unwrap();
     let (child, addr) = start(&data);
@@ -480,4 +481,112 @@ fn the_control_loop_samples_a_real_cgroup_decides_and_records_why() {
     interrupt_and_wait(child);
     let (code, out) = ledger_check(&data);
     assert_eq!(code, 0, "{out}");
+}
+
+/// Child cgroups made for a test, removed when dropped.
+struct TestCgroup(Vec<std::path::PathBuf>);
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+#[test]
+fn act_mode_writes_the_ledger_s_allocation_into_a_real_cgroup() {
+    let base = Path::new("/sys/fs/cgroup");
+    let name = format!("shardex-e2e-{}", std::process::id());
+    // (directory, file with the cpu limit, file with the memory limit) per layout.
+    let (dirs, cpu_file, memory_file) = if base.join("cgroup.controllers").exists() {
+        let d = base.join(&name);
+        (vec![d.clone()], d.join("cpu.max"), d.join("memory.max"))
+    } else if base.join("cpu/cpu.cfs_period_us").exists()
+        && base.join("memory/memory.limit_in_bytes").exists()
+    {
+        let (c, m) = (
+            base.join("cpu").join(&name),
+            base.join("memory").join(&name),
+        );
+        (
+            vec![c.clone(), m.clone()],
+            c.join("cpu.cfs_quota_us"),
+            m.join("memory.limit_in_bytes"),
+        )
+    } else {
+        eprintln!("skipped: no cgroup filesystem with cpu and memory control here");
+        return;
+    };
+    let _guard = TestCgroup(dirs.clone());
+    for d in &dirs {
+        if let Err(e) = std::fs::create_dir(d) {
+            eprintln!("skipped: can't create the cgroup {}: {e}", d.display());
+            return;
+        }
+    }
+    if !cpu_file.exists() || !memory_file.exists() {
+        eprintln!("skipped: the cpu and memory controllers are not enabled for new cgroups");
+        return;
+    }
+    let before = std::fs::read_to_string(&cpu_file).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::write(
+        dir.path().join("shardex.toml"),
+        "[engine]\nmode = \"act\"\nsample_every = \"200ms\"\ndecide_every = \"1s\"\n",
+    )
+    .unwrap();
+    let (child, addr) = start(&data);
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let token = token.trim();
+    let post = |body: serde_json::Value| {
+        let (status, text) = send(&addr, "POST", "/v1/actions", token, &body.to_string());
+        assert_eq!(status, 200, "{text}");
+    };
+    post(serde_json::json!({"action": "create_tenant", "name": "ops"}));
+    let start_ms = wall_ms() + 300;
+    // 50 cpu shards (500 millicores) and 8 memory shards (128 MiB), held by the workload.
+    post(serde_json::json!({
+        "action": "create_reservation", "tenant": 1, "host": 1, "vector": {"cpu": 50, "memory": 8},
+        "window": {"start": start_ms, "end": start_ms + 3_600_000}, "tier": "premium"
+    }));
+    std::thread::sleep(Duration::from_millis(400));
+    post(
+        serde_json::json!({"action": "bind_workload", "tenant": 1, "reservation": 1, "name": name}),
+    );
+    post(serde_json::json!({
+        "action": "allocate", "tenant": 1, "workload": 1, "share": {"cpu": 50, "memory": 8}
+    }));
+    // The cgroup is idle, but the engine scales down only after 15 minutes: the next ticks
+    // write the ledger's allocation to the kernel as it is.
+    let mut limits = (String::new(), String::new());
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(200));
+        limits = (
+            std::fs::read_to_string(&cpu_file).unwrap(),
+            std::fs::read_to_string(&memory_file).unwrap(),
+        );
+        if limits.0 != before {
+            break;
+        }
+    }
+    interrupt_and_wait(child);
+    let quota: u64 = limits
+        .0
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| {
+            panic!(
+                "no cpu limit was written in 20 s: {} holds {:?}",
+                cpu_file.display(),
+                limits.0
+            )
+        });
+    let memory: u64 = limits.1.trim().parse().unwrap();
+    // 500 millicores are 50 ms of quota per 100 ms period; 8 shards of 16 MiB are 128 MiB.
+    assert_eq!(quota, 50_000, "{limits:?}");
+    assert_eq!(memory, 128 << 20, "{limits:?}");
 }
