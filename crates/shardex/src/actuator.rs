@@ -1,8 +1,10 @@
-//! The cgroup actuator: a workload's cpu and memory allocation written live to its cgroup (the
-//! workload's name is the cgroup's path, as for the sampler) and read back, without restarting
-//! anything. cgroup v2: `cpu.max` (`quota period`) and `memory.max`; v1: `cpu.cfs_quota_us` /
-//! `cpu.cfs_period_us` and `memory.limit_in_bytes`. Network and storage IOPS need the tc and
-//! block-throttle actuators, so they are not managed here.
+//! The cgroup actuator: a workload's cpu, memory and storage-IOPS allocation written live to
+//! its cgroup (the workload's name is the cgroup's path, as for the sampler) and read back,
+//! without restarting anything. cgroup v2: `cpu.max` (`quota period`), `memory.max` and
+//! `io.max` (`riops`/`wiops`); v1: `cpu.cfs_quota_us` / `cpu.cfs_period_us`,
+//! `memory.limit_in_bytes` and `blkio.throttle.{read,write}_iops_device`. IOPS are throttled
+//! only on the block devices configured (`engine.iops_devices`). Network bandwidth needs the tc
+//! actuator, so it is not managed here.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +20,34 @@ pub const PERIOD_US: u64 = 100_000;
 /// The smallest quota the kernel accepts: 1 ms per period.
 const MIN_QUOTA_US: u64 = 1_000;
 
+/// A block device as the kernel names it in throttling files: `major:minor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockDevice {
+    /// Major number.
+    pub major: u32,
+    /// Minor number.
+    pub minor: u32,
+}
+
+impl std::str::FromStr for BlockDevice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a block device as major:minor (e.g. \"8:0\")");
+        let (a, b) = s.trim().split_once(':').ok_or_else(bad)?;
+        Ok(Self {
+            major: a.parse().map_err(|_| bad())?,
+            minor: b.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl std::fmt::Display for BlockDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.major, self.minor)
+    }
+}
+
 /// Which cgroup layout the host has, as the actuator needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Layout {
@@ -32,13 +62,16 @@ pub enum Layout {
         cpu: PathBuf,
         /// The memory hierarchy.
         memory: PathBuf,
+        /// The blkio hierarchy, where mounted.
+        blkio: Option<PathBuf>,
     },
 }
 
-/// Applies cpu and memory allocations to cgroups.
+/// Applies cpu, memory and IOPS allocations to cgroups.
 #[derive(Debug, Clone)]
 pub struct CgroupActuator {
     layout: Layout,
+    devices: Vec<BlockDevice>,
     /// Allocations applied.
     pub actuations: u64,
 }
@@ -86,6 +119,35 @@ fn millicores(quota_us: Option<u64>, period_us: u64) -> u64 {
     }
 }
 
+/// The value of `key=` for `device` in a v2 `io.max` (`None`: no line, or `max`).
+fn io_max_value(text: &str, device: BlockDevice, key: &str) -> Option<u64> {
+    let dev = device.to_string();
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(dev.as_str()))?
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))?
+        .parse()
+        .ok()
+}
+
+/// The limit for `device` in a v1 `blkio.throttle.*_device` file (`None`: none).
+fn v1_device_value(text: &str, device: BlockDevice) -> Option<u64> {
+    let dev = device.to_string();
+    text.lines().find_map(|l| {
+        let mut parts = l.split_whitespace();
+        (parts.next() == Some(dev.as_str()))
+            .then(|| parts.next()?.parse().ok())
+            .flatten()
+    })
+}
+
+/// One file write of an actuation, with what puts the file back as it was.
+struct Change {
+    file: PathBuf,
+    value: String,
+    undo: String,
+}
+
 impl CgroupActuator {
     /// The layout under `/sys/fs/cgroup`, or `None` when there is no cgroup filesystem with
     /// cpu and memory control.
@@ -109,12 +171,21 @@ impl CgroupActuator {
             if !memory.join("memory.limit_in_bytes").exists() {
                 return None;
             }
-            Layout::V1 { cpu, memory }
+            let blkio = Some(base.join("blkio"))
+                .filter(|d| d.join("blkio.throttle.read_iops_device").exists());
+            Layout::V1 { cpu, memory, blkio }
         };
         Some(Self {
             layout,
+            devices: Vec::new(),
             actuations: 0,
         })
+    }
+
+    /// Also throttles IOPS on these block devices.
+    pub fn with_iops_devices(mut self, devices: Vec<BlockDevice>) -> Self {
+        self.devices = devices;
+        self
     }
 
     /// The layout found.
@@ -142,89 +213,177 @@ impl CgroupActuator {
         Ok(dir)
     }
 
-    /// The file holding the cpu limit of `name` (v2 `cpu.max`, v1 `cpu.cfs_quota_us`).
-    fn cpu_file(&self, workload: WorkloadId, name: &str) -> Result<PathBuf, ActuatorError> {
-        let file = match &self.layout {
-            Layout::V2 { root } => Self::dir(workload, root, name)?.join("cpu.max"),
-            Layout::V1 { cpu, .. } => Self::dir(workload, cpu, name)?.join("cpu.cfs_quota_us"),
-        };
-        if !file.exists() {
+    /// `dir/file`, which must exist (else the controller is not enabled there).
+    fn control_file(
+        workload: WorkloadId,
+        dir: &Path,
+        file: &str,
+        controller: &str,
+    ) -> Result<PathBuf, ActuatorError> {
+        let path = dir.join(file);
+        if !path.exists() {
             return Err(error(
                 workload,
                 format!(
-                    "{} is missing: enable the cpu controller for this cgroup (the parent's cgroup.subtree_control on v2)",
-                    file.display()
+                    "{} is missing: enable the {controller} controller for this cgroup (the parent's cgroup.subtree_control on v2)",
+                    path.display()
                 ),
             ));
         }
-        Ok(file)
+        Ok(path)
     }
 
-    /// The file holding the memory limit of `name` (v2 `memory.max`, v1
-    /// `memory.limit_in_bytes`).
-    fn memory_file(&self, workload: WorkloadId, name: &str) -> Result<PathBuf, ActuatorError> {
-        let file = match &self.layout {
-            Layout::V2 { root } => Self::dir(workload, root, name)?.join("memory.max"),
-            Layout::V1 { memory, .. } => {
-                Self::dir(workload, memory, name)?.join("memory.limit_in_bytes")
-            }
-        };
-        if !file.exists() {
+    /// The writes that set `allocation`, in order: memory first (the one the kernel may
+    /// refuse), then cpu, then IOPS; each with its undo, read before anything is written.
+    fn plan(
+        &self,
+        workload: WorkloadId,
+        name: &str,
+        allocation: PhysicalVector,
+    ) -> Result<Vec<Change>, ActuatorError> {
+        let bytes = allocation.get(ResourceKind::Memory);
+        if bytes == 0 {
             return Err(error(
                 workload,
-                format!(
-                    "{} is missing: enable the memory controller for this cgroup",
-                    file.display()
-                ),
+                "a memory allocation of 0 would kill the workload",
             ));
         }
-        Ok(file)
-    }
-
-    /// Sets the cpu limit in `file`; returns the millicores in force.
-    fn set_cpu(&self, workload: WorkloadId, file: &Path, m: u64) -> Result<u64, ActuatorError> {
-        // No allocation (0 shards) is enforced as the least the kernel allows: a quota of 0
-        // can't be written, and "no limit" would be the opposite of what the ledger says.
-        let quota = (m.saturating_mul(PERIOD_US) / 1000).max(MIN_QUOTA_US);
+        // No cpu (0 shards) is enforced as the least the kernel allows: a quota of 0 can't be
+        // written, and "no limit" would be the opposite of what the ledger says.
+        let quota =
+            (allocation.get(ResourceKind::Cpu).saturating_mul(PERIOD_US) / 1000).max(MIN_QUOTA_US);
+        // Likewise IOPS: a throttle of 0 means "none" to the kernel.
+        let iops = allocation.get(ResourceKind::Iops).max(1);
+        let change = |file: PathBuf, value: String, undo: &dyn Fn(&str) -> String| {
+            let old = read(workload, &file)?;
+            Ok::<_, ActuatorError>(Change {
+                undo: undo(&old),
+                file,
+                value,
+            })
+        };
+        let same = |old: &str| old.to_string();
+        let mut changes = Vec::new();
         match &self.layout {
-            Layout::V2 { .. } => {
-                write(workload, file, &format!("{quota} {PERIOD_US}"))?;
-                let text = read(workload, file)?;
+            Layout::V2 { root } => {
+                let dir = Self::dir(workload, root, name)?;
+                let memory = Self::control_file(workload, &dir, "memory.max", "memory")?;
+                let cpu = Self::control_file(workload, &dir, "cpu.max", "cpu")?;
+                changes.push(change(memory, bytes.to_string(), &same)?);
+                changes.push(change(cpu, format!("{quota} {PERIOD_US}"), &same)?);
+                if !self.devices.is_empty() {
+                    let io = Self::control_file(workload, &dir, "io.max", "io")?;
+                    for &d in &self.devices {
+                        let undo = move |old: &str| {
+                            let v = |k| {
+                                io_max_value(old, d, k).map_or("max".into(), |n: u64| n.to_string())
+                            };
+                            format!("{d} riops={} wiops={}", v("riops"), v("wiops"))
+                        };
+                        changes.push(change(
+                            io.clone(),
+                            format!("{d} riops={iops} wiops={iops}"),
+                            &undo,
+                        )?);
+                    }
+                }
+            }
+            Layout::V1 { cpu, memory, blkio } => {
+                let mdir = Self::dir(workload, memory, name)?;
+                let cdir = Self::dir(workload, cpu, name)?;
+                let memory =
+                    Self::control_file(workload, &mdir, "memory.limit_in_bytes", "memory")?;
+                let period = Self::control_file(workload, &cdir, "cpu.cfs_period_us", "cpu")?;
+                let quota_file = Self::control_file(workload, &cdir, "cpu.cfs_quota_us", "cpu")?;
+                changes.push(change(memory, bytes.to_string(), &same)?);
+                changes.push(change(period, PERIOD_US.to_string(), &same)?);
+                changes.push(change(quota_file, quota.to_string(), &same)?);
+                if !self.devices.is_empty() {
+                    let blkio = blkio.as_ref().ok_or_else(|| {
+                        error(
+                            workload,
+                            "iops devices are configured but blkio is not mounted",
+                        )
+                    })?;
+                    let bdir = Self::dir(workload, blkio, name)?;
+                    for file in [
+                        "blkio.throttle.read_iops_device",
+                        "blkio.throttle.write_iops_device",
+                    ] {
+                        let path = Self::control_file(workload, &bdir, file, "blkio")?;
+                        for &d in &self.devices {
+                            // 0 removes a v1 throttle.
+                            let undo = move |old: &str| {
+                                format!("{d} {}", v1_device_value(old, d).unwrap_or(0))
+                            };
+                            changes.push(change(path.clone(), format!("{d} {iops}"), &undo)?);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(changes)
+    }
+
+    /// What is in force now for `name`, for the kinds managed.
+    fn in_force(&self, workload: WorkloadId, name: &str) -> Result<PhysicalVector, ActuatorError> {
+        let mut v = [0u64; 4];
+        let devices = |text: &dyn Fn(BlockDevice) -> Option<u64>| {
+            self.devices
+                .iter()
+                .map(|&d| text(d).unwrap_or(u64::MAX))
+                .min()
+                .unwrap_or(0)
+        };
+        match &self.layout {
+            Layout::V2 { root } => {
+                let dir = Self::dir(workload, root, name)?;
+                let file = dir.join("memory.max");
+                v[ResourceKind::Memory.index()] =
+                    limit(workload, &file, &read(workload, &file)?)?.unwrap_or(u64::MAX);
+                let file = dir.join("cpu.max");
+                let text = read(workload, &file)?;
                 let mut parts = text.split_whitespace();
-                let q = limit(workload, file, parts.next().unwrap_or(""))?;
+                let q = limit(workload, &file, parts.next().unwrap_or(""))?;
                 let period = parts
                     .next()
                     .and_then(|p| p.parse().ok())
                     .unwrap_or(PERIOD_US);
-                Ok(millicores(q, period))
-            }
-            Layout::V1 { .. } => {
-                let period_file = file.with_file_name("cpu.cfs_period_us");
-                if read(workload, &period_file)? != PERIOD_US.to_string() {
-                    write(workload, &period_file, &PERIOD_US.to_string())?;
+                v[ResourceKind::Cpu.index()] = millicores(q, period);
+                if !self.devices.is_empty() {
+                    let text = read(workload, &dir.join("io.max"))?;
+                    v[ResourceKind::Iops.index()] = devices(&|d| {
+                        Some(io_max_value(&text, d, "riops")?.min(io_max_value(&text, d, "wiops")?))
+                    });
                 }
-                write(workload, file, &quota.to_string())?;
-                let q: i64 = read(workload, file)?
+            }
+            Layout::V1 { cpu, memory, blkio } => {
+                let file = Self::dir(workload, memory, name)?.join("memory.limit_in_bytes");
+                v[ResourceKind::Memory.index()] =
+                    limit(workload, &file, &read(workload, &file)?)?.unwrap_or(u64::MAX);
+                let cdir = Self::dir(workload, cpu, name)?;
+                let quota_file = cdir.join("cpu.cfs_quota_us");
+                let q: i64 = read(workload, &quota_file)?.parse().map_err(|_| {
+                    error(
+                        workload,
+                        format!("{} is not a number", quota_file.display()),
+                    )
+                })?;
+                let period = read(workload, &cdir.join("cpu.cfs_period_us"))?
                     .parse()
-                    .map_err(|_| error(workload, format!("{} is not a number", file.display())))?;
-                let period = read(workload, &period_file)?.parse().unwrap_or(PERIOD_US);
+                    .unwrap_or(PERIOD_US);
                 // v1 prints -1 for no limit.
-                Ok(millicores(u64::try_from(q).ok(), period))
+                v[ResourceKind::Cpu.index()] = millicores(u64::try_from(q).ok(), period);
+                if let (false, Some(blkio)) = (self.devices.is_empty(), blkio) {
+                    let bdir = Self::dir(workload, blkio, name)?;
+                    let r = read(workload, &bdir.join("blkio.throttle.read_iops_device"))?;
+                    let w = read(workload, &bdir.join("blkio.throttle.write_iops_device"))?;
+                    v[ResourceKind::Iops.index()] =
+                        devices(&|d| Some(v1_device_value(&r, d)?.min(v1_device_value(&w, d)?)));
+                }
             }
         }
-    }
-
-    /// Sets the memory limit in `file`; returns the bytes in force.
-    fn set_memory(
-        &self,
-        workload: WorkloadId,
-        file: &Path,
-        bytes: u64,
-    ) -> Result<u64, ActuatorError> {
-        // The kernel refuses (EBUSY) a v1 limit under what it can't reclaim: the error says so.
-        write(workload, file, &bytes.to_string())?;
-        let text = read(workload, file)?;
-        Ok(limit(workload, file, &text)?.unwrap_or(u64::MAX))
+        Ok(PhysicalVector(v))
     }
 }
 
@@ -235,35 +394,30 @@ impl Actuator for CgroupActuator {
         name: &str,
         allocation: PhysicalVector,
     ) -> Result<PhysicalVector, ActuatorError> {
-        // Everything that can be checked is checked before the first write, and the memory
-        // limit (the one the kernel may refuse) goes first and is put back if the cpu limit
-        // then fails: a refusal leaves the cgroup as it was.
-        let bytes = allocation.get(ResourceKind::Memory);
-        if bytes == 0 {
-            return Err(error(
-                workload,
-                "a memory allocation of 0 would kill the workload",
-            ));
-        }
-        let memory_file = self.memory_file(workload, name)?;
-        let cpu_file = self.cpu_file(workload, name)?;
-        let old_memory = read(workload, &memory_file)?;
-        let memory = self.set_memory(workload, &memory_file, bytes)?;
-        let cpu = match self.set_cpu(workload, &cpu_file, allocation.get(ResourceKind::Cpu)) {
-            Ok(cpu) => cpu,
-            Err(e) => {
-                if let Err(undo) = write(workload, &memory_file, &old_memory) {
-                    tracing::error!(error = %undo, "could not put the memory limit back");
+        // Everything is checked and every old value read before the first write; a write the
+        // kernel refuses (e.g. EBUSY for a memory limit it can't reclaim down to) puts back
+        // the ones before it, so a refusal leaves the cgroup as it was.
+        let changes = self.plan(workload, name, allocation)?;
+        for (i, c) in changes.iter().enumerate() {
+            if let Err(e) = write(workload, &c.file, &c.value) {
+                for done in changes[..i].iter().rev() {
+                    if let Err(undo) = write(workload, &done.file, &done.undo) {
+                        tracing::error!(error = %undo, "could not put a limit back");
+                    }
                 }
                 return Err(e);
             }
-        };
+        }
         self.actuations += 1;
-        Ok(PhysicalVector([cpu, memory, 0, 0]))
+        self.in_force(workload, name)
     }
 
     fn manages(&self, kind: ResourceKind) -> bool {
-        matches!(kind, ResourceKind::Cpu | ResourceKind::Memory)
+        match kind {
+            ResourceKind::Cpu | ResourceKind::Memory => true,
+            ResourceKind::Iops => !self.devices.is_empty(),
+            ResourceKind::Net => false,
+        }
     }
 }
 
@@ -304,6 +458,63 @@ mod tests {
         assert_eq!(small.get(ResourceKind::Cpu), 10);
         let none = a.apply(W, "/web.slice", alloc(0, 1 << 20)).unwrap();
         assert_eq!(none.get(ResourceKind::Cpu), 10);
+    }
+
+    #[test]
+    fn iops_are_throttled_on_the_configured_devices_reads_and_writes_alike() {
+        let dev: BlockDevice = "254:0".parse().unwrap();
+        assert_eq!(dev.to_string(), "254:0");
+        assert!("sda".parse::<BlockDevice>().is_err());
+        // v2: io.max, one line per device.
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::write(base.join("cgroup.controllers"), "cpu io memory\n").unwrap();
+        let cg = base.join("db");
+        std::fs::create_dir(&cg).unwrap();
+        std::fs::write(cg.join("cpu.max"), "max 100000").unwrap();
+        std::fs::write(cg.join("memory.max"), "max").unwrap();
+        std::fs::write(cg.join("io.max"), "").unwrap();
+        let a = CgroupActuator::probe_at(base).unwrap();
+        assert!(!a.manages(ResourceKind::Iops), "no device, no IOPS");
+        let mut a = a.with_iops_devices(vec![dev]);
+        assert!(a.manages(ResourceKind::Iops));
+        // A file that only keeps the last line written, like the kernel's, reads back as set.
+        let in_force = a.apply(W, "db", alloc(100, 1 << 20)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(cg.join("io.max")).unwrap(),
+            "254:0 riops=6 wiops=6"
+        );
+        assert_eq!(in_force.get(ResourceKind::Iops), 6);
+        // v1: blkio.throttle files, `major:minor value`.
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        for d in ["cpu/app", "memory/app", "blkio/app"] {
+            std::fs::create_dir_all(base.join(d)).unwrap();
+        }
+        std::fs::write(base.join("cpu/cpu.cfs_period_us"), "100000").unwrap();
+        std::fs::write(base.join("memory/memory.limit_in_bytes"), "0").unwrap();
+        std::fs::write(base.join("blkio/blkio.throttle.read_iops_device"), "").unwrap();
+        for (f, v) in [
+            ("cpu/app/cpu.cfs_period_us", "100000"),
+            ("cpu/app/cpu.cfs_quota_us", "-1"),
+            ("memory/app/memory.limit_in_bytes", "0"),
+            ("blkio/app/blkio.throttle.read_iops_device", ""),
+            ("blkio/app/blkio.throttle.write_iops_device", ""),
+        ] {
+            std::fs::write(base.join(f), v).unwrap();
+        }
+        let mut a = CgroupActuator::probe_at(base)
+            .unwrap()
+            .with_iops_devices(vec![dev]);
+        // 0 IOPS would lift a v1 throttle: the least kept is 1.
+        let in_force = a
+            .apply(W, "app", PhysicalVector([100, 1 << 20, 0, 0]))
+            .unwrap();
+        assert_eq!(in_force.get(ResourceKind::Iops), 1);
+        for f in ["read", "write"] {
+            let path = base.join(format!("blkio/app/blkio.throttle.{f}_iops_device"));
+            assert_eq!(std::fs::read_to_string(path).unwrap(), "254:0 1");
+        }
     }
 
     #[test]
@@ -348,9 +559,9 @@ mod tests {
             "max",
             "the memory limit was left alone"
         );
-        // A cpu limit the kernel refuses (here: not a writable file) after the memory limit
-        // was set puts the memory limit back.
-        std::fs::create_dir(base.join("nocpu/cpu.max")).unwrap();
+        // A cpu limit the kernel refuses after the memory limit was set puts the memory limit
+        // back (here the refusal is /proc/version's: readable, never writable).
+        std::os::unix::fs::symlink("/proc/version", base.join("nocpu/cpu.max")).unwrap();
         let e = why(a.apply(W, "nocpu", alloc(100, 1 << 20)));
         assert!(e.contains("cpu.max"), "{e}");
         assert_eq!(
@@ -378,7 +589,11 @@ mod tests {
         let name = format!("shardex-test-{}", std::process::id());
         let dirs: Vec<PathBuf> = match a.layout() {
             Layout::V2 { root } => vec![root.join(&name)],
-            Layout::V1 { cpu, memory } => vec![cpu.join(&name), memory.join(&name)],
+            Layout::V1 { cpu, memory, blkio } => [Some(cpu), Some(memory), blkio.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|d| d.join(&name))
+                .collect(),
         };
         let guard = RealCgroup {
             dirs: dirs.clone(),
@@ -415,5 +630,27 @@ mod tests {
         // And again, larger: a live change, nothing restarted.
         let grown = a.apply(W, &cg.name, alloc(1200, 128 << 20)).unwrap();
         assert_eq!(grown, PhysicalVector([1200, 128 << 20, 0, 0]));
+        // IOPS on this machine's first disk, where blkio (v1) or io (v2) is there.
+        let disk = std::fs::read_dir("/sys/block").ok().and_then(|entries| {
+            entries
+                .flatten()
+                .filter(|e| {
+                    let n = e.file_name().to_string_lossy().to_string();
+                    !["loop", "ram", "zram"].iter().any(|p| n.starts_with(p))
+                })
+                .find_map(|e| std::fs::read_to_string(e.path().join("dev")).ok())
+                .and_then(|d| d.trim().parse::<BlockDevice>().ok())
+        });
+        let throttles = match a.layout() {
+            Layout::V1 { blkio, .. } => blkio.is_some(),
+            Layout::V2 { root } => root.join(&cg.name).join("io.max").exists(),
+        };
+        let (Some(disk), true) = (disk, throttles) else {
+            eprintln!("skipped IOPS: no disk or no block throttling here");
+            return;
+        };
+        let mut a = a.with_iops_devices(vec![disk]);
+        let limited = a.apply(W, &cg.name, alloc(1200, 128 << 20)).unwrap();
+        assert_eq!(limited, PhysicalVector([1200, 128 << 20, 0, 6]));
     }
 }

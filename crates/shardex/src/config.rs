@@ -84,6 +84,9 @@ pub struct EngineConfig {
     /// How `act` mode applies allocations: `cgroup` (live, to each workload's cgroup) or
     /// `simulated` (recorded only, for trying the loop on a machine it must not touch).
     pub actuator: ActuatorKind,
+    /// Block devices (`major:minor`) whose IOPS the cgroup actuator throttles; none: IOPS
+    /// are not enforced.
+    pub iops_devices: Vec<String>,
 }
 
 /// Where `act` mode's allocations go.
@@ -116,6 +119,7 @@ impl Default for EngineConfig {
             decide_every: Span::from_secs(60),
             policy: "shardex".into(),
             actuator: ActuatorKind::Cgroup,
+            iops_devices: Vec::new(),
         }
     }
 }
@@ -554,6 +558,15 @@ impl Config {
                 "one of static, reactive, vpa, autopilot, autopilot-window, shardex",
             ));
         }
+        for d in &self.engine.iops_devices {
+            if d.parse::<crate::actuator::BlockDevice>().is_err() {
+                return Err(invalid(
+                    "engine.iops_devices",
+                    format!("{d:?}"),
+                    "block devices as \"major:minor\" (see lsblk), e.g. \"8:0\"",
+                ));
+            }
+        }
         if self.market.update_every.is_zero() {
             return Err(invalid(
                 "market.update_every",
@@ -646,6 +659,9 @@ policy = "shardex"
 # act mode applies allocations to each workload's cgroup, live (cpu quota, memory limit; cgroup
 # v1 or v2); "simulated" records them only.
 actuator = "cgroup"
+# Block devices ("major:minor", see lsblk) whose IOPS the cgroup actuator throttles, reads and
+# writes each at the allocation; none: IOPS are not enforced.
+iops_devices = []
 "#;
 
 #[cfg(test)]
@@ -703,6 +719,13 @@ mod tests {
             .to_string();
         assert!(
             e.contains("ledger.provider_floor") && e.contains("zero or more"),
+            "{e}"
+        );
+        let e = Config::parse("[engine]\niops_devices = [\"8:0\", \"sda\"]\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("engine.iops_devices") && e.contains("\"sda\"") && e.contains("major:minor"),
             "{e}"
         );
         let e = Config::parse("[pricing]\nlender_share = \"1.5\"\n", "x.toml")

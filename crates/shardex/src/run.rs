@@ -115,6 +115,14 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         }
         crate::config::ActuatorKind::Cgroup => match crate::actuator::CgroupActuator::probe() {
             Some(a) => {
+                // Validated with the configuration.
+                let devices = config
+                    .engine
+                    .iops_devices
+                    .iter()
+                    .filter_map(|d| d.parse().ok())
+                    .collect();
+                let a = a.with_iops_devices(devices);
                 tracing::info!(layout = ?a.layout(), "allocations are applied to cgroups");
                 Box::new(a)
             }
