@@ -329,10 +329,65 @@ pub trait Actuator {
         allocation: PhysicalVector,
     ) -> Result<PhysicalVector, ActuatorError>;
 
-    /// Whether it enforces `kind` (the others are left as they are and read back as 0).
-    fn manages(&self, kind: crate::ResourceKind) -> bool {
-        let _ = kind;
+    /// Whether it enforces `kind` for the workload `name` (the others are left as they are
+    /// and read back as 0).
+    fn manages(&self, name: &str, kind: crate::ResourceKind) -> bool {
+        let _ = (name, kind);
         true
+    }
+}
+
+impl<A: Actuator + ?Sized> Actuator for Box<A> {
+    fn apply(
+        &mut self,
+        workload: WorkloadId,
+        name: &str,
+        allocation: PhysicalVector,
+    ) -> Result<PhysicalVector, ActuatorError> {
+        (**self).apply(workload, name, allocation)
+    }
+
+    fn manages(&self, name: &str, kind: crate::ResourceKind) -> bool {
+        (**self).manages(name, kind)
+    }
+}
+
+/// Several actuators, each for the kinds it manages (e.g. cgroups for cpu and memory, tc for
+/// network): a kind goes to the first that manages it for the workload.
+#[derive(Default)]
+pub struct Combined(pub Vec<Box<dyn Actuator + Send>>);
+
+impl Actuator for Combined {
+    fn apply(
+        &mut self,
+        workload: WorkloadId,
+        name: &str,
+        allocation: PhysicalVector,
+    ) -> Result<PhysicalVector, ActuatorError> {
+        let mut in_force = [0u64; 4];
+        let mut claimed = [false; 4];
+        for a in &mut self.0 {
+            let mine: Vec<crate::ResourceKind> = crate::ResourceKind::ALL
+                .into_iter()
+                .filter(|&k| !claimed[k.index()] && a.manages(name, k))
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            // Each actuator leaves its own files as they were when it refuses; one refusing
+            // after another applied leaves the workload between two allocations that both fit
+            // the ledger's bounds, and the next tick applies the whole again.
+            let got = a.apply(workload, name, allocation)?;
+            for k in mine {
+                claimed[k.index()] = true;
+                in_force[k.index()] = got.get(k);
+            }
+        }
+        Ok(PhysicalVector(in_force))
+    }
+
+    fn manages(&self, name: &str, kind: crate::ResourceKind) -> bool {
+        self.0.iter().any(|a| a.manages(name, kind))
     }
 }
 
@@ -361,5 +416,72 @@ impl Actuator for SimulatedActuator {
         self.actuations += 1;
         self.in_force.insert(workload, allocation);
         Ok(allocation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ResourceKind;
+
+    /// Enforces one kind, for workloads whose name starts with a prefix; refuses `fail`.
+    struct One {
+        kind: ResourceKind,
+        prefix: &'static str,
+        calls: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    }
+
+    impl Actuator for One {
+        fn apply(
+            &mut self,
+            workload: WorkloadId,
+            name: &str,
+            allocation: PhysicalVector,
+        ) -> Result<PhysicalVector, ActuatorError> {
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if name == "fail" {
+                return Err(ActuatorError {
+                    workload,
+                    reason: "refused".into(),
+                });
+            }
+            let mut v = [0; 4];
+            v[self.kind.index()] = allocation.get(self.kind) + 1;
+            Ok(PhysicalVector(v))
+        }
+
+        fn manages(&self, name: &str, kind: ResourceKind) -> bool {
+            kind == self.kind && name.starts_with(self.prefix)
+        }
+    }
+
+    #[test]
+    fn combined_sends_each_kind_to_the_actuator_that_manages_it() {
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let one = |kind, prefix| -> Box<dyn Actuator + Send> {
+            Box::new(One {
+                kind,
+                prefix,
+                calls: calls.clone(),
+            })
+        };
+        let mut c = Combined(vec![
+            one(ResourceKind::Cpu, ""),
+            one(ResourceKind::Net, "vm"),
+            one(ResourceKind::Cpu, ""),
+        ]);
+        let w = WorkloadId(1);
+        let a = PhysicalVector([10, 20, 30, 40]);
+        // The cpu comes from the first that manages it; the net only for a mapped workload.
+        assert_eq!(
+            c.apply(w, "vm-1", a).unwrap(),
+            PhysicalVector([11, 0, 31, 0])
+        );
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(c.apply(w, "job", a).unwrap(), PhysicalVector([11, 0, 0, 0]));
+        assert!(c.manages("vm-1", ResourceKind::Net) && !c.manages("job", ResourceKind::Net));
+        assert!(!c.manages("job", ResourceKind::Memory));
+        assert_eq!(c.apply(w, "fail", a).unwrap_err().reason, "refused");
     }
 }

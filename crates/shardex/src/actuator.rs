@@ -412,7 +412,7 @@ impl Actuator for CgroupActuator {
         self.in_force(workload, name)
     }
 
-    fn manages(&self, kind: ResourceKind) -> bool {
+    fn manages(&self, _: &str, kind: ResourceKind) -> bool {
         match kind {
             ResourceKind::Cpu | ResourceKind::Memory => true,
             ResourceKind::Iops => !self.devices.is_empty(),
@@ -452,7 +452,9 @@ mod tests {
             (256u64 << 20).to_string()
         );
         assert_eq!(in_force, PhysicalVector([1500, 256 << 20, 0, 0]));
-        assert!(a.manages(ResourceKind::Cpu) && !a.manages(ResourceKind::Net));
+        assert!(
+            a.manages("web.slice", ResourceKind::Cpu) && !a.manages("web.slice", ResourceKind::Net)
+        );
         // The smallest quota the kernel takes is 1 ms per period: 10 millicores.
         let small = a.apply(W, "/web.slice", alloc(3, 1 << 20)).unwrap();
         assert_eq!(small.get(ResourceKind::Cpu), 10);
@@ -475,9 +477,9 @@ mod tests {
         std::fs::write(cg.join("memory.max"), "max").unwrap();
         std::fs::write(cg.join("io.max"), "").unwrap();
         let a = CgroupActuator::probe_at(base).unwrap();
-        assert!(!a.manages(ResourceKind::Iops), "no device, no IOPS");
+        assert!(!a.manages("db", ResourceKind::Iops), "no device, no IOPS");
         let mut a = a.with_iops_devices(vec![dev]);
-        assert!(a.manages(ResourceKind::Iops));
+        assert!(a.manages("db", ResourceKind::Iops));
         // A file that only keeps the last line written, like the kernel's, reads back as set.
         let in_force = a.apply(W, "db", alloc(100, 1 << 20)).unwrap();
         assert_eq!(

@@ -87,6 +87,9 @@ pub struct EngineConfig {
     /// Block devices (`major:minor`) whose IOPS the cgroup actuator throttles; none: IOPS
     /// are not enforced.
     pub iops_devices: Vec<String>,
+    /// Workload name → the network interface its traffic leaves by, which the tc actuator
+    /// shapes to its network allocation; workloads not listed are not shaped.
+    pub net_interfaces: std::collections::BTreeMap<String, String>,
 }
 
 /// Where `act` mode's allocations go.
@@ -120,6 +123,7 @@ impl Default for EngineConfig {
             policy: "shardex".into(),
             actuator: ActuatorKind::Cgroup,
             iops_devices: Vec::new(),
+            net_interfaces: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -567,6 +571,15 @@ impl Config {
                 ));
             }
         }
+        for (workload, dev) in &self.engine.net_interfaces {
+            if !crate::tc::valid_interface(dev) {
+                return Err(invalid(
+                    "engine.net_interfaces",
+                    format!("{{ {workload:?} = {dev:?} }}"),
+                    "interface names of 1 to 15 characters, without '/' or spaces",
+                ));
+            }
+        }
         if self.market.update_every.is_zero() {
             return Err(invalid(
                 "market.update_every",
@@ -662,6 +675,9 @@ actuator = "cgroup"
 # Block devices ("major:minor", see lsblk) whose IOPS the cgroup actuator throttles, reads and
 # writes each at the allocation; none: IOPS are not enforced.
 iops_devices = []
+# Workload name -> the interface its traffic leaves by (a VM's tap device), shaped by tc to the
+# workload's network allocation (a tbf root qdisc), e.g. net_interfaces = { "vm-1" = "tap0" }.
+net_interfaces = {}
 "#;
 
 #[cfg(test)]
@@ -726,6 +742,16 @@ mod tests {
             .to_string();
         assert!(
             e.contains("engine.iops_devices") && e.contains("\"sda\"") && e.contains("major:minor"),
+            "{e}"
+        );
+        let e = Config::parse(
+            "[engine]\nnet_interfaces = { \"vm-1\" = \"tap 0\" }\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("engine.net_interfaces") && e.contains("tap 0"),
             "{e}"
         );
         let e = Config::parse("[pricing]\nlender_share = \"1.5\"\n", "x.toml")

@@ -11,6 +11,7 @@ mod replay;
 mod run;
 mod sampler;
 mod simulate;
+mod tc;
 mod trace;
 
 use std::path::PathBuf;

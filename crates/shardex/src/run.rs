@@ -124,7 +124,15 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
                     .collect();
                 let a = a.with_iops_devices(devices);
                 tracing::info!(layout = ?a.layout(), "allocations are applied to cgroups");
-                Box::new(a)
+                let mut parts: Vec<Box<dyn shardex_core::ports::Actuator + Send>> =
+                    vec![Box::new(a)];
+                if !config.engine.net_interfaces.is_empty() {
+                    tracing::info!(interfaces = ?config.engine.net_interfaces, "network allocations are shaped with tc");
+                    parts.push(Box::new(crate::tc::TcActuator::new(
+                        config.engine.net_interfaces.clone(),
+                    )));
+                }
+                Box::new(shardex_core::ports::Combined(parts))
             }
             None if config.engine.mode == crate::config::EngineMode::Act => anyhow::bail!(
                 "engine.mode = \"act\" with engine.actuator = \"cgroup\", but /sys/fs/cgroup has no cgroup filesystem with cpu and memory control; set engine.actuator = \"simulated\" or run where cgroups are mounted"
@@ -741,7 +749,7 @@ async fn control_loop(
                     Ok(in_force)
                         if ResourceKind::ALL
                             .iter()
-                            .filter(|&&k| actuator.manages(k))
+                            .filter(|&&k| actuator.manages(&w.name, k))
                             .all(|&k| in_force.get(k) == physical.get(k)) =>
                     {
                         tracing::debug!(workload = %w.name, ?in_force, "allocation in force");
