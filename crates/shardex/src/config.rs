@@ -90,6 +90,9 @@ pub struct EngineConfig {
     /// Workload name → the network interface its traffic leaves by, which the tc actuator
     /// shapes to its network allocation; workloads not listed are not shaped.
     pub net_interfaces: std::collections::BTreeMap<String, String>,
+    /// Workload name → the QMP socket of the QEMU/KVM VM it is: its cpu (vCPU hot-plug) and
+    /// memory (balloon) are applied there instead of to its cgroup.
+    pub qmp_sockets: std::collections::BTreeMap<String, std::path::PathBuf>,
 }
 
 /// Where `act` mode's allocations go.
@@ -124,6 +127,7 @@ impl Default for EngineConfig {
             actuator: ActuatorKind::Cgroup,
             iops_devices: Vec::new(),
             net_interfaces: std::collections::BTreeMap::new(),
+            qmp_sockets: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -580,6 +584,15 @@ impl Config {
                 ));
             }
         }
+        for (workload, path) in &self.engine.qmp_sockets {
+            if !path.is_absolute() {
+                return Err(invalid(
+                    "engine.qmp_sockets",
+                    format!("{{ {workload:?} = {:?} }}", path.display().to_string()),
+                    "absolute paths of QMP unix sockets (QEMU's -qmp unix:PATH,server=on,wait=off)",
+                ));
+            }
+        }
         if self.market.update_every.is_zero() {
             return Err(invalid(
                 "market.update_every",
@@ -678,6 +691,10 @@ iops_devices = []
 # Workload name -> the interface its traffic leaves by (a VM's tap device), shaped by tc to the
 # workload's network allocation (a tbf root qdisc), e.g. net_interfaces = { "vm-1" = "tap0" }.
 net_interfaces = {}
+# Workload name -> the QMP socket of the QEMU/KVM VM it is (QEMU's -qmp unix:PATH,server=on,
+# wait=off): its cpu is applied as hot-plugged vCPUs and its memory as the balloon target,
+# instead of to its cgroup, e.g. qmp_sockets = { "machine.slice/vm-1.scope" = "/run/vm-1.qmp" }.
+qmp_sockets = {}
 "#;
 
 #[cfg(test)]
@@ -752,6 +769,16 @@ mod tests {
         .to_string();
         assert!(
             e.contains("engine.net_interfaces") && e.contains("tap 0"),
+            "{e}"
+        );
+        let e = Config::parse(
+            "[engine]\nqmp_sockets = { \"vm-1\" = \"vm-1.qmp\" }\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("engine.qmp_sockets") && e.contains("vm-1.qmp") && e.contains("absolute"),
             "{e}"
         );
         let e = Config::parse("[pricing]\nlender_share = \"1.5\"\n", "x.toml")

@@ -7,6 +7,7 @@ mod config;
 mod machine;
 mod plot;
 mod provision;
+mod qmp;
 mod replay;
 mod run;
 mod sampler;

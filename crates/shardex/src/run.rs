@@ -124,8 +124,15 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
                     .collect();
                 let a = a.with_iops_devices(devices);
                 tracing::info!(layout = ?a.layout(), "allocations are applied to cgroups");
-                let mut parts: Vec<Box<dyn shardex_core::ports::Actuator + Send>> =
-                    vec![Box::new(a)];
+                let mut parts: Vec<Box<dyn shardex_core::ports::Actuator + Send>> = Vec::new();
+                // VMs first: their cpu and memory go over QMP, not to their cgroup.
+                if !config.engine.qmp_sockets.is_empty() {
+                    tracing::info!(vms = ?config.engine.qmp_sockets, "VM allocations are applied over QMP");
+                    parts.push(Box::new(crate::qmp::QmpActuator::new(
+                        config.engine.qmp_sockets.clone(),
+                    )));
+                }
+                parts.push(Box::new(a));
                 if !config.engine.net_interfaces.is_empty() {
                     tracing::info!(interfaces = ?config.engine.net_interfaces, "network allocations are shaped with tc");
                     parts.push(Box::new(crate::tc::TcActuator::new(
