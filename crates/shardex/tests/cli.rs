@@ -412,6 +412,41 @@ fn provisioner_try_runs_the_configured_command_and_reports_its_failure() {
     assert!(err.contains("cloud-1") && err.contains("5000"), "{err}");
 }
 
+/// A daemon with `[engine]` set to `engine`, one tenant "ops" holding a premium reservation of
+/// `vector` for an hour, and a workload `name` bound to it. Returns the daemon, its address,
+/// the admin token and the folder that holds its data.
+fn daemon_with_one_workload(
+    engine: &str,
+    vector: serde_json::Value,
+    name: &str,
+) -> (Child, String, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::write(
+        dir.path().join("shardex.toml"),
+        format!("[engine]\n{engine}"),
+    )
+    .unwrap();
+    let (child, addr) = start(&data);
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let token = token.trim().to_string();
+    let post = |body: serde_json::Value| {
+        let (status, text) = send(&addr, "POST", "/v1/actions", &token, &body.to_string());
+        assert_eq!(status, 200, "{text}");
+    };
+    post(serde_json::json!({"action": "create_tenant", "name": "ops"}));
+    let start_ms = wall_ms() + 300;
+    post(serde_json::json!({
+        "action": "create_reservation", "tenant": 1, "host": 1, "vector": vector,
+        "window": {"start": start_ms, "end": start_ms + 3_600_000}, "tier": "premium"
+    }));
+    std::thread::sleep(Duration::from_millis(400));
+    post(
+        serde_json::json!({"action": "bind_workload", "tenant": 1, "reservation": 1, "name": name}),
+    );
+    (child, addr, token, dir)
+}
+
 #[test]
 fn the_control_loop_samples_a_real_cgroup_decides_and_records_why() {
     let cgroups = Path::new("/sys/fs/cgroup");
@@ -423,33 +458,15 @@ fn the_control_loop_samples_a_real_cgroup_decides_and_records_why() {
         );
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    // Sample every 200 ms, decide every second, and act on it.
-    std::fs::write(
-        dir.path().join("shardex.toml"),
-        // The root cgroup can't be limited: decisions are applied to the simulated actuator.
-        "[engine]\nmode = \"act\"\nsample_every = \"200ms\"\ndecide_every = \"1s\"\nactuator = \"simulated\"\n",
-    )
-    .unwrap();
-    let (child, addr) = start(&data);
-    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
-    let token = token.trim();
-    let post = |body: serde_json::Value| {
-        let (status, text) = send(&addr, "POST", "/v1/actions", token, &body.to_string());
-        assert_eq!(status, 200, "{text}");
-    };
-    post(serde_json::json!({"action": "create_tenant", "name": "ops"}));
-    let start_ms = wall_ms() + 300;
-    post(serde_json::json!({
-        "action": "create_reservation", "tenant": 1, "host": 1, "vector": {"cpu": 1, "memory": 1},
-        "window": {"start": start_ms, "end": start_ms + 3_600_000}, "tier": "premium"
-    }));
-    std::thread::sleep(Duration::from_millis(400));
-    // "/" is the root cgroup: everything running here, a real, busy workload.
-    post(
-        serde_json::json!({"action": "bind_workload", "tenant": 1, "reservation": 1, "name": "/"}),
+    // Sample every 200 ms, decide every second, and act on it. "/" is the root cgroup:
+    // everything running here, a real, busy workload; it can't be limited, so decisions are
+    // applied to the simulated actuator.
+    let (child, addr, token, dir) = daemon_with_one_workload(
+        "mode = \"act\"\nsample_every = \"200ms\"\ndecide_every = \"1s\"\nactuator = \"simulated\"\n",
+        serde_json::json!({"cpu": 1, "memory": 1}),
+        "/",
     );
+    let token = token.as_str();
     let mut decisions = serde_json::Value::Null;
     for _ in 0..100 {
         std::thread::sleep(Duration::from_millis(200));
@@ -479,7 +496,7 @@ fn the_control_loop_samples_a_real_cgroup_decides_and_records_why() {
         "{market}"
     );
     interrupt_and_wait(child);
-    let (code, out) = ledger_check(&data);
+    let (code, out) = ledger_check(&dir.path().join("data"));
     assert_eq!(code, 0, "{out}");
 }
 
@@ -530,31 +547,16 @@ fn act_mode_writes_the_ledger_s_allocation_into_a_real_cgroup() {
         return;
     }
     let before = std::fs::read_to_string(&cpu_file).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::write(
-        dir.path().join("shardex.toml"),
-        "[engine]\nmode = \"act\"\nsample_every = \"200ms\"\ndecide_every = \"1s\"\n",
-    )
-    .unwrap();
-    let (child, addr) = start(&data);
-    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
-    let token = token.trim();
+    // 50 cpu shards (500 millicores) and 8 memory shards (128 MiB), held by the workload.
+    let (child, addr, token, _dir) = daemon_with_one_workload(
+        "mode = \"act\"\nsample_every = \"200ms\"\ndecide_every = \"1s\"\n",
+        serde_json::json!({"cpu": 50, "memory": 8}),
+        &name,
+    );
     let post = |body: serde_json::Value| {
-        let (status, text) = send(&addr, "POST", "/v1/actions", token, &body.to_string());
+        let (status, text) = send(&addr, "POST", "/v1/actions", &token, &body.to_string());
         assert_eq!(status, 200, "{text}");
     };
-    post(serde_json::json!({"action": "create_tenant", "name": "ops"}));
-    let start_ms = wall_ms() + 300;
-    // 50 cpu shards (500 millicores) and 8 memory shards (128 MiB), held by the workload.
-    post(serde_json::json!({
-        "action": "create_reservation", "tenant": 1, "host": 1, "vector": {"cpu": 50, "memory": 8},
-        "window": {"start": start_ms, "end": start_ms + 3_600_000}, "tier": "premium"
-    }));
-    std::thread::sleep(Duration::from_millis(400));
-    post(
-        serde_json::json!({"action": "bind_workload", "tenant": 1, "reservation": 1, "name": name}),
-    );
     post(serde_json::json!({
         "action": "allocate", "tenant": 1, "workload": 1, "share": {"cpu": 50, "memory": 8}
     }));
