@@ -108,45 +108,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         .route("/v1/market", get(get_market))
         .route("/v1/decisions", get(get_decisions))
         .with_state(app.clone());
-    // Acting without a way to act would record allocations the kernel never sees.
-    let actuator: Box<dyn shardex_core::ports::Actuator + Send> = match config.engine.actuator {
-        crate::config::ActuatorKind::Simulated => {
-            Box::new(shardex_core::ports::SimulatedActuator::default())
-        }
-        crate::config::ActuatorKind::Cgroup => match crate::actuator::CgroupActuator::probe() {
-            Some(a) => {
-                // Validated with the configuration.
-                let devices = config
-                    .engine
-                    .iops_devices
-                    .iter()
-                    .filter_map(|d| d.parse().ok())
-                    .collect();
-                let a = a.with_iops_devices(devices);
-                tracing::info!(layout = ?a.layout(), "allocations are applied to cgroups");
-                let mut parts: Vec<Box<dyn shardex_core::ports::Actuator + Send>> = Vec::new();
-                // VMs first: their cpu and memory go over QMP, not to their cgroup.
-                if !config.engine.qmp_sockets.is_empty() {
-                    tracing::info!(vms = ?config.engine.qmp_sockets, "VM allocations are applied over QMP");
-                    parts.push(Box::new(crate::qmp::QmpActuator::new(
-                        config.engine.qmp_sockets.clone(),
-                    )));
-                }
-                parts.push(Box::new(a));
-                if !config.engine.net_interfaces.is_empty() {
-                    tracing::info!(interfaces = ?config.engine.net_interfaces, "network allocations are shaped with tc");
-                    parts.push(Box::new(crate::tc::TcActuator::new(
-                        config.engine.net_interfaces.clone(),
-                    )));
-                }
-                Box::new(shardex_core::ports::Combined(parts))
-            }
-            None if config.engine.mode == crate::config::EngineMode::Act => anyhow::bail!(
-                "engine.mode = \"act\" with engine.actuator = \"cgroup\", but /sys/fs/cgroup has no cgroup filesystem with cpu and memory control; set engine.actuator = \"simulated\" or run where cgroups are mounted"
-            ),
-            None => Box::new(shardex_core::ports::SimulatedActuator::default()),
-        },
-    };
+    let actuator = build_actuator(&config.engine)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("could not listen on {listen}"))?;
@@ -552,17 +514,54 @@ async fn get_market(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
     Json(json!({ "hosts": out })).into_response()
 }
 
+/// The actuators `act` mode applies allocations with: QMP for the VMs listed, tc for the
+/// interfaces listed, then the cgroups (or the simulated actuator) for everything else; each
+/// kind goes to the first that manages it for the workload.
+fn build_actuator(
+    engine: &crate::config::EngineConfig,
+) -> anyhow::Result<shardex_core::ports::Combined> {
+    use crate::config::{ActuatorKind, EngineMode};
+    let mut parts: Vec<Box<dyn shardex_core::ports::Actuator + Send>> = Vec::new();
+    if !engine.qmp_sockets.is_empty() {
+        tracing::info!(vms = ?engine.qmp_sockets, "VM allocations are applied over QMP");
+        parts.push(Box::new(crate::qmp::QmpActuator::new(
+            engine.qmp_sockets.clone(),
+        )));
+    }
+    if !engine.net_interfaces.is_empty() {
+        tracing::info!(interfaces = ?engine.net_interfaces, "network allocations are shaped with tc");
+        parts.push(Box::new(crate::tc::TcActuator::new(
+            engine.net_interfaces.clone(),
+        )));
+    }
+    match (engine.actuator, crate::actuator::CgroupActuator::probe()) {
+        (ActuatorKind::Cgroup, Some(a)) => {
+            // Validated with the configuration.
+            let devices = engine
+                .iops_devices
+                .iter()
+                .filter_map(|d| d.parse().ok())
+                .collect();
+            let a = a.with_iops_devices(devices);
+            tracing::info!(layout = ?a.layout(), "allocations are applied to cgroups");
+            parts.push(Box::new(a));
+        }
+        // Acting without a way to act would record allocations the kernel never sees.
+        (ActuatorKind::Cgroup, None) if engine.mode == EngineMode::Act => anyhow::bail!(
+            "engine.mode = \"act\" with engine.actuator = \"cgroup\", but /sys/fs/cgroup has no cgroup filesystem with cpu and memory control; set engine.actuator = \"simulated\" or run where cgroups are mounted"
+        ),
+        _ => parts.push(Box::new(shardex_core::ports::SimulatedActuator::default())),
+    }
+    Ok(shardex_core::ports::Combined(parts))
+}
+
 /// The control loop: samples every workload bound in the ledger from its cgroup, feeds the
 /// forecasters, and every `decide_every` runs one controller tick: in `recommend` mode on a
 /// copy of the ledger (decisions recorded, nothing changed), in `act` mode committed action by
 /// action to the store, then applied through the actuator (the workload's cgroup, or the
 /// simulated one) and read back. Every decision is stored with its reason.
-async fn control_loop(
-    app: Arc<App>,
-    config: Config,
-    mut actuator: Box<dyn shardex_core::ports::Actuator + Send>,
-) {
-    use shardex_core::ports::{Causal, Forecaster, Sampler};
+async fn control_loop(app: Arc<App>, config: Config, mut actuator: shardex_core::ports::Combined) {
+    use shardex_core::ports::{Actuator, Causal, Forecaster, Sampler};
     use shardex_core::{Horizon, KindForecast, Rdv, ResourceKind, Sample, Span};
 
     let Some(mut sampler) = crate::sampler::CgroupSampler::probe() else {
