@@ -109,6 +109,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         .route("/v1/decisions", get(get_decisions))
         .with_state(app.clone());
     let actuator = build_actuator(&config.engine)?;
+    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("could not listen on {listen}"))?;
@@ -124,7 +125,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         Duration::from_millis(config.market.update_every.millis()),
     ));
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .context("the API server failed")?;
     expiry.abort();
@@ -274,26 +275,20 @@ async fn reprice_market(
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "could not wait for Ctrl-C");
-            std::future::pending::<()>().await;
+/// Resolves at the first Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is
+/// called, not when it is first polled, so a signal that arrives right after start-up still
+/// stops the server cleanly instead of killing the process.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("could not handle Ctrl-C")?;
+    let mut term = signal(SignalKind::terminate()).context("could not handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
         }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down");
+        tracing::info!("shutting down");
+    })
 }
 
 /// The refusal to send when the admin bearer token is missing or wrong, if it is.

@@ -10,6 +10,21 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_shardex");
 
+/// What a daemon has written to stderr so far.
+type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Each running daemon's log (by process id), shown when it does not stop cleanly.
+static LOGS: std::sync::Mutex<Vec<(u32, Log)>> = std::sync::Mutex::new(Vec::new());
+
+fn log_of(pid: u32) -> String {
+    LOGS.lock()
+        .unwrap()
+        .iter()
+        .find(|(p, _)| *p == pid)
+        .map(|(_, log)| log.lock().unwrap().join("\n"))
+        .unwrap_or_default()
+}
+
 /// Starts `shardex run` on an ephemeral port; returns the child and the address it bound.
 fn start(data: &Path) -> (Child, String) {
     let mut child = Command::new(BIN)
@@ -31,8 +46,14 @@ fn start(data: &Path) -> (Child, String) {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    // Keep draining stderr so the child never blocks on a full pipe, and keep what it says.
+    let log = Log::default();
+    LOGS.lock().unwrap().push((child.id(), log.clone()));
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            log.lock().unwrap().push(line);
+        }
+    });
     (child, addr)
 }
 
@@ -65,7 +86,11 @@ fn interrupt_and_wait(mut child: Child) {
     );
     for _ in 0..300 {
         if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "shardex run exited with {status}");
+            assert!(
+                status.success(),
+                "shardex run exited with {status}; its log:\n{}",
+                log_of(child.id())
+            );
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
