@@ -559,10 +559,14 @@ async fn control_loop(app: Arc<App>, config: Config, mut actuator: shardex_core:
     use shardex_core::ports::{Actuator, Causal, Forecaster, Sampler};
     use shardex_core::{Horizon, KindForecast, Rdv, ResourceKind, Sample, Span};
 
-    let Some(mut sampler) = crate::sampler::CgroupSampler::probe() else {
+    let Some(sampler) = crate::sampler::CgroupSampler::probe() else {
         tracing::warn!("no cgroup filesystem at /sys/fs/cgroup: the control loop can't sample");
         return;
     };
+    let mut sampler = sampler.with_interfaces(
+        config.engine.net_interfaces.clone(),
+        std::path::Path::new("/sys/class/net"),
+    );
     tracing::info!(layout = ?sampler.layout(), mode = ?config.engine.mode, "control loop started");
     let Ok(policy) = config.engine.policy.parse::<shardex_forecast::Policy>() else {
         return;
@@ -612,7 +616,7 @@ async fn control_loop(app: Arc<App>, config: Config, mut actuator: shardex_core:
                     }
                 };
                 let held = ledger.allocation(w.id).unwrap_or_default();
-                for kind in [ResourceKind::Cpu, ResourceKind::Memory] {
+                for kind in ResourceKind::ALL {
                     let Some(v) = values[kind.index()] else {
                         continue;
                     };
@@ -670,7 +674,7 @@ async fn control_loop(app: Arc<App>, config: Config, mut actuator: shardex_core:
                 horizon,
                 kinds: Vec::new(),
             };
-            for kind in [ResourceKind::Cpu, ResourceKind::Memory] {
+            for kind in ResourceKind::ALL {
                 if let Some(f) = forecasters.get_mut(&(w.name.clone(), kind))
                     && let Ok(steps) = f.forecast(decide_at, horizon)
                 {

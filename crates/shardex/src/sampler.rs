@@ -1,13 +1,15 @@
 //! The cgroup sampler: a workload named `system.slice/nginx.service` is the cgroup at that
 //! path under the hierarchy; `/` is the root. [`CgroupSampler::probe`] picks cgroup v2 (one
-//! unified hierarchy with `cpu.stat` and `memory.current`) or v1 (`cpuacct.usage` and
-//! `memory.usage_in_bytes` in their own hierarchies), whichever the host has.
+//! unified hierarchy: `cpu.stat`, `memory.current`, `io.stat`) or v1 (`cpuacct.usage`,
+//! `memory.usage_in_bytes`, `blkio.throttle.io_serviced` in their own hierarchies), whichever
+//! the host has. Network usage is the transmit counter of the interface a workload is mapped to
+//! (`engine.net_interfaces`), the direction the tc actuator shapes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use shardex_core::Timestamp;
 use shardex_core::ports::{Sampler, SamplerError};
+use shardex_core::{ResourceKind, Timestamp};
 
 /// Which cgroup layout the host has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,15 +25,22 @@ pub enum Layout {
         cpuacct: PathBuf,
         /// The memory hierarchy.
         memory: PathBuf,
+        /// The blkio hierarchy, where mounted.
+        blkio: Option<PathBuf>,
     },
 }
 
-/// Samples cpu (from the cumulative usage counter) and memory of cgroups.
+/// Samples cpu, memory, storage operations and, for mapped workloads, network transmit of
+/// cgroups.
 #[derive(Debug)]
 pub struct CgroupSampler {
     layout: Layout,
-    /// Per workload: the cpu counter in nanoseconds and when it was read.
-    last_cpu: HashMap<String, (u64, Timestamp)>,
+    /// Workload name → the interface whose transmitted bytes are its network usage.
+    interfaces: BTreeMap<String, String>,
+    /// Where interfaces' counters are (`/sys/class/net`).
+    net_root: PathBuf,
+    /// Per workload and kind: the last reading of a cumulative counter and when it was read.
+    last: HashMap<(String, ResourceKind), (u64, Timestamp)>,
 }
 
 fn read_u64(path: &Path) -> Option<u64> {
@@ -52,6 +61,24 @@ pub fn cgroup_dir(root: &Path, workload: &str) -> Option<PathBuf> {
     })
 }
 
+/// Operations completed, summed over devices, from a v2 `io.stat` (`rios=` and `wios=`).
+fn v2_ios(text: &str) -> u64 {
+    text.split_whitespace()
+        .filter_map(|kv| {
+            kv.strip_prefix("rios=")
+                .or_else(|| kv.strip_prefix("wios="))
+        })
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum()
+}
+
+/// Operations completed from a v1 `blkio.throttle.io_serviced` (its `Total` line).
+fn v1_ios(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Total "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 impl CgroupSampler {
     /// The layout under `/sys/fs/cgroup`, or `None` when there is no cgroup filesystem.
     pub fn probe() -> Option<Self> {
@@ -68,14 +95,30 @@ impl CgroupSampler {
             Layout::V1 {
                 cpuacct: base.join("cpuacct"),
                 memory: base.join("memory"),
+                blkio: Some(base.join("blkio"))
+                    .filter(|d| d.join("blkio.throttle.io_serviced").exists()),
             }
         } else {
             return None;
         };
         Some(Self {
             layout,
-            last_cpu: HashMap::new(),
+            interfaces: BTreeMap::new(),
+            net_root: PathBuf::from("/sys/class/net"),
+            last: HashMap::new(),
         })
+    }
+
+    /// Also samples the transmit rate of these workloads' interfaces (workload name →
+    /// interface), read under `net_root` (`/sys/class/net` on a real host).
+    pub fn with_interfaces(
+        mut self,
+        interfaces: BTreeMap<String, String>,
+        net_root: &Path,
+    ) -> Self {
+        self.interfaces = interfaces;
+        self.net_root = net_root.to_path_buf();
+        self
     }
 
     /// The layout found.
@@ -83,19 +126,18 @@ impl CgroupSampler {
         &self.layout
     }
 
-    fn dir(root: &Path, workload: &str) -> Option<PathBuf> {
-        cgroup_dir(root, workload)
-    }
-
-    /// (cpu counter in ns, memory bytes) of a workload's cgroup, if it exists.
-    fn read(&self, workload: &str) -> Option<(Option<u64>, Option<u64>)> {
+    /// Raw readings of a workload's cgroup, if it exists, in `ResourceKind::ALL` order: the
+    /// cpu counter (ns), memory (bytes), the interface's transmit counter (bytes) and the
+    /// operations counter.
+    fn read(&self, workload: &str) -> Option<[Option<u64>; 4]> {
+        let mut v = [None; 4];
         match &self.layout {
             Layout::V2 { root } => {
-                let dir = Self::dir(root, workload)?;
+                let dir = cgroup_dir(root, workload)?;
                 if !dir.is_dir() {
                     return None;
                 }
-                let cpu = std::fs::read_to_string(dir.join("cpu.stat"))
+                v[0] = std::fs::read_to_string(dir.join("cpu.stat"))
                     .ok()
                     .and_then(|text| {
                         text.lines()
@@ -104,20 +146,60 @@ impl CgroupSampler {
                     })
                     .map(|us| us.saturating_mul(1000));
                 // The root cgroup has no memory.current; its usage is the machine's.
-                let memory = read_u64(&dir.join("memory.current"));
-                Some((cpu, memory))
+                v[1] = read_u64(&dir.join("memory.current"));
+                v[3] = std::fs::read_to_string(dir.join("io.stat"))
+                    .ok()
+                    .map(|t| v2_ios(&t));
             }
-            Layout::V1 { cpuacct, memory } => {
-                let cdir = Self::dir(cpuacct, workload)?;
+            Layout::V1 {
+                cpuacct,
+                memory,
+                blkio,
+            } => {
+                let cdir = cgroup_dir(cpuacct, workload)?;
                 if !cdir.is_dir() {
                     return None;
                 }
-                let cpu = read_u64(&cdir.join("cpuacct.usage"));
-                let mem = Self::dir(memory, workload)
+                v[0] = read_u64(&cdir.join("cpuacct.usage"));
+                v[1] = cgroup_dir(memory, workload)
                     .and_then(|d| read_u64(&d.join("memory.usage_in_bytes")));
-                Some((cpu, mem))
+                v[3] = blkio
+                    .as_ref()
+                    .and_then(|b| cgroup_dir(b, workload))
+                    .and_then(|d| {
+                        std::fs::read_to_string(d.join("blkio.throttle.io_serviced")).ok()
+                    })
+                    .and_then(|t| v1_ios(&t));
             }
         }
+        v[2] = self
+            .interfaces
+            .get(workload)
+            .filter(|dev| crate::tc::valid_interface(dev))
+            .and_then(|dev| read_u64(&self.net_root.join(dev).join("statistics/tx_bytes")));
+        Some(v)
+    }
+
+    /// The rate of a cumulative counter since its previous reading: its increase per
+    /// millisecond, times `scale` (`None` on the first reading, when no time has passed, or
+    /// after the counter was reset).
+    fn rate(
+        &mut self,
+        workload: &str,
+        kind: ResourceKind,
+        value: u64,
+        now: Timestamp,
+        scale: u128,
+    ) -> Option<u64> {
+        let key = (workload.trim_start_matches('/').to_string(), kind);
+        let (prev, at) = self.last.insert(key, (value, now))?;
+        let ms = u128::from(now.since(at).millis());
+        if ms == 0 {
+            return None;
+        }
+        // A counter that went backwards was reset (the cgroup was recreated): no rate yet.
+        let delta = u128::from(value.checked_sub(prev)?);
+        u64::try_from(delta * scale / ms).ok()
     }
 }
 
@@ -127,22 +209,18 @@ impl Sampler for CgroupSampler {
         workload: &str,
         now: Timestamp,
     ) -> Result<Option<[Option<u64>; 4]>, SamplerError> {
-        let Some((cpu_ns, memory)) = self.read(workload) else {
+        let Some([cpu_ns, memory, tx_bytes, ios]) = self.read(workload) else {
             return Ok(None);
         };
-        // Millicores over the interval since the previous reading.
+        // Per millisecond of wall time: ns of cpu / 1000 are millicores; bytes × 8000 are
+        // bits per second; operations × 1000 are operations per second.
         let cpu = cpu_ns.and_then(|ns| {
-            let key = workload.trim_start_matches('/').to_string();
-            let prev = self.last_cpu.insert(key, (ns, now));
-            let (pns, pt) = prev?;
-            let ms = now.since(pt).millis();
-            if ms == 0 {
-                return None;
-            }
-            // ns used per ms of wall time = millicores × 1000.
-            Some(ns.saturating_sub(pns) / ms / 1000)
+            self.rate(workload, ResourceKind::Cpu, ns, now, 1)
+                .map(|r| r / 1000)
         });
-        Ok(Some([cpu, memory, None, None]))
+        let net = tx_bytes.and_then(|b| self.rate(workload, ResourceKind::Net, b, now, 8_000));
+        let iops = ios.and_then(|n| self.rate(workload, ResourceKind::Iops, n, now, 1_000));
+        Ok(Some([cpu, memory, net, iops]))
     }
 }
 
@@ -200,6 +278,66 @@ mod tests {
     }
 
     #[test]
+    fn storage_operations_and_network_transmit_are_rates_of_their_counters() {
+        // v2: io.stat, summed over devices; the interface's tx_bytes.
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::write(base.join("cgroup.controllers"), "cpu io memory\n").unwrap();
+        let cg = base.join("vm.scope");
+        std::fs::create_dir(&cg).unwrap();
+        let net = base.join("net");
+        std::fs::create_dir_all(net.join("tap0/statistics")).unwrap();
+        let write = |ios: (u64, u64), tx: u64| {
+            std::fs::write(
+                cg.join("io.stat"),
+                format!(
+                    "8:0 rbytes=1 wbytes=2 rios={} wios={} dbytes=0 dios=0\n8:16 rios=5 wios=0\n",
+                    ios.0, ios.1
+                ),
+            )
+            .unwrap();
+            std::fs::write(net.join("tap0/statistics/tx_bytes"), tx.to_string()).unwrap();
+        };
+        let mut s = CgroupSampler::probe_at(base).unwrap().with_interfaces(
+            BTreeMap::from([("vm.scope".to_string(), "tap0".to_string())]),
+            &net,
+        );
+        write((100, 50), 1_000);
+        assert_eq!(
+            s.sample("vm.scope", t(0)).unwrap().unwrap()[2..],
+            [None, None]
+        );
+        // 2 s later: 300 more operations, 250,000 more bytes sent.
+        write((300, 150), 251_000);
+        let v = s.sample("vm.scope", t(2000)).unwrap().unwrap();
+        assert_eq!(v[3], Some(150), "operations per second");
+        assert_eq!(v[2], Some(1_000_000), "bits per second");
+        // A counter that went backwards (a recreated cgroup) gives no rate, then rates again.
+        write((0, 0), 251_000);
+        assert_eq!(s.sample("vm.scope", t(3000)).unwrap().unwrap()[3], None);
+        // v1: the Total line of blkio.throttle.io_serviced.
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        for d in ["cpuacct/app", "memory/app", "blkio/app"] {
+            std::fs::create_dir_all(base.join(d)).unwrap();
+        }
+        std::fs::write(base.join("cpuacct/cpuacct.usage"), "0").unwrap();
+        std::fs::write(base.join("blkio/blkio.throttle.io_serviced"), "Total 0\n").unwrap();
+        let serviced = |n: u64| {
+            std::fs::write(
+                base.join("blkio/app/blkio.throttle.io_serviced"),
+                format!("254:0 Read {n}\n254:0 Write 0\n254:0 Total {n}\nTotal {n}\n"),
+            )
+            .unwrap();
+        };
+        let mut s = CgroupSampler::probe_at(base).unwrap();
+        serviced(10);
+        s.sample("app", t(0)).unwrap();
+        serviced(1010);
+        assert_eq!(s.sample("app", t(1000)).unwrap().unwrap()[3], Some(1000));
+    }
+
+    #[test]
     fn this_machine_has_a_cgroup_layout_it_can_read() {
         // The real kernel interface: the root cgroup always exists where cgroups are mounted.
         let Some(mut s) = CgroupSampler::probe() else {
@@ -212,5 +350,15 @@ mod tests {
             "the root cgroup of {:?} is unreadable",
             s.layout()
         );
+        // The loopback interface's transmit counter is a real one to take a rate of.
+        let mut s = s.with_interfaces(
+            BTreeMap::from([("/".to_string(), "lo".to_string())]),
+            Path::new("/sys/class/net"),
+        );
+        if Path::new("/sys/class/net/lo/statistics/tx_bytes").exists() {
+            s.sample("/", t(0)).unwrap();
+            let v = s.sample("/", t(1000)).unwrap().unwrap();
+            assert!(v[2].is_some(), "no transmit rate from lo: {v:?}");
+        }
     }
 }
