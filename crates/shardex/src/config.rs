@@ -567,7 +567,7 @@ impl Config {
             ));
         }
         for d in &self.engine.iops_devices {
-            if d.parse::<crate::actuator::BlockDevice>().is_err() {
+            if d.parse::<shardex_host::cgroup::BlockDevice>().is_err() {
                 return Err(invalid(
                     "engine.iops_devices",
                     format!("{d:?}"),
@@ -576,7 +576,7 @@ impl Config {
             }
         }
         for (workload, dev) in &self.engine.net_interfaces {
-            if !crate::tc::valid_interface(dev) {
+            if !shardex_host::tc::valid_interface(dev) {
                 return Err(invalid(
                     "engine.net_interfaces",
                     format!("{{ {workload:?} = {dev:?} }}"),

@@ -1,18 +1,14 @@
 //! The shardex binary: the composition root. Parses the command line and wires the adapters
 //! to the core; `anyhow` lives only here.
 
-mod actuator;
 mod check;
 mod config;
 mod machine;
 mod plot;
 mod provision;
-mod qmp;
 mod replay;
 mod run;
-mod sampler;
 mod simulate;
-mod tc;
 mod trace;
 
 use std::path::PathBuf;

@@ -519,17 +519,20 @@ fn build_actuator(
     let mut parts: Vec<Box<dyn shardex_core::ports::Actuator + Send>> = Vec::new();
     if !engine.qmp_sockets.is_empty() {
         tracing::info!(vms = ?engine.qmp_sockets, "VM allocations are applied over QMP");
-        parts.push(Box::new(crate::qmp::QmpActuator::new(
+        parts.push(Box::new(shardex_host::qmp::QmpActuator::new(
             engine.qmp_sockets.clone(),
         )));
     }
     if !engine.net_interfaces.is_empty() {
         tracing::info!(interfaces = ?engine.net_interfaces, "network allocations are shaped with tc");
-        parts.push(Box::new(crate::tc::TcActuator::new(
+        parts.push(Box::new(shardex_host::tc::TcActuator::new(
             engine.net_interfaces.clone(),
         )));
     }
-    match (engine.actuator, crate::actuator::CgroupActuator::probe()) {
+    match (
+        engine.actuator,
+        shardex_host::cgroup::CgroupActuator::probe(),
+    ) {
         (ActuatorKind::Cgroup, Some(a)) => {
             // Validated with the configuration.
             let devices = engine
@@ -559,7 +562,7 @@ async fn control_loop(app: Arc<App>, config: Config, mut actuator: shardex_core:
     use shardex_core::ports::{Actuator, Causal, Forecaster, Sampler};
     use shardex_core::{Horizon, KindForecast, Rdv, ResourceKind, Sample, Span};
 
-    let Some(sampler) = crate::sampler::CgroupSampler::probe() else {
+    let Some(sampler) = shardex_host::sampler::CgroupSampler::probe() else {
         tracing::warn!("no cgroup filesystem at /sys/fs/cgroup: the control loop can't sample");
         return;
     };

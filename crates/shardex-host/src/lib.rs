@@ -1,0 +1,9 @@
+//! The adapters on a host, behind the core's ports: the cgroup sampler (`Sampler`) and the
+//! actuators (`Actuator`) that apply allocations live: cgroup v1 and v2 limits, tc shaping and
+//! QEMU over QMP. They touch the kernel and QEMU; the tests drive the real ones where the
+//! machine has them.
+
+pub mod cgroup;
+pub mod qmp;
+pub mod sampler;
+pub mod tc;
