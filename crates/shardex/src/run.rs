@@ -753,7 +753,11 @@ async fn control_loop(app: Arc<App>, config: Config, mut actuator: shardex_core:
                 let Ok(physical) = sizes.physical_vector(shards) else {
                     continue;
                 };
-                match actuator.apply(w.id, &w.name, physical) {
+                // Actuation blocks (kernel files, tc, QMP with its timeouts): keep it off the
+                // async workers that serve the API.
+                let applied =
+                    tokio::task::block_in_place(|| actuator.apply(w.id, &w.name, physical));
+                match applied {
                     Ok(in_force)
                         if ResourceKind::ALL
                             .iter()
