@@ -107,6 +107,7 @@ fn demands(seed: u64, now: Timestamp) -> BTreeMap<WorkloadId, Demand> {
                     rdv,
                     usage: ShardVector::new(0, mem / 2, 0, 0),
                     cap: None,
+                    censored: [false; 4],
                 },
             )
         })

@@ -46,6 +46,16 @@ pub struct TickReport {
     pub applied: Vec<(Action, Timestamp)>,
 }
 
+/// What a controller remembers between ticks, to put back when a tick made on a copy of the
+/// ledger could not be committed (so its hysteresis, shard requests and moves never assume
+/// actions that did not happen).
+#[derive(Debug, Clone)]
+pub struct ControllerState {
+    engine: Engine,
+    in_flight: Vec<InFlight>,
+    short_since: BTreeMap<HostId, Timestamp>,
+}
+
 /// The engine with its provisioner and migrator.
 pub struct Controller<P, M> {
     /// The engine.
@@ -73,6 +83,22 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
             recommend_only: false,
             short_since: BTreeMap::new(),
         }
+    }
+
+    /// What it remembers now.
+    pub fn state(&self) -> ControllerState {
+        ControllerState {
+            engine: self.engine.clone(),
+            in_flight: self.in_flight.clone(),
+            short_since: self.short_since.clone(),
+        }
+    }
+
+    /// Forgets everything since `state` was taken.
+    pub fn restore(&mut self, state: ControllerState) {
+        self.engine = state.engine;
+        self.in_flight = state.in_flight;
+        self.short_since = state.short_since;
     }
 
     fn commit(

@@ -140,7 +140,7 @@ pub struct EngineParams {
 }
 
 impl Default for EngineParams {
-    /// A 60 s lead, 5 % headroom, 15 min before scaling down, 10 % memory margin, day-long
+    /// A 60 s lead, 5 % headroom, 15 min before scaling down, 10 % memory margin, hour-long
     /// leases renewed 10 min before their end, up to 0.01 per shard-hour (25 × the cpu list
     /// price), and moves off a host short for 10 min.
     fn default() -> Self {
@@ -150,7 +150,7 @@ impl Default for EngineParams {
             headroom_pct: 5,
             down_after: Span::from_secs(900),
             memory_margin_pct: 10,
-            lease_for: Span::from_secs(86_400),
+            lease_for: Span::from_secs(3_600),
             renew_before: Span::from_secs(600),
             max_price: PriceVector::uniform(rust_decimal::Decimal::new(1, 2)),
             move_after: Span::from_secs(600),
@@ -167,6 +167,10 @@ pub struct Demand {
     pub usage: ShardVector,
     /// The most it may hold (e.g. its provisioned size), if capped.
     pub cap: Option<ShardVector>,
+    /// Per kind, whether it was held at its limit since the last decision: its usage is a
+    /// lower bound, so it doubles what it holds (leasing above its entitlement) until it is
+    /// no longer held there.
+    pub censored: [bool; 4],
 }
 
 /// Why an allocation changed or did not.
@@ -177,6 +181,8 @@ pub enum Reason {
     ScaleUp,
     /// The forecast stayed under what it holds for the whole cool-down.
     ScaleDown,
+    /// It was held at its limit: its demand is unknown but higher, so what it holds doubles.
+    Censored,
 }
 
 impl fmt::Display for Reason {
@@ -184,6 +190,7 @@ impl fmt::Display for Reason {
         f.write_str(match self {
             Reason::ScaleUp => "the forecast rose above the allocation",
             Reason::ScaleDown => "the forecast stayed under the allocation for the cool-down",
+            Reason::Censored => "it was held at its limit, so its demand is higher: doubling",
         })
     }
 }
@@ -381,6 +388,32 @@ impl View {
     }
 }
 
+/// When a lease request for `kind` on `host` should end: `lease_for` from now (renewed
+/// before it ends), unless only reservations have shards of that kind to lend, and all of them
+/// end sooner: then at the latest of their ends, so that their offers can match it (a lender's
+/// shards are only lent for a window it can keep them lent through).
+fn lease_end(ledger: &Ledger, host: HostId, kind: ResourceKind, lease_for: Span) -> Timestamp {
+    let now = ledger.now();
+    let full = now.checked_add(lease_for).unwrap_or(now);
+    let provider_has = ledger
+        .balance(host)
+        .map(|b| b.free.get(kind) > 0)
+        .unwrap_or(true);
+    if provider_has {
+        return full;
+    }
+    let latest = ledger
+        .reservations()
+        .filter(|r| r.host == host && !r.cancelled && r.window.contains(now))
+        .filter(|r| ledger.idle(r.id).is_ok_and(|i| i.get(kind) > 0))
+        .map(|r| r.window.end())
+        .max();
+    match latest {
+        Some(end) if end > now && end < full => end,
+        _ => full,
+    }
+}
+
 fn pct(v: u64, p: u64) -> u64 {
     v.saturating_add((v.saturating_mul(p)).div_ceil(100))
 }
@@ -424,6 +457,7 @@ impl Engine {
                 continue;
             }
             let q = p.quantiles.get(r.tier);
+            let capacity = ledger.host(w.host).map(|h| h.capacity).unwrap_or_default();
             let held_leases = view.leases.get(&wid).map(Vec::as_slice).unwrap_or(&[]);
             // Room in its own reservation for its share: reserved − others' shares − lent.
             let reserved = ledger.reserved_at(r, now).unwrap_or(ShardVector::ZERO);
@@ -435,13 +469,6 @@ impl Engine {
                 let Some(quant) = demand.rdv.at(kind, p.lead) else {
                     continue;
                 };
-                let mut target = sizes.demand_shards(kind, q.of(&quant));
-                if kind == ResourceKind::Memory {
-                    target = target.max(pct(demand.usage.get(kind), p.memory_margin_pct));
-                }
-                if let Some(cap) = demand.cap {
-                    target = target.min(cap.get(kind));
-                }
                 // Leases that end soon count as gone: their replacement is asked for now.
                 let held = w.share.get(kind)
                     + held_leases
@@ -449,6 +476,23 @@ impl Engine {
                         .filter(|h| !h.ends_soon)
                         .map(|h| h.vector.get(kind))
                         .sum::<u64>();
+                let mut target = sizes.demand_shards(kind, q.of(&quant));
+                if kind == ResourceKind::Memory {
+                    target = target.max(pct(demand.usage.get(kind), p.memory_margin_pct));
+                }
+                let censored = demand.censored[kind.index()];
+                if censored {
+                    // Held at its limit: at least twice what it may use now (its whole
+                    // reservation not lent, plus its leases).
+                    let may_use =
+                        reserved.excess_over(&lent).get(kind) + (held - w.share.get(kind));
+                    target = target.max(may_use.max(held).max(1).saturating_mul(2));
+                }
+                if let Some(cap) = demand.cap {
+                    target = target.min(cap.get(kind));
+                }
+                // Never more than the host has.
+                target = target.min(capacity.get(kind));
                 let below = self.below.entry((wid, kind)).or_default();
                 let mut want = held;
                 let mut reason = None;
@@ -458,7 +502,12 @@ impl Engine {
                     if let Some(cap) = demand.cap {
                         want = want.min(cap.get(kind)).max(target);
                     }
-                    reason = Some(Reason::ScaleUp);
+                    want = want.min(capacity.get(kind)).max(target);
+                    reason = Some(if censored {
+                        Reason::Censored
+                    } else {
+                        Reason::ScaleUp
+                    });
                 } else {
                     let since = *below.since.get_or_insert(now);
                     below.recent.push_back((now, target));
@@ -534,11 +583,14 @@ impl Engine {
             }
         }
         asks.sort();
-        let until = now.checked_add(p.lease_for).unwrap_or(now);
+        let mut ends: HashMap<(HostId, ResourceKind), Timestamp> = HashMap::new();
         for (_, _, wid, kind, n) in asks {
             let Some(w) = ledger.workload(wid) else {
                 continue;
             };
+            let until = *ends
+                .entry((w.host, kind))
+                .or_insert_with(|| lease_end(ledger, w.host, kind, p.lease_for));
             plan.actions.push(Action::RequestLease {
                 tenant: w.tenant,
                 workload: wid,

@@ -117,6 +117,26 @@ pub enum LedgerError {
         /// The name.
         name: String,
     },
+    /// A workload name that can't name a cgroup, process or VM.
+    #[error(
+        "workload name {name:?} is not a path of letters, digits and . _ - @ : separated by /, without .. or empty parts"
+    )]
+    BadWorkloadName {
+        /// The name.
+        name: String,
+    },
+    /// The cgroup, process or VM is already another workload on that host.
+    #[error("{name:?} on {host} is already the workload {workload} of {tenant}")]
+    WorkloadTaken {
+        /// The name.
+        name: String,
+        /// The host.
+        host: HostId,
+        /// The workload it is.
+        workload: WorkloadId,
+        /// Its owner.
+        tenant: TenantId,
+    },
     /// A vector of no shards where some are needed.
     #[error("{what} must have at least one shard")]
     EmptyVector {
@@ -884,6 +904,33 @@ fn check_name(what: &'static str, name: &str) -> Result<(), LedgerError> {
     Ok(())
 }
 
+/// A workload's name is what the host's adapters find it by (a cgroup path like
+/// `system.slice/nginx.service`, a VM's name): path parts of `[A-Za-z0-9._@:-]`, no `..`, no
+/// empty part except one leading `/` (`/` alone is the root cgroup).
+fn check_workload_name(name: &str) -> Result<(), LedgerError> {
+    check_name("workload", name)?;
+    let rel = name.strip_prefix('/').unwrap_or(name);
+    let ok_part = |p: &str| {
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-@:".contains(c))
+    };
+    if name == "/" || rel.split('/').all(ok_part) {
+        Ok(())
+    } else {
+        Err(LedgerError::BadWorkloadName {
+            name: name.to_string(),
+        })
+    }
+}
+
+/// The name without a leading `/`: `/a/b` and `a/b` are the same cgroup.
+fn same_thing(a: &str, b: &str) -> bool {
+    a.trim_start_matches('/') == b.trim_start_matches('/')
+}
+
 impl Ledger {
     /// An empty ledger with default parameters, at the epoch.
     pub fn new() -> Self {
@@ -1124,6 +1171,29 @@ impl Ledger {
 
     fn reservation_workloads(&self, r: ReservationId) -> impl Iterator<Item = &Workload> {
         indexed(&self.idx.workloads, &r, &self.workloads)
+    }
+
+    /// The workloads running inside a reservation.
+    pub fn workloads_of(&self, r: ReservationId) -> impl Iterator<Item = &Workload> {
+        self.reservation_workloads(r)
+    }
+
+    /// Shards a lender has lent out now (leases in their reclaim notice included: their
+    /// borrower still holds them).
+    pub fn lent_now(&self, lender: Lender) -> Result<ShardVector, LedgerError> {
+        self.lent_by(lender, self.now)
+    }
+
+    /// Shards a workload borrows now.
+    pub fn borrowed(&self, w: WorkloadId) -> Result<ShardVector, LedgerError> {
+        Ok(ShardVector::checked_sum(
+            self.by_borrower
+                .get(&w)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.leases.get(id))
+                .map(|l| &l.vector),
+        )?)
     }
 
     /// One pending lease request.
@@ -1741,10 +1811,23 @@ impl Ledger {
                 reservation,
                 name,
             } => {
-                check_name("workload", name)?;
+                check_workload_name(name)?;
                 let r = self.own_reservation(*tenant, *reservation)?.clone();
                 if r.cancelled || r.window.end() <= now {
                     return Err(LedgerError::ReservationEnded(r.id));
+                }
+                // One cgroup, process or VM is one workload, of one tenant.
+                if let Some(w) = self
+                    .workloads
+                    .values()
+                    .find(|w| w.host == r.host && w.tenant != *tenant && same_thing(&w.name, name))
+                {
+                    return Err(LedgerError::WorkloadTaken {
+                        name: name.clone(),
+                        host: r.host,
+                        workload: w.id,
+                        tenant: w.tenant,
+                    });
                 }
                 if self
                     .workloads
@@ -2933,6 +3016,46 @@ mod tests {
         fn share(&self, w: WorkloadId) -> ShardVector {
             self.l.workload(w).unwrap().share
         }
+    }
+
+    #[test]
+    fn a_workload_name_is_a_path_and_one_thing_is_one_tenant_s_workload() {
+        let mut f = fixture(ShardVector::new(100, 100, 0, 0));
+        let win = Window::new(t(0), t(3600)).unwrap();
+        let ra = f.reserve(f.a, ShardVector::new(10, 10, 0, 0), win, Tier::Standard, 0);
+        let rb = f.reserve(f.b, ShardVector::new(10, 10, 0, 0), win, Tier::Standard, 0);
+        for bad in ["../etc", "not a path!", "a//b", "a/./b", "a/"] {
+            let e = f.err(
+                Action::BindWorkload {
+                    tenant: f.a,
+                    reservation: ra,
+                    name: bad.into(),
+                },
+                1,
+            );
+            assert!(
+                matches!(e, LedgerError::BadWorkloadName { .. }),
+                "{bad}: {e}"
+            );
+        }
+        let w = f.bind(f.a, ra, "system.slice/web.service", 1);
+        f.bind(f.a, ra, "/", 1);
+        // The same cgroup, written either way, can't become another tenant's workload.
+        for same in ["system.slice/web.service", "/system.slice/web.service"] {
+            let e = f.err(
+                Action::BindWorkload {
+                    tenant: f.b,
+                    reservation: rb,
+                    name: same.into(),
+                },
+                2,
+            );
+            assert!(
+                matches!(e, LedgerError::WorkloadTaken { workload, .. } if workload == w),
+                "{e}"
+            );
+        }
+        f.bind(f.b, rb, "vm-7@host:1", 2);
     }
 
     #[test]

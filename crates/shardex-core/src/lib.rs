@@ -33,6 +33,7 @@ pub mod book;
 pub mod control;
 pub mod domain;
 pub mod engine;
+pub mod entitlement;
 pub mod ledger;
 pub mod market;
 pub mod ports;

@@ -7,8 +7,12 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{HostId, WorkloadId};
 use crate::ledger::{Action, Event, Ledger, LedgerError};
 use crate::rdv::{Horizon, Quantiles, Sample};
-use crate::shard::{PhysicalVector, ShardVector};
+use crate::shard::ShardVector;
 use crate::time::{Span, Timestamp};
+
+/// The outcome of [`LedgerStore::apply_all`]: outer error = store failure, inner error = the
+/// index of the action the ledger refused and why (nothing applied either way).
+pub type ApplyAllResult<E> = Result<Result<Vec<Event>, (usize, LedgerError)>, E>;
 
 /// Durable home of the ledger. `apply` returns only once the action and its events are durable
 /// (or the ledger refused the action, in which case nothing was written).
@@ -26,6 +30,13 @@ pub trait LedgerStore {
         action: Action,
         now: Timestamp,
     ) -> impl Future<Output = Result<Result<Vec<Event>, LedgerError>, Self::Error>> + Send;
+
+    /// Applies and persists several actions in order as one transaction: all of them, or
+    /// (refused at the index given, or a store failure) none.
+    fn apply_all(
+        &mut self,
+        actions: Vec<(Action, Timestamp)>,
+    ) -> impl Future<Output = ApplyAllResult<Self::Error>> + Send;
 }
 
 /// Forecasts one series (one workload, one kind) from its past samples only.
@@ -195,16 +206,32 @@ pub struct SamplerError {
     pub reason: String,
 }
 
+/// One reading of a workload: what it used since the previous reading, and whether it was
+/// held at a limit meanwhile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reading {
+    /// Usage per kind in `ResourceKind::ALL` order, physical units (`None`: can't tell yet).
+    pub usage: [Option<u64>; 4],
+    /// Per kind, whether the workload was held at its limit (cpu throttled, memory at its
+    /// limit or reclaimed at its soft limit, packets dropped by the shaper): the usage is then
+    /// a lower bound on its demand, never the demand itself.
+    pub censored: [bool; 4],
+    /// Out-of-memory kills inside the workload since the previous reading.
+    pub oom_kills: u64,
+}
+
+impl Reading {
+    /// Whether `kind` was held at its limit.
+    pub fn censored(&self, kind: crate::ResourceKind) -> bool {
+        self.censored[kind.index()]
+    }
+}
+
 /// Measures what running workloads use.
 pub trait Sampler {
-    /// What `workload` used since the previous sample, physical units per kind in
-    /// `ResourceKind::ALL` order (`None` for a kind it can't tell yet); `Ok(None)` when the
-    /// workload doesn't run here.
-    fn sample(
-        &mut self,
-        workload: &str,
-        now: Timestamp,
-    ) -> Result<Option<[Option<u64>; 4]>, SamplerError>;
+    /// What `workload` used since the previous sample, and whether it was held at a limit;
+    /// `Ok(None)` when the workload doesn't run here.
+    fn sample(&mut self, workload: &str, now: Timestamp) -> Result<Option<Reading>, SamplerError>;
 }
 
 /// A list of standby hosts that join when asked, in order; with a template, an unlimited
@@ -308,9 +335,31 @@ impl Migrator for SimulatedMigrator {
     }
 }
 
+/// No migrator: a move is a recommendation only, never recorded as done (a single host, or
+/// a fleet without a live-migration adapter).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoMigrator;
+
+impl Migrator for NoMigrator {
+    fn start(
+        &mut self,
+        workload: WorkloadId,
+        from: HostId,
+        to: HostId,
+        _: Timestamp,
+    ) -> Result<Timestamp, MigrationError> {
+        Err(MigrationError {
+            workload,
+            reason: format!(
+                "no migrator is configured: moving it from {from} to {to} is a recommendation"
+            ),
+        })
+    }
+}
+
 /// Why an actuation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("could not apply the allocation of {workload}: {reason}")]
+#[error("could not apply the limits of {workload}: {reason}")]
 pub struct ActuatorError {
     /// The workload.
     pub workload: WorkloadId,
@@ -318,22 +367,113 @@ pub struct ActuatorError {
     pub reason: String,
 }
 
-/// Applies an allocation to a running workload live and reads back what is in force.
-pub trait Actuator {
-    /// Applies `allocation` (physical units) to the workload `name` and returns what is in
-    /// force afterwards, for the kinds it manages.
-    fn apply(
-        &mut self,
-        workload: WorkloadId,
-        name: &str,
-        allocation: PhysicalVector,
-    ) -> Result<PhysicalVector, ActuatorError>;
+/// The limits an actuator puts on one workload, physical units in `ResourceKind::ALL` order
+/// (see [`crate::entitlement`] for where they come from).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Hard limits: the workload's entitlement, never less (`None`: no limit).
+    pub hard: [Option<u64>; 4],
+    /// Soft targets: the allocation planned from the forecast (cpu weight, memory soft limit).
+    pub soft: [u64; 4],
+}
 
-    /// Whether it enforces `kind` for the workload `name` (the others are left as they are
-    /// and read back as 0).
+impl Limits {
+    /// The hard limit of `kind`.
+    pub fn hard(&self, kind: crate::ResourceKind) -> Option<u64> {
+        self.hard[kind.index()]
+    }
+
+    /// The soft target of `kind`.
+    pub fn soft(&self, kind: crate::ResourceKind) -> u64 {
+        self.soft[kind.index()]
+    }
+}
+
+/// Which kinds an actuation is for, in `ResourceKind::ALL` order.
+pub type Kinds = [bool; 4];
+
+/// Every kind.
+pub const ALL_KINDS: Kinds = [true; 4];
+
+/// One kind of an actuation or a read-back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "value")]
+pub enum KindState {
+    /// Not managed for this workload (or not asked for).
+    Unmanaged,
+    /// The hard limit in force, read back (`None`: unlimited).
+    InForce(Option<u64>),
+    /// It failed, and why; this kind was left as it was.
+    Failed(String),
+}
+
+/// What an actuation or a read-back found, per kind.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied(pub [KindState; 4]);
+
+impl Default for Applied {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| KindState::Unmanaged))
+    }
+}
+
+impl Applied {
+    /// Every kind in `kinds` failed for the same reason (nothing was written).
+    pub fn failed(kinds: Kinds, reason: &str) -> Self {
+        Self(std::array::from_fn(|i| {
+            if kinds[i] {
+                KindState::Failed(reason.to_string())
+            } else {
+                KindState::Unmanaged
+            }
+        }))
+    }
+
+    /// The state of `kind`.
+    pub fn get(&self, kind: crate::ResourceKind) -> &KindState {
+        &self.0[kind.index()]
+    }
+
+    /// Sets the state of `kind`.
+    pub fn set(&mut self, kind: crate::ResourceKind, state: KindState) {
+        self.0[kind.index()] = state;
+    }
+
+    /// The hard limit in force for `kind`, when it was read back.
+    pub fn in_force(&self, kind: crate::ResourceKind) -> Option<Option<u64>> {
+        match self.get(kind) {
+            KindState::InForce(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+/// Applies a workload's limits live, reads back what is in force, and takes its limits off.
+/// Each kind is applied and reported on its own: one kind's failure leaves the others applied.
+pub trait Actuator {
+    /// Applies the `kinds` of `limits` that it manages to the workload `name`, and reads back
+    /// what is in force for them.
+    fn apply(&mut self, workload: WorkloadId, name: &str, limits: &Limits, kinds: Kinds)
+    -> Applied;
+
+    /// Reads back what is in force for the `kinds` it manages, writing nothing.
+    fn read(&mut self, workload: WorkloadId, name: &str, kinds: Kinds) -> Applied;
+
+    /// Takes the limits it put on the workload off (unlimited, or the parent's), for the
+    /// `kinds` it manages: what unbinding a workload does.
+    fn clear(&mut self, workload: WorkloadId, name: &str, kinds: Kinds) -> Applied;
+
+    /// Whether it enforces `kind` for the workload `name`.
     fn manages(&self, name: &str, kind: crate::ResourceKind) -> bool {
         let _ = (name, kind);
         true
+    }
+
+    /// What a read-back shows once `hard` took for `kind` (e.g. whole vCPUs for a VM's cpu).
+    fn expected(&self, name: &str, kind: crate::ResourceKind, hard: Option<u64>) -> Option<u64> {
+        let _ = (name, kind);
+        hard
     }
 }
 
@@ -342,80 +482,160 @@ impl<A: Actuator + ?Sized> Actuator for Box<A> {
         &mut self,
         workload: WorkloadId,
         name: &str,
-        allocation: PhysicalVector,
-    ) -> Result<PhysicalVector, ActuatorError> {
-        (**self).apply(workload, name, allocation)
+        limits: &Limits,
+        kinds: Kinds,
+    ) -> Applied {
+        (**self).apply(workload, name, limits, kinds)
+    }
+
+    fn read(&mut self, workload: WorkloadId, name: &str, kinds: Kinds) -> Applied {
+        (**self).read(workload, name, kinds)
+    }
+
+    fn clear(&mut self, workload: WorkloadId, name: &str, kinds: Kinds) -> Applied {
+        (**self).clear(workload, name, kinds)
     }
 
     fn manages(&self, name: &str, kind: crate::ResourceKind) -> bool {
         (**self).manages(name, kind)
     }
+
+    fn expected(&self, name: &str, kind: crate::ResourceKind, hard: Option<u64>) -> Option<u64> {
+        (**self).expected(name, kind, hard)
+    }
 }
 
-/// Several actuators, each for the kinds it manages (e.g. cgroups for cpu and memory, tc for
-/// network): a kind goes to the first that manages it for the workload.
+/// Several actuators, each for the kinds it manages (e.g. QMP for a VM's cpu and memory, tc
+/// for network, cgroups for the rest): a kind goes to the first that manages it for the
+/// workload, and only that one is asked about it.
 #[derive(Default)]
 pub struct Combined(pub Vec<Box<dyn Actuator + Send>>);
+
+impl Combined {
+    /// Per actuator, the kinds of `kinds` it is the first to manage for `name`.
+    fn split(&self, name: &str, kinds: Kinds) -> Vec<Kinds> {
+        let mut claimed = [false; 4];
+        self.0
+            .iter()
+            .map(|a| {
+                std::array::from_fn(|i| {
+                    let k = crate::ResourceKind::ALL[i];
+                    let mine = kinds[i] && !claimed[i] && a.manages(name, k);
+                    claimed[i] |= mine;
+                    mine
+                })
+            })
+            .collect()
+    }
+
+    fn each(
+        &mut self,
+        name: &str,
+        kinds: Kinds,
+        mut f: impl FnMut(&mut Box<dyn Actuator + Send>, Kinds) -> Applied,
+    ) -> Applied {
+        let split = self.split(name, kinds);
+        let mut out = Applied::default();
+        for (a, mine) in self.0.iter_mut().zip(split) {
+            if !mine.iter().any(|&m| m) {
+                continue;
+            }
+            let got = f(a, mine);
+            for (i, state) in got.0.into_iter().enumerate() {
+                if mine[i] {
+                    out.0[i] = state;
+                }
+            }
+        }
+        out
+    }
+}
 
 impl Actuator for Combined {
     fn apply(
         &mut self,
         workload: WorkloadId,
         name: &str,
-        allocation: PhysicalVector,
-    ) -> Result<PhysicalVector, ActuatorError> {
-        let mut in_force = [0u64; 4];
-        let mut claimed = [false; 4];
-        for a in &mut self.0 {
-            let mine: Vec<crate::ResourceKind> = crate::ResourceKind::ALL
-                .into_iter()
-                .filter(|&k| !claimed[k.index()] && a.manages(name, k))
-                .collect();
-            if mine.is_empty() {
-                continue;
-            }
-            // Each actuator leaves its own files as they were when it refuses; one refusing
-            // after another applied leaves the workload between two allocations that both fit
-            // the ledger's bounds, and the next tick applies the whole again.
-            let got = a.apply(workload, name, allocation)?;
-            for k in mine {
-                claimed[k.index()] = true;
-                in_force[k.index()] = got.get(k);
-            }
-        }
-        Ok(PhysicalVector(in_force))
+        limits: &Limits,
+        kinds: Kinds,
+    ) -> Applied {
+        self.each(name, kinds, |a, k| a.apply(workload, name, limits, k))
+    }
+
+    fn read(&mut self, workload: WorkloadId, name: &str, kinds: Kinds) -> Applied {
+        self.each(name, kinds, |a, k| a.read(workload, name, k))
+    }
+
+    fn clear(&mut self, workload: WorkloadId, name: &str, kinds: Kinds) -> Applied {
+        self.each(name, kinds, |a, k| a.clear(workload, name, k))
     }
 
     fn manages(&self, name: &str, kind: crate::ResourceKind) -> bool {
         self.0.iter().any(|a| a.manages(name, kind))
+    }
+
+    fn expected(&self, name: &str, kind: crate::ResourceKind, hard: Option<u64>) -> Option<u64> {
+        match self.0.iter().find(|a| a.manages(name, kind)) {
+            Some(a) => a.expected(name, kind, hard),
+            None => hard,
+        }
     }
 }
 
 /// The simulated actuator: whatever is applied is in force, at once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SimulatedActuator {
-    in_force: std::collections::BTreeMap<WorkloadId, PhysicalVector>,
+    in_force: std::collections::BTreeMap<WorkloadId, Limits>,
     /// Actuations done.
     pub actuations: u64,
 }
 
 impl SimulatedActuator {
     /// What is in force for `workload`.
-    pub fn in_force(&self, workload: WorkloadId) -> Option<PhysicalVector> {
+    pub fn in_force(&self, workload: WorkloadId) -> Option<Limits> {
         self.in_force.get(&workload).copied()
+    }
+
+    /// Changes what is in force behind the loop's back (what an operator or another tool
+    /// might do), for tests of reconciliation.
+    pub fn tamper(&mut self, workload: WorkloadId, kind: crate::ResourceKind, hard: Option<u64>) {
+        self.in_force.entry(workload).or_default().hard[kind.index()] = hard;
+    }
+
+    fn state(&self, workload: WorkloadId, kinds: Kinds) -> Applied {
+        let now = self.in_force.get(&workload).copied().unwrap_or_default();
+        Applied(std::array::from_fn(|i| {
+            if kinds[i] {
+                KindState::InForce(now.hard[i])
+            } else {
+                KindState::Unmanaged
+            }
+        }))
     }
 }
 
 impl Actuator for SimulatedActuator {
-    fn apply(
-        &mut self,
-        workload: WorkloadId,
-        _: &str,
-        allocation: PhysicalVector,
-    ) -> Result<PhysicalVector, ActuatorError> {
+    fn apply(&mut self, workload: WorkloadId, _: &str, limits: &Limits, kinds: Kinds) -> Applied {
         self.actuations += 1;
-        self.in_force.insert(workload, allocation);
-        Ok(allocation)
+        let e = self.in_force.entry(workload).or_default();
+        for (i, _) in kinds.iter().enumerate().filter(|(_, k)| **k) {
+            e.hard[i] = limits.hard[i];
+            e.soft[i] = limits.soft[i];
+        }
+        self.state(workload, kinds)
+    }
+
+    fn read(&mut self, workload: WorkloadId, _: &str, kinds: Kinds) -> Applied {
+        self.state(workload, kinds)
+    }
+
+    fn clear(&mut self, workload: WorkloadId, _: &str, kinds: Kinds) -> Applied {
+        let e = self.in_force.entry(workload).or_default();
+        for (i, _) in kinds.iter().enumerate().filter(|(_, k)| **k) {
+            e.hard[i] = None;
+            e.soft[i] = 0;
+        }
+        self.state(workload, kinds)
     }
 }
 
@@ -424,7 +644,7 @@ mod tests {
     use super::*;
     use crate::ResourceKind;
 
-    /// Enforces one kind, for workloads whose name starts with a prefix; refuses `fail`.
+    /// Enforces one kind, for workloads whose name starts with a prefix; fails for `fail`.
     struct One {
         kind: ResourceKind,
         prefix: &'static str,
@@ -432,23 +652,32 @@ mod tests {
     }
 
     impl Actuator for One {
-        fn apply(
-            &mut self,
-            workload: WorkloadId,
-            name: &str,
-            allocation: PhysicalVector,
-        ) -> Result<PhysicalVector, ActuatorError> {
+        fn apply(&mut self, _: WorkloadId, name: &str, limits: &Limits, kinds: Kinds) -> Applied {
             self.calls
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if name == "fail" {
-                return Err(ActuatorError {
-                    workload,
-                    reason: "refused".into(),
-                });
-            }
-            let mut v = [0; 4];
-            v[self.kind.index()] = allocation.get(self.kind) + 1;
-            Ok(PhysicalVector(v))
+            assert_eq!(
+                kinds.iter().filter(|&&k| k).count(),
+                1,
+                "asked only about its kind"
+            );
+            let mut out = Applied::default();
+            out.set(
+                self.kind,
+                if name == "fail" {
+                    KindState::Failed("refused".into())
+                } else {
+                    KindState::InForce(limits.hard(self.kind).map(|v| v + 1))
+                },
+            );
+            out
+        }
+
+        fn read(&mut self, _: WorkloadId, _: &str, _: Kinds) -> Applied {
+            Applied::default()
+        }
+
+        fn clear(&mut self, _: WorkloadId, _: &str, kinds: Kinds) -> Applied {
+            Applied::failed(kinds, "cleared")
         }
 
         fn manages(&self, name: &str, kind: ResourceKind) -> bool {
@@ -457,7 +686,7 @@ mod tests {
     }
 
     #[test]
-    fn combined_sends_each_kind_to_the_actuator_that_manages_it() {
+    fn combined_sends_each_kind_to_the_actuator_that_manages_it_and_reports_each_alone() {
         let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
         let one = |kind, prefix| -> Box<dyn Actuator + Send> {
             Box::new(One {
@@ -472,16 +701,47 @@ mod tests {
             one(ResourceKind::Cpu, ""),
         ]);
         let w = WorkloadId(1);
-        let a = PhysicalVector([10, 20, 30, 40]);
+        let l = Limits {
+            hard: [Some(10), Some(20), Some(30), Some(40)],
+            soft: [1, 2, 3, 4],
+        };
         // The cpu comes from the first that manages it; the net only for a mapped workload.
-        assert_eq!(
-            c.apply(w, "vm-1", a).unwrap(),
-            PhysicalVector([11, 0, 31, 0])
-        );
+        let got = c.apply(w, "vm-1", &l, ALL_KINDS);
+        assert_eq!(got.in_force(ResourceKind::Cpu), Some(Some(11)));
+        assert_eq!(got.in_force(ResourceKind::Net), Some(Some(31)));
+        assert_eq!(got.get(ResourceKind::Memory), &KindState::Unmanaged);
         assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 2);
-        assert_eq!(c.apply(w, "job", a).unwrap(), PhysicalVector([11, 0, 0, 0]));
+        let got = c.apply(w, "job", &l, ALL_KINDS);
+        assert_eq!(got.get(ResourceKind::Net), &KindState::Unmanaged);
         assert!(c.manages("vm-1", ResourceKind::Net) && !c.manages("job", ResourceKind::Net));
         assert!(!c.manages("job", ResourceKind::Memory));
-        assert_eq!(c.apply(w, "fail", a).unwrap_err().reason, "refused");
+        let got = c.apply(w, "fail", &l, ALL_KINDS);
+        assert_eq!(
+            got.get(ResourceKind::Cpu),
+            &KindState::Failed("refused".into())
+        );
+        // Only the kinds asked for.
+        let got = c.apply(w, "vm-1", &l, [false, false, true, false]);
+        assert_eq!(got.get(ResourceKind::Cpu), &KindState::Unmanaged);
+        assert_eq!(got.in_force(ResourceKind::Net), Some(Some(31)));
+    }
+
+    #[test]
+    fn the_simulated_actuator_keeps_what_was_applied_and_what_was_tampered_with() {
+        let mut a = SimulatedActuator::default();
+        let w = WorkloadId(3);
+        let l = Limits {
+            hard: [Some(1500), Some(1 << 30), None, None],
+            soft: [40, 1 << 25, 0, 0],
+        };
+        let got = a.apply(w, "x", &l, ALL_KINDS);
+        assert_eq!(got.in_force(ResourceKind::Cpu), Some(Some(1500)));
+        a.tamper(w, ResourceKind::Cpu, Some(100));
+        assert_eq!(
+            a.read(w, "x", ALL_KINDS).in_force(ResourceKind::Cpu),
+            Some(Some(100))
+        );
+        let cleared = a.clear(w, "x", ALL_KINDS);
+        assert_eq!(cleared.in_force(ResourceKind::Memory), Some(None));
     }
 }

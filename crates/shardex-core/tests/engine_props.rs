@@ -1,7 +1,9 @@
 //! Property tests of the engine: whatever the forecasts, after every tick of the controller
 //! the ledger's invariants hold (conservation, allocations within capacity, no lower tier
 //! keeping shards a waiting higher tier could use), and no workload holds less than its
-//! guaranteed share (its reservation).
+//! guaranteed share (its reservation). And invariant 8: once the limits are applied, no
+//! workload's hard limit in force is below its entitlement, and the entitlements of a host's
+//! reservations together never exceed its capacity.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -10,7 +12,10 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use shardex_core::control::Controller;
 use shardex_core::engine::{Demand, Engine, EngineParams};
-use shardex_core::ports::{SimulatedMigrator, StaticProvisioner};
+use shardex_core::entitlement;
+use shardex_core::ports::{
+    ALL_KINDS, Actuator, SimulatedActuator, SimulatedMigrator, StaticProvisioner,
+};
 use shardex_core::{
     Action, Horizon, HostId, KindForecast, Ledger, Quantiles, Rdv, ResourceKind, ShardSizes,
     ShardVector, Span, TenantId, Tier, Timestamp, Window,
@@ -25,10 +30,14 @@ fn workloads() -> impl Strategy<Value = Vec<(u8, u8, u8, u8)>> {
     prop::collection::vec((0u8..3, 1u8..20, 1u8..20, 0u8..4), 1..10)
 }
 
-/// Per tick, per workload: (cpu p50, cpu p99, memory p99) in shards.
-fn ticks(n: usize) -> impl Strategy<Value = Vec<Vec<(u8, u8, u8)>>> {
+/// Per tick, per workload: (cpu p50, cpu p99, memory p99) in shards, and whether its cpu was
+/// held at its limit.
+fn ticks(n: usize) -> impl Strategy<Value = Vec<Vec<(u8, u8, u8, bool)>>> {
     prop::collection::vec(
-        prop::collection::vec((0u8..40, 0u8..60, 0u8..40), n..=n),
+        prop::collection::vec(
+            (0u8..40, 0u8..60, 0u8..40, prop::bool::weighted(0.2)),
+            n..=n,
+        ),
         1..12,
     )
 }
@@ -56,7 +65,7 @@ fn rdv(cpu50: u64, cpu99: u64, mem99: u64, now: Timestamp) -> Rdv {
     }
 }
 
-fn run(ws: &[(u8, u8, u8, u8)], plan: &[Vec<(u8, u8, u8)>]) -> Result<(), TestCaseError> {
+fn run(ws: &[(u8, u8, u8, u8)], plan: &[Vec<(u8, u8, u8, bool)>]) -> Result<(), TestCaseError> {
     let mut l = Ledger::new();
     for h in 0..3 {
         l.apply(
@@ -121,6 +130,7 @@ fn run(ws: &[(u8, u8, u8, u8)], plan: &[Vec<(u8, u8, u8)>]) -> Result<(), TestCa
         SimulatedMigrator::new(Span::from_secs(60)),
     );
     let sizes = ShardSizes::default();
+    let mut actuator = SimulatedActuator::default();
     for (i, tick) in plan.iter().enumerate() {
         let now = t(60 * i as i64);
         let mut demands = BTreeMap::new();
@@ -128,13 +138,14 @@ fn run(ws: &[(u8, u8, u8, u8)], plan: &[Vec<(u8, u8, u8)>]) -> Result<(), TestCa
             let Some(w) = l.workload_named(*tenant, name) else {
                 continue;
             };
-            let (c50, c99, m99) = tick[j % tick.len()];
+            let (c50, c99, m99, held) = tick[j % tick.len()];
             demands.insert(
                 w.id,
                 Demand {
                     rdv: rdv(u64::from(c50), u64::from(c99), u64::from(m99), now),
                     usage: ShardVector::new(0, u64::from(m99) / 2, 0, 0),
                     cap: None,
+                    censored: [held, false, false, false],
                 },
             );
         }
@@ -146,6 +157,39 @@ fn run(ws: &[(u8, u8, u8, u8)], plan: &[Vec<(u8, u8, u8)>]) -> Result<(), TestCa
         );
         let violations = l.check();
         prop_assert!(violations.is_empty(), "tick {i}: {violations:#?}");
+        // Invariant 8, through the actuator port: what is in force is never under the
+        // entitlement, and the shared limits of a host's reservations fit its capacity.
+        for w in l.workloads() {
+            let limits = entitlement::limits(&l, w.id, &sizes).unwrap();
+            let got = actuator.apply(w.id, &w.name, &limits, ALL_KINDS);
+            let owed = sizes
+                .physical_vector(entitlement::entitlement(&l, w.id).unwrap())
+                .unwrap();
+            for kind in ResourceKind::ALL {
+                let in_force = got.in_force(kind).unwrap();
+                prop_assert!(
+                    in_force.is_none_or(|v| v >= owed.get(kind)),
+                    "tick {i}: {} has a {kind} limit of {in_force:?} under its entitlement {}",
+                    w.name,
+                    owed.get(kind)
+                );
+                prop_assert!(limits.soft(kind) <= in_force.unwrap_or(u64::MAX));
+            }
+        }
+        for h in l.hosts() {
+            let mut sum = ShardVector::ZERO;
+            for r in l.reservations().filter(|r| r.host == h.id) {
+                sum = sum
+                    .checked_add(&entitlement::reservation_entitlement(&l, r.id).unwrap())
+                    .unwrap();
+            }
+            prop_assert!(
+                sum.fits_in(&h.capacity),
+                "tick {i}: {} entitled to {sum}, capacity {}",
+                h.name,
+                h.capacity
+            );
+        }
         for (name, (tenant, base)) in &names {
             let Some(w) = l.workload_named(*tenant, name) else {
                 continue;

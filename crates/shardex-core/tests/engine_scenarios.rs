@@ -38,6 +38,7 @@ fn demand(shards: u64, now: Timestamp) -> Demand {
         },
         usage: ShardVector::ZERO,
         cap: None,
+        censored: [false; 4],
     }
 }
 

@@ -14,8 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use shardex_core::ResourceKind;
 use shardex_core::domain::WorkloadId;
-use shardex_core::ports::{Actuator, ActuatorError};
-use shardex_core::shard::PhysicalVector;
+use shardex_core::ports::{Actuator, Applied, KindState, Kinds, Limits};
 
 /// How long one QMP exchange may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -191,53 +190,156 @@ impl QmpActuator {
     }
 }
 
-impl Actuator for QmpActuator {
-    fn apply(
-        &mut self,
-        workload: WorkloadId,
+impl QmpActuator {
+    /// One session with the VM `name`, for the kinds asked that it manages: each kind's
+    /// outcome on its own.
+    fn session(
+        &self,
         name: &str,
-        allocation: PhysicalVector,
-    ) -> Result<PhysicalVector, ActuatorError> {
-        let fail = |reason: String| ActuatorError { workload, reason };
-        let path = self
+        kinds: Kinds,
+        mut f: impl FnMut(&mut Session, ResourceKind) -> Result<Option<u64>, String>,
+    ) -> Applied {
+        let mine: Kinds =
+            std::array::from_fn(|i| kinds[i] && self.manages(name, ResourceKind::ALL[i]));
+        if !mine.iter().any(|&m| m) {
+            return Applied::default();
+        }
+        let opened = self
             .sockets
             .get(name)
-            .ok_or_else(|| fail(format!("no QMP socket is configured for {name:?}")))?;
-        let bytes = allocation.get(ResourceKind::Memory);
-        if bytes == 0 {
-            return Err(fail(
-                "a memory allocation of 0 would take all of the guest's memory".into(),
-            ));
-        }
-        let vcpus = allocation.get(ResourceKind::Cpu).div_ceil(1000).max(1);
-        let mut s = Session::open(path).map_err(&fail)?;
-        // Checked before anything changes: the balloon device answers, and what it holds now
-        // is what is put back if the cpu change is refused.
-        let before = s.balloon_actual().map_err(&fail)?;
-        s.execute("balloon", Some(json!({ "value": bytes })))
-            .map_err(&fail)?;
-        if let Err(e) = s.set_vcpus(vcpus) {
-            if let Err(undo) = s.execute("balloon", Some(json!({ "value": before }))) {
-                tracing::error!(error = %undo, "could not put the balloon target back");
+            .ok_or_else(|| format!("no QMP socket is configured for {name:?}"))
+            .and_then(|path| Session::open(path));
+        let mut s = match opened {
+            Ok(s) => s,
+            Err(e) => return Applied::failed(mine, &e),
+        };
+        let mut out = Applied::default();
+        // Memory first: the balloon answering is what tells a VM that can be resized.
+        for kind in [ResourceKind::Memory, ResourceKind::Cpu] {
+            if mine[kind.index()] {
+                out.set(
+                    kind,
+                    match f(&mut s, kind) {
+                        Ok(v) => KindState::InForce(v),
+                        Err(e) => KindState::Failed(e),
+                    },
+                );
             }
-            return Err(fail(e));
         }
-        let memory = s.balloon_actual().map_err(&fail)?;
-        let cpu = s.vcpus().map_err(&fail)?.saturating_mul(1000);
-        Ok(PhysicalVector([cpu, memory, 0, 0]))
+        out
+    }
+}
+
+impl Session {
+    /// The VM's memory without the balloon: what "no limit" gives it back.
+    fn base_memory(&mut self) -> Result<u64, String> {
+        self.execute("query-memory-size-summary", None)?
+            .get("base-memory")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| "query-memory-size-summary answered without \"base-memory\"".into())
+    }
+
+    /// Every vCPU slot the VM has, plugged or not.
+    fn slots(&mut self) -> Result<u64, String> {
+        Ok(self
+            .execute("query-hotpluggable-cpus", None)?
+            .as_array()
+            .map_or(0, |a| a.len() as u64))
+    }
+
+    fn read(&mut self, kind: ResourceKind) -> Result<Option<u64>, String> {
+        match kind {
+            // What the guest actually holds, which follows the target only as fast as its
+            // balloon driver gives memory back.
+            ResourceKind::Memory => self.balloon_actual().map(Some),
+            _ => Ok(Some(self.vcpus()?.saturating_mul(1000))),
+        }
+    }
+}
+
+impl Actuator for QmpActuator {
+    fn apply(&mut self, _: WorkloadId, name: &str, limits: &Limits, kinds: Kinds) -> Applied {
+        self.session(name, kinds, |s, kind| {
+            match kind {
+                ResourceKind::Memory => {
+                    let target = match limits.hard(kind) {
+                        Some(0) => {
+                            return Err(
+                                "a memory limit of 0 would take all of the guest's memory".into()
+                            );
+                        }
+                        Some(b) => b,
+                        None => s.base_memory()?,
+                    };
+                    s.balloon_actual()?;
+                    s.execute("balloon", Some(json!({ "value": target })))?;
+                }
+                _ => {
+                    let vcpus = match limits.hard(kind) {
+                        Some(m) => m.div_ceil(1000).max(1),
+                        None => s.slots()?,
+                    };
+                    s.set_vcpus(vcpus)?;
+                }
+            }
+            s.read(kind)
+        })
+    }
+
+    fn read(&mut self, _: WorkloadId, name: &str, kinds: Kinds) -> Applied {
+        self.session(name, kinds, |s, kind| s.read(kind))
+    }
+
+    fn clear(&mut self, _: WorkloadId, name: &str, kinds: Kinds) -> Applied {
+        self.session(name, kinds, |s, kind| {
+            // The guest gets its memory back; its vCPUs stay as they are (unplugging is the
+            // guest's to accept, and plugging more than it booted with is not "no limit").
+            if kind == ResourceKind::Memory {
+                let base = s.base_memory()?;
+                s.execute("balloon", Some(json!({ "value": base })))?;
+            }
+            s.read(kind)
+        })
     }
 
     fn manages(&self, name: &str, kind: ResourceKind) -> bool {
         matches!(kind, ResourceKind::Cpu | ResourceKind::Memory) && self.sockets.contains_key(name)
+    }
+
+    fn expected(&self, _: &str, kind: ResourceKind, hard: Option<u64>) -> Option<u64> {
+        match kind {
+            // Whole vCPUs.
+            ResourceKind::Cpu => hard.map(|m| m.div_ceil(1000).max(1) * 1000),
+            _ => hard,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shardex_core::ports::ALL_KINDS;
     use std::process::{Child, Command, Stdio};
 
     const W: WorkloadId = WorkloadId(9);
+
+    fn lim(cpu: u64, memory: u64) -> Limits {
+        Limits {
+            hard: [Some(cpu), Some(memory), None, None],
+            soft: [0; 4],
+        }
+    }
+
+    fn why(a: &Applied, kind: ResourceKind) -> String {
+        match a.get(kind) {
+            KindState::Failed(e) => e.clone(),
+            other => panic!("not a failure: {other:?}"),
+        }
+    }
+
+    fn got(a: &Applied, kind: ResourceKind) -> u64 {
+        a.in_force(kind).flatten().expect("read back")
+    }
 
     #[test]
     fn only_configured_vms_are_managed_and_errors_say_why() {
@@ -248,18 +350,20 @@ mod tests {
         )]));
         assert!(a.manages("vm-1", ResourceKind::Memory) && a.manages("vm-1", ResourceKind::Cpu));
         assert!(!a.manages("vm-1", ResourceKind::Net) && !a.manages("vm-2", ResourceKind::Cpu));
-        let e = a
-            .apply(W, "vm-2", PhysicalVector([1000, 1 << 28, 0, 0]))
-            .unwrap_err();
-        assert!(e.reason.contains("no QMP socket"), "{e}");
-        let e = a
-            .apply(W, "vm-1", PhysicalVector([1000, 1 << 28, 0, 0]))
-            .unwrap_err();
-        assert!(e.reason.contains("absent.sock"), "{e}");
-        let e = a
-            .apply(W, "vm-1", PhysicalVector([1000, 0, 0, 0]))
-            .unwrap_err();
-        assert!(e.reason.contains("memory allocation of 0"), "{e}");
+        assert_eq!(
+            a.apply(W, "vm-2", &lim(1000, 1 << 28), ALL_KINDS),
+            Applied::default(),
+            "an unlisted VM is not managed"
+        );
+        let e = why(
+            &a.apply(W, "vm-1", &lim(1000, 1 << 28), ALL_KINDS),
+            ResourceKind::Cpu,
+        );
+        assert!(e.contains("absent.sock"), "{e}");
+        assert_eq!(
+            a.expected("vm-1", ResourceKind::Cpu, Some(1500)),
+            Some(2000)
+        );
     }
 
     #[test]
@@ -272,10 +376,11 @@ mod tests {
             conn.write_all(b"{\"hello\": 1}\n").unwrap();
         });
         let mut a = QmpActuator::new(BTreeMap::from([("vm".to_string(), path)]));
-        let e = a
-            .apply(W, "vm", PhysicalVector([1000, 1 << 28, 0, 0]))
-            .unwrap_err();
-        assert!(e.reason.contains("did not greet as QMP"), "{e}");
+        let e = why(
+            &a.apply(W, "vm", &lim(1000, 1 << 28), ALL_KINDS),
+            ResourceKind::Memory,
+        );
+        assert!(e.contains("did not greet as QMP"), "{e}");
         server.join().unwrap();
     }
 
@@ -324,29 +429,31 @@ mod tests {
         }
         let mut a = QmpActuator::new(BTreeMap::from([("vm".to_string(), sock)]));
         // 2.5 cores are 3 vCPUs: two plugged live next to the boot one.
-        let in_force = a
-            .apply(W, "vm", PhysicalVector([2500, 128 << 20, 0, 0]))
-            .unwrap();
-        assert_eq!(in_force.get(ResourceKind::Cpu), 3000);
+        let in_force = a.apply(W, "vm", &lim(2500, 128 << 20), ALL_KINDS);
+        assert_eq!(got(&in_force, ResourceKind::Cpu), 3000);
         // A paused VM has no balloon driver running: the target is set, the guest still holds
         // all of its memory, and the read-back says so rather than echo the target.
-        assert_eq!(in_force.get(ResourceKind::Memory), 256 << 20);
-        // Idempotent: the same allocation plugs nothing more.
-        let again = a
-            .apply(W, "vm", PhysicalVector([2500, 128 << 20, 0, 0]))
-            .unwrap();
-        assert_eq!(again.get(ResourceKind::Cpu), 3000);
+        assert_eq!(got(&in_force, ResourceKind::Memory), 256 << 20);
+        // Idempotent: the same limits plug nothing more.
+        let again = a.apply(W, "vm", &lim(2500, 128 << 20), ALL_KINDS);
+        assert_eq!(got(&again, ResourceKind::Cpu), 3000);
         // More than the VM has slots for: all 4, and the read-back shows 4.
-        let most = a
-            .apply(W, "vm", PhysicalVector([8000, 128 << 20, 0, 0]))
-            .unwrap();
-        assert_eq!(most.get(ResourceKind::Cpu), 4000);
+        let most = a.apply(W, "vm", &lim(8000, 128 << 20), ALL_KINDS);
+        assert_eq!(got(&most, ResourceKind::Cpu), 4000);
         // Fewer: x86 vCPUs leave only once a guest has taken over CPU hotplug, and this
-        // paused VM runs none, so QEMU refuses the unplug; the actuation still succeeds for
-        // memory and the read-back honestly counts 4.
-        let fewer = a
-            .apply(W, "vm", PhysicalVector([1000, 128 << 20, 0, 0]))
-            .unwrap();
-        assert_eq!(fewer.get(ResourceKind::Cpu), 4000);
+        // paused VM runs none, so QEMU refuses the unplug; memory is applied all the same and
+        // the read-back honestly counts 4.
+        let fewer = a.apply(W, "vm", &lim(1000, 128 << 20), ALL_KINDS);
+        assert_eq!(got(&fewer, ResourceKind::Cpu), 4000);
+        assert_eq!(got(&a.read(W, "vm", ALL_KINDS), ResourceKind::Cpu), 4000);
+        // A zero memory limit is refused for memory alone.
+        let zero = a.apply(W, "vm", &lim(4000, 0), ALL_KINDS);
+        assert!(why(&zero, ResourceKind::Memory).contains("memory limit of 0"));
+        assert_eq!(got(&zero, ResourceKind::Cpu), 4000);
+        // Unbinding gives the guest its memory back.
+        assert_eq!(
+            got(&a.clear(W, "vm", ALL_KINDS), ResourceKind::Memory),
+            256 << 20
+        );
     }
 }

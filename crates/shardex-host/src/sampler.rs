@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use shardex_core::ports::{Sampler, SamplerError};
+use shardex_core::ports::{Reading, Sampler, SamplerError};
 use shardex_core::{ResourceKind, Timestamp};
 
 /// Which cgroup layout the host has.
@@ -23,6 +23,8 @@ pub enum Layout {
     V1 {
         /// The cpuacct hierarchy.
         cpuacct: PathBuf,
+        /// The cpu hierarchy (CFS throttling counters), where mounted.
+        cpu: Option<PathBuf>,
         /// The memory hierarchy.
         memory: PathBuf,
         /// The blkio hierarchy, where mounted.
@@ -41,6 +43,29 @@ pub struct CgroupSampler {
     net_root: PathBuf,
     /// Per workload and kind: the last reading of a cumulative counter and when it was read.
     last: HashMap<(String, ResourceKind), (u64, Timestamp)>,
+    /// Per workload: the last reading of each limit counter.
+    counters: HashMap<(String, &'static str), u64>,
+}
+
+/// The cumulative counters that say a workload was held at a limit.
+#[derive(Debug, Clone, Copy, Default)]
+struct Limited {
+    /// Periods in which its cpu quota throttled it (v1 and v2 `cpu.stat` `nr_throttled`).
+    cpu_throttled: Option<u64>,
+    /// Times its memory hit a limit (v1 `memory.failcnt`; v2 `memory.events` high + max).
+    memory_limited: Option<u64>,
+    /// OOM kills (v1 `memory.oom_control`, v2 `memory.events` `oom_kill`).
+    oom_kills: Option<u64>,
+    /// Packets the shaping qdisc dropped or held over its rate.
+    net_dropped: Option<u64>,
+}
+
+/// The number after `key ` on its own line of a flat-keyed cgroup file.
+fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
 }
 
 fn read_u64(path: &Path) -> Option<u64> {
@@ -94,6 +119,10 @@ impl CgroupSampler {
         } else if base.join("cpuacct/cpuacct.usage").exists() {
             Layout::V1 {
                 cpuacct: base.join("cpuacct"),
+                cpu: ["cpu", "cpu,cpuacct", "cpuacct,cpu"]
+                    .iter()
+                    .map(|d| base.join(d))
+                    .find(|d| d.join("cpu.cfs_period_us").exists()),
                 memory: base.join("memory"),
                 blkio: Some(base.join("blkio"))
                     .filter(|d| d.join("blkio.throttle.io_serviced").exists()),
@@ -106,6 +135,7 @@ impl CgroupSampler {
             interfaces: BTreeMap::new(),
             net_root: PathBuf::from("/sys/class/net"),
             last: HashMap::new(),
+            counters: HashMap::new(),
         })
     }
 
@@ -128,9 +158,10 @@ impl CgroupSampler {
 
     /// Raw readings of a workload's cgroup, if it exists, in `ResourceKind::ALL` order: the
     /// cpu counter (ns), memory (bytes), the interface's transmit counter (bytes) and the
-    /// operations counter.
-    fn read(&self, workload: &str) -> Option<[Option<u64>; 4]> {
+    /// operations counter; and its limit counters.
+    fn read(&self, workload: &str) -> Option<([Option<u64>; 4], Limited)> {
         let mut v = [None; 4];
+        let mut limited = Limited::default();
         match &self.layout {
             Layout::V2 { root } => {
                 let dir = cgroup_dir(root, workload)?;
@@ -150,9 +181,23 @@ impl CgroupSampler {
                 v[3] = std::fs::read_to_string(dir.join("io.stat"))
                     .ok()
                     .map(|t| v2_ios(&t));
+                let stat = |file: &str, key: &str| {
+                    std::fs::read_to_string(dir.join(file))
+                        .ok()
+                        .and_then(|t| keyed(&t, key))
+                };
+                limited.cpu_throttled = stat("cpu.stat", "nr_throttled");
+                // `high`: reclaimed at memory.high; `max`: at memory.max.
+                limited.memory_limited =
+                    match (stat("memory.events", "high"), stat("memory.events", "max")) {
+                        (None, None) => None,
+                        (h, m) => Some(h.unwrap_or(0) + m.unwrap_or(0)),
+                    };
+                limited.oom_kills = stat("memory.events", "oom_kill");
             }
             Layout::V1 {
                 cpuacct,
+                cpu,
                 memory,
                 blkio,
             } => {
@@ -161,8 +206,22 @@ impl CgroupSampler {
                     return None;
                 }
                 v[0] = read_u64(&cdir.join("cpuacct.usage"));
-                v[1] = cgroup_dir(memory, workload)
+                let mdir = cgroup_dir(memory, workload);
+                v[1] = mdir
+                    .as_ref()
                     .and_then(|d| read_u64(&d.join("memory.usage_in_bytes")));
+                limited.cpu_throttled = cpu
+                    .as_ref()
+                    .and_then(|c| cgroup_dir(c, workload))
+                    .and_then(|d| std::fs::read_to_string(d.join("cpu.stat")).ok())
+                    .and_then(|t| keyed(&t, "nr_throttled"));
+                limited.memory_limited = mdir
+                    .as_ref()
+                    .and_then(|d| read_u64(&d.join("memory.failcnt")));
+                limited.oom_kills = mdir
+                    .as_ref()
+                    .and_then(|d| std::fs::read_to_string(d.join("memory.oom_control")).ok())
+                    .and_then(|t| keyed(&t, "oom_kill"));
                 v[3] = blkio
                     .as_ref()
                     .and_then(|b| cgroup_dir(b, workload))
@@ -177,7 +236,24 @@ impl CgroupSampler {
             .get(workload)
             .filter(|dev| crate::tc::valid_interface(dev))
             .and_then(|dev| read_u64(&self.net_root.join(dev).join("statistics/tx_bytes")));
-        Some(v)
+        limited.net_dropped = self
+            .interfaces
+            .get(workload)
+            .filter(|dev| crate::tc::valid_interface(dev))
+            .and_then(|dev| crate::tc::tbf_pressure(dev))
+            .map(|(drops, overlimits)| drops + overlimits);
+        Some((v, limited))
+    }
+
+    /// Whether a cumulative limit counter rose since its previous reading (`false` on the
+    /// first reading, or when the counter is not there).
+    fn rose(&mut self, workload: &str, what: &'static str, value: Option<u64>) -> u64 {
+        let Some(value) = value else { return 0 };
+        let key = (workload.trim_start_matches('/').to_string(), what);
+        match self.counters.insert(key, value) {
+            Some(prev) => value.saturating_sub(prev),
+            None => 0,
+        }
     }
 
     /// The rate of a cumulative counter since its previous reading: its increase per
@@ -204,12 +280,8 @@ impl CgroupSampler {
 }
 
 impl Sampler for CgroupSampler {
-    fn sample(
-        &mut self,
-        workload: &str,
-        now: Timestamp,
-    ) -> Result<Option<[Option<u64>; 4]>, SamplerError> {
-        let Some([cpu_ns, memory, tx_bytes, ios]) = self.read(workload) else {
+    fn sample(&mut self, workload: &str, now: Timestamp) -> Result<Option<Reading>, SamplerError> {
+        let Some(([cpu_ns, memory, tx_bytes, ios], limited)) = self.read(workload) else {
             return Ok(None);
         };
         // Per millisecond of wall time: ns of cpu / 1000 are millicores; bytes × 8000 are
@@ -220,7 +292,18 @@ impl Sampler for CgroupSampler {
         });
         let net = tx_bytes.and_then(|b| self.rate(workload, ResourceKind::Net, b, now, 8_000));
         let iops = ios.and_then(|n| self.rate(workload, ResourceKind::Iops, n, now, 1_000));
-        Ok(Some([cpu, memory, net, iops]))
+        let oom_kills = self.rose(workload, "oom_kill", limited.oom_kills);
+        let censored = [
+            self.rose(workload, "nr_throttled", limited.cpu_throttled) > 0,
+            self.rose(workload, "memory_limited", limited.memory_limited) > 0 || oom_kills > 0,
+            self.rose(workload, "net_dropped", limited.net_dropped) > 0,
+            false,
+        ];
+        Ok(Some(Reading {
+            usage: [cpu, memory, net, iops],
+            censored,
+            oom_kills,
+        }))
     }
 }
 
@@ -243,7 +326,7 @@ mod tests {
         std::fs::write(cg.join("memory.current"), "4096\n").unwrap();
         let mut s = CgroupSampler::probe_at(base).unwrap();
         assert!(matches!(s.layout(), Layout::V2 { .. }));
-        let first = s.sample("web.slice", t(0)).unwrap().unwrap();
+        let first = s.sample("web.slice", t(0)).unwrap().unwrap().usage;
         assert_eq!(
             first,
             [None, Some(4096), None, None],
@@ -251,7 +334,7 @@ mod tests {
         );
         // 0.5 s of cpu in 1 s: 500 millicores.
         std::fs::write(cg.join("cpu.stat"), "usage_usec 1500000\n").unwrap();
-        let second = s.sample("web.slice", t(1000)).unwrap().unwrap();
+        let second = s.sample("web.slice", t(1000)).unwrap().unwrap().usage;
         assert_eq!(second[0], Some(500));
         assert_eq!(s.sample("missing.slice", t(2000)).unwrap(), None);
         assert_eq!(s.sample("../etc", t(2000)).unwrap(), None);
@@ -272,7 +355,7 @@ mod tests {
         std::fs::write(base.join("cpuacct/app/cpuacct.usage"), "4000000000\n").unwrap();
         // 2 s of cpu in 1 s: two cores.
         assert_eq!(
-            s.sample("/app", t(1000)).unwrap().unwrap(),
+            s.sample("/app", t(1000)).unwrap().unwrap().usage,
             [Some(2000), Some(123), None, None]
         );
     }
@@ -304,17 +387,20 @@ mod tests {
         );
         write((100, 50), 1_000);
         assert_eq!(
-            s.sample("vm.scope", t(0)).unwrap().unwrap()[2..],
+            s.sample("vm.scope", t(0)).unwrap().unwrap().usage[2..],
             [None, None]
         );
         // 2 s later: 300 more operations, 250,000 more bytes sent.
         write((300, 150), 251_000);
-        let v = s.sample("vm.scope", t(2000)).unwrap().unwrap();
+        let v = s.sample("vm.scope", t(2000)).unwrap().unwrap().usage;
         assert_eq!(v[3], Some(150), "operations per second");
         assert_eq!(v[2], Some(1_000_000), "bits per second");
         // A counter that went backwards (a recreated cgroup) gives no rate, then rates again.
         write((0, 0), 251_000);
-        assert_eq!(s.sample("vm.scope", t(3000)).unwrap().unwrap()[3], None);
+        assert_eq!(
+            s.sample("vm.scope", t(3000)).unwrap().unwrap().usage[3],
+            None
+        );
         // v1: the Total line of blkio.throttle.io_serviced.
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path();
@@ -334,7 +420,84 @@ mod tests {
         serviced(10);
         s.sample("app", t(0)).unwrap();
         serviced(1010);
-        assert_eq!(s.sample("app", t(1000)).unwrap().unwrap()[3], Some(1000));
+        assert_eq!(
+            s.sample("app", t(1000)).unwrap().unwrap().usage[3],
+            Some(1000)
+        );
+    }
+
+    #[test]
+    fn throttling_memory_limits_and_oom_kills_mark_samples_censored() {
+        // v2: cpu.stat nr_throttled, memory.events high / max / oom_kill.
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::write(base.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        let cg = base.join("job");
+        std::fs::create_dir(&cg).unwrap();
+        let write = |cpu: u64, throttled: u64, high: u64, oom: u64| {
+            std::fs::write(
+                cg.join("cpu.stat"),
+                format!(
+                    "usage_usec {cpu}\nnr_periods 10\nnr_throttled {throttled}\nthrottled_usec 5\n"
+                ),
+            )
+            .unwrap();
+            std::fs::write(
+                cg.join("memory.events"),
+                format!("low 0\nhigh {high}\nmax 0\noom 0\noom_kill {oom}\n"),
+            )
+            .unwrap();
+            std::fs::write(cg.join("memory.current"), "4096\n").unwrap();
+        };
+        let mut s = CgroupSampler::probe_at(base).unwrap();
+        write(0, 3, 1, 0);
+        let first = s.sample("job", t(0)).unwrap().unwrap();
+        assert_eq!(
+            first.censored, [false; 4],
+            "counters from before shardex looked are history"
+        );
+        write(1_000_000, 3, 1, 0);
+        let calm = s.sample("job", t(1000)).unwrap().unwrap();
+        assert_eq!((calm.censored, calm.oom_kills), ([false; 4], 0));
+        write(2_000_000, 9, 1, 0);
+        let throttled = s.sample("job", t(2000)).unwrap().unwrap();
+        assert!(throttled.censored(ResourceKind::Cpu) && !throttled.censored(ResourceKind::Memory));
+        write(3_000_000, 9, 4, 1);
+        let oom = s.sample("job", t(3000)).unwrap().unwrap();
+        assert!(oom.censored(ResourceKind::Memory) && !oom.censored(ResourceKind::Cpu));
+        assert_eq!(oom.oom_kills, 1);
+        // v1: the cpu hierarchy's cpu.stat, memory.failcnt and memory.oom_control.
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        for d in ["cpuacct/app", "cpu/app", "memory/app"] {
+            std::fs::create_dir_all(base.join(d)).unwrap();
+        }
+        std::fs::write(base.join("cpuacct/cpuacct.usage"), "0").unwrap();
+        std::fs::write(base.join("cpu/cpu.cfs_period_us"), "100000").unwrap();
+        let write = |throttled: u64, failcnt: u64, oom: u64| {
+            std::fs::write(base.join("cpuacct/app/cpuacct.usage"), "5").unwrap();
+            std::fs::write(
+                base.join("cpu/app/cpu.stat"),
+                format!("nr_periods 4\nnr_throttled {throttled}\nthrottled_time 9\n"),
+            )
+            .unwrap();
+            std::fs::write(base.join("memory/app/memory.usage_in_bytes"), "8192").unwrap();
+            std::fs::write(base.join("memory/app/memory.failcnt"), failcnt.to_string()).unwrap();
+            std::fs::write(
+                base.join("memory/app/memory.oom_control"),
+                format!("oom_kill_disable 0\nunder_oom 0\noom_kill {oom}\n"),
+            )
+            .unwrap();
+        };
+        let mut s = CgroupSampler::probe_at(base).unwrap();
+        write(0, 0, 0);
+        s.sample("app", t(0)).unwrap();
+        write(2, 0, 0);
+        let r = s.sample("app", t(1000)).unwrap().unwrap();
+        assert_eq!(r.censored, [true, false, false, false]);
+        write(2, 7, 2);
+        let r = s.sample("app", t(2000)).unwrap().unwrap();
+        assert_eq!((r.censored, r.oom_kills), ([false, true, false, false], 2));
     }
 
     #[test]
@@ -357,7 +520,7 @@ mod tests {
         );
         if Path::new("/sys/class/net/lo/statistics/tx_bytes").exists() {
             s.sample("/", t(0)).unwrap();
-            let v = s.sample("/", t(1000)).unwrap().unwrap();
+            let v = s.sample("/", t(1000)).unwrap().unwrap().usage;
             assert!(v[2].is_some(), "no transmit rate from lo: {v:?}");
         }
     }

@@ -8,8 +8,7 @@ use std::process::Command;
 
 use shardex_core::ResourceKind;
 use shardex_core::domain::WorkloadId;
-use shardex_core::ports::{Actuator, ActuatorError};
-use shardex_core::shard::PhysicalVector;
+use shardex_core::ports::{Actuator, ActuatorError, Applied, KindState, Kinds, Limits};
 
 /// The least rate written: a tbf rate of 0 is invalid, and no rate would mean no shaping.
 const MIN_RATE_BPS: u64 = 8_000;
@@ -39,6 +38,18 @@ pub fn valid_interface(name: &str) -> bool {
         && !name.chars().any(char::is_whitespace)
         && name != "."
         && name != ".."
+}
+
+/// The root tbf qdisc's packets dropped and times over its rate on `dev` (cumulative; `None`
+/// when there is no tbf there): a sample taken while they rise is censored.
+pub fn tbf_pressure(dev: &str) -> Option<(u64, u64)> {
+    let out = Command::new("tc")
+        .args(["-s", "-j", "qdisc", "show", "dev", dev, "root"])
+        .output()
+        .ok()?;
+    let qdiscs: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let q = qdiscs.as_array()?.iter().find(|q| q["kind"] == "tbf")?;
+    Some((q["drops"].as_u64()?, q["overlimits"].as_u64()?))
 }
 
 impl TcActuator {
@@ -92,22 +103,20 @@ impl TcActuator {
     }
 }
 
-impl Actuator for TcActuator {
-    fn apply(
-        &mut self,
-        workload: WorkloadId,
-        name: &str,
-        allocation: PhysicalVector,
-    ) -> Result<PhysicalVector, ActuatorError> {
+impl TcActuator {
+    /// The interface of a mapped workload, checked.
+    fn device(&self, name: &str) -> Result<String, String> {
         let dev = self
             .interfaces
             .get(name)
-            .ok_or_else(|| error(workload, format!("no interface is configured for {name:?}")))?
-            .clone();
-        if !valid_interface(&dev) {
-            return Err(error(workload, format!("{dev:?} is not an interface name")));
+            .ok_or_else(|| format!("no interface is configured for {name:?}"))?;
+        if !valid_interface(dev) {
+            return Err(format!("{dev:?} is not an interface name"));
         }
-        let rate = allocation.get(ResourceKind::Net).max(MIN_RATE_BPS);
+        Ok(dev.clone())
+    }
+
+    fn shape(&self, workload: WorkloadId, dev: &str, rate: u64) -> Result<Option<u64>, String> {
         // The bucket holds 10 ms at the rate, and never less than a jumbo frame, so a packet
         // always fits.
         let burst = (rate / 8 / 100).max(9_216);
@@ -120,7 +129,7 @@ impl Actuator for TcActuator {
                 "qdisc",
                 "replace",
                 "dev",
-                &dev,
+                dev,
                 "root",
                 "tbf",
                 "rate",
@@ -130,9 +139,79 @@ impl Actuator for TcActuator {
                 "latency",
                 &latency_arg,
             ],
-        )?;
-        let in_force = self.read_rate(workload, &dev)?.unwrap_or(0);
-        Ok(PhysicalVector([0, 0, in_force, 0]))
+        )
+        .map_err(|e| e.reason)?;
+        self.read_rate(workload, dev).map_err(|e| e.reason)
+    }
+
+    /// The root qdisc's packets dropped and times over its limit (cumulative; `None` when
+    /// shardex's tbf is not there): a sample taken while they rise is censored.
+    pub fn pressure(&self, name: &str) -> Option<(u64, u64)> {
+        let dev = self.device(name).ok()?;
+        let text = self
+            .run(
+                WorkloadId(0),
+                &["-s", "-j", "qdisc", "show", "dev", &dev, "root"],
+            )
+            .ok()?;
+        let qdiscs: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
+        let q = qdiscs.as_array()?.iter().find(|q| q["kind"] == "tbf")?;
+        Some((q["drops"].as_u64()?, q["overlimits"].as_u64()?))
+    }
+
+    fn one(
+        &self,
+        name: &str,
+        kinds: Kinds,
+        f: impl FnOnce(&str) -> Result<Option<u64>, String>,
+    ) -> Applied {
+        let mut out = Applied::default();
+        if kinds[ResourceKind::Net.index()] && self.manages(name, ResourceKind::Net) {
+            let state = match self.device(name).and_then(|dev| f(&dev)) {
+                Ok(v) => KindState::InForce(v),
+                Err(e) => KindState::Failed(e),
+            };
+            out.set(ResourceKind::Net, state);
+        }
+        out
+    }
+}
+
+impl Actuator for TcActuator {
+    fn apply(
+        &mut self,
+        workload: WorkloadId,
+        name: &str,
+        limits: &Limits,
+        kinds: Kinds,
+    ) -> Applied {
+        // No net entitlement: the least rate, not an unshaped link.
+        let rate = limits
+            .hard(ResourceKind::Net)
+            .unwrap_or(u64::MAX)
+            .max(MIN_RATE_BPS);
+        self.one(name, kinds, |dev| self.shape(workload, dev, rate))
+    }
+
+    fn read(&mut self, workload: WorkloadId, name: &str, kinds: Kinds) -> Applied {
+        self.one(name, kinds, |dev| {
+            self.read_rate(workload, dev).map_err(|e| e.reason)
+        })
+    }
+
+    fn clear(&mut self, workload: WorkloadId, name: &str, kinds: Kinds) -> Applied {
+        self.one(name, kinds, |dev| {
+            // Only shardex's own tbf is removed; another root qdisc is left alone.
+            if self
+                .read_rate(workload, dev)
+                .map_err(|e| e.reason)?
+                .is_some()
+            {
+                self.run(workload, &["qdisc", "del", "dev", dev, "root"])
+                    .map_err(|e| e.reason)?;
+            }
+            self.read_rate(workload, dev).map_err(|e| e.reason)
+        })
     }
 
     fn manages(&self, name: &str, kind: ResourceKind) -> bool {
@@ -143,11 +222,26 @@ impl Actuator for TcActuator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shardex_core::ports::ALL_KINDS;
 
     const W: WorkloadId = WorkloadId(3);
 
-    fn net(bps: u64) -> PhysicalVector {
-        PhysicalVector([100, 1 << 20, bps, 10])
+    fn net(bps: u64) -> Limits {
+        Limits {
+            hard: [Some(100), Some(1 << 20), Some(bps), Some(10)],
+            soft: [0; 4],
+        }
+    }
+
+    fn why(a: Applied) -> String {
+        match a.get(ResourceKind::Net) {
+            KindState::Failed(e) => e.clone(),
+            other => panic!("not a failure: {other:?}"),
+        }
+    }
+
+    fn rate(a: Applied) -> Option<u64> {
+        a.in_force(ResourceKind::Net).expect("read back")
     }
 
     #[test]
@@ -160,10 +254,13 @@ mod tests {
         assert!(a.manages("vm-1", ResourceKind::Net));
         assert!(!a.manages("vm-1", ResourceKind::Cpu));
         assert!(!a.manages("vm-3", ResourceKind::Net));
-        let e = a.apply(W, "vm-3", net(1_000_000)).unwrap_err();
-        assert!(e.reason.contains("no interface"), "{e}");
-        let e = a.apply(W, "vm-2", net(1_000_000)).unwrap_err();
-        assert!(e.reason.contains("not an interface name"), "{e}");
+        // An unmapped workload is not managed, so nothing is done or reported for it.
+        assert_eq!(
+            a.apply(W, "vm-3", &net(1_000_000), ALL_KINDS),
+            Applied::default()
+        );
+        let e = why(a.apply(W, "vm-2", &net(1_000_000), ALL_KINDS));
+        assert!(e.contains("not an interface name"), "{e}");
         assert!(!valid_interface("a/b") && !valid_interface("") && !valid_interface(".."));
         assert!(!valid_interface("sixteen-chars-xx") && valid_interface("tap0"));
     }
@@ -172,8 +269,8 @@ mod tests {
     fn a_missing_tc_binary_is_named_in_the_error() {
         let mut a = TcActuator::new(BTreeMap::from([("vm".into(), "tap0".into())]));
         a.tc = "/nonexistent/tc".into();
-        let e = a.apply(W, "vm", net(1_000_000)).unwrap_err();
-        assert!(e.reason.contains("/nonexistent/tc"), "{e}");
+        let e = why(a.apply(W, "vm", &net(1_000_000), ALL_KINDS));
+        assert!(e.contains("/nonexistent/tc"), "{e}");
     }
 
     /// A veth pair made for a test, deleted when dropped.
@@ -210,14 +307,26 @@ mod tests {
         }
         let _guard = Veth(dev.clone());
         let mut a = TcActuator::new(BTreeMap::from([("vm".into(), dev.clone())]));
-        let in_force = a.apply(W, "vm", net(8_000_000)).unwrap();
-        assert_eq!(in_force, PhysicalVector([0, 0, 8_000_000, 0]));
+        let got = a.apply(W, "vm", &net(8_000_000), ALL_KINDS);
+        assert_eq!(rate(got.clone()), Some(8_000_000));
+        assert_eq!(got.get(ResourceKind::Cpu), &KindState::Unmanaged);
         // Replaced live, not added beside the old one.
-        let in_force = a.apply(W, "vm", net(3_000_000)).unwrap();
-        assert_eq!(in_force.get(ResourceKind::Net), 3_000_000);
-        assert_eq!(a.read_rate(W, &dev).unwrap(), Some(3_000_000));
+        assert_eq!(
+            rate(a.apply(W, "vm", &net(3_000_000), ALL_KINDS)),
+            Some(3_000_000)
+        );
+        assert_eq!(rate(a.read(W, "vm", ALL_KINDS)), Some(3_000_000));
+        assert!(
+            a.pressure("vm").is_some(),
+            "the tbf's drops and overlimits are read"
+        );
         // No net shards: the least rate, not an unshaped link.
-        let in_force = a.apply(W, "vm", net(0)).unwrap();
-        assert_eq!(in_force.get(ResourceKind::Net), MIN_RATE_BPS);
+        assert_eq!(
+            rate(a.apply(W, "vm", &net(0), ALL_KINDS)),
+            Some(MIN_RATE_BPS)
+        );
+        // Unbinding takes the shaping off.
+        assert_eq!(rate(a.clear(W, "vm", ALL_KINDS)), None);
+        assert_eq!(a.read_rate(W, &dev).unwrap(), None);
     }
 }

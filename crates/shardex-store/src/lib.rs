@@ -25,12 +25,14 @@
 //! ```
 
 pub mod memory;
+pub mod profiles;
 pub mod sqlite;
 
 use shardex_core::{ShardSizes, Violation};
 use thiserror::Error;
 
 pub use memory::MemoryStore;
+pub use profiles::OomRecord;
 pub use sqlite::SqliteStore;
 
 /// Failures of a store (as opposed to actions the ledger refused).

@@ -45,4 +45,26 @@ impl LedgerStore for MemoryStore {
             Err(e) => Err(e),
         })
     }
+
+    async fn apply_all(
+        &mut self,
+        actions: Vec<(Action, Timestamp)>,
+    ) -> Result<Result<Vec<Event>, (usize, LedgerError)>, Infallible> {
+        let mut ledger = self.ledger.clone();
+        let mut log = Vec::new();
+        let mut all = Vec::new();
+        for (i, (action, now)) in actions.into_iter().enumerate() {
+            match ledger.applied(&action, now) {
+                Ok((next, events)) => {
+                    all.extend(events.iter().cloned());
+                    log.push((now, action, events));
+                    ledger = next;
+                }
+                Err(e) => return Ok(Err((i, e))),
+            }
+        }
+        self.log.extend(log);
+        self.ledger = ledger;
+        Ok(Ok(all))
+    }
 }

@@ -222,6 +222,11 @@ impl SqliteStore {
         }
     }
 
+    /// The connection pool (for the tables beside the ledger's).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Sequence number of the last acknowledged action (0 for an empty log).
     pub fn seq(&self) -> u64 {
         self.seq
@@ -389,16 +394,32 @@ impl SqliteStore {
         events: &[Event],
         charges: &[Charge],
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.write(&mut tx, seq, action, now, events, charges)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One action's rows, inside the caller's transaction.
+    async fn write(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        seq: u64,
+        action: &Action,
+        now: Timestamp,
+        events: &[Event],
+        charges: &[Charge],
+    ) -> Result<(), StoreError> {
         let seq = i64::try_from(seq).map_err(|_| StoreError::Corrupt {
             seq,
             reason: "log too long".into(),
         })?;
-        let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO actions (seq, at_ms, action) VALUES (?, ?, ?)")
             .bind(seq)
             .bind(now.millis())
             .bind(encode("action", action)?)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         for (idx, e) in events.iter().enumerate() {
             sqlx::query("INSERT INTO events (seq, idx, kind, event) VALUES (?, ?, ?, ?)")
@@ -406,7 +427,7 @@ impl SqliteStore {
                 .bind(i64::try_from(idx).unwrap_or(i64::MAX))
                 .bind(event_kind(e)?)
                 .bind(encode("event", e)?)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
         for (idx, c) in charges.iter().enumerate() {
@@ -422,7 +443,7 @@ impl SqliteStore {
             .bind(c.lender.map(|l| l.0 as i64))
             .bind(encode("charge", c)?)
             .bind(c.amount.to_string())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             let t = charge_transaction(c, self.lender_share)?;
             for (pidx, p) in t.postings.iter().enumerate() {
@@ -434,11 +455,10 @@ impl SqliteStore {
                 .bind(i64::try_from(pidx).unwrap_or(i64::MAX))
                 .bind(account_key(p.account))
                 .bind(p.amount.to_string())
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             }
         }
-        tx.commit().await?;
         Ok(())
     }
 }
@@ -466,5 +486,41 @@ impl LedgerStore for SqliteStore {
         self.ledger = next;
         self.seq = seq;
         Ok(Ok(events))
+    }
+
+    async fn apply_all(
+        &mut self,
+        actions: Vec<(Action, Timestamp)>,
+    ) -> Result<Result<Vec<Event>, (usize, LedgerError)>, StoreError> {
+        // Every next state and its charges first, in memory: a refusal writes nothing.
+        let mut ledger = self.ledger.clone();
+        let mut rows = Vec::with_capacity(actions.len());
+        let mut all = Vec::new();
+        for (i, (action, now)) in actions.into_iter().enumerate() {
+            let (next, events) = match ledger.applied(&action, now) {
+                Ok(x) => x,
+                Err(e) => return Ok(Err((i, e))),
+            };
+            let charges = accrue(&ledger, &self.prices, now)?;
+            all.extend(events.iter().cloned());
+            rows.push((action, now, events, charges));
+            ledger = next;
+        }
+        let mut tx = self.pool.begin().await?;
+        for (i, (action, now, events, charges)) in rows.iter().enumerate() {
+            self.write(
+                &mut tx,
+                self.seq + 1 + i as u64,
+                action,
+                *now,
+                events,
+                charges,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.seq += rows.len() as u64;
+        self.ledger = ledger;
+        Ok(Ok(all))
     }
 }

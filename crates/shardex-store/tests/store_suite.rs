@@ -34,6 +34,30 @@ async fn contract<S: LedgerStore>(store: &mut S) {
         Err(LedgerError::TimeWentBackwards { .. })
     ));
 
+    // Several actions as one transaction: all or none.
+    let before = store.ledger().clone();
+    let tenant = |n: &str| Action::CreateTenant { name: n.into() };
+    let refused = store
+        .apply_all(vec![(tenant("a"), t(102)), (tenant("a"), t(102))])
+        .await
+        .unwrap();
+    assert!(matches!(
+        refused,
+        Err((1, LedgerError::DuplicateName { .. }))
+    ));
+    assert_eq!(
+        store.ledger(),
+        &before,
+        "the first of a refused pair is not applied"
+    );
+    let events = store
+        .apply_all(vec![(tenant("a"), t(102)), (tenant("b"), t(103))])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(store.ledger().tenants().count(), 2);
+
     // A long plausible stream keeps the invariants at every step.
     let mut script = common::Script::new(11);
     for _ in 0..300 {

@@ -81,6 +81,15 @@ pub struct EngineConfig {
     pub decide_every: Span,
     /// Forecasting policy.
     pub policy: String,
+    /// How long every forecast must stay under a workload's allocation before it shrinks
+    /// (the scale-down cool-down).
+    #[serde(deserialize_with = "span_text", serialize_with = "span_display")]
+    pub scale_down_after: Span,
+    /// How much of each workload's sample history is kept (and fed back after a restart).
+    #[serde(deserialize_with = "span_text", serialize_with = "span_display")]
+    pub history: Span,
+    /// Failed actuations in a row before a workload is marked degraded in that kind.
+    pub degrade_after: u32,
     /// How `act` mode applies allocations: `cgroup` (live, to each workload's cgroup) or
     /// `simulated` (recorded only, for trying the loop on a machine it must not touch).
     pub actuator: ActuatorKind,
@@ -124,6 +133,9 @@ impl Default for EngineConfig {
             sample_every: Span::from_secs(10),
             decide_every: Span::from_secs(60),
             policy: "shardex".into(),
+            scale_down_after: Span::from_secs(900),
+            history: Span::from_secs(8 * 86_400),
+            degrade_after: 5,
             actuator: ActuatorKind::Cgroup,
             iops_devices: Vec::new(),
             net_interfaces: std::collections::BTreeMap::new(),
@@ -566,6 +578,21 @@ impl Config {
                 "one of static, reactive, vpa, autopilot, autopilot-window, shardex",
             ));
         }
+        if self.engine.policy.trim() == "static" {
+            // A live workload has no provisioned size for the static policy to allocate.
+            return Err(invalid(
+                "engine.policy",
+                "\"static\"".into(),
+                "a forecasting policy for live workloads: reactive, vpa, autopilot, autopilot-window or shardex (static is a replay baseline)",
+            ));
+        }
+        if self.engine.degrade_after == 0 {
+            return Err(invalid(
+                "engine.degrade_after",
+                "0".into(),
+                "at least 1 failed actuation",
+            ));
+        }
         for d in &self.engine.iops_devices {
             if d.parse::<shardex_host::cgroup::BlockDevice>().is_err() {
                 return Err(invalid(
@@ -682,8 +709,18 @@ mode = "recommend"           # recommend: decide and record only; act: commit an
 sample_every = "10s"
 decide_every = "60s"
 policy = "shardex"
-# act mode applies allocations to each workload's cgroup, live (cpu quota, memory limit; cgroup
-# v1 or v2); "simulated" records them only.
+# Every forecast must stay under a workload's allocation this long before it shrinks.
+scale_down_after = "15m"
+# Sample history kept per workload (about 2.6 MB per workload per day at 10 s samples) and fed
+# to the forecasters after a restart.
+history = "8d"
+# Failed actuations of a kind in a row before the workload is marked degraded in it (its
+# leases of that kind are then released); retries go on with backoff up to 5 minutes.
+degrade_after = 5
+# act mode applies each workload's limits to its cgroup, live: hard limits (cpu quota, memory
+# max, IOPS) are its entitlement (its reservation not lent out, plus its leases), the forecast
+# only sets the soft knobs (cpu weight/shares, memory.high/soft limit); cgroup v1 or v2.
+# "simulated" records them only.
 actuator = "cgroup"
 # Block devices ("major:minor", see lsblk) whose IOPS the cgroup actuator throttles, reads and
 # writes each at the allocation; none: IOPS are not enforced.

@@ -1,7 +1,7 @@
 //! `shardex run`: the ledger of this host in the embedded store, the local host registered
 //! with its real capacity, expiries applied as they fall due, and the HTTP API, until Ctrl-C.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use rand::Rng;
 use serde_json::json;
 use shardex_core::ports::LedgerStore;
-use shardex_core::{Action, PhysicalVector, ShardVector, Timestamp};
+use shardex_core::{Action, PhysicalVector, ShardVector, Span, Timestamp};
 use shardex_store::SqliteStore;
 use tokio::sync::Mutex;
 
@@ -32,6 +32,8 @@ struct App {
     admin_token: String,
     prices: shardex_core::PriceTable,
     lender_share: rust_decimal::Decimal,
+    /// What the control loop shows of each workload.
+    workloads: std::sync::Mutex<Vec<WorkloadView>>,
 }
 
 /// The wall clock, read only here at the edge; never earlier than the ledger's time.
@@ -97,6 +99,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         admin_token,
         prices: config.pricing.table(),
         lender_share: config.pricing.lender_share,
+        workloads: std::sync::Mutex::new(Vec::new()),
     });
     let router = Router::new()
         .route("/v1/health", get(health))
@@ -107,8 +110,27 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         .route("/v1/tenants/{tenant}/invoice", get(get_invoice))
         .route("/v1/market", get(get_market))
         .route("/v1/decisions", get(get_decisions))
+        .route("/v1/workloads", get(get_workloads))
+        .route("/v1/ooms", get(get_ooms))
         .with_state(app.clone());
     let actuator = build_actuator(&config.engine)?;
+    let mut agent = build_agent(&config)?;
+    let sampler = build_sampler(&config)?;
+    {
+        // The history survives a restart: the first decision forecasts from it.
+        let store = app.store.lock().await;
+        let from = Timestamp::from_millis(
+            now.millis()
+                .saturating_sub(i64::try_from(config.engine.history.millis()).unwrap_or(0)),
+        )
+        .unwrap_or(Timestamp::EPOCH);
+        let history = store
+            .samples_since(from)
+            .await
+            .context("could not read the workloads' history")?;
+        let fed = agent.restore_history(history);
+        tracing::info!(samples = fed, "workload history restored");
+    }
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -117,7 +139,13 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
     tracing::info!(listen = %bound, data = %data.display(), "shardex is running; Ctrl-C stops it");
 
     let expiry = tokio::spawn(expire_when_due(app.clone()));
-    let agent = tokio::spawn(control_loop(app.clone(), config.clone(), actuator));
+    let agent = tokio::spawn(control_loop(
+        app.clone(),
+        config.clone(),
+        agent,
+        sampler,
+        actuator,
+    ));
     let pricing = tokio::spawn(reprice_market(
         app.clone(),
         book,
@@ -553,43 +581,114 @@ fn build_actuator(
     Ok(shardex_core::ports::Combined(parts))
 }
 
-/// The control loop: samples every workload bound in the ledger from its cgroup, feeds the
-/// forecasters, and every `decide_every` runs one controller tick: in `recommend` mode on a
-/// copy of the ledger (decisions recorded, nothing changed), in `act` mode committed action by
-/// action to the store, then applied through the actuator (the workload's cgroup, or the
-/// simulated one) and read back. Every decision is stored with its reason.
-async fn control_loop(app: Arc<App>, config: Config, mut actuator: shardex_core::ports::Combined) {
-    use shardex_core::ports::{Actuator, Causal, Forecaster, Sampler};
-    use shardex_core::{Horizon, KindForecast, Rdv, ResourceKind, Sample, Span};
+/// The agent of this host: the ports and loop steps `shardex-agent` runs, built from the
+/// configuration. A policy or sampler that can't work stops the daemon here, with the reason.
+type HostAgent = shardex_agent::Agent<
+    Box<dyn shardex_core::ports::Provisioner + Send>,
+    shardex_core::ports::NoMigrator,
+>;
 
-    let Some(sampler) = shardex_host::sampler::CgroupSampler::probe() else {
-        tracing::warn!("no cgroup filesystem at /sys/fs/cgroup: the control loop can't sample");
-        return;
-    };
-    let mut sampler = sampler.with_interfaces(
-        config.engine.net_interfaces.clone(),
-        std::path::Path::new("/sys/class/net"),
-    );
-    tracing::info!(layout = ?sampler.layout(), mode = ?config.engine.mode, "control loop started");
-    let Ok(policy) = config.engine.policy.parse::<shardex_forecast::Policy>() else {
-        return;
-    };
+fn build_agent(config: &Config) -> anyhow::Result<HostAgent> {
     let sizes = config.shards;
-    let act = config.engine.mode == crate::config::EngineMode::Act;
-    let lead = config.engine.decide_every;
+    let policy: shardex_forecast::Policy = config
+        .engine
+        .policy
+        .parse()
+        .with_context(|| format!("engine.policy = {:?}", config.engine.policy))?;
+    // Checked once here, so the loop never meets a policy that can't build.
+    for kind in shardex_core::ResourceKind::ALL {
+        if policy
+            .build(kind, None, &shardex_forecast::adaptive::Params::default())
+            .is_none()
+        {
+            bail!(
+                "engine.policy = {policy} can't forecast live workloads (it needs a provisioned size)"
+            );
+        }
+    }
+    let factory: shardex_agent::Factory = Box::new(move |kind| {
+        policy
+            .build(kind, None, &shardex_forecast::adaptive::Params::default())
+            .unwrap_or_else(|| {
+                Box::new(shardex_forecast::reactive::Reactive::new(
+                    shardex_forecast::reactive::DEFAULT_MARGIN,
+                ))
+            })
+    });
     let params = shardex_core::engine::EngineParams {
-        lead,
+        lead: config.engine.decide_every,
+        down_after: config.engine.scale_down_after,
         ..shardex_core::engine::EngineParams::default()
     };
-    let mut controller = shardex_core::control::Controller::new(
+    let controller = shardex_core::control::Controller::new(
         shardex_core::engine::Engine::new(params),
         config.provisioner.build(&sizes),
-        shardex_core::ports::SimulatedMigrator::new(Span::from_secs(60)),
+        // One host, no live migration: a move is a recommendation, never recorded as done.
+        shardex_core::ports::NoMigrator,
     );
-    controller.recommend_only = !act;
-    let mut forecasters: HashMap<(String, ResourceKind), Causal<Box<dyn Forecaster>>> =
-        HashMap::new();
-    let mut usage: HashMap<String, shardex_core::ShardVector> = HashMap::new();
+    let mut agent_params = shardex_agent::AgentParams::new(
+        sizes,
+        config.engine.decide_every,
+        config.engine.mode == crate::config::EngineMode::Act,
+    );
+    agent_params.reconcile.degrade_after = config.engine.degrade_after;
+    agent_params.reconcile.retry_after = config.engine.sample_every;
+    Ok(shardex_agent::Agent::new(
+        shardex_agent::Profiler::new(factory, sizes),
+        controller,
+        agent_params,
+    ))
+}
+
+/// The sampler of this host, or why there is none.
+fn build_sampler(config: &Config) -> anyhow::Result<shardex_host::sampler::CgroupSampler> {
+    let sampler = shardex_host::sampler::CgroupSampler::probe().context(
+        "no cgroup filesystem at /sys/fs/cgroup: shardex run can't sample its workloads",
+    )?;
+    Ok(sampler.with_interfaces(
+        config.engine.net_interfaces.clone(),
+        std::path::Path::new("/sys/class/net"),
+    ))
+}
+
+/// What the loop shows the API of each workload (`GET /v1/workloads`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WorkloadView {
+    /// The workload.
+    pub id: shardex_core::WorkloadId,
+    /// Its name.
+    pub name: String,
+    /// The last usage sampled, physical units (`None`: not yet, or the name does not resolve).
+    pub usage: Option<[Option<u64>; 4]>,
+    /// Kinds held at their limit in the last sample.
+    pub censored: [bool; 4],
+    /// Its entitlement now, physical units.
+    pub entitlement: Option<[u64; 4]>,
+    /// The limits it should have, and what was read back in force.
+    pub limits: Option<shardex_agent::Status>,
+    /// Whether it is degraded in some kind.
+    pub degraded: bool,
+    /// OOM kills seen since the daemon started.
+    pub oom_kills: u64,
+    /// Whether the sampler can find it.
+    pub resolved: bool,
+}
+
+/// The control loop: every `sample_every`, samples the workloads bound in the ledger, raises
+/// censored ones at once, and applies and reads back their limits; every `decide_every`,
+/// forecasts and runs one controller tick, committed as one transaction (act mode) or only
+/// recorded (recommend). The store's lock is held only to copy the ledger and to commit, never
+/// across sampling or actuation.
+async fn control_loop(
+    app: Arc<App>,
+    config: Config,
+    mut agent: HostAgent,
+    mut sampler: shardex_host::sampler::CgroupSampler,
+    mut actuator: shardex_core::ports::Combined,
+) {
+    let act = config.engine.mode == crate::config::EngineMode::Act;
+    let mode = if act { "act" } else { "recommend" };
+    tracing::info!(layout = ?sampler.layout(), mode, "control loop started");
     let mut sample_tick =
         tokio::time::interval(Duration::from_millis(config.engine.sample_every.millis()));
     let mut decide_tick = tokio::time::interval_at(
@@ -598,182 +697,245 @@ async fn control_loop(app: Arc<App>, config: Config, mut actuator: shardex_core:
     );
     sample_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     decide_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut views: BTreeMap<shardex_core::WorkloadId, WorkloadView> = BTreeMap::new();
+    let mut last_prune: Option<Timestamp> = None;
     loop {
         let deciding = tokio::select! {
             _ = sample_tick.tick() => false,
             _ = decide_tick.tick() => true,
         };
-        let mut store = app.store.lock().await;
-        let Ok(now) = wall_clock(store.ledger().now()) else {
+        if deciding {
+            decide(&app, &mut agent, mode).await;
+        }
+        // Sample, outside the lock.
+        let Some((ledger, now)) = snapshot(&app).await else {
             continue;
         };
-        let ledger = store.ledger();
-        if !deciding {
-            for w in ledger.workloads() {
-                let values = match sampler.sample(&w.name, now) {
-                    Ok(Some(v)) => v,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "sampling failed");
-                        continue;
-                    }
+        let sampled = tokio::task::block_in_place(|| agent.sample(&ledger, &mut sampler, now));
+        for (w, name) in &sampled.unresolved {
+            tracing::warn!(workload = %w, name = %name, "the sampler can't find this workload (no cgroup by that path): it is neither sampled nor limited");
+        }
+        for e in &sampled.errors {
+            tracing::warn!(error = %e, "sampling failed");
+        }
+        for (w, kind) in &sampled.censored {
+            tracing::info!(workload = %w, %kind, "held at its limit: raised to its entitlement, and leasing above it at the next decision");
+        }
+        {
+            let store = app.store.lock().await;
+            if let Err(e) = store.record_samples(&sampled.readings).await {
+                tracing::error!(error = %e, "could not keep the samples");
+            }
+            for o in &sampled.ooms {
+                tracing::warn!(workload = %o.workload, name = %o.name, kills = o.kills, limit = ?o.limit, "OOM kill inside the workload");
+                let record = shardex_store::OomRecord {
+                    workload: o.workload,
+                    name: o.name.clone(),
+                    at_ms: o.at.millis(),
+                    kills: o.kills,
+                    limit_bytes: o.limit,
                 };
-                let held = ledger.allocation(w.id).unwrap_or_default();
-                for kind in ResourceKind::ALL {
-                    let Some(v) = values[kind.index()] else {
-                        continue;
-                    };
-                    let f = forecasters
-                        .entry((w.name.clone(), kind))
-                        .or_insert_with(|| {
-                            Causal::new(
-                                policy
-                                    .build(
-                                        kind,
-                                        None,
-                                        &shardex_forecast::adaptive::Params::default(),
-                                    )
-                                    .unwrap_or_else(|| {
-                                        Box::new(shardex_forecast::reactive::Reactive::new(
-                                            shardex_forecast::reactive::DEFAULT_MARGIN,
-                                        ))
-                                    }),
-                            )
-                        });
-                    let allocated = sizes.physical(kind, held.get(kind)).ok();
-                    if f.observe(
-                        Sample {
-                            time: now,
-                            value: v,
-                        },
-                        allocated,
-                    )
-                    .is_ok()
-                    {
-                        let u = usage.entry(w.name.clone()).or_default();
-                        *u = u.with(kind, sizes.demand_shards(kind, v));
-                    }
+                if let Err(e) = store.record_oom(&record).await {
+                    tracing::error!(error = %e, "could not record an OOM kill");
                 }
             }
-            continue;
+            let keep_from = Timestamp::from_millis(
+                now.millis()
+                    .saturating_sub(i64::try_from(config.engine.history.millis()).unwrap_or(0)),
+            )
+            .unwrap_or(Timestamp::EPOCH);
+            if last_prune.is_none_or(|t| now.since(t) >= Span::from_secs(3600)) {
+                last_prune = Some(now);
+                if let Err(e) = store.prune_samples(keep_from).await {
+                    tracing::error!(error = %e, "could not prune old samples");
+                }
+            }
         }
-        // Workloads that left take their forecasters with them.
-        let bound: std::collections::HashSet<&str> =
-            ledger.workloads().map(|w| w.name.as_str()).collect();
-        forecasters.retain(|(name, _), _| bound.contains(name.as_str()));
-        usage.retain(|name, _| bound.contains(name.as_str()));
-        // Decide for now + lead from samples before now.
-        let Ok(decide_at) = now.checked_add(Span::from_millis(1)) else {
+        if !sampled.raise.is_empty() {
+            commit(&app, sampled.raise.clone(), "raising censored workloads").await;
+        }
+        // Actuate what changed and read back what is due, outside the lock.
+        let Some((ledger, now)) = snapshot(&app).await else {
             continue;
         };
-        let horizon = Horizon {
-            step: lead,
-            steps: 1,
-        };
-        let mut demands = BTreeMap::new();
+        let (actuations, repair) =
+            tokio::task::block_in_place(|| agent.actuate(&ledger, &mut actuator, now));
+        for a in &actuations {
+            match &a.outcome {
+                shardex_agent::Outcome::Applied { hard } => {
+                    tracing::info!(workload = %a.name, kind = %a.kind, hard = ?hard, "limit in force")
+                }
+                shardex_agent::Outcome::Cleared => {
+                    tracing::info!(workload = %a.name, kind = %a.kind, "limits taken off")
+                }
+                other => {
+                    tracing::warn!(workload = %a.name, kind = %a.kind, outcome = ?other, "actuation")
+                }
+            }
+        }
+        if !repair.is_empty() {
+            commit(&app, repair, "releasing what a degraded workload can't use").await;
+        }
+        // What the API shows.
+        let sizes = config.shards;
+        views.retain(|w, _| ledger.workload(*w).is_some());
         for w in ledger.workloads() {
-            let mut rdv = Rdv {
-                made_at: decide_at,
-                horizon,
-                kinds: Vec::new(),
+            let v = views.entry(w.id).or_insert_with(|| WorkloadView {
+                id: w.id,
+                name: String::new(),
+                usage: None,
+                censored: [false; 4],
+                entitlement: None,
+                limits: None,
+                degraded: false,
+                oom_kills: 0,
+                resolved: true,
+            });
+            v.name = w.name.clone();
+            v.resolved = true;
+            v.censored = [false; 4];
+        }
+        for (w, _) in sampled.unresolved.iter() {
+            if let Some(v) = views.get_mut(w) {
+                v.resolved = false;
+            }
+        }
+        for (w, _, r) in &sampled.readings {
+            if let Some(v) = views.get_mut(w) {
+                v.usage = Some(r.usage);
+                v.censored = r.censored;
+            }
+        }
+        for o in &sampled.ooms {
+            if let Some(v) = views.get_mut(&o.workload) {
+                v.oom_kills += o.kills;
+            }
+        }
+        for (id, v) in views.iter_mut() {
+            v.entitlement = shardex_core::entitlement::entitlement(&ledger, *id)
+                .ok()
+                .and_then(|e| sizes.physical_vector(e).ok())
+                .map(|p| p.0);
+            v.limits = agent.reconciler.status(*id);
+            v.degraded = agent.reconciler.degraded(*id);
+        }
+        if let Ok(mut shown) = app.workloads.lock() {
+            *shown = views.values().cloned().collect();
+        }
+    }
+}
+
+/// A copy of the ledger and the wall-clock time, holding the store's lock only to copy.
+async fn snapshot(app: &App) -> Option<(shardex_core::Ledger, Timestamp)> {
+    let store = app.store.lock().await;
+    let now = wall_clock(store.ledger().now()).ok()?;
+    Some((store.ledger().clone(), now))
+}
+
+/// Commits actions as one transaction at the wall-clock time; logs a refusal.
+async fn commit(app: &App, actions: Vec<Action>, what: &str) -> bool {
+    let mut store = app.store.lock().await;
+    let Ok(now) = wall_clock(store.ledger().now()) else {
+        return false;
+    };
+    let batch = if actions.len() == 1 {
+        actions.into_iter().next().unwrap_or(Action::Expire)
+    } else {
+        Action::Batch { actions }
+    };
+    match store.apply_all(vec![(batch, now)]).await {
+        Ok(Ok(_)) => true,
+        Ok(Err((_, e))) => {
+            tracing::error!(error = %e, "the ledger refused {what}");
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the store failed {what}");
+            false
+        }
+    }
+}
+
+/// One decision: the tick on a copy of the ledger, committed as one transaction (act mode),
+/// and every new decision stored with its outcome.
+async fn decide(app: &App, agent: &mut HostAgent, mode: &str) {
+    let mut store = app.store.lock().await;
+    let Ok(now) = wall_clock(store.ledger().now()) else {
+        return;
+    };
+    // Deciding is pure computation (milliseconds): the lock is held so that what is committed
+    // is decided on the ledger it applies to.
+    let decided = agent.decide(store.ledger(), now);
+    for p in &decided.problems {
+        tracing::info!(problem = %p, "control tick");
+    }
+    let outcome = if decided.actions.is_empty() {
+        Ok(())
+    } else {
+        match store.apply_all(decided.actions.clone()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((i, e))) => Err(format!("refused at action {i}: {e}")),
+            Err(e) => Err(format!("the store failed: {e}")),
+        }
+    };
+    agent.committed(&decided, outcome.is_ok());
+    if let Err(e) = &outcome {
+        tracing::error!(error = %e, "the tick was not committed; nothing of it was applied");
+    }
+    let ledger = store.ledger();
+    let waiting: std::collections::HashSet<shardex_core::WorkloadId> =
+        ledger.requests().map(|r| r.workload).collect();
+    let decisions: Vec<serde_json::Value> = decided
+        .decisions
+        .iter()
+        .map(|d| {
+            let status = match (&outcome, mode) {
+                (_, "recommend") => "recommended".to_string(),
+                (Err(e), _) => format!("refused: {e}"),
+                (Ok(()), _) if waiting.contains(&d.workload) => {
+                    "committed; waiting on the market for the rest".to_string()
+                }
+                (Ok(()), _) => "committed; applied at the next sample, read back".to_string(),
             };
-            for kind in ResourceKind::ALL {
-                if let Some(f) = forecasters.get_mut(&(w.name.clone(), kind))
-                    && let Ok(steps) = f.forecast(decide_at, horizon)
-                {
-                    rdv.kinds.push(KindForecast { kind, steps });
-                }
-            }
-            if rdv.kinds.is_empty() {
-                continue;
-            }
-            demands.insert(
-                w.id,
-                shardex_core::engine::Demand {
-                    rdv,
-                    usage: usage.get(&w.name).copied().unwrap_or_default(),
-                    cap: None,
-                },
-            );
-        }
-        let mut copy = ledger.clone();
-        let report = controller.tick(&mut copy, &demands, &sizes, decide_at);
-        for p in &report.problems {
-            tracing::warn!(problem = %p, "control tick");
-        }
-        for w in &report.abandoned {
-            tracing::info!(workload = %w, "move abandoned: the workload left before it finished");
-        }
-        let mut committed = true;
-        for (action, at) in report.applied {
-            match store.apply(action, at).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "the ledger refused the engine's action; the rest of the tick is dropped");
-                    committed = false;
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "the store failed during the engine's tick");
-                    committed = false;
-                    break;
-                }
-            }
-        }
-        let mode = if act { "act" } else { "recommend" };
-        let names: HashMap<_, _> = store
-            .ledger()
-            .workloads()
-            .map(|w| (w.id, w.name.clone()))
-            .collect();
-        let decisions: Vec<serde_json::Value> = report
-            .decisions
-            .iter()
-            .map(|d| {
-                json!({
-                    "workload": names.get(&d.workload),
-                    "kind": d.kind,
-                    "from": d.from,
-                    "to": d.to,
-                    "reason": d.reason,
-                    "why": d.reason.to_string(),
-                })
+            tracing::info!(workload = %d.workload, kind = %d.kind, from = d.from, to = d.to, why = %d.reason, %status, "decision");
+            json!({
+                "workload": ledger.workload(d.workload).map(|w| w.name.clone()),
+                "workload_id": d.workload,
+                "kind": d.kind,
+                "from": d.from,
+                "to": d.to,
+                "reason": d.reason,
+                "why": d.reason.to_string(),
+                "outcome": status,
             })
-            .collect();
-        if let Err(e) = store.record_decisions(decide_at, mode, &decisions).await {
-            tracing::error!(error = %e, "could not record the engine's decisions");
-        }
-        if act && committed {
-            // Apply what the ledger now says, and check what is in force.
-            let ledger = store.ledger();
-            for w in ledger.workloads() {
-                let Ok(shards) = ledger.allocation(w.id) else {
-                    continue;
-                };
-                let Ok(physical) = sizes.physical_vector(shards) else {
-                    continue;
-                };
-                // Actuation blocks (kernel files, tc, QMP with its timeouts): keep it off the
-                // async workers that serve the API.
-                let applied =
-                    tokio::task::block_in_place(|| actuator.apply(w.id, &w.name, physical));
-                match applied {
-                    Ok(in_force)
-                        if ResourceKind::ALL
-                            .iter()
-                            .filter(|&&k| actuator.manages(&w.name, k))
-                            .all(|&k| in_force.get(k) == physical.get(k)) =>
-                    {
-                        tracing::debug!(workload = %w.name, ?in_force, "allocation in force");
-                    }
-                    Ok(in_force) => {
-                        tracing::warn!(workload = %w.name, ?in_force, ?physical, "actuation did not take")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "actuation failed; retried next tick"),
-                }
-            }
-        }
-        tracing::debug!(decisions = decisions.len(), "engine tick");
+        })
+        .collect();
+    if let Err(e) = store.record_decisions(decided.at, mode, &decisions).await {
+        tracing::error!(error = %e, "could not record the engine's decisions");
+    }
+}
+
+/// Every workload with what the loop knows of it.
+async fn get_workloads(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = unauthorized(&app, &headers) {
+        return refusal;
+    }
+    let shown = app.workloads.lock().map(|w| w.clone()).unwrap_or_default();
+    Json(json!({ "workloads": shown })).into_response()
+}
+
+/// The newest OOM kills inside workloads.
+async fn get_ooms(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = unauthorized(&app, &headers) {
+        return refusal;
+    }
+    let store = app.store.lock().await;
+    match store.ooms(1000).await {
+        Ok(o) => Json(json!({ "ooms": o })).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the store failed: {e}"),
+        ),
     }
 }
 

@@ -575,6 +575,7 @@ impl<'a> Sim<'a> {
                     rdv,
                     usage: live.last_usage,
                     cap: Some(cap),
+                    censored: [false; 4],
                 },
             );
         }

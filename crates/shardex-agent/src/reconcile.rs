@@ -1,0 +1,378 @@
+//! Reconciliation (DESIGN invariant 4): what is in force converges to the ledger.
+//!
+//! # Rules
+//! * Each workload's limits ([`shardex_core::entitlement::limits`]) are applied when they
+//!   differ from what was last applied, and read back; a kind counts as applied only when the
+//!   read-back shows it ([`Actuator::expected`]).
+//! * Every `check_every`, what is in force is read back even when nothing changed; a limit
+//!   changed behind shardex's back (drift) is put back and recorded.
+//! * A kind that fails is retried with exponential backoff (from `retry_after`, doubling, at
+//!   most `retry_max`); after `degrade_after` failures in a row the workload is **degraded** in
+//!   that kind: it is still retried at `retry_max`, and its leases of that kind are released
+//!   so that the ledger holds no more than what is really in force (an entitlement the
+//!   actuator can't write is no use to it, and the shards go back to their lenders).
+//! * A workload that left the ledger has shardex's limits taken off ([`Actuator::clear`]).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use shardex_core::entitlement;
+use shardex_core::ports::{Actuator, KindState, Kinds, Limits};
+use shardex_core::{Action, Ledger, ResourceKind, ShardSizes, Span, Timestamp, WorkloadId};
+
+/// How reconciliation retries and checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileParams {
+    /// Read back what is in force at least this often.
+    pub check_every: Span,
+    /// First retry after a failure.
+    pub retry_after: Span,
+    /// Longest wait between retries.
+    pub retry_max: Span,
+    /// Failures in a row before the workload is degraded in that kind.
+    pub degrade_after: u32,
+}
+
+impl Default for ReconcileParams {
+    /// Checks every 60 s; retries after 10 s, doubling up to 5 min; degraded after 5 failures.
+    fn default() -> Self {
+        Self {
+            check_every: Span::from_secs(60),
+            retry_after: Span::from_secs(10),
+            retry_max: Span::from_secs(300),
+            degrade_after: 5,
+        }
+    }
+}
+
+/// What happened to one kind of one workload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Outcome {
+    /// Applied and read back as asked.
+    Applied {
+        /// The hard limit in force (`None`: unlimited).
+        hard: Option<u64>,
+    },
+    /// Applied, but the read-back shows something else (e.g. a balloon still deflating).
+    NotYet {
+        /// What was asked.
+        want: Option<u64>,
+        /// What is in force.
+        found: Option<u64>,
+    },
+    /// Found changed behind shardex's back and put back.
+    Drift {
+        /// What it was changed to.
+        found: Option<u64>,
+        /// What was put back.
+        want: Option<u64>,
+    },
+    /// It failed; retried later.
+    Failed {
+        /// Why.
+        reason: String,
+        /// Failures in a row.
+        attempt: u32,
+        /// When it is tried again.
+        retry_at: Timestamp,
+    },
+    /// Failed `degrade_after` times in a row: degraded until it succeeds.
+    Degraded {
+        /// Why.
+        reason: String,
+    },
+    /// shardex's limits were taken off (the workload left).
+    Cleared,
+}
+
+/// One kind of one workload, reconciled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Actuation {
+    /// The workload.
+    pub workload: WorkloadId,
+    /// Its name.
+    pub name: String,
+    /// The kind.
+    pub kind: ResourceKind,
+    /// What happened.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// One kind's state.
+#[derive(Debug, Clone, Default)]
+struct KindTrack {
+    /// The hard limit last seen in force as asked.
+    applied: Option<Option<u64>>,
+    failures: u32,
+    retry_at: Option<Timestamp>,
+    degraded: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Track {
+    name: String,
+    want: Limits,
+    kinds: [KindTrack; 4],
+    checked: Option<Timestamp>,
+}
+
+/// What the reconciler knows of one workload, for the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// The limits it should have.
+    pub want: Limits,
+    /// Per kind, the hard limit last read back as asked (`None` inside: unlimited).
+    pub in_force: [Option<Option<u64>>; 4],
+    /// Per kind, why it is degraded, if it is.
+    pub degraded: [Option<String>; 4],
+}
+
+/// Applies, reads back and repairs every workload's limits.
+#[derive(Debug, Clone, Default)]
+pub struct Reconciler {
+    params: ReconcileParams,
+    tracks: BTreeMap<WorkloadId, Track>,
+}
+
+impl Reconciler {
+    /// A reconciler.
+    pub fn new(params: ReconcileParams) -> Self {
+        Self {
+            params,
+            tracks: BTreeMap::new(),
+        }
+    }
+
+    /// The hard limits last read back in force for `workload`, physical units.
+    pub fn in_force(&self, workload: WorkloadId) -> [Option<u64>; 4] {
+        self.tracks
+            .get(&workload)
+            .map(|t| std::array::from_fn(|i| t.kinds[i].applied.flatten()))
+            .unwrap_or_default()
+    }
+
+    /// What it knows of `workload`.
+    pub fn status(&self, workload: WorkloadId) -> Option<Status> {
+        let t = self.tracks.get(&workload)?;
+        Some(Status {
+            want: t.want,
+            in_force: std::array::from_fn(|i| t.kinds[i].applied),
+            degraded: std::array::from_fn(|i| t.kinds[i].degraded.clone()),
+        })
+    }
+
+    /// Whether `workload` is degraded in any kind.
+    pub fn degraded(&self, workload: WorkloadId) -> bool {
+        self.tracks
+            .get(&workload)
+            .is_some_and(|t| t.kinds.iter().any(|k| k.degraded.is_some()))
+    }
+
+    /// One pass at `now`: applies what changed, reads back what is due, clears workloads that
+    /// left. Returns what happened and the ledger actions that bring the ledger back to what is
+    /// really in force for degraded workloads (lease releases), to commit.
+    pub fn reconcile(
+        &mut self,
+        ledger: &Ledger,
+        sizes: &ShardSizes,
+        actuator: &mut dyn Actuator,
+        now: Timestamp,
+    ) -> (Vec<Actuation>, Vec<Action>) {
+        let mut out = Vec::new();
+        let mut actions = Vec::new();
+        // Workloads that left: their limits come off.
+        let gone: Vec<WorkloadId> = self
+            .tracks
+            .keys()
+            .filter(|w| ledger.workload(**w).is_none())
+            .copied()
+            .collect();
+        for w in gone {
+            if let Some(t) = self.tracks.remove(&w) {
+                let kinds: Kinds =
+                    std::array::from_fn(|i| actuator.manages(&t.name, ResourceKind::ALL[i]));
+                let got = actuator.clear(w, &t.name, kinds);
+                for kind in ResourceKind::ALL {
+                    let outcome = match got.get(kind) {
+                        KindState::Unmanaged => continue,
+                        KindState::InForce(_) => Outcome::Cleared,
+                        KindState::Failed(e) => Outcome::Failed {
+                            reason: format!("taking the limits off: {e}"),
+                            attempt: 1,
+                            retry_at: now,
+                        },
+                    };
+                    out.push(Actuation {
+                        workload: w,
+                        name: t.name.clone(),
+                        kind,
+                        outcome,
+                    });
+                }
+            }
+        }
+        for wl in ledger.workloads() {
+            let Ok(want) = entitlement::limits(ledger, wl.id, sizes) else {
+                continue;
+            };
+            let track = self.tracks.entry(wl.id).or_insert_with(|| Track {
+                name: wl.name.clone(),
+                want,
+                kinds: Default::default(),
+                checked: None,
+            });
+            let due_check = track
+                .checked
+                .is_none_or(|c| now.since(c) >= self.params.check_every);
+            let changed = track.want != want;
+            track.want = want;
+            let mut apply: Kinds = [false; 4];
+            let mut read: Kinds = [false; 4];
+            for kind in ResourceKind::ALL {
+                let i = kind.index();
+                if !actuator.manages(&wl.name, kind) {
+                    continue;
+                }
+                let k = &track.kinds[i];
+                let waiting = k.retry_at.is_some_and(|r| r > now);
+                if waiting {
+                    continue;
+                }
+                if k.applied.is_none() || changed || k.failures > 0 {
+                    apply[i] = true;
+                } else if due_check {
+                    read[i] = true;
+                }
+            }
+            if read.iter().any(|&r| r) {
+                track.checked = Some(now);
+                let got = actuator.read(wl.id, &wl.name, read);
+                for kind in ResourceKind::ALL {
+                    let i = kind.index();
+                    if !read[i] {
+                        continue;
+                    }
+                    let expected = actuator.expected(&wl.name, kind, want.hard(kind));
+                    match got.get(kind) {
+                        KindState::InForce(v) if *v == expected => {}
+                        KindState::InForce(v) => {
+                            // Drift: put back below, and say what was found.
+                            out.push(Actuation {
+                                workload: wl.id,
+                                name: wl.name.clone(),
+                                kind,
+                                outcome: Outcome::Drift {
+                                    found: *v,
+                                    want: expected,
+                                },
+                            });
+                            apply[i] = true;
+                        }
+                        KindState::Failed(_) | KindState::Unmanaged => apply[i] = true,
+                    }
+                }
+            }
+            if !apply.iter().any(|&a| a) {
+                continue;
+            }
+            if due_check {
+                track.checked = Some(now);
+            }
+            let got = actuator.apply(wl.id, &wl.name, &want, apply);
+            for kind in ResourceKind::ALL {
+                let i = kind.index();
+                if !apply[i] {
+                    continue;
+                }
+                let expected = actuator.expected(&wl.name, kind, want.hard(kind));
+                let k = &mut track.kinds[i];
+                let outcome = match got.get(kind) {
+                    KindState::Unmanaged => continue,
+                    KindState::InForce(v) => {
+                        k.failures = 0;
+                        k.retry_at = None;
+                        k.degraded = None;
+                        if *v == expected {
+                            let first = k.applied != Some(*v);
+                            k.applied = Some(*v);
+                            if !first
+                                && out.last().is_some_and(|a| {
+                                    a.workload == wl.id
+                                        && a.kind == kind
+                                        && matches!(a.outcome, Outcome::Drift { .. })
+                                })
+                            {
+                                continue;
+                            }
+                            Outcome::Applied { hard: *v }
+                        } else {
+                            k.applied = None;
+                            Outcome::NotYet {
+                                want: expected,
+                                found: *v,
+                            }
+                        }
+                    }
+                    KindState::Failed(reason) => {
+                        k.failures += 1;
+                        k.applied = None;
+                        let wait = backoff(&self.params, k.failures);
+                        let retry_at = now.checked_add(wait).unwrap_or(now);
+                        k.retry_at = Some(retry_at);
+                        if k.failures >= self.params.degrade_after {
+                            let newly = k.degraded.is_none();
+                            k.degraded = Some(reason.clone());
+                            if newly {
+                                actions.extend(release_leases(ledger, wl.id, kind));
+                            }
+                            Outcome::Degraded {
+                                reason: reason.clone(),
+                            }
+                        } else {
+                            Outcome::Failed {
+                                reason: reason.clone(),
+                                attempt: k.failures,
+                                retry_at,
+                            }
+                        }
+                    }
+                };
+                out.push(Actuation {
+                    workload: wl.id,
+                    name: wl.name.clone(),
+                    kind,
+                    outcome,
+                });
+            }
+        }
+        (out, actions)
+    }
+}
+
+/// The wait before the `failures`-th retry.
+fn backoff(p: &ReconcileParams, failures: u32) -> Span {
+    let factor = 1u64 << failures.saturating_sub(1).min(20);
+    Span::from_millis(
+        p.retry_after
+            .millis()
+            .saturating_mul(factor)
+            .min(p.retry_max.millis()),
+    )
+}
+
+/// Releases of the leases of `kind` a degraded workload holds.
+fn release_leases(ledger: &Ledger, workload: WorkloadId, kind: ResourceKind) -> Vec<Action> {
+    let Some(w) = ledger.workload(workload) else {
+        return Vec::new();
+    };
+    ledger
+        .leases()
+        .filter(|l| l.borrower == workload && l.vector.get(kind) > 0)
+        .map(|l| Action::Release {
+            tenant: w.tenant,
+            lease: l.id,
+        })
+        .collect()
+}
