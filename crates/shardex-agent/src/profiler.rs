@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, HashMap};
 use shardex_core::engine::Demand;
 use shardex_core::ports::{Causal, Forecaster, Reading};
 use shardex_core::{
-    Horizon, KindForecast, Rdv, ResourceKind, Sample, ShardSizes, ShardVector, Span, Timestamp,
-    WorkloadId,
+    Horizon, KindForecast, Quantiles, Rdv, ResourceKind, Sample, ShardSizes, ShardVector, Span,
+    Timestamp, WorkloadId,
 };
 
 /// Builds a workload's forecaster for one kind.
@@ -37,6 +37,9 @@ struct Profile {
     usage: ShardVector,
     /// Per kind, whether it was held at a limit since the last decision.
     censored: [bool; 4],
+    /// Per kind, the highest usage seen while held at a limit since the last decision: demand
+    /// is at least that.
+    lower_bound: [Option<u64>; 4],
     /// The memory floor after an OOM kill (bytes) and until when it holds.
     oom_floor: Option<(u64, Timestamp)>,
     /// The most it may hold.
@@ -86,6 +89,7 @@ impl Profiler {
                 .with(kind, self.sizes.demand_shards(kind, value));
             if reading.censored[i] {
                 profile.censored[i] = true;
+                profile.lower_bound[i] = Some(profile.lower_bound[i].unwrap_or(0).max(value));
                 continue;
             }
             let f = self
@@ -174,14 +178,27 @@ impl Profiler {
             .and_then(|p| p.oom_floor)
             .filter(|&(_, until)| until > decide_at)
             .map(|(b, _)| b);
+        let bounds = self
+            .profiles
+            .get(&workload)
+            .map(|p| p.lower_bound)
+            .unwrap_or_default();
         for kind in ResourceKind::ALL {
-            let Some(f) = self.forecasters.get_mut(&(workload, kind)) else {
-                continue;
+            let forecast = self
+                .forecasters
+                .get_mut(&(workload, kind))
+                .and_then(|f| f.forecast(decide_at, horizon).ok());
+            let mut lowest = bounds[kind.index()];
+            if kind == ResourceKind::Memory {
+                lowest = lowest.max(floor);
+            }
+            let mut steps = match (forecast, lowest) {
+                (Some(steps), _) => steps,
+                // Only censored samples so far: the lower bound is all that is known.
+                (None, Some(b)) => vec![Quantiles::point(b); horizon.steps.max(1) as usize],
+                (None, None) => continue,
             };
-            let Ok(mut steps) = f.forecast(decide_at, horizon) else {
-                continue;
-            };
-            if let (ResourceKind::Memory, Some(b)) = (kind, floor) {
+            if let Some(b) = lowest {
                 for q in &mut steps {
                     q.p50 = q.p50.max(b);
                     q.p90 = q.p90.max(b);
@@ -208,6 +225,7 @@ impl Profiler {
                 continue;
             };
             let p = self.profiles.entry(w).or_default();
+            p.lower_bound = [None; 4];
             out.insert(
                 w,
                 Demand {
@@ -273,13 +291,18 @@ mod tests {
         let d = p.demands([W], t(11), horizon());
         let d = &d[&W];
         assert!(d.censored[0] && !d.censored[1]);
+        // This decision knows demand is at least the 300 it was held at...
         let cpu = d.rdv.at(ResourceKind::Cpu, Span::from_secs(60)).unwrap();
-        assert!(
-            cpu.p99 < 300,
-            "learned from the uncensored 200 only: {cpu:?}"
-        );
-        // The mark goes with the decision.
-        assert!(!p.demands([W], t(12), horizon())[&W].censored[0]);
+        assert!(cpu.p50 >= 300, "{cpu:?}");
+        // ...but the forecaster never learned 300 as demand: the next one, with the mark gone
+        // with the decision, forecasts from the uncensored 200 only.
+        let next = p.demands([W], t(12), horizon());
+        assert!(!next[&W].censored[0]);
+        let cpu = next[&W]
+            .rdv
+            .at(ResourceKind::Cpu, Span::from_secs(60))
+            .unwrap();
+        assert!(cpu.p99 < 300, "learned from the censored sample: {cpu:?}");
         // Both readings fed memory (not censored); only the first fed cpu.
         assert_eq!(p.samples(W), 2);
     }

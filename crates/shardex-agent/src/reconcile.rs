@@ -240,10 +240,13 @@ impl Reconciler {
                 if waiting {
                     continue;
                 }
-                if k.applied.is_none() || changed || k.failures > 0 {
+                if k.applied.is_none() || k.failures > 0 {
                     apply[i] = true;
-                } else if due_check {
+                } else if due_check || changed {
+                    // Read first, so that a change made behind shardex's back is seen (and
+                    // recorded) even when the ledger changed too.
                     read[i] = true;
+                    apply[i] = changed;
                 }
             }
             if read.iter().any(|&r| r) {
@@ -254,7 +257,8 @@ impl Reconciler {
                     if !read[i] {
                         continue;
                     }
-                    let expected = actuator.expected(&wl.name, kind, want.hard(kind));
+                    // What it should still be: what was last seen in force as asked.
+                    let expected = track.kinds[i].applied.flatten();
                     match got.get(kind) {
                         KindState::InForce(v) if *v == expected => {}
                         KindState::InForce(v) => {

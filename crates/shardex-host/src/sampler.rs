@@ -501,12 +501,10 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs a cgroup filesystem at /sys/fs/cgroup; CI runs it with --include-ignored"]
     fn this_machine_has_a_cgroup_layout_it_can_read() {
         // The real kernel interface: the root cgroup always exists where cgroups are mounted.
-        let Some(mut s) = CgroupSampler::probe() else {
-            eprintln!("no cgroup filesystem at /sys/fs/cgroup; nothing to read here");
-            return;
-        };
+        let mut s = CgroupSampler::probe().expect("no cgroup filesystem at /sys/fs/cgroup");
         let got = s.sample("/", t(0)).unwrap();
         assert!(
             got.is_some(),

@@ -90,6 +90,10 @@ pub struct EngineConfig {
     pub history: Span,
     /// Failed actuations in a row before a workload is marked degraded in that kind.
     pub degrade_after: u32,
+    /// How often what is in force is read back even when nothing changed (a limit changed
+    /// behind shardex's back is put back and recorded).
+    #[serde(deserialize_with = "span_text", serialize_with = "span_display")]
+    pub check_every: Span,
     /// How `act` mode applies allocations: `cgroup` (live, to each workload's cgroup) or
     /// `simulated` (recorded only, for trying the loop on a machine it must not touch).
     pub actuator: ActuatorKind,
@@ -136,6 +140,7 @@ impl Default for EngineConfig {
             scale_down_after: Span::from_secs(900),
             history: Span::from_secs(8 * 86_400),
             degrade_after: 5,
+            check_every: Span::from_secs(60),
             actuator: ActuatorKind::Cgroup,
             iops_devices: Vec::new(),
             net_interfaces: std::collections::BTreeMap::new(),
@@ -717,6 +722,8 @@ history = "8d"
 # Failed actuations of a kind in a row before the workload is marked degraded in it (its
 # leases of that kind are then released); retries go on with backoff up to 5 minutes.
 degrade_after = 5
+# What is in force is read back this often even when nothing changed; drift is put back.
+check_every = "60s"
 # act mode applies each workload's limits to its cgroup, live: hard limits (cpu quota, memory
 # max, IOPS) are its entitlement (its reservation not lent out, plus its leases), the forecast
 # only sets the soft knobs (cpu weight/shares, memory.high/soft limit); cgroup v1 or v2.

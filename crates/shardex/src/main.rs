@@ -3,6 +3,7 @@
 
 mod check;
 mod config;
+mod load;
 mod machine;
 mod plot;
 mod provision;
@@ -45,6 +46,9 @@ enum Command {
         #[command(subcommand)]
         command: ProvisionerCommand,
     },
+    /// Run a synthetic workload: busy cpu and resident memory in steps (to try shardex on a
+    /// host, and for its closed-loop tests).
+    Load(load::LoadArgs),
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -158,6 +162,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Replay(args) => replay::replay(&args),
         Command::Simulate(args) => simulate::simulate(&args),
+        Command::Load(args) => load::load(&args),
         Command::Ledger {
             command: LedgerCommand::Check(args),
         } => check::check(&args),

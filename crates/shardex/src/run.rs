@@ -633,6 +633,7 @@ fn build_agent(config: &Config) -> anyhow::Result<HostAgent> {
     );
     agent_params.reconcile.degrade_after = config.engine.degrade_after;
     agent_params.reconcile.retry_after = config.engine.sample_every;
+    agent_params.reconcile.check_every = config.engine.check_every;
     Ok(shardex_agent::Agent::new(
         shardex_agent::Profiler::new(factory, sizes),
         controller,

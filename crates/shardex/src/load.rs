@@ -1,0 +1,106 @@
+//! `shardex load`: a synthetic workload (busy cpu and touched memory, in steps), to try
+//! shardex on a real host and to drive its closed-loop tests with real processes.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use shardex_core::Span;
+
+/// Arguments of `shardex load`.
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// CPU per step in millicores, comma-separated (e.g. `0,1000,1000`); the last one holds.
+    #[arg(long, value_name = "LIST", default_value = "0")]
+    cpu: String,
+    /// Memory held per step in MiB, comma-separated (e.g. `100,200,400`); the last one holds.
+    #[arg(long, value_name = "LIST", default_value = "0")]
+    memory: String,
+    /// How long each step lasts.
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    step: String,
+    /// How long to go on after the last step before exiting.
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    hold: String,
+}
+
+fn list(what: &str, text: &str) -> anyhow::Result<Vec<u64>> {
+    text.split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .with_context(|| format!("--{what}: {v:?} is not a whole number"))
+        })
+        .collect()
+}
+
+fn span(what: &str, text: &str) -> anyhow::Result<Duration> {
+    let s: Span = text
+        .parse()
+        .with_context(|| format!("--{what}: {text:?} is not a duration like 1s or 500ms"))?;
+    Ok(Duration::from_millis(s.millis()))
+}
+
+/// Spins for `millicores` of one core: busy for that share of every 10 ms.
+fn spin(millicores: u64, until: Instant) {
+    let slice = Duration::from_millis(10);
+    while Instant::now() < until {
+        let start = Instant::now();
+        let busy = slice.mul_f64(millicores.min(1000) as f64 / 1000.0);
+        while start.elapsed() < busy {
+            std::hint::spin_loop();
+        }
+        if let Some(rest) = slice.checked_sub(start.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+}
+
+/// Runs the steps, then exits 0.
+pub fn load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
+    let cpu = list("cpu", &args.cpu)?;
+    let memory = list("memory", &args.memory)?;
+    let step = span("step", &args.step)?;
+    let hold = span("hold", &args.hold)?;
+    if step.is_zero() {
+        bail!("--step must be longer than zero");
+    }
+    let steps = cpu.len().max(memory.len());
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    let mut held_mib = 0u64;
+    for i in 0..steps {
+        let want_cpu = *cpu.get(i).or(cpu.last()).unwrap_or(&0);
+        let want_mib = *memory.get(i).or(memory.last()).unwrap_or(&0);
+        // Memory: allocate and touch every page, so it is really resident.
+        while held_mib < want_mib {
+            let mut chunk = vec![0u8; 1 << 20];
+            for b in chunk.iter_mut().step_by(4096) {
+                *b = 1;
+            }
+            held.push(chunk);
+            held_mib += 1;
+        }
+        while held_mib > want_mib {
+            held.pop();
+            held_mib -= 1;
+        }
+        eprintln!("step {i}: {want_cpu} millicores, {held_mib} MiB");
+        let last = i + 1 == steps;
+        let until = Instant::now() + step + if last { hold } else { Duration::ZERO };
+        let threads: Vec<_> = (0..want_cpu.div_ceil(1000))
+            .map(|t| {
+                let share = (want_cpu - t * 1000).min(1000);
+                std::thread::spawn(move || spin(share, until))
+            })
+            .collect();
+        if threads.is_empty() {
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        }
+        for t in threads {
+            t.join()
+                .map_err(|_| anyhow::anyhow!("a cpu thread panicked"))?;
+        }
+    }
+    std::hint::black_box(&held);
+    Ok(ExitCode::SUCCESS)
+}
