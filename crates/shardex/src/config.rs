@@ -716,7 +716,7 @@ decide_every = "60s"
 policy = "shardex"
 # Every forecast must stay under a workload's allocation this long before it shrinks.
 scale_down_after = "15m"
-# Sample history kept per workload (about 2.6 MB per workload per day at 10 s samples) and fed
+# Sample history kept per workload (about 0.9 MB per workload per day at 10 s samples) and fed
 # to the forecasters after a restart.
 history = "8d"
 # Failed actuations of a kind in a row before the workload is marked degraded in it (its
