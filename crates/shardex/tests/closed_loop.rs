@@ -434,12 +434,10 @@ fn a_busy_neighbour_leases_an_idle_reservation_and_the_owner_gets_it_back_when_i
     let took = woke.elapsed();
     let limit = lender.cpu_limit();
     let (_, invoice) = send(&addr, "GET", "/v1/tenants/ops/invoice", &token, "");
-    let _ = std::process::Command::new("kill")
-        .arg(busy.id().to_string())
-        .status();
-    let _ = std::process::Command::new("kill")
-        .arg(wake.id().to_string())
-        .status();
+    let _ = busy.kill();
+    let _ = busy.wait();
+    let _ = wake.kill();
+    let _ = wake.wait();
     interrupt_and_wait(child);
     assert!(
         lent_by_lender,
