@@ -536,7 +536,14 @@ fn lower_tier_took_needed_shards(
                 continue;
             }
             let factor = after.params().price_factor(p.tier, p.delivery);
-            let market = after.market_price(l.host).unwrap_or_default();
+            // A lease made while the ledger caught up with time, before the action itself
+            // (e.g. a new market price), was priced and matched at the market then.
+            let market = if l.window.start() < after.now() {
+                before.market_price(l.host)
+            } else {
+                after.market_price(l.host)
+            }
+            .unwrap_or_default();
             for k in vector.kinds() {
                 let floor = match lender {
                     Lender::Reservation(r) => after.reservation(*r).map(|r| r.floor.get(k)),
