@@ -34,6 +34,9 @@ struct App {
     lender_share: rust_decimal::Decimal,
     /// What the control loop shows of each workload.
     workloads: std::sync::Mutex<Vec<WorkloadView>>,
+    /// Told when the ledger changed outside the control loop (an expiry, an API action), so
+    /// that new entitlements are applied at once rather than at the next sample.
+    changed: tokio::sync::Notify,
 }
 
 /// The wall clock, read only here at the edge; never earlier than the ledger's time.
@@ -100,6 +103,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         prices: config.pricing.table(),
         lender_share: config.pricing.lender_share,
         workloads: std::sync::Mutex::new(Vec::new()),
+        changed: tokio::sync::Notify::new(),
     });
     let router = Router::new()
         .route("/v1/health", get(health))
@@ -260,20 +264,29 @@ fn admin_token(data: &Path) -> anyhow::Result<String> {
 
 /// Applies `Expire` whenever something falls due, so expiries don't wait for the next request.
 async fn expire_when_due(app: Arc<App>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut wait = Duration::from_millis(500);
     loop {
-        tick.tick().await;
+        tokio::time::sleep(wait).await;
         let mut store = app.store.lock().await;
+        wait = Duration::from_millis(500);
         let Ok(now) = wall_clock(store.ledger().now()) else {
             continue;
         };
         if store.ledger().next_change().is_some_and(|t| t <= now) {
             match store.apply(Action::Expire, now).await {
-                Ok(Ok(events)) => tracing::debug!(events = events.len(), "expiries applied"),
+                Ok(Ok(events)) => {
+                    tracing::debug!(events = events.len(), "expiries applied");
+                    if !events.is_empty() {
+                        app.changed.notify_one();
+                    }
+                }
                 Ok(Err(e)) => tracing::error!(error = %e, "the ledger refused to expire"),
                 Err(e) => tracing::error!(error = %e, "the store failed while expiring"),
             }
+        }
+        // Wake at the next change itself (a lease's end, a modification's), at most 500 ms on.
+        if let Some(next) = store.ledger().next_change().filter(|&t| t > now) {
+            wait = Duration::from_millis(next.since(now).millis().saturating_add(1).min(500));
         }
     }
 }
@@ -414,7 +427,10 @@ async fn post_action(
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     match store.apply(action, now).await {
-        Ok(Ok(events)) => Json(json!({ "seq": store.seq(), "events": events })).into_response(),
+        Ok(Ok(events)) => {
+            app.changed.notify_one();
+            Json(json!({ "seq": store.seq(), "events": events })).into_response()
+        }
         Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -701,9 +717,11 @@ async fn control_loop(
     let mut views: BTreeMap<shardex_core::WorkloadId, WorkloadView> = BTreeMap::new();
     let mut last_prune: Option<Timestamp> = None;
     loop {
-        let deciding = tokio::select! {
-            _ = sample_tick.tick() => false,
-            _ = decide_tick.tick() => true,
+        // A decision, a sample, or a ledger change made elsewhere (applied at once).
+        let (deciding, sampling) = tokio::select! {
+            _ = sample_tick.tick() => (false, true),
+            _ = decide_tick.tick() => (true, true),
+            _ = app.changed.notified() => (false, false),
         };
         if deciding {
             decide(&app, &mut agent, mode).await;
@@ -712,7 +730,11 @@ async fn control_loop(
         let Some((ledger, now)) = snapshot(&app).await else {
             continue;
         };
-        let sampled = tokio::task::block_in_place(|| agent.sample(&ledger, &mut sampler, now));
+        let sampled = if sampling {
+            tokio::task::block_in_place(|| agent.sample(&ledger, &mut sampler, now))
+        } else {
+            shardex_agent::Sampled::default()
+        };
         for (w, name) in &sampled.unresolved {
             tracing::warn!(workload = %w, name = %name, "the sampler can't find this workload (no cgroup by that path): it is neither sampled nor limited");
         }
@@ -793,8 +815,10 @@ async fn control_loop(
                 resolved: true,
             });
             v.name = w.name.clone();
-            v.resolved = true;
-            v.censored = [false; 4];
+            if sampling {
+                v.resolved = true;
+                v.censored = [false; 4];
+            }
         }
         for (w, _) in sampled.unresolved.iter() {
             if let Some(v) = views.get_mut(w) {

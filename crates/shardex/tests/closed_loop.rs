@@ -350,6 +350,8 @@ fn a_modification_reaches_the_limits_within_a_sample_drift_is_put_back_and_histo
         "no drift recorded:\n{}",
         log_of(pid)
     );
+    // A few more samples of history before the restart.
+    std::thread::sleep(Duration::from_secs(3));
     interrupt_and_wait(child);
     eprintln!("the modification was in force {took:?} after it was made");
     // Restart: the history is there, and fed to the forecasters at once.
@@ -425,10 +427,11 @@ fn a_busy_neighbour_leases_an_idle_reservation_and_the_owner_gets_it_back_when_i
     eprintln!("while borrowing: {market}; borrower {cores:.2} cores");
     let lent_by_lender = lender.cpu_limit().unwrap_or(u64::MAX) < 1500;
     // The lender wakes: held at what it has not lent, it reclaims, and has its whole
-    // reservation back within the notice and a sample period or two.
+    // reservation back within the notice and one sample period.
     let mut wake = lender.spawn_load(&["--cpu", "1000", "--step", "30s"]);
     let woke = Instant::now();
-    let back = eventually(Duration::from_secs(5 + 4), || {
+    // The notice (5 s) plus one sample period (1 s), with 0.5 s for the polling here.
+    let back = eventually(Duration::from_millis(6_500), || {
         lender.cpu_limit().is_some_and(|m| m >= 1500)
     });
     let took = woke.elapsed();
