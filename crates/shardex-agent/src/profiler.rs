@@ -118,6 +118,22 @@ impl Profiler {
         p.censored[ResourceKind::Memory.index()] = true;
     }
 
+    /// Gives `workload` its own forecaster for `kind` (e.g. one that needs the workload's
+    /// provisioned size), instead of the factory's.
+    pub fn install(&mut self, workload: WorkloadId, kind: ResourceKind, f: Box<dyn Forecaster>) {
+        self.forecasters.insert((workload, kind), Causal::new(f));
+    }
+
+    /// Sets what `workload` is taken to use before its first sample, in shards.
+    pub fn set_usage(&mut self, workload: WorkloadId, usage: ShardVector) {
+        self.profiles.entry(workload).or_default().usage = usage;
+    }
+
+    /// Forgets `workload` (it left).
+    pub fn forget(&mut self, workload: WorkloadId) {
+        self.retain(|w| w != workload);
+    }
+
     /// Caps what `workload` may hold (its provisioned size).
     pub fn set_cap(&mut self, workload: WorkloadId, cap: ShardVector) {
         self.profiles.entry(workload).or_default().cap = Some(cap);

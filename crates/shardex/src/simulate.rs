@@ -26,12 +26,12 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use shardex_core::billing::{Account, DEFAULT_LENDER_SHARE, Subject, accrue, charge_transaction};
 use shardex_core::control::Controller;
-use shardex_core::engine::{Demand, Engine, EngineParams, RequestStatus};
+use shardex_core::engine::{Engine, EngineParams, RequestStatus};
 use shardex_core::market::{PriceBook, PriceCurve, reprice};
-use shardex_core::ports::{Causal, SimulatedMigrator, StaticProvisioner};
+use shardex_core::ports::{SimulatedMigrator, StaticProvisioner};
 use shardex_core::{
-    Action, Horizon, KindForecast, Ledger, PhysicalVector, PriceTable, Rdv, ResourceKind, Sample,
-    ShardSizes, ShardVector, Span, TenantId, Tier, Timestamp, Window, WorkloadId,
+    Action, Horizon, Ledger, PhysicalVector, PriceTable, ResourceKind, ShardSizes, ShardVector,
+    Span, TenantId, Tier, Timestamp, Window, WorkloadId,
 };
 use shardex_forecast::Policy;
 
@@ -291,11 +291,6 @@ struct Live {
     /// Next sample index.
     next: usize,
     first_ms: i64,
-    last_usage: ShardVector,
-    forecasters: Vec<(
-        ResourceKind,
-        Causal<Box<dyn shardex_core::ports::Forecaster>>,
-    )>,
 }
 
 #[derive(Default)]
@@ -319,6 +314,8 @@ struct Sim<'a> {
     sizes: ShardSizes,
     ledger: Ledger,
     controller: Controller<StaticProvisioner, SimulatedMigrator>,
+    /// The same profiler as `shardex run`'s: forecasters per workload and kind, demands.
+    profiler: shardex_agent::Profiler,
     live: HashMap<usize, Live>,
     by_id: HashMap<WorkloadId, usize>,
     tallies: BTreeMap<ResourceKind, Tally>,
@@ -370,7 +367,18 @@ impl<'a> Sim<'a> {
             StaticProvisioner::unlimited("provisioned", host_cap),
             SimulatedMigrator::new(migration),
         );
+        // Every forecaster is installed per workload (a policy may need its provisioned size);
+        // the factory only answers for a kind that is not simulated, which is never sampled.
+        let profiler = shardex_agent::Profiler::new(
+            Box::new(|_| {
+                Box::new(shardex_forecast::reactive::Reactive::new(
+                    shardex_forecast::reactive::DEFAULT_MARGIN,
+                ))
+            }),
+            ShardSizes::default(),
+        );
         Ok(Self {
+            profiler,
             series,
             kinds: kinds.to_vec(),
             policy,
@@ -425,6 +433,7 @@ impl<'a> Sim<'a> {
 
     fn remap(&mut self, moved: &[(WorkloadId, WorkloadId)]) {
         for &(old, new) in moved {
+            self.profiler.rename(old, new);
             if let Some(i) = self.by_id.remove(&old) {
                 self.by_id.insert(new, i);
                 if let Some(l) = self.live.get_mut(&i) {
@@ -497,6 +506,7 @@ impl<'a> Sim<'a> {
             if let Some(live) = self.live.remove(&i) {
                 self.by_id.remove(&live.id);
                 self.retire(&live, now)?;
+                self.profiler.forget(live.id);
             }
         }
         // Place workloads that appear at this step.
@@ -554,31 +564,8 @@ impl<'a> Sim<'a> {
             step: Span::from_secs(STEP_S as u64),
             steps: 1,
         };
-        let mut demands = BTreeMap::new();
-        for (&i, live) in &mut self.live {
-            let mut rdv = Rdv {
-                made_at: now,
-                horizon,
-                kinds: Vec::new(),
-            };
-            for (k, f) in &mut live.forecasters {
-                let steps = f.forecast(now, horizon)?;
-                rdv.kinds.push(KindForecast { kind: *k, steps });
-            }
-            let s = &self.series[i];
-            let cap = ShardVector::from_fn(|k| {
-                s.provisioned[k.index()].map_or(u64::MAX, |p| self.sizes.demand_shards(k, p))
-            });
-            demands.insert(
-                live.id,
-                Demand {
-                    rdv,
-                    usage: live.last_usage,
-                    cap: Some(cap),
-                    censored: [false; 4],
-                },
-            );
-        }
+        let ids: Vec<WorkloadId> = self.live.values().map(|l| l.id).collect();
+        let demands = self.profiler.demands(ids, now, horizon);
         let report = self
             .controller
             .tick(&mut self.ledger, &demands, &self.sizes, now);
@@ -610,21 +597,17 @@ impl<'a> Sim<'a> {
             }
             let values = s.values[live.next];
             let alloc = held.get(&live.id).copied();
-            for (k, f) in &mut live.forecasters {
+            let mut reading = shardex_core::ports::Reading::default();
+            let mut limits = [None; 4];
+            for &k in &self.kinds {
                 let v = values[k.index()];
                 if v == MISSING {
                     continue;
                 }
-                let allocated = alloc.and_then(|a| self.sizes.physical(*k, a.get(*k)).ok());
-                f.observe(
-                    Sample {
-                        time: now,
-                        value: v,
-                    },
-                    allocated,
-                )?;
-                live.last_usage = live.last_usage.with(*k, self.sizes.demand_shards(*k, v));
+                reading.usage[k.index()] = Some(v);
+                limits[k.index()] = alloc.and_then(|a| self.sizes.physical(k, a.get(k)).ok());
             }
+            self.profiler.observe(live.id, now, &reading, limits);
             live.next += 1;
         }
         Ok(())
@@ -722,7 +705,6 @@ impl<'a> Sim<'a> {
             },
             now,
         )?;
-        let mut forecasters = Vec::new();
         for &k in &self.kinds {
             let f = self
                 .policy
@@ -737,8 +719,15 @@ impl<'a> Sim<'a> {
                         self.policy, s.name
                     )
                 })?;
-            forecasters.push((k, Causal::new(f)));
+            self.profiler.install(id, k, f);
         }
+        self.profiler.set_usage(id, base);
+        self.profiler.set_cap(
+            id,
+            ShardVector::from_fn(|k| {
+                s.provisioned[k.index()].map_or(u64::MAX, |p| self.sizes.demand_shards(k, p))
+            }),
+        );
         self.by_id.insert(id, i);
         self.live.insert(
             i,
@@ -747,8 +736,6 @@ impl<'a> Sim<'a> {
                 tenant,
                 next: 0,
                 first_ms: now.millis(),
-                last_usage: base,
-                forecasters,
             },
         );
         Ok(())
