@@ -140,7 +140,7 @@ pub struct EngineParams {
 }
 
 impl Default for EngineParams {
-    /// A 60 s lead, 5 % headroom, 15 min before scaling down, 10 % memory margin, hour-long
+    /// A 60 s lead, 5 % headroom, 15 min before scaling down, 10 % memory margin, day-long
     /// leases renewed 10 min before their end, up to 0.01 per shard-hour (25 × the cpu list
     /// price), and moves off a host short for 10 min.
     fn default() -> Self {
@@ -150,7 +150,7 @@ impl Default for EngineParams {
             headroom_pct: 5,
             down_after: Span::from_secs(900),
             memory_margin_pct: 10,
-            lease_for: Span::from_secs(3_600),
+            lease_for: Span::from_secs(86_400),
             renew_before: Span::from_secs(600),
             max_price: PriceVector::uniform(rust_decimal::Decimal::new(1, 2)),
             move_after: Span::from_secs(600),
@@ -389,19 +389,13 @@ impl View {
 }
 
 /// When a lease request for `kind` on `host` should end: `lease_for` from now (renewed
-/// before it ends), unless only reservations have shards of that kind to lend, and all of them
-/// end sooner: then at the latest of their ends, so that their offers can match it (a lender's
-/// shards are only lent for a window it can keep them lent through).
+/// before it ends), unless reservations on the host have idle shards of that kind that all end
+/// sooner: then at the latest of their ends, so that their offers can match it (a lender's
+/// shards are only lent for a window it can keep them lent through; the provider, which has no
+/// end, can serve the shorter request as well).
 fn lease_end(ledger: &Ledger, host: HostId, kind: ResourceKind, lease_for: Span) -> Timestamp {
     let now = ledger.now();
     let full = now.checked_add(lease_for).unwrap_or(now);
-    let provider_has = ledger
-        .balance(host)
-        .map(|b| b.free.get(kind) > 0)
-        .unwrap_or(true);
-    if provider_has {
-        return full;
-    }
     let latest = ledger
         .reservations()
         .filter(|r| r.host == host && !r.cancelled && r.window.contains(now))
