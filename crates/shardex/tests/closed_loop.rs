@@ -412,9 +412,16 @@ fn a_busy_neighbour_leases_an_idle_reservation_and_the_owner_gets_it_back_when_i
     assert!(offered, "the idle reservation offered nothing");
     let mut busy = borrower.spawn_load(&["--cpu", "1000", "--step", "120s"]);
     // Held at its 0.2 cores, it doubles each decision and leases the lender's idle shards.
+    let started = Instant::now();
+    let mut steps: Vec<(u128, Option<u64>)> = Vec::new();
     let grew = eventually(Duration::from_secs(40), || {
-        borrower.cpu_limit().is_some_and(|m| m >= 900)
+        let m = borrower.cpu_limit();
+        if steps.last().is_none_or(|&(_, last)| last != m) {
+            steps.push((started.elapsed().as_millis(), m));
+        }
+        m.is_some_and(|m| m >= 900)
     });
+    eprintln!("borrower's cpu limit (ms after it got busy, millicores): {steps:?}");
     assert!(grew, "the borrower stayed at {:?}", borrower.cpu_limit());
     let u0 = borrower.cpu_ns();
     std::thread::sleep(Duration::from_secs(3));
