@@ -230,6 +230,7 @@ impl Reconciler {
             track.want = want;
             let mut apply: Kinds = [false; 4];
             let mut read: Kinds = [false; 4];
+            let mut drifted: Kinds = [false; 4];
             for kind in ResourceKind::ALL {
                 let i = kind.index();
                 if !actuator.manages(&wl.name, kind) {
@@ -273,6 +274,7 @@ impl Reconciler {
                                 },
                             });
                             apply[i] = true;
+                            drifted[i] = true;
                         }
                         KindState::Failed(_) | KindState::Unmanaged => apply[i] = true,
                     }
@@ -301,13 +303,8 @@ impl Reconciler {
                         if *v == expected {
                             let first = k.applied != Some(*v);
                             k.applied = Some(*v);
-                            if !first
-                                && out.last().is_some_and(|a| {
-                                    a.workload == wl.id
-                                        && a.kind == kind
-                                        && matches!(a.outcome, Outcome::Drift { .. })
-                                })
-                            {
+                            if !first && drifted[i] {
+                                // The drift reported above says what was put back.
                                 continue;
                             }
                             Outcome::Applied { hard: *v }

@@ -393,13 +393,25 @@ impl View {
 /// sooner: then at the latest of their ends, so that their offers can match it (a lender's
 /// shards are only lent for a window it can keep them lent through; the provider, which has no
 /// end, can serve the shorter request as well).
-fn lease_end(ledger: &Ledger, host: HostId, kind: ResourceKind, lease_for: Span) -> Timestamp {
+fn lease_end(
+    ledger: &Ledger,
+    view: &View,
+    host: HostId,
+    kind: ResourceKind,
+    lease_for: Span,
+) -> Timestamp {
     let now = ledger.now();
     let full = now.checked_add(lease_for).unwrap_or(now);
+    // Idle = reserved − shares − lent, from the tick's view (no per-reservation ledger scans).
+    let idle = |r: &crate::domain::Reservation| {
+        let reserved = ledger.reserved_at(r, now).unwrap_or_default().get(kind);
+        let shares = view.shares.get(&r.id).map_or(0, |s| s.get(kind));
+        reserved > shares + view.lent_sum(r.id).get(kind)
+    };
     let latest = ledger
-        .reservations()
-        .filter(|r| r.host == host && !r.cancelled && r.window.contains(now))
-        .filter(|r| ledger.idle(r.id).is_ok_and(|i| i.get(kind) > 0))
+        .reservations_on(host)
+        .filter(|r| !r.cancelled && r.window.contains(now))
+        .filter(|r| idle(r))
         .map(|r| r.window.end())
         .max();
     match latest {
@@ -584,7 +596,7 @@ impl Engine {
             };
             let until = *ends
                 .entry((w.host, kind))
-                .or_insert_with(|| lease_end(ledger, w.host, kind, p.lease_for));
+                .or_insert_with(|| lease_end(ledger, &view, w.host, kind, p.lease_for));
             plan.actions.push(Action::RequestLease {
                 tenant: w.tenant,
                 workload: wid,

@@ -1173,6 +1173,11 @@ impl Ledger {
         indexed(&self.idx.workloads, &r, &self.workloads)
     }
 
+    /// The reservations on a host (indexed).
+    pub fn reservations_on(&self, host: HostId) -> impl Iterator<Item = &Reservation> {
+        self.host_reservations(host)
+    }
+
     /// The workloads running inside a reservation.
     pub fn workloads_of(&self, r: ReservationId) -> impl Iterator<Item = &Workload> {
         self.reservation_workloads(r)
