@@ -774,12 +774,16 @@ async fn control_loop(
                 }
             }
         }
-        if !sampled.raise.is_empty() {
+        // Actuate what changed and read back what is due, outside the lock: on the ledger as
+        // the raise left it (a change made meanwhile by the API wakes the loop on its own).
+        let (ledger, now) = if sampled.raise.is_empty() {
+            (ledger, now)
+        } else {
             commit(&app, sampled.raise.clone(), "raising censored workloads").await;
-        }
-        // Actuate what changed and read back what is due, outside the lock.
-        let Some((ledger, now)) = snapshot(&app).await else {
-            continue;
+            match snapshot(&app).await {
+                Some(x) => x,
+                None => continue,
+            }
         };
         let (actuations, repair) =
             tokio::task::block_in_place(|| agent.actuate(&ledger, &mut actuator, now));
