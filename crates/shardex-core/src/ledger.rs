@@ -1115,6 +1115,11 @@ impl Ledger {
         self.tenants.values()
     }
 
+    /// One tenant.
+    pub fn tenant(&self, id: TenantId) -> Option<&Tenant> {
+        self.tenants.get(&id)
+    }
+
     /// A tenant by name.
     pub fn tenant_named(&self, name: &str) -> Option<&Tenant> {
         self.tenants.values().find(|t| t.name == name)

@@ -7,3 +7,4 @@ pub mod cgroup;
 pub mod qmp;
 pub mod sampler;
 pub mod tc;
+pub mod tree;

@@ -2,15 +2,19 @@
 //! to the core; `anyhow` lives only here.
 
 mod check;
+mod client;
 mod config;
+mod launch;
 mod load;
 mod machine;
 mod plot;
 mod provision;
+mod quantity;
 mod replay;
 mod run;
 mod simulate;
 mod trace;
+mod workload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +53,14 @@ enum Command {
     /// Run a synthetic workload: busy cpu and resident memory in steps (to try shardex on a
     /// host, and for its closed-loop tests).
     Load(load::LoadArgs),
+    /// Run a command under shardex, like systemd-run: in a new managed cgroup, inside a
+    /// reservation (an existing one or one made for it); its exit status is passed on.
+    Launch(launch::LaunchArgs),
+    /// Put workloads under shardex, see them, take them out.
+    Workload {
+        #[command(subcommand)]
+        command: workload::WorkloadCommand,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -163,6 +175,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::replay(&args),
         Command::Simulate(args) => simulate::simulate(&args),
         Command::Load(args) => load::load(&args),
+        Command::Launch(args) => launch::launch(&args),
+        Command::Workload { command } => workload::workload(command),
         Command::Ledger {
             command: LedgerCommand::Check(args),
         } => check::check(&args),

@@ -108,6 +108,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
     let router = Router::new()
         .route("/v1/health", get(health))
         .route("/v1/hosts", get(hosts))
+        .route("/v1/tenants", get(tenants))
         .route("/v1/ledger/check", get(ledger_check))
         .route("/v1/actions", post(post_action))
         .route("/v1/quote", post(post_quote))
@@ -140,6 +141,10 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("could not listen on {listen}"))?;
     let bound = listener.local_addr()?;
+    // Where `shardex launch` and `shardex workload` find this daemon.
+    let addr_file = data.join(crate::client::ADDR_FILE);
+    std::fs::write(&addr_file, format!("{bound}\n"))
+        .with_context(|| format!("could not write {}", addr_file.display()))?;
     tracing::info!(listen = %bound, data = %data.display(), "shardex is running; Ctrl-C stops it");
 
     let expiry = tokio::spawn(expire_when_due(app.clone()));
@@ -160,6 +165,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown)
         .await
         .context("the API server failed")?;
+    let _ = std::fs::remove_file(&addr_file);
     expiry.abort();
     pricing.abort();
     agent.abort();
@@ -387,6 +393,20 @@ async fn hosts(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         }));
     }
     Json(json!({ "hosts": out })).into_response()
+}
+
+/// Every tenant: id and name.
+async fn tenants(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = unauthorized(&app, &headers) {
+        return refusal;
+    }
+    let store = app.store.lock().await;
+    let out: Vec<_> = store
+        .ledger()
+        .tenants()
+        .map(|t| json!({"id": t.id, "name": t.name}))
+        .collect();
+    Json(json!({ "tenants": out })).into_response()
 }
 
 async fn ledger_check(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
@@ -675,6 +695,13 @@ pub struct WorkloadView {
     pub id: shardex_core::WorkloadId,
     /// Its name.
     pub name: String,
+    /// Its owner's name.
+    pub tenant: String,
+    /// The reservation it runs inside.
+    pub reservation: shardex_core::ReservationId,
+    /// The forecast for the next decision period per kind, physical units (`None`: no
+    /// forecast yet for that kind).
+    pub forecast: [Option<shardex_core::Quantiles>; 4],
     /// The last usage sampled, physical units (`None`: not yet, or the name does not resolve).
     pub usage: Option<[Option<u64>; 4]>,
     /// Kinds held at their limit in the last sample.
@@ -810,6 +837,9 @@ async fn control_loop(
             let v = views.entry(w.id).or_insert_with(|| WorkloadView {
                 id: w.id,
                 name: String::new(),
+                tenant: String::new(),
+                reservation: w.reservation,
+                forecast: [None; 4],
                 usage: None,
                 censored: [false; 4],
                 entitlement: None,
@@ -819,6 +849,23 @@ async fn control_loop(
                 resolved: true,
             });
             v.name = w.name.clone();
+            v.reservation = w.reservation;
+            v.tenant = ledger
+                .tenant(w.tenant)
+                .map(|t| t.name.clone())
+                .unwrap_or_default();
+            if deciding {
+                let horizon = shardex_core::Horizon {
+                    step: config.engine.decide_every,
+                    steps: 1,
+                };
+                v.forecast = [None; 4];
+                if let Some(rdv) = agent.profiler.rdv(w.id, now, horizon) {
+                    for f in &rdv.kinds {
+                        v.forecast[f.kind.index()] = f.steps.first().copied();
+                    }
+                }
+            }
             if sampling {
                 v.resolved = true;
                 v.censored = [false; 4];
