@@ -1,5 +1,7 @@
 //! `shardex load`: a synthetic workload (busy cpu and touched memory, in steps), to try
-//! shardex on a real host and to drive its closed-loop tests with real processes.
+//! shardex on a real host and to drive its closed-loop tests with real processes. With
+//! `--trace` the steps are one workload's samples of a recorded trace, time-compressed and
+//! scaled, so that a real process replays a real workload's cpu and memory pattern.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -22,6 +24,81 @@ pub struct LoadArgs {
     /// How long to go on after the last step before exiting.
     #[arg(long, value_name = "DURATION", default_value = "0s")]
     hold: String,
+    /// Replay a workload of this trace folder (`samples.csv.gz` and `workloads.csv`, as
+    /// `shardex replay` reads) instead of --cpu and --memory.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["cpu", "memory"], requires = "workload")]
+    trace: Option<std::path::PathBuf>,
+    /// The trace's workload to replay.
+    #[arg(long, value_name = "NAME", requires = "trace")]
+    workload: Option<String>,
+    /// How much faster than the trace (e.g. 100: a 5-minute sample lasts 3 s); sets --step.
+    #[arg(long, value_name = "N", default_value_t = 100.0, requires = "trace")]
+    speed: f64,
+    /// The trace's cpu times this.
+    #[arg(long, value_name = "F", default_value_t = 1.0, requires = "trace")]
+    cpu_scale: f64,
+    /// The trace's memory times this.
+    #[arg(long, value_name = "F", default_value_t = 1.0, requires = "trace")]
+    memory_scale: f64,
+    /// Samples of the trace to skip first.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "trace")]
+    skip: usize,
+    /// Samples of the trace to replay [default: all].
+    #[arg(long, value_name = "N", requires = "trace")]
+    samples: Option<usize>,
+}
+
+/// The steps of one trace workload: millicores and MiB per sample, scaled, and how long a
+/// sample lasts.
+fn from_trace(
+    args: &LoadArgs,
+    dir: &std::path::Path,
+    name: &str,
+) -> anyhow::Result<(Vec<u64>, Vec<u64>, Duration)> {
+    if !(args.speed > 0.0 && args.speed.is_finite()) {
+        bail!("--speed must be a positive number");
+    }
+    for (what, f) in [
+        ("cpu-scale", args.cpu_scale),
+        ("memory-scale", args.memory_scale),
+    ] {
+        if !(f >= 0.0 && f.is_finite()) {
+            bail!("--{what} must be zero or more");
+        }
+    }
+    let mut reader = crate::trace::TraceReader::open(dir)?;
+    let trace = loop {
+        match reader.next_workload()? {
+            Some(w) if w.name == name => break w,
+            Some(_) => {}
+            None => bail!("the trace {} has no workload {name:?}", dir.display()),
+        }
+    };
+    let rows: Vec<_> = trace
+        .rows
+        .iter()
+        .skip(args.skip)
+        .take(args.samples.unwrap_or(usize::MAX))
+        .collect();
+    if rows.is_empty() {
+        bail!("{name} has no samples after skipping {}", args.skip);
+    }
+    // The trace's own sample period, from its first two rows (5 minutes for bitbrains).
+    let period_ms = match (trace.rows.first(), trace.rows.get(1)) {
+        (Some(a), Some(b)) => b.time.since(a.time).millis(),
+        _ => 300_000,
+    };
+    let step = Duration::from_secs_f64(period_ms as f64 / 1000.0 / args.speed);
+    let scaled = |v: Option<u64>, f: f64| (v.unwrap_or(0) as f64 * f).round() as u64;
+    let cpu = rows
+        .iter()
+        .map(|r| scaled(r.values[0], args.cpu_scale))
+        .collect();
+    let memory = rows
+        .iter()
+        .map(|r| scaled(r.values[1], args.memory_scale) >> 20)
+        .collect();
+    Ok((cpu, memory, step))
 }
 
 fn list(what: &str, text: &str) -> anyhow::Result<Vec<u64>> {
@@ -58,9 +135,14 @@ fn spin(millicores: u64, until: Instant) {
 
 /// Runs the steps, then exits 0.
 pub fn load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
-    let cpu = list("cpu", &args.cpu)?;
-    let memory = list("memory", &args.memory)?;
-    let step = span("step", &args.step)?;
+    let (cpu, memory, step) = match (&args.trace, &args.workload) {
+        (Some(dir), Some(name)) => from_trace(args, dir, name)?,
+        _ => (
+            list("cpu", &args.cpu)?,
+            list("memory", &args.memory)?,
+            span("step", &args.step)?,
+        ),
+    };
     let hold = span("hold", &args.hold)?;
     if step.is_zero() {
         bail!("--step must be longer than zero");
@@ -84,7 +166,9 @@ pub fn load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
             held.pop();
             held_mib -= 1;
         }
-        eprintln!("step {i}: {want_cpu} millicores, {held_mib} MiB");
+        if args.trace.is_none() {
+            eprintln!("step {i}: {want_cpu} millicores, {held_mib} MiB");
+        }
         let last = i + 1 == steps;
         let until = Instant::now() + step + if last { hold } else { Duration::ZERO };
         let threads: Vec<_> = (0..want_cpu.div_ceil(1000))
