@@ -11,8 +11,12 @@
 //!   no longer offered) and every lease its reservation lent that carries that kind reclaimed
 //!   (with the notice): it has its whole entitlement back within the notice plus one sample
 //!   period. Memory counts as held at its limit on an OOM kill, or when the kernel's limit
-//!   counter rose while usage was within `memory_censor_pct` of the limit in force (page
-//!   cache alone fills a cgroup up to its limit without any demand).
+//!   counter or its memory stall (v2 PSI `memory.pressure` `full`) rose while usage was
+//!   within `memory_censor_pct` of the limit in force (page cache alone fills a cgroup up to
+//!   its limit without any demand). IOPS count as held when usage is within
+//!   `iops_censor_pct` of the limit in force (the kernel counts no IOPS throttling; v1 has no
+//!   other sign), or when its I/O stall (v2 `io.pressure` `full`) rose with usage within
+//!   `memory_censor_pct` of it.
 //! * **Deciding** on a copy of the ledger, from samples before the decision only; the tick's
 //!   actions are committed as one transaction by the caller, who reports back with
 //!   [`Agent::committed`]: when it was refused, the controller forgets the tick.
@@ -47,6 +51,8 @@ pub struct AgentParams {
     /// A memory limit counter counts as censoring only with usage this close to the limit,
     /// in percent of it.
     pub memory_censor_pct: u64,
+    /// IOPS this close to the limit in force, in percent of it, count as held there.
+    pub iops_censor_pct: u64,
 }
 
 impl AgentParams {
@@ -58,6 +64,7 @@ impl AgentParams {
             act,
             reconcile: ReconcileParams::default(),
             memory_censor_pct: 95,
+            iops_censor_pct: 98,
         }
     }
 }
@@ -184,18 +191,23 @@ impl<P: Provisioner, M: Migrator> Agent<P, M> {
                 }
             };
             let limits = self.reconciler.in_force(w.id);
+            // Whether usage of kind `i` is within `pct` % of its limit in force.
+            let pressing = |i: usize, pct: u64| match (reading.usage[i], limits[i]) {
+                (Some(u), Some(l)) => u128::from(u) * 100 >= u128::from(l) * u128::from(pct),
+                _ => false,
+            };
             let m = ResourceKind::Memory.index();
             if reading.censored[m] && reading.oom_kills == 0 {
-                // The limit counter alone: censored only when usage presses on the limit.
-                let pressing = match (reading.usage[m], limits[m]) {
-                    (Some(u), Some(l)) => {
-                        u128::from(u) * 100
-                            >= u128::from(l) * u128::from(self.params.memory_censor_pct)
-                    }
-                    _ => false,
-                };
-                reading.censored[m] = pressing;
+                // The limit counter or a stall alone: censored only when usage presses on
+                // the limit.
+                reading.censored[m] = pressing(m, self.params.memory_censor_pct);
             }
+            let io = ResourceKind::Iops.index();
+            reading.censored[io] = if reading.censored[io] {
+                pressing(io, self.params.memory_censor_pct)
+            } else {
+                pressing(io, self.params.iops_censor_pct)
+            };
             if reading.oom_kills > 0 {
                 self.profiler
                     .oom(w.id, limits[m].or(reading.usage[m]).unwrap_or(0), now);

@@ -43,13 +43,18 @@ fn reading(cpu_millicores: u64, censored_cpu: bool) -> Reading {
 /// A 200-shard host; tenant "a" reserves `cpu` shards (and 64 memory shards) and binds "job",
 /// which holds none of them yet (the engine sizes its share from the forecast).
 fn world(cpu: u64) -> (Ledger, WorkloadId) {
+    world_of(ShardVector::new(cpu, 64, 0, 0))
+}
+
+/// The same world with a reservation of `vector` (the host has 100 iops shards too).
+fn world_of(vector: ShardVector) -> (Ledger, WorkloadId) {
     let mut l = Ledger::new();
     let ok = |l: &mut Ledger, a: Action| l.apply(&a, t(0)).unwrap();
     ok(
         &mut l,
         Action::RegisterHost {
             name: "h".into(),
-            capacity: ShardVector::new(200, 256, 0, 0),
+            capacity: ShardVector::new(200, 256, 0, 100),
         },
     );
     ok(&mut l, Action::CreateTenant { name: "a".into() });
@@ -59,7 +64,7 @@ fn world(cpu: u64) -> (Ledger, WorkloadId) {
         Action::CreateReservation {
             tenant,
             host,
-            vector: ShardVector::new(cpu, 64, 0, 0),
+            vector,
             window: Window::new(t(0), t(86_400)).unwrap(),
             tier: Tier::Standard,
         },
@@ -307,5 +312,37 @@ fn a_kind_that_keeps_failing_backs_off_then_degrades_and_releases_its_leases_alo
     assert!(
         matches!(releases.as_slice(), [Action::Release { .. }]),
         "{releases:?}"
+    );
+}
+
+#[test]
+fn iops_at_their_limit_count_as_held_and_a_stall_only_with_usage_near_it() {
+    // 10 iops shards: 100 IOPS in force.
+    let (l, w) = world_of(ShardVector::new(100, 64, 0, 10));
+    let mut a = agent(true);
+    let mut act = SimulatedActuator::default();
+    a.actuate(&l, &mut act, t(1));
+    assert_eq!(act.in_force(w).unwrap().hard(ResourceKind::Iops), Some(100));
+    let mut sampler = Script::default();
+    let mut at = |iops: u64, stalled: bool, s: i64| {
+        let r = Reading {
+            usage: [Some(10), Some(32 << 20), None, Some(iops)],
+            censored: [false, false, false, stalled],
+            oom_kills: 0,
+        };
+        sampler.0.insert("job".into(), r);
+        let sampled = a.sample(&l, &mut sampler, t(s));
+        sampled.censored.contains(&(w, ResourceKind::Iops))
+    };
+    assert!(!at(50, false, 2), "well under the limit");
+    assert!(
+        !at(50, true, 3),
+        "a stall far under the limit is the disk, not the limit"
+    );
+    assert!(at(96, true, 4), "a stall pressing on the limit");
+    assert!(!at(96, false, 5), "near the limit without a stall");
+    assert!(
+        at(100, false, 6),
+        "at the limit: held there (v1 has no other sign)"
     );
 }

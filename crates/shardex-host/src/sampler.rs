@@ -58,6 +58,21 @@ struct Limited {
     oom_kills: Option<u64>,
     /// Packets the shaping qdisc dropped or held over its rate.
     net_dropped: Option<u64>,
+    /// Microseconds all its tasks stalled on memory (v2 `memory.pressure` `full total`).
+    memory_stalled: Option<u64>,
+    /// Microseconds all its tasks stalled on I/O (v2 `io.pressure` `full total`).
+    io_stalled: Option<u64>,
+}
+
+/// The `total=` microseconds of the `line` (`some` or `full`) of a PSI file
+/// (`full avg10=0.00 avg60=0.00 avg300=0.00 total=1234`).
+fn psi_total(text: &str, line: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(line))?
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("total="))?
+        .parse()
+        .ok()
 }
 
 /// The number after `key ` on its own line of a flat-keyed cgroup file.
@@ -194,6 +209,13 @@ impl CgroupSampler {
                         (h, m) => Some(h.unwrap_or(0) + m.unwrap_or(0)),
                     };
                 limited.oom_kills = stat("memory.events", "oom_kill");
+                let psi = |file: &str| {
+                    std::fs::read_to_string(dir.join(file))
+                        .ok()
+                        .and_then(|t| psi_total(&t, "full"))
+                };
+                limited.memory_stalled = psi("memory.pressure");
+                limited.io_stalled = psi("io.pressure");
             }
             Layout::V1 {
                 cpuacct,
@@ -293,11 +315,16 @@ impl Sampler for CgroupSampler {
         let net = tx_bytes.and_then(|b| self.rate(workload, ResourceKind::Net, b, now, 8_000));
         let iops = ios.and_then(|n| self.rate(workload, ResourceKind::Iops, n, now, 1_000));
         let oom_kills = self.rose(workload, "oom_kill", limited.oom_kills);
+        let memory_stalled = self.rose(workload, "memory_stalled", limited.memory_stalled) > 0;
         let censored = [
             self.rose(workload, "nr_throttled", limited.cpu_throttled) > 0,
-            self.rose(workload, "memory_limited", limited.memory_limited) > 0 || oom_kills > 0,
+            self.rose(workload, "memory_limited", limited.memory_limited) > 0
+                || memory_stalled
+                || oom_kills > 0,
             self.rose(workload, "net_dropped", limited.net_dropped) > 0,
-            false,
+            // A stall is a sign, not proof, of its limit: the agent also asks that usage
+            // pressed on the limit in force (as for memory).
+            self.rose(workload, "io_stalled", limited.io_stalled) > 0,
         ];
         Ok(Some(Reading {
             usage: [cpu, memory, net, iops],
@@ -424,6 +451,46 @@ mod tests {
             s.sample("app", t(1000)).unwrap().unwrap().usage[3],
             Some(1000)
         );
+    }
+
+    #[test]
+    fn on_v2_memory_and_io_pressure_stalls_mark_samples_censored() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::write(base.join("cgroup.controllers"), "cpu memory io\n").unwrap();
+        let cg = base.join("db");
+        std::fs::create_dir(&cg).unwrap();
+        std::fs::write(cg.join("cpu.stat"), "usage_usec 0\nnr_throttled 0\n").unwrap();
+        std::fs::write(cg.join("memory.current"), "4096\n").unwrap();
+        let psi = |file: &str, some: u64, full: u64| {
+            std::fs::write(
+                cg.join(file),
+                format!(
+                    "some avg10=1.00 avg60=0.50 avg300=0.10 total={some}\n\
+                     full avg10=0.50 avg60=0.20 avg300=0.05 total={full}\n"
+                ),
+            )
+            .unwrap();
+        };
+        psi("memory.pressure", 100, 10);
+        psi("io.pressure", 100, 10);
+        let mut s = CgroupSampler::probe_at(base).unwrap();
+        assert_eq!(s.sample("db", t(0)).unwrap().unwrap().censored, [false; 4]);
+        // Only some tasks waited: not a stall of the whole workload.
+        psi("memory.pressure", 900, 10);
+        psi("io.pressure", 900, 10);
+        assert_eq!(
+            s.sample("db", t(1000)).unwrap().unwrap().censored,
+            [false; 4]
+        );
+        psi("memory.pressure", 900, 5000);
+        let r = s.sample("db", t(2000)).unwrap().unwrap();
+        assert_eq!(r.censored, [false, true, false, false]);
+        psi("io.pressure", 900, 70_000);
+        let r = s.sample("db", t(3000)).unwrap().unwrap();
+        assert_eq!(r.censored, [false, false, false, true]);
+        assert_eq!(psi_total("full avg10=0.00 total=77\n", "full"), Some(77));
+        assert_eq!(psi_total("some total=1\n", "full"), None);
     }
 
     #[test]
