@@ -14,4 +14,4 @@ pub mod reconcile;
 
 pub use agent::{Agent, AgentParams, Decided, Oom, Sampled};
 pub use profiler::{Factory, Profiler};
-pub use reconcile::{Actuation, Outcome, ReconcileParams, Reconciler, Status};
+pub use reconcile::{Actuation, Outcome, ReconcileParams, Reconciler, Status, Subject};

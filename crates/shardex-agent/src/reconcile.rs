@@ -12,13 +12,19 @@
 //!   so that the ledger holds no more than what is really in force (an entitlement the
 //!   actuator can't write is no use to it, and the shards go back to their lenders).
 //! * A workload that left the ledger has shardex's limits taken off ([`Actuator::clear`]).
+//! * A reservation whose workloads all live in its group (the cgroup `shardex/res-ID`,
+//!   [`entitlement::group_of`]) has the group's limits reconciled the same way, first: its
+//!   hard limits are the reservation's entitlement, so the kernel enforces the sum of its
+//!   workloads while each of them may still use all of it alone.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use shardex_core::entitlement;
-use shardex_core::ports::{Actuator, KindState, Kinds, Limits};
-use shardex_core::{Action, Ledger, ResourceKind, ShardSizes, Span, Timestamp, WorkloadId};
+use shardex_core::ports::{Actuator, Applied, KindState, Kinds, Limits};
+use shardex_core::{
+    Action, Ledger, ReservationId, ResourceKind, ShardSizes, Span, Timestamp, WorkloadId,
+};
 
 /// How reconciliation retries and checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,11 +92,21 @@ pub enum Outcome {
     Cleared,
 }
 
-/// One kind of one workload, reconciled.
+/// What limits are reconciled on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    /// A workload.
+    Workload(WorkloadId),
+    /// The group holding a reservation's workloads.
+    Reservation(ReservationId),
+}
+
+/// One kind of one workload (or reservation group), reconciled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Actuation {
-    /// The workload.
-    pub workload: WorkloadId,
+    /// What it was applied to.
+    pub subject: Subject,
     /// Its name.
     pub name: String,
     /// The kind.
@@ -134,6 +150,7 @@ pub struct Status {
 pub struct Reconciler {
     params: ReconcileParams,
     tracks: BTreeMap<WorkloadId, Track>,
+    groups: BTreeMap<ReservationId, Track>,
 }
 
 impl Reconciler {
@@ -142,6 +159,7 @@ impl Reconciler {
         Self {
             params,
             tracks: BTreeMap::new(),
+            groups: BTreeMap::new(),
         }
     }
 
@@ -205,7 +223,7 @@ impl Reconciler {
                         },
                     };
                     out.push(Actuation {
-                        workload: w,
+                        subject: Subject::Workload(w),
                         name: t.name.clone(),
                         kind,
                         outcome,
@@ -213,143 +231,235 @@ impl Reconciler {
                 }
             }
         }
+        // Groups first: a rise of the sum is in force before any of its workloads needs it.
+        let groups: BTreeMap<ReservationId, String> = ledger
+            .reservations()
+            .filter_map(|r| entitlement::group_of(ledger, r.id).map(|g| (r.id, g)))
+            .collect();
+        self.groups.retain(|r, _| groups.contains_key(r));
+        for (&r, name) in &groups {
+            let Ok(want) = entitlement::group_limits(ledger, r, sizes) else {
+                continue;
+            };
+            let track = self
+                .groups
+                .entry(r)
+                .or_insert_with(|| Track::new(name, want));
+            let degraded = step(
+                &self.params,
+                track,
+                Subject::Reservation(r),
+                want,
+                actuator,
+                now,
+                &mut out,
+            );
+            for kind in degraded {
+                for w in ledger.workloads_of(r) {
+                    actions.extend(release_leases(ledger, w.id, kind));
+                }
+            }
+        }
         for wl in ledger.workloads() {
             let Ok(want) = entitlement::limits(ledger, wl.id, sizes) else {
                 continue;
             };
-            let track = self.tracks.entry(wl.id).or_insert_with(|| Track {
-                name: wl.name.clone(),
+            let track = self
+                .tracks
+                .entry(wl.id)
+                .or_insert_with(|| Track::new(&wl.name, want));
+            let degraded = step(
+                &self.params,
+                track,
+                Subject::Workload(wl.id),
                 want,
-                kinds: Default::default(),
-                checked: None,
-            });
-            let due_check = track
-                .checked
-                .is_none_or(|c| now.since(c) >= self.params.check_every);
-            let changed = track.want != want;
-            track.want = want;
-            let mut apply: Kinds = [false; 4];
-            let mut read: Kinds = [false; 4];
-            let mut drifted: Kinds = [false; 4];
-            for kind in ResourceKind::ALL {
-                let i = kind.index();
-                if !actuator.manages(&wl.name, kind) {
-                    continue;
-                }
-                let k = &track.kinds[i];
-                let waiting = k.retry_at.is_some_and(|r| r > now);
-                if waiting {
-                    continue;
-                }
-                if k.applied.is_none() || k.failures > 0 {
-                    apply[i] = true;
-                } else if due_check || changed {
-                    // Read first, so that a change made behind shardex's back is seen (and
-                    // recorded) even when the ledger changed too.
-                    read[i] = true;
-                    apply[i] = changed;
-                }
-            }
-            if read.iter().any(|&r| r) {
-                track.checked = Some(now);
-                let got = actuator.read(wl.id, &wl.name, read);
-                for kind in ResourceKind::ALL {
-                    let i = kind.index();
-                    if !read[i] {
-                        continue;
-                    }
-                    // What it should still be: what was last seen in force as asked.
-                    let expected = track.kinds[i].applied.flatten();
-                    match got.get(kind) {
-                        KindState::InForce(v) if *v == expected => {}
-                        KindState::InForce(v) => {
-                            // Drift: put back below, and say what was found.
-                            out.push(Actuation {
-                                workload: wl.id,
-                                name: wl.name.clone(),
-                                kind,
-                                outcome: Outcome::Drift {
-                                    found: *v,
-                                    want: expected,
-                                },
-                            });
-                            apply[i] = true;
-                            drifted[i] = true;
-                        }
-                        KindState::Failed(_) | KindState::Unmanaged => apply[i] = true,
-                    }
-                }
-            }
-            if !apply.iter().any(|&a| a) {
-                continue;
-            }
-            if due_check {
-                track.checked = Some(now);
-            }
-            let got = actuator.apply(wl.id, &wl.name, &want, apply);
-            for kind in ResourceKind::ALL {
-                let i = kind.index();
-                if !apply[i] {
-                    continue;
-                }
-                let expected = actuator.expected(&wl.name, kind, want.hard(kind));
-                let k = &mut track.kinds[i];
-                let outcome = match got.get(kind) {
-                    KindState::Unmanaged => continue,
-                    KindState::InForce(v) => {
-                        k.failures = 0;
-                        k.retry_at = None;
-                        k.degraded = None;
-                        if *v == expected {
-                            let first = k.applied != Some(*v);
-                            k.applied = Some(*v);
-                            if !first && drifted[i] {
-                                // The drift reported above says what was put back.
-                                continue;
-                            }
-                            Outcome::Applied { hard: *v }
-                        } else {
-                            k.applied = None;
-                            Outcome::NotYet {
-                                want: expected,
-                                found: *v,
-                            }
-                        }
-                    }
-                    KindState::Failed(reason) => {
-                        k.failures += 1;
-                        k.applied = None;
-                        let wait = backoff(&self.params, k.failures);
-                        let retry_at = now.checked_add(wait).unwrap_or(now);
-                        k.retry_at = Some(retry_at);
-                        if k.failures >= self.params.degrade_after {
-                            let newly = k.degraded.is_none();
-                            k.degraded = Some(reason.clone());
-                            if newly {
-                                actions.extend(release_leases(ledger, wl.id, kind));
-                            }
-                            Outcome::Degraded {
-                                reason: reason.clone(),
-                            }
-                        } else {
-                            Outcome::Failed {
-                                reason: reason.clone(),
-                                attempt: k.failures,
-                                retry_at,
-                            }
-                        }
-                    }
-                };
-                out.push(Actuation {
-                    workload: wl.id,
-                    name: wl.name.clone(),
-                    kind,
-                    outcome,
-                });
+                actuator,
+                now,
+                &mut out,
+            );
+            for kind in degraded {
+                actions.extend(release_leases(ledger, wl.id, kind));
             }
         }
         (out, actions)
     }
+}
+
+impl Track {
+    fn new(name: &str, want: Limits) -> Self {
+        Self {
+            name: name.to_string(),
+            want,
+            kinds: Default::default(),
+            checked: None,
+        }
+    }
+}
+
+/// The actuator's calls for a subject: a workload's own, or its reservation group's.
+fn manages(actuator: &dyn Actuator, subject: Subject, name: &str, kind: ResourceKind) -> bool {
+    match subject {
+        Subject::Workload(_) => actuator.manages(name, kind),
+        Subject::Reservation(_) => actuator.manages_group(name, kind),
+    }
+}
+
+fn read(actuator: &mut dyn Actuator, subject: Subject, name: &str, kinds: Kinds) -> Applied {
+    match subject {
+        Subject::Workload(w) => actuator.read(w, name, kinds),
+        Subject::Reservation(r) => actuator.read_group(r, name, kinds),
+    }
+}
+
+fn apply(
+    actuator: &mut dyn Actuator,
+    subject: Subject,
+    name: &str,
+    want: &Limits,
+    kinds: Kinds,
+) -> Applied {
+    match subject {
+        Subject::Workload(w) => actuator.apply(w, name, want, kinds),
+        Subject::Reservation(r) => actuator.apply_group(r, name, want, kinds),
+    }
+}
+
+/// Reconciles one subject: applies what changed or failed, reads back what is due, records
+/// what happened in `out`; the kinds that became degraded just now.
+fn step(
+    params: &ReconcileParams,
+    track: &mut Track,
+    subject: Subject,
+    want: Limits,
+    actuator: &mut dyn Actuator,
+    now: Timestamp,
+    out: &mut Vec<Actuation>,
+) -> Vec<ResourceKind> {
+    let mut newly_degraded = Vec::new();
+    let name = track.name.clone();
+    let due_check = track
+        .checked
+        .is_none_or(|c| now.since(c) >= params.check_every);
+    let changed = track.want != want;
+    track.want = want;
+    let mut to_apply: Kinds = [false; 4];
+    let mut to_read: Kinds = [false; 4];
+    let mut drifted: Kinds = [false; 4];
+    for kind in ResourceKind::ALL {
+        let i = kind.index();
+        if !manages(actuator, subject, &name, kind) {
+            continue;
+        }
+        let k = &track.kinds[i];
+        if k.retry_at.is_some_and(|r| r > now) {
+            continue;
+        }
+        if k.applied.is_none() || k.failures > 0 {
+            to_apply[i] = true;
+        } else if due_check || changed {
+            // Read first, so that a change made behind shardex's back is seen (and recorded)
+            // even when the ledger changed too.
+            to_read[i] = true;
+            to_apply[i] = changed;
+        }
+    }
+    if to_read.iter().any(|&r| r) {
+        track.checked = Some(now);
+        let got = read(actuator, subject, &name, to_read);
+        for kind in ResourceKind::ALL {
+            let i = kind.index();
+            if !to_read[i] {
+                continue;
+            }
+            // What it should still be: what was last seen in force as asked.
+            let expected = track.kinds[i].applied.flatten();
+            match got.get(kind) {
+                KindState::InForce(v) if *v == expected => {}
+                KindState::InForce(v) => {
+                    // Drift: put back below, and say what was found.
+                    out.push(Actuation {
+                        subject,
+                        name: name.clone(),
+                        kind,
+                        outcome: Outcome::Drift {
+                            found: *v,
+                            want: expected,
+                        },
+                    });
+                    to_apply[i] = true;
+                    drifted[i] = true;
+                }
+                KindState::Failed(_) | KindState::Unmanaged => to_apply[i] = true,
+            }
+        }
+    }
+    if !to_apply.iter().any(|&a| a) {
+        return newly_degraded;
+    }
+    if due_check {
+        track.checked = Some(now);
+    }
+    let got = apply(actuator, subject, &name, &want, to_apply);
+    for kind in ResourceKind::ALL {
+        let i = kind.index();
+        if !to_apply[i] {
+            continue;
+        }
+        let expected = actuator.expected(&name, kind, want.hard(kind));
+        let k = &mut track.kinds[i];
+        let outcome = match got.get(kind) {
+            KindState::Unmanaged => continue,
+            KindState::InForce(v) => {
+                k.failures = 0;
+                k.retry_at = None;
+                k.degraded = None;
+                if *v == expected {
+                    let first = k.applied != Some(*v);
+                    k.applied = Some(*v);
+                    if !first && drifted[i] {
+                        // The drift reported above says what was put back.
+                        continue;
+                    }
+                    Outcome::Applied { hard: *v }
+                } else {
+                    k.applied = None;
+                    Outcome::NotYet {
+                        want: expected,
+                        found: *v,
+                    }
+                }
+            }
+            KindState::Failed(reason) => {
+                k.failures += 1;
+                k.applied = None;
+                let wait = backoff(params, k.failures);
+                let retry_at = now.checked_add(wait).unwrap_or(now);
+                k.retry_at = Some(retry_at);
+                if k.failures >= params.degrade_after {
+                    if k.degraded.is_none() {
+                        newly_degraded.push(kind);
+                    }
+                    k.degraded = Some(reason.clone());
+                    Outcome::Degraded {
+                        reason: reason.clone(),
+                    }
+                } else {
+                    Outcome::Failed {
+                        reason: reason.clone(),
+                        attempt: k.failures,
+                        retry_at,
+                    }
+                }
+            }
+        };
+        out.push(Actuation {
+            subject,
+            name: name.clone(),
+            kind,
+            outcome,
+        });
+    }
+    newly_degraded
 }
 
 /// The wait before the `failures`-th retry.

@@ -346,3 +346,76 @@ fn iops_at_their_limit_count_as_held_and_a_stall_only_with_usage_near_it() {
         "at the limit: held there (v1 has no other sign)"
     );
 }
+
+#[test]
+fn a_reservation_whose_workloads_live_in_its_group_has_the_group_limited_to_its_entitlement() {
+    let mut l = Ledger::new();
+    let ok = |l: &mut Ledger, a: Action| l.apply(&a, t(0)).unwrap();
+    ok(
+        &mut l,
+        Action::RegisterHost {
+            name: "h".into(),
+            capacity: ShardVector::new(200, 256, 0, 0),
+        },
+    );
+    ok(&mut l, Action::CreateTenant { name: "a".into() });
+    let (host, tenant) = (l.hosts().next().unwrap().id, l.tenants().next().unwrap().id);
+    let reserve = |l: &mut Ledger| {
+        l.apply(
+            &Action::CreateReservation {
+                tenant,
+                host,
+                vector: ShardVector::new(100, 64, 0, 0),
+                window: Window::new(t(0), t(86_400)).unwrap(),
+                tier: Tier::Standard,
+            },
+            t(0),
+        )
+        .unwrap();
+        l.reservations().last().unwrap().id
+    };
+    let (r1, r2) = (reserve(&mut l), reserve(&mut l));
+    let group = shardex_core::entitlement::group_name(r1);
+    for (r, name) in [
+        (r1, format!("{group}/a")),
+        (r1, format!("{group}/b")),
+        // Bound by another path: its reservation has no group.
+        (r2, "system.slice/web.service".to_string()),
+    ] {
+        ok(
+            &mut l,
+            Action::BindWorkload {
+                tenant,
+                reservation: r,
+                name,
+            },
+        );
+    }
+    let mut a = agent(true);
+    let mut act = SimulatedActuator::default();
+    act.with_groups = true;
+    let (done, _) = a.actuate(&l, &mut act, t(1));
+    // The group holds the reservation's 1 core and 1 GiB; each workload may use all of it.
+    let g = act.group_in_force(r1).expect("the group was limited");
+    assert_eq!(
+        (g.hard(ResourceKind::Cpu), g.hard(ResourceKind::Memory)),
+        (Some(1000), Some(1 << 30))
+    );
+    for w in l.workloads().filter(|w| w.reservation == r1) {
+        assert_eq!(
+            act.in_force(w.id).unwrap().hard(ResourceKind::Cpu),
+            Some(1000)
+        );
+    }
+    assert!(
+        act.group_in_force(r2).is_none(),
+        "a workload outside any group"
+    );
+    assert!(
+        done.iter()
+            .any(|x| x.subject == shardex_agent::Subject::Reservation(r1))
+    );
+    // Nothing changed: nothing is applied again.
+    let (done, _) = a.actuate(&l, &mut act, t(2));
+    assert!(done.is_empty(), "{done:?}");
+}

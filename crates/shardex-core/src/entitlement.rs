@@ -25,6 +25,52 @@ use crate::ledger::{Ledger, LedgerError};
 use crate::ports::Limits;
 use crate::shard::{ResourceKind, ShardSizes, ShardVector};
 
+/// The parent of the groups shardex makes for reservations: a reservation's group is the
+/// cgroup `shardex/res-ID`, and its workloads are its children.
+pub const GROUPS: &str = "shardex";
+
+/// The name of `reservation`'s group (`shardex/res-ID`).
+pub fn group_name(reservation: ReservationId) -> String {
+    format!("{GROUPS}/res-{}", reservation.0)
+}
+
+/// The group whose limits the kernel enforces on the sum of `reservation`'s workloads: its
+/// name when every one of them lives inside it (a workload bound by another path is outside
+/// any group, and then the reservation has none).
+pub fn group_of(ledger: &Ledger, reservation: ReservationId) -> Option<String> {
+    let name = group_name(reservation);
+    let prefix = format!("{name}/");
+    let mut any = false;
+    for w in ledger.workloads_of(reservation) {
+        if !w.name.trim_start_matches('/').starts_with(&prefix) {
+            return None;
+        }
+        any = true;
+    }
+    any.then_some(name)
+}
+
+/// The physical limits of a reservation's group: hard = the reservation's entitlement (what
+/// its workloads share), soft = their allocations together, at most the hard limit.
+pub fn group_limits(
+    ledger: &Ledger,
+    reservation: ReservationId,
+    sizes: &ShardSizes,
+) -> Result<Limits, LedgerError> {
+    let hard = reservation_entitlement(ledger, reservation)?;
+    let mut soft = ShardVector::ZERO;
+    for w in ledger.workloads_of(reservation) {
+        soft = soft.saturating_add(&ledger.allocation(w.id)?);
+    }
+    Ok(physical(
+        &ShardLimits {
+            hard,
+            soft: soft.min(&hard),
+        },
+        sizes,
+    ))
+}
+
 /// A workload's limits in shards: hard (its entitlement) and soft (its allocation).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ShardLimits {

@@ -4,7 +4,7 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{HostId, WorkloadId};
+use crate::domain::{HostId, ReservationId, WorkloadId};
 use crate::ledger::{Action, Event, Ledger, LedgerError};
 use crate::rdv::{Horizon, Quantiles, Sample};
 use crate::shard::ShardVector;
@@ -475,6 +475,31 @@ pub trait Actuator {
         let _ = (name, kind);
         hard
     }
+
+    /// Whether it enforces `kind` on the group `name` that holds all of a reservation's
+    /// workloads (a parent cgroup), so that the kernel enforces their sum. None by default.
+    fn manages_group(&self, name: &str, kind: crate::ResourceKind) -> bool {
+        let _ = (name, kind);
+        false
+    }
+
+    /// Applies `limits` to the group `name` of `reservation`'s workloads and reads them back.
+    fn apply_group(
+        &mut self,
+        reservation: ReservationId,
+        name: &str,
+        limits: &Limits,
+        kinds: Kinds,
+    ) -> Applied {
+        let _ = (reservation, name, limits, kinds);
+        Applied::default()
+    }
+
+    /// Reads back what is in force on the group `name`, writing nothing.
+    fn read_group(&mut self, reservation: ReservationId, name: &str, kinds: Kinds) -> Applied {
+        let _ = (reservation, name, kinds);
+        Applied::default()
+    }
 }
 
 impl<A: Actuator + ?Sized> Actuator for Box<A> {
@@ -503,6 +528,24 @@ impl<A: Actuator + ?Sized> Actuator for Box<A> {
     fn expected(&self, name: &str, kind: crate::ResourceKind, hard: Option<u64>) -> Option<u64> {
         (**self).expected(name, kind, hard)
     }
+
+    fn manages_group(&self, name: &str, kind: crate::ResourceKind) -> bool {
+        (**self).manages_group(name, kind)
+    }
+
+    fn apply_group(
+        &mut self,
+        reservation: ReservationId,
+        name: &str,
+        limits: &Limits,
+        kinds: Kinds,
+    ) -> Applied {
+        (**self).apply_group(reservation, name, limits, kinds)
+    }
+
+    fn read_group(&mut self, reservation: ReservationId, name: &str, kinds: Kinds) -> Applied {
+        (**self).read_group(reservation, name, kinds)
+    }
 }
 
 /// Several actuators, each for the kinds it manages (e.g. QMP for a VM's cpu and memory, tc
@@ -528,13 +571,37 @@ impl Combined {
             .collect()
     }
 
+    /// Per actuator, the kinds of `kinds` it is the first to manage for the group `name`.
+    fn split_group(&self, name: &str, kinds: Kinds) -> Vec<Kinds> {
+        let mut claimed = [false; 4];
+        self.0
+            .iter()
+            .map(|a| {
+                std::array::from_fn(|i| {
+                    let k = crate::ResourceKind::ALL[i];
+                    let mine = kinds[i] && !claimed[i] && a.manages_group(name, k);
+                    claimed[i] |= mine;
+                    mine
+                })
+            })
+            .collect()
+    }
+
     fn each(
         &mut self,
         name: &str,
         kinds: Kinds,
-        mut f: impl FnMut(&mut Box<dyn Actuator + Send>, Kinds) -> Applied,
+        f: impl FnMut(&mut Box<dyn Actuator + Send>, Kinds) -> Applied,
     ) -> Applied {
         let split = self.split(name, kinds);
+        self.each_of(split, f)
+    }
+
+    fn each_of(
+        &mut self,
+        split: Vec<Kinds>,
+        mut f: impl FnMut(&mut Box<dyn Actuator + Send>, Kinds) -> Applied,
+    ) -> Applied {
         let mut out = Applied::default();
         for (a, mine) in self.0.iter_mut().zip(split) {
             if !mine.iter().any(|&m| m) {
@@ -580,12 +647,36 @@ impl Actuator for Combined {
             None => hard,
         }
     }
+
+    fn manages_group(&self, name: &str, kind: crate::ResourceKind) -> bool {
+        self.0.iter().any(|a| a.manages_group(name, kind))
+    }
+
+    fn apply_group(
+        &mut self,
+        reservation: ReservationId,
+        name: &str,
+        limits: &Limits,
+        kinds: Kinds,
+    ) -> Applied {
+        let split = self.split_group(name, kinds);
+        self.each_of(split, |a, k| a.apply_group(reservation, name, limits, k))
+    }
+
+    fn read_group(&mut self, reservation: ReservationId, name: &str, kinds: Kinds) -> Applied {
+        let split = self.split_group(name, kinds);
+        self.each_of(split, |a, k| a.read_group(reservation, name, k))
+    }
 }
 
 /// The simulated actuator: whatever is applied is in force, at once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SimulatedActuator {
     in_force: std::collections::BTreeMap<WorkloadId, Limits>,
+    /// Groups, for the reservations whose groups it is told to manage.
+    groups: std::collections::BTreeMap<ReservationId, Limits>,
+    /// Whether it manages reservations' groups (names under [`crate::entitlement::GROUPS`]).
+    pub with_groups: bool,
     /// Actuations done.
     pub actuations: u64,
 }
@@ -602,8 +693,17 @@ impl SimulatedActuator {
         self.in_force.entry(workload).or_default().hard[kind.index()] = hard;
     }
 
+    /// What is in force for `reservation`'s group.
+    pub fn group_in_force(&self, reservation: ReservationId) -> Option<Limits> {
+        self.groups.get(&reservation).copied()
+    }
+
     fn state(&self, workload: WorkloadId, kinds: Kinds) -> Applied {
         let now = self.in_force.get(&workload).copied().unwrap_or_default();
+        Self::shown(now, kinds)
+    }
+
+    fn shown(now: Limits, kinds: Kinds) -> Applied {
         Applied(std::array::from_fn(|i| {
             if kinds[i] {
                 KindState::InForce(now.hard[i])
@@ -636,6 +736,33 @@ impl Actuator for SimulatedActuator {
             e.soft[i] = 0;
         }
         self.state(workload, kinds)
+    }
+
+    fn manages_group(&self, _: &str, _: crate::ResourceKind) -> bool {
+        self.with_groups
+    }
+
+    fn apply_group(
+        &mut self,
+        reservation: ReservationId,
+        _: &str,
+        limits: &Limits,
+        kinds: Kinds,
+    ) -> Applied {
+        self.actuations += 1;
+        let e = self.groups.entry(reservation).or_default();
+        for (i, _) in kinds.iter().enumerate().filter(|(_, k)| **k) {
+            e.hard[i] = limits.hard[i];
+            e.soft[i] = limits.soft[i];
+        }
+        Self::shown(*e, kinds)
+    }
+
+    fn read_group(&mut self, reservation: ReservationId, _: &str, kinds: Kinds) -> Applied {
+        Self::shown(
+            self.groups.get(&reservation).copied().unwrap_or_default(),
+            kinds,
+        )
     }
 }
 

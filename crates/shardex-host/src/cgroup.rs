@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use shardex_core::ResourceKind;
-use shardex_core::domain::WorkloadId;
+use shardex_core::domain::{ReservationId, WorkloadId};
 use shardex_core::ports::{Actuator, Applied, KindState, Kinds, Limits};
 
 use crate::sampler::cgroup_dir;
@@ -480,6 +480,26 @@ impl Actuator for CgroupActuator {
             ResourceKind::Iops => !self.devices.is_empty(),
             ResourceKind::Net => false,
         }
+    }
+
+    // A reservation's group is a parent cgroup: the same files, whose limits the kernel
+    // applies to the sum of its children.
+    fn manages_group(&self, name: &str, kind: ResourceKind) -> bool {
+        self.manages(name, kind)
+    }
+
+    fn apply_group(
+        &mut self,
+        _: ReservationId,
+        name: &str,
+        limits: &Limits,
+        kinds: Kinds,
+    ) -> Applied {
+        self.each(name, kinds, Some(&Target::Set(*limits)))
+    }
+
+    fn read_group(&mut self, _: ReservationId, name: &str, kinds: Kinds) -> Applied {
+        self.each(name, kinds, None)
     }
 }
 

@@ -6,8 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-/// The parent of every cgroup shardex makes.
-pub const MANAGED_PARENT: &str = "shardex";
+/// The parent of every cgroup shardex makes (reservation groups under it, workloads under
+/// those).
+pub const MANAGED_PARENT: &str = shardex_core::entitlement::GROUPS;
 
 /// Why the tree could not be changed.
 #[derive(Debug, thiserror::Error)]
@@ -141,9 +142,34 @@ impl CgroupTree {
             .is_ok_and(|dirs| dirs.iter().all(|d| d.is_dir()))
     }
 
-    /// The name of the managed cgroup `leaf` (`shardex/LEAF`).
+    /// The name of the managed cgroup `leaf` directly under `shardex/`.
     pub fn managed(leaf: &str) -> String {
         format!("{MANAGED_PARENT}/{leaf}")
+    }
+
+    /// The name of the cgroup `leaf` inside `reservation`'s group (`shardex/res-ID/LEAF`),
+    /// whose limits the kernel enforces on the sum of the reservation's workloads.
+    pub fn in_group(reservation: shardex_core::ReservationId, leaf: &str) -> String {
+        format!(
+            "{}/{leaf}",
+            shardex_core::entitlement::group_name(reservation)
+        )
+    }
+
+    /// Removes the cgroup `name` if it is there and has no children left (a reservation's
+    /// group once its last workload left); `false` when it stays.
+    pub fn remove_if_empty(&self, name: &str) -> bool {
+        let Ok(dirs) = self.dirs(name) else {
+            return false;
+        };
+        let mut all = true;
+        for d in dirs.iter().filter(|d| d.is_dir()) {
+            let has_children = std::fs::read_dir(d)
+                .map(|entries| entries.flatten().any(|e| e.path().is_dir()))
+                .unwrap_or(true);
+            all &= !has_children && std::fs::remove_dir(d).is_ok();
+        }
+        all
     }
 
     /// Makes the cgroup `name` (and its parents) in every hierarchy; on v2 the cpu, memory and

@@ -85,7 +85,8 @@ fn main() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let cg = cpu_dir(&format!("shardex/{name}"));
+        // Each episode's reservation is the next one: its group is shardex/res-ID.
+        let cg = cpu_dir(&format!("shardex/res-{}/{name}", i + 1));
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut first_throttled: Option<Instant> = None;
         let mut base: Option<u64> = None;

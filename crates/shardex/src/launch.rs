@@ -1,5 +1,5 @@
 //! `shardex launch -- CMD ARGS`: like `systemd-run`, a command run in a new managed cgroup
-//! (`shardex/NAME`) under a running `shardex run`, inside an existing reservation or a new one
+//! (`shardex/res-ID/NAME`, inside its reservation's group) under a running `shardex run`, inside an existing reservation or a new one
 //! made for it. The command starts only once its limits are in force; when it ends, the
 //! workload is unbound, its cgroup removed, a reservation made for it cancelled, and its exit
 //! status passed on (128 + the signal's number when a signal ended it, as shells do).
@@ -108,10 +108,6 @@ pub fn launch(args: &LaunchArgs) -> anyhow::Result<ExitCode> {
     let client = args.daemon.client()?;
     let tree = CgroupTree::probe()?;
     let leaf = args.name.clone().unwrap_or_else(|| default_name(program));
-    let name = CgroupTree::managed(&leaf);
-    if tree.exists(&name) {
-        bail!("the cgroup {name} exists already: choose another --name");
-    }
     let home = own_cgroup(&tree)?;
     let tenant = workload::tenant(&client, &args.placement.tenant)?;
     let (reservation, made) = args
@@ -125,6 +121,12 @@ pub fn launch(args: &LaunchArgs) -> anyhow::Result<ExitCode> {
             });
         }
     };
+    // Inside the reservation's group, so the kernel enforces the sum of its workloads.
+    let name = CgroupTree::in_group(reservation, &leaf);
+    if tree.exists(&name) {
+        cancel();
+        bail!("the cgroup {name} exists already: choose another --name");
+    }
     if let Err(e) = tree.create(&name) {
         cancel();
         return Err(e.into());

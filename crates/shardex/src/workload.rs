@@ -48,8 +48,9 @@ pub struct Placement {
     /// Reserve this much cpu: cores (1.5) or millicores (1500m).
     #[arg(long, value_name = "CORES")]
     pub cpu: Option<String>,
-    /// Reserve this much memory (1GiB, 512MiB); needed for a new reservation, since a
-    /// workload with no memory reserved has a memory limit of zero.
+    /// Reserve this much memory (1GiB, 512MiB); needed for a new reservation (shardex never
+    /// writes a memory limit of zero, which would kill the workload, so without memory
+    /// reserved its limits could not all be in force).
     #[arg(long, value_name = "SIZE")]
     pub memory: Option<String>,
     /// Reserve this much network bandwidth (100Mbit).
@@ -73,7 +74,7 @@ pub struct Placement {
 #[derive(Debug, Subcommand)]
 pub enum WorkloadCommand {
     /// Put an existing cgroup (`--cgroup PATH`) or process tree (`--pid PID`, moved into a new
-    /// managed cgroup `shardex/NAME`) under shardex.
+    /// cgroup `shardex/res-ID/NAME` in its reservation's group) under shardex.
     Add(Box<AddArgs>),
     /// What shardex sees and decides for each workload.
     List {
@@ -111,7 +112,7 @@ pub struct AddArgs {
         required_unless_present = "pid"
     )]
     pub cgroup: Option<String>,
-    /// A running process: it and its descendants move into a new cgroup shardex/NAME.
+    /// A running process: it and its descendants move into a new cgroup shardex/res-ID/NAME.
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
     /// The new cgroup's name, for --pid [default: the process's command and pid].
@@ -216,8 +217,9 @@ impl Placement {
         let vector = self.vector(&config.shards)?;
         if vector.get(ResourceKind::Memory) == 0 {
             bail!(
-                "give --memory SIZE (or --reservation ID): a workload with no memory reserved \
-                 has a memory limit of zero"
+                "give --memory SIZE (or --reservation ID): shardex never writes a memory limit \
+                 of zero (it would kill the workload), so one without memory reserved can't \
+                 have its limits in force"
             );
         }
         let duration: Span = self
@@ -341,10 +343,10 @@ fn comm(pid: u32) -> String {
 fn add(args: &AddArgs) -> anyhow::Result<ExitCode> {
     let client = args.daemon.client()?;
     let tree = CgroupTree::probe()?;
-    let (name, made) = match (&args.cgroup, args.pid) {
+    // What is to be added is checked before anything is made.
+    let processes = match (&args.cgroup, args.pid) {
         (Some(path), _) => {
-            let path = path.trim_start_matches('/').to_string();
-            if !tree.exists(&path) {
+            if !tree.exists(path) {
                 bail!(
                     "there is no cgroup {path} in every hierarchy ({})",
                     tree.roots()
@@ -354,25 +356,48 @@ fn add(args: &AddArgs) -> anyhow::Result<ExitCode> {
                         .join(", ")
                 );
             }
-            (path, false)
+            Vec::new()
         }
+        (None, Some(pid)) => process_tree(pid)?,
+        (None, None) => bail!("give --cgroup PATH or --pid PID"),
+    };
+    let tenant = tenant(&client, &args.placement.tenant)?;
+    let (reservation, made_reservation) =
+        args.placement
+            .reservation(&client, &args.daemon.data, tenant)?;
+    let cancel = || {
+        if made_reservation {
+            let _ = client.act(&Action::CancelReservation {
+                tenant,
+                reservation,
+            });
+        }
+    };
+    let (name, made) = match (&args.cgroup, args.pid) {
+        (Some(path), _) => (path.trim_start_matches('/').to_string(), false),
         (None, Some(pid)) => {
-            let processes = process_tree(pid)?;
             let leaf = args
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("{}-{pid}", comm(pid)));
-            let name = CgroupTree::managed(&leaf);
+            // Inside the reservation's group, so the kernel enforces the sum of its workloads.
+            let name = CgroupTree::in_group(reservation, &leaf);
             if tree.exists(&name) {
+                cancel();
                 bail!("the cgroup {name} exists already: choose another --name");
             }
-            tree.create(&name)?;
-            for p in processes {
+            if let Err(e) = tree.create(&name) {
+                cancel();
+                return Err(e.into());
+            }
+            for &p in &processes {
                 match tree.attach(&name, p) {
                     // A descendant that exited since it was listed.
                     Err(shardex_host::tree::TreeError::NoProcess(q)) if q != pid => {}
                     Err(e) => {
+                        // Nothing half-done: the processes go back to the root cgroup.
                         let _ = tree.remove(&name);
+                        cancel();
                         return Err(e.into());
                     }
                     Ok(()) => {}
@@ -382,21 +407,13 @@ fn add(args: &AddArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => bail!("give --cgroup PATH or --pid PID"),
     };
-    let result = (|| {
-        let tenant = tenant(&client, &args.placement.tenant)?;
-        let (reservation, _) = args
-            .placement
-            .reservation(&client, &args.daemon.data, tenant)?;
-        let workload = bind(&client, tenant, reservation, &name)?;
-        anyhow::Ok((workload, reservation))
-    })();
-    let (workload, reservation) = match result {
-        Ok(x) => x,
+    let workload = match bind(&client, tenant, reservation, &name) {
+        Ok(w) => w,
         Err(e) => {
             if made {
-                // Nothing half-done: the processes go back to the root cgroup.
                 let _ = tree.remove(&name);
             }
+            cancel();
             return Err(e);
         }
     };
@@ -511,16 +528,20 @@ pub fn take_out(
     name: &str,
 ) -> anyhow::Result<()> {
     client.act(&Action::UnbindWorkload { tenant, workload })?;
-    if name
-        .trim_start_matches('/')
-        .starts_with(shardex_host::tree::MANAGED_PARENT)
-    {
-        // Its limits come off first (the loop clears them on unbind); then the cgroup goes.
+    let rel = name.trim_start_matches('/');
+    if rel.starts_with(&format!("{}/", shardex_host::tree::MANAGED_PARENT)) {
+        // Its limits come off (the loop clears them on unbind); then the cgroup goes, and its
+        // reservation's group with it once that holds no other workload.
         let tree = CgroupTree::probe()?;
-        if tree.exists(name) {
-            tree.remove(name).with_context(|| {
+        if tree.exists(rel) {
+            tree.remove(rel).with_context(|| {
                 format!("the workload was unbound, but its cgroup {name} stays")
             })?;
+        }
+        if let Some((group, _)) = rel.rsplit_once('/')
+            && group != shardex_host::tree::MANAGED_PARENT
+        {
+            tree.remove_if_empty(group);
         }
     }
     Ok(())

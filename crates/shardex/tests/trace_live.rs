@@ -209,8 +209,12 @@ fn watch_until_done(mut children: Vec<Child>, replayed: usize, names: Vec<String
         );
     }
     let seconds = t0.elapsed().as_secs_f64();
+    // The neighbour is stopped with SIGTERM: a launcher passes it on to its command and then
+    // takes the workload out (SIGKILL would leave its busy loop running, orphaned).
     for c in children.iter_mut() {
-        let _ = c.kill();
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
         let _ = c.wait();
     }
     let (mut periods, mut throttled, mut ooms) = (0, 0, 0);
@@ -376,10 +380,13 @@ fn shardex_run() -> Outcome {
             &format!("{w}-{tag}"),
             &load_args(w),
         ));
-        names.push(format!("shardex/{w}-{tag}"));
+        // Each in the group of the reservation made for it: the neighbour's is 1, theirs 2, 3.
+        names.push(format!("shardex/res-{}/{w}-{tag}", i + 2));
+        // One after the other, so that the reservation ids follow the launch order.
+        std::thread::sleep(Duration::from_millis(700));
     }
     children.push(soak);
-    names.push(format!("shardex/soak-{tag}"));
+    names.push(format!("shardex/res-1/soak-{tag}"));
     let out = watch_until_done(children, WORKLOADS.len(), names);
     // The launchers take their workloads out when their commands end.
     std::thread::sleep(Duration::from_secs(1));
