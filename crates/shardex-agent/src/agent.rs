@@ -23,6 +23,7 @@
 //! * A decision identical to the last one recorded for that workload and kind is not
 //!   recorded again.
 
+use shardex_core::action;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
@@ -335,11 +336,11 @@ pub fn raise(ledger: &Ledger, censored: &[(WorkloadId, ResourceKind)]) -> Vec<Ac
             share = share.with(k, share.get(k).max(room.get(k)));
         }
         if share != w.share {
-            actions.push(Action::Allocate {
+            actions.push(Action::Allocate(action::Allocate {
                 tenant: w.tenant,
                 workload: wid,
                 share,
-            });
+            }));
         }
         for l in ledger.leases() {
             let carries = kinds.iter().any(|&k| l.vector.get(k) > 0);
@@ -348,10 +349,10 @@ pub fn raise(ledger: &Ledger, censored: &[(WorkloadId, ResourceKind)]) -> Vec<Ac
                 && carries
                 && reclaimed.insert(l.id)
             {
-                actions.push(Action::Reclaim {
+                actions.push(Action::Reclaim(action::Reclaim {
                     tenant: r.tenant,
                     lease: l.id,
-                });
+                }));
             }
         }
     }

@@ -17,6 +17,7 @@
 //!   hard limits are the reservation's entitlement, so the kernel enforces the sum of its
 //!   workloads while each of them may still use all of it alone.
 
+use shardex_core::action;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -481,9 +482,11 @@ fn release_leases(ledger: &Ledger, workload: WorkloadId, kind: ResourceKind) -> 
     ledger
         .leases()
         .filter(|l| l.borrower == workload && l.vector.get(kind) > 0)
-        .map(|l| Action::Release {
-            tenant: w.tenant,
-            lease: l.id,
+        .map(|l| {
+            Action::Release(action::Release {
+                tenant: w.tenant,
+                lease: l.id,
+            })
         })
         .collect()
 }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use shardex_core::action;
 use std::collections::BTreeMap;
 
 use shardex_agent::{Agent, AgentParams, Outcome, Profiler};
@@ -52,31 +53,34 @@ fn world_of(vector: ShardVector) -> (Ledger, WorkloadId) {
     let ok = |l: &mut Ledger, a: Action| l.apply(&a, t(0)).unwrap();
     ok(
         &mut l,
-        Action::RegisterHost {
+        Action::RegisterHost(action::RegisterHost {
             name: "h".into(),
             capacity: ShardVector::new(200, 256, 0, 100),
-        },
+        }),
     );
-    ok(&mut l, Action::CreateTenant { name: "a".into() });
+    ok(
+        &mut l,
+        Action::CreateTenant(action::CreateTenant { name: "a".into() }),
+    );
     let (host, tenant) = (l.hosts().next().unwrap().id, l.tenants().next().unwrap().id);
     ok(
         &mut l,
-        Action::CreateReservation {
+        Action::CreateReservation(action::CreateReservation {
             tenant,
             host,
             vector,
             window: Window::new(t(0), t(86_400)).unwrap(),
             tier: Tier::Standard,
-        },
+        }),
     );
     let r = l.reservations().next().unwrap().id;
     ok(
         &mut l,
-        Action::BindWorkload {
+        Action::BindWorkload(action::BindWorkload {
             tenant,
             reservation: r,
             name: "job".into(),
-        },
+        }),
     );
     let w = l.workloads().next().unwrap().id;
     (l, w)
@@ -155,7 +159,7 @@ fn an_idle_workload_is_sized_down_but_its_hard_limit_stays_its_reservation() {
     assert_eq!(sampled.censored, vec![(w, ResourceKind::Cpu)]);
     assert!(
         sampled.raise.iter().any(
-            |x| matches!(x, Action::Allocate { share, .. } if share.get(ResourceKind::Cpu) == 150)
+            |x| matches!(x, Action::Allocate(action::Allocate { share, .. }) if share.get(ResourceKind::Cpu) == 150)
         ),
         "{:?}",
         sampled.raise
@@ -163,9 +167,9 @@ fn an_idle_workload_is_sized_down_but_its_hard_limit_stays_its_reservation() {
     commit(
         &mut l,
         &[(
-            Action::Batch {
+            Action::Batch(action::Batch {
                 actions: sampled.raise,
-            },
+            }),
             now,
         )],
     );
@@ -229,10 +233,10 @@ fn drift_is_put_back_and_recorded_and_a_workload_that_left_is_cleared() {
     // Unbound: shardex's limits come off.
     let tenant = l.workload(w).unwrap().tenant;
     l.apply(
-        &Action::UnbindWorkload {
+        &Action::UnbindWorkload(action::UnbindWorkload {
             tenant,
             workload: w,
-        },
+        }),
         t(8),
     )
     .unwrap();
@@ -269,7 +273,7 @@ fn a_kind_that_keeps_failing_backs_off_then_degrades_and_releases_its_leases_alo
     // It holds a memory lease from the provider.
     let tenant = l.workload(w).unwrap().tenant;
     l.apply(
-        &Action::RequestLease {
+        &Action::RequestLease(action::RequestLease {
             tenant,
             workload: w,
             vector: ShardVector::new(0, 8, 0, 0),
@@ -277,7 +281,7 @@ fn a_kind_that_keeps_failing_backs_off_then_degrades_and_releases_its_leases_alo
             max_price: shardex_core::PriceVector::uniform(rust_decimal::Decimal::ONE),
             all_or_nothing: false,
             start: None,
-        },
+        }),
         t(1),
     )
     .unwrap();
@@ -310,7 +314,10 @@ fn a_kind_that_keeps_failing_backs_off_then_degrades_and_releases_its_leases_alo
     );
     // The ledger is brought back to what is in force: the memory lease is released, once.
     assert!(
-        matches!(releases.as_slice(), [Action::Release { .. }]),
+        matches!(
+            releases.as_slice(),
+            [Action::Release(action::Release { .. })]
+        ),
         "{releases:?}"
     );
 }
@@ -353,22 +360,25 @@ fn a_reservation_whose_workloads_live_in_its_group_has_the_group_limited_to_its_
     let ok = |l: &mut Ledger, a: Action| l.apply(&a, t(0)).unwrap();
     ok(
         &mut l,
-        Action::RegisterHost {
+        Action::RegisterHost(action::RegisterHost {
             name: "h".into(),
             capacity: ShardVector::new(200, 256, 0, 0),
-        },
+        }),
     );
-    ok(&mut l, Action::CreateTenant { name: "a".into() });
+    ok(
+        &mut l,
+        Action::CreateTenant(action::CreateTenant { name: "a".into() }),
+    );
     let (host, tenant) = (l.hosts().next().unwrap().id, l.tenants().next().unwrap().id);
     let reserve = |l: &mut Ledger| {
         l.apply(
-            &Action::CreateReservation {
+            &Action::CreateReservation(action::CreateReservation {
                 tenant,
                 host,
                 vector: ShardVector::new(100, 64, 0, 0),
                 window: Window::new(t(0), t(86_400)).unwrap(),
                 tier: Tier::Standard,
-            },
+            }),
             t(0),
         )
         .unwrap();
@@ -384,11 +394,11 @@ fn a_reservation_whose_workloads_live_in_its_group_has_the_group_limited_to_its_
     ] {
         ok(
             &mut l,
-            Action::BindWorkload {
+            Action::BindWorkload(action::BindWorkload {
                 tenant,
                 reservation: r,
                 name,
-            },
+            }),
         );
     }
     let mut a = agent(true);

@@ -3,6 +3,7 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
+use shardex_core::action;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -38,39 +39,41 @@ fn world() -> Ledger {
     let mut l = Ledger::new();
     let mut actions = Vec::new();
     for h in 0..HOSTS {
-        actions.push(Action::RegisterHost {
+        actions.push(Action::RegisterHost(action::RegisterHost {
             name: format!("h{h}"),
             capacity: ShardVector::new(6400, 32768, 0, 0),
-        });
+        }));
     }
     let n = HOSTS * PER_HOST;
     for i in 0..n {
-        actions.push(Action::CreateTenant {
+        actions.push(Action::CreateTenant(action::CreateTenant {
             name: format!("t{i}"),
-        });
-        actions.push(Action::CreateReservation {
+        }));
+        actions.push(Action::CreateReservation(action::CreateReservation {
             tenant: TenantId(i + 1),
             host: HostId(i / PER_HOST + 1),
             vector: ShardVector::new(200, 512, 0, 0),
             window: Window::new(t(0), t(10_000_000)).unwrap(),
             tier: Tier::ALL[(i % 4) as usize],
-        });
+        }));
     }
-    l.apply(&Action::Batch { actions }, t(0)).unwrap();
+    l.apply(&Action::Batch(action::Batch { actions }), t(0))
+        .unwrap();
     let mut actions = Vec::new();
     for i in 0..n {
-        actions.push(Action::BindWorkload {
+        actions.push(Action::BindWorkload(action::BindWorkload {
             tenant: TenantId(i + 1),
             reservation: shardex_core::ReservationId(i + 1),
             name: format!("w{i}"),
-        });
-        actions.push(Action::Allocate {
+        }));
+        actions.push(Action::Allocate(action::Allocate {
             tenant: TenantId(i + 1),
             workload: WorkloadId(i + 1),
             share: ShardVector::new(200, 512, 0, 0),
-        });
+        }));
     }
-    l.apply(&Action::Batch { actions }, t(0)).unwrap();
+    l.apply(&Action::Batch(action::Batch { actions }), t(0))
+        .unwrap();
     l
 }
 

@@ -460,6 +460,7 @@ pub fn hours_between(from: Timestamp, to: Timestamp) -> Decimal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::action;
     use crate::domain::{KindChange, PriceVector};
     use crate::ledger::{Action, Event};
     use crate::shard::ShardVector;
@@ -477,26 +478,32 @@ mod tests {
     fn world() -> (Ledger, TenantId, ReservationId) {
         let mut l = Ledger::new();
         l.apply(
-            &Action::RegisterHost {
+            &Action::RegisterHost(action::RegisterHost {
                 name: "h".into(),
                 capacity: ShardVector::new(1000, 1000, 0, 0),
-            },
+            }),
             t(0),
         )
         .unwrap();
-        l.apply(&Action::CreateTenant { name: "a".into() }, t(0))
-            .unwrap();
-        l.apply(&Action::CreateTenant { name: "b".into() }, t(0))
-            .unwrap();
+        l.apply(
+            &Action::CreateTenant(action::CreateTenant { name: "a".into() }),
+            t(0),
+        )
+        .unwrap();
+        l.apply(
+            &Action::CreateTenant(action::CreateTenant { name: "b".into() }),
+            t(0),
+        )
+        .unwrap();
         let ev = l
             .apply(
-                &Action::CreateReservation {
+                &Action::CreateReservation(action::CreateReservation {
                     tenant: TenantId(1),
                     host: crate::domain::HostId(1),
                     vector: ShardVector::new(100, 0, 0, 0),
                     window: Window::new(t(0), t(7200)).unwrap(),
                     tier: Tier::Standard,
-                },
+                }),
                 t(0),
             )
             .unwrap();
@@ -511,7 +518,7 @@ mod tests {
         let (mut l, a, r) = world();
         // +50% for the second half hour.
         l.apply(
-            &Action::ModifyReservation {
+            &Action::ModifyReservation(action::ModifyReservation {
                 tenant: a,
                 reservation: r,
                 changes: vec![KindChange {
@@ -520,7 +527,7 @@ mod tests {
                 }],
                 start: Some(t(1800)),
                 duration: Span::from_secs(1800),
-            },
+            }),
             t(0),
         )
         .unwrap();
@@ -543,13 +550,13 @@ mod tests {
         let b = TenantId(2);
         let br = l
             .apply(
-                &Action::CreateReservation {
+                &Action::CreateReservation(action::CreateReservation {
                     tenant: b,
                     host: crate::domain::HostId(1),
                     vector: ShardVector::new(0, 1, 0, 0),
                     window: Window::new(t(0), t(7200)).unwrap(),
                     tier: Tier::Premium,
-                },
+                }),
                 t(0),
             )
             .unwrap();
@@ -560,11 +567,11 @@ mod tests {
             panic!()
         };
         l.apply(
-            &Action::BindWorkload {
+            &Action::BindWorkload(action::BindWorkload {
                 tenant: b,
                 reservation: br,
                 name: "w".into(),
-            },
+            }),
             t(0),
         )
         .unwrap();
@@ -578,19 +585,20 @@ mod tests {
             provider_floor: PriceVector::uniform(d("0.01")),
             ..Default::default()
         };
-        l.apply(&Action::Configure { params }, t(0)).unwrap();
+        l.apply(&Action::Configure(action::Configure { params }), t(0))
+            .unwrap();
         l.apply(
-            &Action::Offer {
+            &Action::Offer(action::Offer {
                 tenant: a,
                 reservation: r,
                 vector: ShardVector::new(40, 0, 0, 0),
                 floor,
-            },
+            }),
             t(0),
         )
         .unwrap();
         l.apply(
-            &Action::RequestLease {
+            &Action::RequestLease(action::RequestLease {
                 tenant: b,
                 workload: w,
                 vector: ShardVector::new(40, 0, 0, 0),
@@ -598,7 +606,7 @@ mod tests {
                 max_price: PriceVector::uniform(d("1")),
                 all_or_nothing: true,
                 start: None,
-            },
+            }),
             t(0),
         )
         .unwrap();
@@ -673,13 +681,13 @@ mod tests {
     fn a_quote_prices_a_modification_without_committing_it() {
         let (l, a, r) = world();
         let before = l.clone();
-        let action = Action::ModifyReservation {
+        let action = Action::ModifyReservation(action::ModifyReservation {
             tenant: a,
             reservation: r,
             changes: vec!["cpu +10%".parse().unwrap()],
             start: None,
             duration: Span::from_secs(3600),
-        };
+        });
         // +10 shards for an hour at 0.0004 = 0.004.
         assert_eq!(
             quote_action(&l, &PriceTable::default(), &action, a, t(7200)).unwrap(),

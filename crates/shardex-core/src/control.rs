@@ -5,6 +5,7 @@
 //! ledger is deterministic) and the control loop of `shardex run` and `shardex simulate` are
 //! the same code.
 
+use crate::action;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -114,7 +115,7 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
         let action = if actions.len() == 1 {
             actions.into_iter().next().unwrap_or(Action::Expire)
         } else {
-            Action::Batch { actions }
+            Action::Batch(action::Batch { actions })
         };
         let events = ledger.apply(&action, now)?;
         report.applied.push((action, now));
@@ -238,10 +239,10 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
                 let name = h.name.clone();
                 let registered = self.commit(
                     ledger,
-                    vec![Action::RegisterHost {
+                    vec![Action::RegisterHost(action::RegisterHost {
                         name: h.name,
                         capacity: h.capacity,
-                    }],
+                    })],
                     now,
                     report,
                 );
@@ -321,29 +322,29 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
         let window = Window::new(now, r.window.end()).ok()?;
         let tier: Tier = r.tier;
         let actions = vec![
-            Action::UnbindWorkload {
+            Action::UnbindWorkload(action::UnbindWorkload {
                 tenant: w.tenant,
                 workload: w.id,
-            },
-            Action::CancelReservation {
+            }),
+            Action::CancelReservation(action::CancelReservation {
                 tenant: w.tenant,
                 reservation: r.id,
-            },
-            Action::CreateReservation {
+            }),
+            Action::CreateReservation(action::CreateReservation {
                 tenant: w.tenant,
                 host: f.to,
                 vector: base,
                 window,
                 tier,
-            },
+            }),
         ];
         // Ids are given in sequence: find the new reservation's and workload's on a copy.
         let mut probe = ledger.clone();
         probe
             .apply(
-                &Action::Batch {
+                &Action::Batch(action::Batch {
                     actions: actions.clone(),
-                },
+                }),
                 now,
             )
             .ok()?;
@@ -352,23 +353,23 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
             .filter(|x| x.host == f.to && x.tenant == w.tenant)
             .map(|x| x.id)
             .max()?;
-        let bind = Action::BindWorkload {
+        let bind = Action::BindWorkload(action::BindWorkload {
             tenant: w.tenant,
             reservation: new_r,
             name: w.name.clone(),
-        };
+        });
         probe.apply(&bind, now).ok()?;
         let new_w = probe.workload_named(w.tenant, &w.name)?.id;
         let mut all = actions;
         all.push(bind);
-        all.push(Action::Allocate {
+        all.push(Action::Allocate(action::Allocate {
             tenant: w.tenant,
             workload: new_w,
             share: base,
-        });
+        }));
         let until = now.checked_add(self.engine.params.lease_for).ok()?;
         for kind in f.mv.needs.excess_over(&base).kinds() {
-            all.push(Action::RequestLease {
+            all.push(Action::RequestLease(action::RequestLease {
                 tenant: w.tenant,
                 workload: new_w,
                 vector: ShardVector::of(kind, f.mv.needs.get(kind) - base.get(kind)),
@@ -376,7 +377,7 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
                 max_price: self.engine.params.max_price,
                 all_or_nothing: false,
                 start: None,
-            });
+            }));
         }
         Some((all, w.tenant, w.name.clone()))
     }

@@ -34,6 +34,7 @@
 //! * **Leases** are renewed `renew_before` their end: a lease that ends sooner counts as gone,
 //!   so its replacement is requested while it still holds.
 
+use crate::action;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -557,10 +558,10 @@ impl Engine {
                     for h in mine {
                         if h.vector.get(kind) <= surplus {
                             surplus -= h.vector.get(kind);
-                            plan.actions.push(Action::Release {
+                            plan.actions.push(Action::Release(action::Release {
                                 tenant: w.tenant,
                                 lease: h.id,
-                            });
+                            }));
                         }
                     }
                     // Then the share: what it gives back becomes idle in its reservation, for
@@ -581,18 +582,19 @@ impl Engine {
                 }
             }
             if share != w.share {
-                plan.actions.push(Action::Allocate {
+                plan.actions.push(Action::Allocate(action::Allocate {
                     tenant: w.tenant,
                     workload: wid,
                     share,
-                });
+                }));
             }
             // Withdraw what is still pending: this tick's asks replace it.
             for &req in view.requests.get(&wid).map(Vec::as_slice).unwrap_or(&[]) {
-                plan.actions.push(Action::CancelRequest {
-                    tenant: w.tenant,
-                    request: req,
-                });
+                plan.actions
+                    .push(Action::CancelRequest(action::CancelRequest {
+                        tenant: w.tenant,
+                        request: req,
+                    }));
             }
         }
         asks.sort();
@@ -604,15 +606,16 @@ impl Engine {
             let until = *ends
                 .entry((w.host, kind))
                 .or_insert_with(|| lease_end(ledger, &view, w.host, kind, p.lease_for));
-            plan.actions.push(Action::RequestLease {
-                tenant: w.tenant,
-                workload: wid,
-                vector: ShardVector::of(kind, n),
-                until,
-                max_price: p.max_price,
-                all_or_nothing: false,
-                start: None,
-            });
+            plan.actions
+                .push(Action::RequestLease(action::RequestLease {
+                    tenant: w.tenant,
+                    workload: wid,
+                    vector: ShardVector::of(kind, n),
+                    until,
+                    max_price: p.max_price,
+                    all_or_nothing: false,
+                    start: None,
+                }));
         }
         // Automatic offers: idle − predicted need, where every workload has a forecast.
         plan.actions.extend(market::auto_offers(
@@ -663,10 +666,10 @@ impl Engine {
                 if reclaiming || !v.kinds().any(|k| missing.get(k) > 0) {
                     continue;
                 }
-                out.actions.push(Action::Reclaim {
+                out.actions.push(Action::Reclaim(action::Reclaim {
                     tenant: w.tenant,
                     lease,
-                });
+                }));
                 reclaimed = reclaimed.saturating_add(&v);
                 missing = missing.excess_over(&v);
             }
@@ -702,18 +705,19 @@ impl Engine {
                         .unwrap_or(now);
                     let duration = end.since(now).min(p.lease_for);
                     if !duration.is_zero() {
-                        out.actions.push(Action::ModifyReservation {
-                            tenant: w.tenant,
-                            reservation: w.reservation,
-                            changes,
-                            start: None,
-                            duration,
-                        });
-                        out.actions.push(Action::Allocate {
+                        out.actions
+                            .push(Action::ModifyReservation(action::ModifyReservation {
+                                tenant: w.tenant,
+                                reservation: w.reservation,
+                                changes,
+                                start: None,
+                                duration,
+                            }));
+                        out.actions.push(Action::Allocate(action::Allocate {
                             tenant: w.tenant,
                             workload: w.id,
                             share: w.share.saturating_add(&grow),
-                        });
+                        }));
                         sr.steps.push(Step::Grow { shards: grow });
                         missing = missing.excess_over(&grow);
                     }

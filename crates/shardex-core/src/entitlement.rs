@@ -148,6 +148,7 @@ pub fn limits(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::action;
     use crate::domain::Tier;
     use crate::ledger::Action;
     use crate::time::{Timestamp, Window};
@@ -160,46 +161,49 @@ mod tests {
     fn entitlement_is_the_unlent_reservation_plus_leases_whatever_the_allocation() {
         let mut l = Ledger::new();
         l.apply(
-            &Action::RegisterHost {
+            &Action::RegisterHost(action::RegisterHost {
                 name: "h".into(),
                 capacity: ShardVector::new(200, 100, 0, 0),
-            },
+            }),
             t(0),
         )
         .unwrap();
-        l.apply(&Action::CreateTenant { name: "a".into() }, t(0))
-            .unwrap();
+        l.apply(
+            &Action::CreateTenant(action::CreateTenant { name: "a".into() }),
+            t(0),
+        )
+        .unwrap();
         let host = l.hosts().next().unwrap().id;
         let tenant = l.tenants().next().unwrap().id;
         l.apply(
-            &Action::CreateReservation {
+            &Action::CreateReservation(action::CreateReservation {
                 tenant,
                 host,
                 vector: ShardVector::new(150, 64, 0, 0),
                 window: Window::new(t(0), t(3600)).unwrap(),
                 tier: Tier::Standard,
-            },
+            }),
             t(0),
         )
         .unwrap();
         let r = l.reservations().next().unwrap().id;
         l.apply(
-            &Action::BindWorkload {
+            &Action::BindWorkload(action::BindWorkload {
                 tenant,
                 reservation: r,
                 name: "job".into(),
-            },
+            }),
             t(0),
         )
         .unwrap();
         let w = l.workloads().next().unwrap().id;
         // An idle workload sized to 4 cpu shards still may use all 150 at once.
         l.apply(
-            &Action::Allocate {
+            &Action::Allocate(action::Allocate {
                 tenant,
                 workload: w,
                 share: ShardVector::new(4, 2, 0, 0),
-            },
+            }),
             t(1),
         )
         .unwrap();

@@ -9,17 +9,18 @@
 //! * [`ports`]: traits that adapters implement.
 //!
 //! ```
-//! use shardex_core::{Action, Ledger, LedgerError, ShardVector, Tier, Timestamp, Window};
+//! use shardex_core::{action, Action, Ledger, LedgerError, ShardVector, Tier, Timestamp, Window};
 //!
 //! let t = |s| Timestamp::from_secs(s).unwrap();
 //! let mut ledger = Ledger::new();
-//! ledger.apply(&Action::RegisterHost { name: "h1".into(), capacity: ShardVector::new(100, 64, 10, 10) }, t(0)).unwrap();
-//! ledger.apply(&Action::CreateTenant { name: "acme".into() }, t(0)).unwrap();
+//! let host = action::RegisterHost { name: "h1".into(), capacity: ShardVector::new(100, 64, 10, 10) };
+//! ledger.apply(&Action::RegisterHost(host), t(0)).unwrap();
+//! ledger.apply(&Action::CreateTenant(action::CreateTenant { name: "acme".into() }), t(0)).unwrap();
 //! let (host, tenant) = (ledger.hosts().next().unwrap().id, ledger.tenants().next().unwrap().id);
 //! let window = Window::new(t(0), t(3600)).unwrap();
-//! let reserve = |cpu| Action::CreateReservation {
+//! let reserve = |cpu| Action::CreateReservation(action::CreateReservation {
 //!     tenant, host, vector: ShardVector::new(cpu, 0, 0, 0), window, tier: Tier::Standard,
-//! };
+//! });
 //! ledger.apply(&reserve(60), t(0)).unwrap();
 //! // A second reservation would overbook the host: refused, and nothing changes.
 //! let before = ledger.clone();
@@ -47,7 +48,10 @@ pub use domain::{
     Modification, ModificationId, PriceVector, RequestId, Reservation, ReservationId, Tenant,
     TenantId, Tier, Workload, WorkloadId,
 };
-pub use ledger::{Action, Event, HostBalance, Ledger, LedgerError, LedgerParams, Rule, Violation};
+pub use ledger::action;
+pub use ledger::{
+    Action, Event, HostBalance, Ledger, LedgerError, LedgerParams, Rule, TenantAction, Violation,
+};
 pub use pricing::PriceTable;
 pub use rdv::{Horizon, KindForecast, Quantiles, Rdv, Sample};
 pub use shard::{PhysicalVector, ResourceKind, ShardError, ShardSizes, ShardVector};

@@ -9,6 +9,7 @@
 //! it never goes under the cheapest floor price lenders ask. Every price is kept in a bounded
 //! history.
 
+use crate::action;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rust_decimal::Decimal;
@@ -238,7 +239,10 @@ pub fn reprice(
             );
         }
         if ledger.market_price(h.id) != Some(prices) {
-            out.push(Action::SetMarketPrice { host: h.id, prices });
+            out.push(Action::SetMarketPrice(action::SetMarketPrice {
+                host: h.id,
+                prices,
+            }));
         }
     }
     out
@@ -277,10 +281,10 @@ pub fn auto_offers<'a>(
         if let Ok((target, offered)) = ledger.auto_offer_target(r.id, &need)
             && target != offered
         {
-            out.push(Action::AutoOffer {
+            out.push(Action::AutoOffer(action::AutoOffer {
                 reservation: r.id,
                 need,
-            });
+            }));
         }
     }
     out
@@ -383,40 +387,43 @@ mod tests {
         let mut l = Ledger::new();
         for name in ["busy", "idle"] {
             l.apply(
-                &Action::RegisterHost {
+                &Action::RegisterHost(action::RegisterHost {
                     name: name.into(),
                     capacity: ShardVector::new(100, 0, 0, 0),
-                },
+                }),
                 t(0),
             )
             .unwrap();
         }
-        l.apply(&Action::CreateTenant { name: "a".into() }, t(0))
-            .unwrap();
+        l.apply(
+            &Action::CreateTenant(action::CreateTenant { name: "a".into() }),
+            t(0),
+        )
+        .unwrap();
         // All of host 1 is reserved and nothing is offered: its pool is empty while a request
         // waits. Host 2 is all free.
         l.apply(
-            &Action::CreateReservation {
+            &Action::CreateReservation(action::CreateReservation {
                 tenant: TenantId(1),
                 host: HostId(1),
                 vector: ShardVector::new(100, 0, 0, 0),
                 window: Window::new(t(0), t(3600)).unwrap(),
                 tier: Tier::Standard,
-            },
+            }),
             t(0),
         )
         .unwrap();
         l.apply(
-            &Action::BindWorkload {
+            &Action::BindWorkload(action::BindWorkload {
                 tenant: TenantId(1),
                 reservation: crate::domain::ReservationId(1),
                 name: "w".into(),
-            },
+            }),
             t(0),
         )
         .unwrap();
         l.apply(
-            &Action::RequestLease {
+            &Action::RequestLease(action::RequestLease {
                 tenant: TenantId(1),
                 workload: crate::domain::WorkloadId(1),
                 vector: ShardVector::new(10, 0, 0, 0),
@@ -424,7 +431,7 @@ mod tests {
                 max_price: PriceVector::uniform(d("1")),
                 all_or_nothing: false,
                 start: None,
-            },
+            }),
             t(0),
         )
         .unwrap();
@@ -459,41 +466,44 @@ mod tests {
         };
         ok(
             &mut l,
-            Action::RegisterHost {
+            Action::RegisterHost(action::RegisterHost {
                 name: "h".into(),
                 capacity: ShardVector::new(100, 0, 0, 0),
-            },
+            }),
         );
-        ok(&mut l, Action::CreateTenant { name: "a".into() });
+        ok(
+            &mut l,
+            Action::CreateTenant(action::CreateTenant { name: "a".into() }),
+        );
         for name in ["w1", "w2"] {
             ok(
                 &mut l,
-                Action::CreateReservation {
+                Action::CreateReservation(action::CreateReservation {
                     tenant: TenantId(1),
                     host: HostId(1),
                     vector: ShardVector::new(8, 0, 0, 0),
                     window: Window::new(t(0), t(3600)).unwrap(),
                     tier: Tier::Standard,
-                },
+                }),
             );
             let r = l.reservations().last().unwrap().id;
             ok(
                 &mut l,
-                Action::BindWorkload {
+                Action::BindWorkload(action::BindWorkload {
                     tenant: TenantId(1),
                     reservation: r,
                     name: name.into(),
-                },
+                }),
             );
         }
         let w1 = l.workload_named(TenantId(1), "w1").unwrap().id;
         ok(
             &mut l,
-            Action::Allocate {
+            Action::Allocate(action::Allocate {
                 tenant: TenantId(1),
                 workload: w1,
                 share: ShardVector::new(2, 0, 0, 0),
-            },
+            }),
         );
         // w1 is predicted to need up to 50 millicores (5 shards of 10) in the next 30 s; the
         // later step's 80 is past the notice and doesn't count.
@@ -521,10 +531,10 @@ mod tests {
         // Only w1's reservation: w2 has no forecast yet, so its reservation is left alone.
         assert_eq!(
             actions,
-            vec![Action::AutoOffer {
+            vec![Action::AutoOffer(action::AutoOffer {
                 reservation: ReservationId(1),
                 need: ShardVector::new(3, 0, 0, 0),
-            }]
+            })]
         );
         ok(&mut l, actions[0].clone());
         // 8 reserved − 2 held − 3 predicted = 3 offered.

@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use shardex_core::action;
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
@@ -69,10 +70,10 @@ fn run(ws: &[(u8, u8, u8, u8)], plan: &[Vec<(u8, u8, u8, bool)>]) -> Result<(), 
     let mut l = Ledger::new();
     for h in 0..3 {
         l.apply(
-            &Action::RegisterHost {
+            &Action::RegisterHost(action::RegisterHost {
                 name: format!("h{h}"),
                 capacity: ShardVector::new(100, 100, 0, 0),
-            },
+            }),
             t(0),
         )
         .unwrap();
@@ -81,18 +82,21 @@ fn run(ws: &[(u8, u8, u8, u8)], plan: &[Vec<(u8, u8, u8, bool)>]) -> Result<(), 
     let mut names: BTreeMap<String, (TenantId, ShardVector)> = BTreeMap::new();
     for (i, &(host, cpu, mem, tier)) in ws.iter().enumerate() {
         let name = format!("w{i}");
-        l.apply(&Action::CreateTenant { name: name.clone() }, t(0))
-            .unwrap();
+        l.apply(
+            &Action::CreateTenant(action::CreateTenant { name: name.clone() }),
+            t(0),
+        )
+        .unwrap();
         let tenant = TenantId(i as u64 + 1);
         let base = ShardVector::new(u64::from(cpu), u64::from(mem), 0, 0);
         let reserved = l.apply(
-            &Action::CreateReservation {
+            &Action::CreateReservation(action::CreateReservation {
                 tenant,
                 host: HostId(u64::from(host) + 1),
                 vector: base,
                 window: Window::new(t(0), t(1_000_000)).unwrap(),
                 tier: Tier::ALL[usize::from(tier)],
-            },
+            }),
             t(0),
         );
         if reserved.is_err() {
@@ -100,21 +104,21 @@ fn run(ws: &[(u8, u8, u8, u8)], plan: &[Vec<(u8, u8, u8, bool)>]) -> Result<(), 
         }
         let r = l.reservations().last().unwrap().id;
         l.apply(
-            &Action::BindWorkload {
+            &Action::BindWorkload(action::BindWorkload {
                 tenant,
                 reservation: r,
                 name: name.clone(),
-            },
+            }),
             t(0),
         )
         .unwrap();
         let w = l.workload_named(tenant, &name).unwrap().id;
         l.apply(
-            &Action::Allocate {
+            &Action::Allocate(action::Allocate {
                 tenant,
                 workload: w,
                 share: base,
-            },
+            }),
             t(0),
         )
         .unwrap();

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use shardex_core::action;
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
@@ -55,47 +56,50 @@ impl World {
         let t0 = t(0);
         for (i, &c) in hosts.iter().enumerate() {
             l.apply(
-                &Action::RegisterHost {
+                &Action::RegisterHost(action::RegisterHost {
                     name: format!("h{}", i + 1),
                     capacity: cpu(c),
-                },
+                }),
                 t0,
             )
             .unwrap();
         }
         let mut names = BTreeMap::new();
         for (i, &(name, host, base, tier)) in workloads.iter().enumerate() {
-            l.apply(&Action::CreateTenant { name: name.into() }, t0)
-                .unwrap();
+            l.apply(
+                &Action::CreateTenant(action::CreateTenant { name: name.into() }),
+                t0,
+            )
+            .unwrap();
             let tenant = TenantId(i as u64 + 1);
             l.apply(
-                &Action::CreateReservation {
+                &Action::CreateReservation(action::CreateReservation {
                     tenant,
                     host: HostId(host as u64),
                     vector: cpu(base),
                     window: Window::new(t0, t(1_000_000)).unwrap(),
                     tier,
-                },
+                }),
                 t0,
             )
             .unwrap();
             let r = l.reservations().last().unwrap().id;
             l.apply(
-                &Action::BindWorkload {
+                &Action::BindWorkload(action::BindWorkload {
                     tenant,
                     reservation: r,
                     name: name.into(),
-                },
+                }),
                 t0,
             )
             .unwrap();
             let w = l.workload_named(tenant, name).unwrap().id;
             l.apply(
-                &Action::Allocate {
+                &Action::Allocate(action::Allocate {
                     tenant,
                     workload: w,
                     share: cpu(base),
-                },
+                }),
                 t0,
             )
             .unwrap();
@@ -214,11 +218,11 @@ fn reclaim_brings_back_what_the_workloads_own_reservation_lent() {
     let (ta, wa) = (TenantId(1), w.w("a"));
     w.ledger
         .apply(
-            &Action::Allocate {
+            &Action::Allocate(action::Allocate {
                 tenant: ta,
                 workload: wa,
                 share: cpu(10),
-            },
+            }),
             t(0),
         )
         .unwrap();
@@ -279,10 +283,10 @@ fn growth_takes_free_capacity_when_the_market_is_too_dear() {
     // The market price is above what the engine pays, but the capacity is free.
     w.ledger
         .apply(
-            &Action::SetMarketPrice {
+            &Action::SetMarketPrice(action::SetMarketPrice {
                 host: HostId(1),
                 prices: PriceVector::uniform(Decimal::ONE),
-            },
+            }),
             t(0),
         )
         .unwrap();
@@ -341,10 +345,10 @@ fn a_move_whose_workload_leaves_is_abandoned_not_failed() {
     let tenant = w.ledger.workload(b).unwrap().tenant;
     w.ledger
         .apply(
-            &Action::UnbindWorkload {
+            &Action::UnbindWorkload(action::UnbindWorkload {
                 tenant,
                 workload: b,
-            },
+            }),
             t(30),
         )
         .unwrap();

@@ -7,6 +7,7 @@
 
 use proptest::prelude::*;
 use rust_decimal::Decimal;
+use shardex_core::action;
 use shardex_core::billing::{Account, Charge, Journal, Subject, accrue, invoice};
 use shardex_core::ledger::Event;
 use shardex_core::{
@@ -184,13 +185,13 @@ impl World {
         let t0 = Timestamp::from_secs(1_000).unwrap();
         ledger
             .apply(
-                &Action::Configure {
+                &Action::Configure(action::Configure {
                     params: LedgerParams {
                         reclaim_notice: secs(30),
                         provider_floor: PriceVector::uniform(Decimal::ONE),
                         ..LedgerParams::default()
                     },
-                },
+                }),
                 t0,
             )
             .unwrap();
@@ -200,10 +201,10 @@ impl World {
         ] {
             ledger
                 .apply(
-                    &Action::RegisterHost {
+                    &Action::RegisterHost(action::RegisterHost {
                         name: name.into(),
                         capacity: cap,
-                    },
+                    }),
                     t0,
                 )
                 .unwrap();
@@ -211,7 +212,10 @@ impl World {
         let mut tenants = Vec::new();
         for name in ["a", "b", "c"] {
             ledger
-                .apply(&Action::CreateTenant { name: name.into() }, t0)
+                .apply(
+                    &Action::CreateTenant(action::CreateTenant { name: name.into() }),
+                    t0,
+                )
                 .unwrap();
             tenants.push(ledger.tenant_named(name).unwrap().id);
         }
@@ -233,13 +237,13 @@ impl World {
             };
             w.ledger
                 .apply(
-                    &Action::CreateReservation {
+                    &Action::CreateReservation(action::CreateReservation {
                         tenant,
                         host: h,
                         vector,
                         window: long,
                         tier,
-                    },
+                    }),
                     t0,
                 )
                 .unwrap();
@@ -248,11 +252,11 @@ impl World {
                 let name = format!("{tier}-{j}");
                 w.ledger
                     .apply(
-                        &Action::BindWorkload {
+                        &Action::BindWorkload(action::BindWorkload {
                             tenant,
                             reservation: r,
                             name,
-                        },
+                        }),
                         t0,
                     )
                     .unwrap();
@@ -295,7 +299,7 @@ impl World {
                 if actions.is_empty() {
                     return None;
                 }
-                Action::Batch { actions }
+                Action::Batch(action::Batch { actions })
             }
             Op::CreateReservation {
                 tenant,
@@ -306,13 +310,13 @@ impl World {
                 tier,
             } => {
                 let start = now.checked_add(secs(u64::from(start) * 10)).unwrap();
-                Action::CreateReservation {
+                Action::CreateReservation(action::CreateReservation {
                     tenant: self.tenants[usize::from(tenant)],
                     host: hosts[usize::from(host) % hosts.len()],
                     vector: sv(vector),
                     window: Window::starting(start, secs(u64::from(dur) * 10)).unwrap(),
                     tier: Tier::ALL[usize::from(tier)],
-                }
+                })
             }
             Op::Modify {
                 res: r,
@@ -327,7 +331,7 @@ impl World {
                     ChangeGen::Delta(d) => Change::Delta(i64::from(d)),
                     ChangeGen::Percent(p) => Change::PercentBp(i32::from(p) * 100),
                 };
-                Action::ModifyReservation {
+                Action::ModifyReservation(action::ModifyReservation {
                     tenant: as_tenant(owner),
                     reservation: id,
                     changes: vec![KindChange {
@@ -336,37 +340,37 @@ impl World {
                     }],
                     start: Some(now.checked_add(secs(u64::from(start) * 10)).unwrap()),
                     duration: secs(u64::from(dur) * 10),
-                }
+                })
             }
             Op::CancelModification { m } => {
                 let id = pick(&mods, m)?;
                 let r = l.modifications().find(|x| x.id == id)?.reservation;
-                Action::CancelModification {
+                Action::CancelModification(action::CancelModification {
                     tenant: as_tenant(l.reservation(r)?.tenant),
                     modification: id,
-                }
+                })
             }
             Op::CancelReservation { res: r } => {
                 let (id, owner) = pick(&res, r)?;
-                Action::CancelReservation {
+                Action::CancelReservation(action::CancelReservation {
                     tenant: as_tenant(owner),
                     reservation: id,
-                }
+                })
             }
             Op::Bind { res: r } => {
                 let (id, owner) = pick(&res, r)?;
-                Action::BindWorkload {
+                Action::BindWorkload(action::BindWorkload {
                     tenant: as_tenant(owner),
                     reservation: id,
                     name: format!("w{}", l.workloads().count() + usize::from(r)),
-                }
+                })
             }
             Op::Unbind { w } => {
                 let (id, owner) = pick(&wls, w)?;
-                Action::UnbindWorkload {
+                Action::UnbindWorkload(action::UnbindWorkload {
                     tenant: as_tenant(owner),
                     workload: id,
-                }
+                })
             }
             Op::Allocate { w, share } => {
                 let (id, owner) = pick(&wls, w)?;
@@ -374,11 +378,11 @@ impl World {
                 let held = l.reserved_at(r, now).ok()?;
                 let share =
                     ShardVector::from_fn(|k| held.get(k) * u64::from(share[k.index()]) / 100);
-                Action::Allocate {
+                Action::Allocate(action::Allocate {
                     tenant: as_tenant(owner),
                     workload: id,
                     share,
-                }
+                })
             }
             Op::Offer {
                 res: r,
@@ -387,14 +391,14 @@ impl World {
             } => {
                 let (id, owner) = pick(&res, r)?;
                 let idle = l.idle(id).ok()?;
-                Action::Offer {
+                Action::Offer(action::Offer {
                     tenant: as_tenant(owner),
                     reservation: id,
                     vector: ShardVector::from_fn(|k| {
                         idle.get(k) * u64::from(vector[k.index()]) / 100
                     }),
                     floor: PriceVector::uniform(Decimal::from(floor)),
-                }
+                })
             }
             Op::Request {
                 w,
@@ -409,7 +413,7 @@ impl World {
                 let start = (delay > 0)
                     .then(|| now.checked_add(secs(u64::from(delay) * 10)).unwrap())
                     .filter(|&s| s < until);
-                Action::RequestLease {
+                Action::RequestLease(action::RequestLease {
                     tenant: as_tenant(owner),
                     workload: id,
                     vector: sv(vector),
@@ -417,7 +421,7 @@ impl World {
                     max_price: PriceVector::uniform(Decimal::from(max)),
                     all_or_nothing,
                     start,
-                }
+                })
             }
             Op::SetLending {
                 res: r,
@@ -427,7 +431,7 @@ impl World {
             } => {
                 let (id, owner) = pick(&res, r)?;
                 let held = l.reserved_at(l.reservation(id)?, now).ok()?;
-                Action::SetLending {
+                Action::SetLending(action::SetLending {
                     tenant: as_tenant(owner),
                     reservation: id,
                     lending: shardex_core::Lending {
@@ -437,25 +441,25 @@ impl World {
                         }),
                     },
                     floor: PriceVector::uniform(Decimal::from(floor)),
-                }
+                })
             }
             Op::AutoOffer { res: r, need } => {
                 let (id, _) = pick(&res, r)?;
-                Action::AutoOffer {
+                Action::AutoOffer(action::AutoOffer {
                     reservation: id,
                     need: sv(need),
-                }
+                })
             }
-            Op::SetMarket { host, price } => Action::SetMarketPrice {
+            Op::SetMarket { host, price } => Action::SetMarketPrice(action::SetMarketPrice {
                 host: pick(&hosts, host)?,
                 prices: PriceVector::uniform(Decimal::new(i64::from(price), 1)),
-            },
+            }),
             Op::CancelRequest { r } => {
                 let (id, owner) = pick(&reqs, r)?;
-                Action::CancelRequest {
+                Action::CancelRequest(action::CancelRequest {
                     tenant: as_tenant(owner),
                     request: id,
-                }
+                })
             }
             Op::Reclaim { lease } => {
                 let id = pick(&leases, lease)?;
@@ -464,18 +468,18 @@ impl World {
                     Lender::Reservation(r) => l.reservation(r)?.tenant,
                     Lender::Provider(_) => self.tenants[0],
                 };
-                Action::Reclaim {
+                Action::Reclaim(action::Reclaim {
                     tenant: as_tenant(owner),
                     lease: id,
-                }
+                })
             }
             Op::Release { lease } => {
                 let id = pick(&leases, lease)?;
                 let b = l.leases().find(|x| x.id == id)?.borrower;
-                Action::Release {
+                Action::Release(action::Release {
                     tenant: as_tenant(l.workload(b)?.tenant),
                     lease: id,
-                }
+                })
             }
             Op::Advance { secs: s } => {
                 return Some((
@@ -604,15 +608,15 @@ fn brute_force_reserved_ms(l: &Ledger, to: Timestamp) -> u128 {
 
 /// Actions that name no tenant (or create a fresh object): a "foreign" flag means nothing.
 fn system_action(a: &Action) -> bool {
-    if let Action::Batch { actions } = a {
+    if let Action::Batch(action::Batch { actions }) = a {
         return actions.iter().all(system_action);
     }
     matches!(
         a,
         Action::Expire
-            | Action::CreateReservation { .. }
-            | Action::AutoOffer { .. }
-            | Action::SetMarketPrice { .. }
+            | Action::CreateReservation(action::CreateReservation { .. })
+            | Action::AutoOffer(action::AutoOffer { .. })
+            | Action::SetMarketPrice(action::SetMarketPrice { .. })
     )
 }
 
@@ -626,7 +630,7 @@ fn check_lending(
     events: &[Event],
     starts: &mut std::collections::BTreeMap<shardex_core::RequestId, Timestamp>,
 ) -> Result<(), TestCaseError> {
-    if let Action::AutoOffer { reservation, need } = action
+    if let Action::AutoOffer(action::AutoOffer { reservation, need }) = action
         && let Some(r) = after.reservation(*reservation)
     {
         {
@@ -795,7 +799,10 @@ fn run(mut world: World, ops: &[(Op, bool, u8)]) -> Result<(), TestCaseError> {
                     e
                 );
                 // In a batch, an earlier action may fail first for its own reasons.
-                if *foreign && !system_action(&action) && !matches!(action, Action::Batch { .. }) {
+                if *foreign
+                    && !system_action(&action)
+                    && !matches!(action, Action::Batch(action::Batch { .. }))
+                {
                     prop_assert!(
                         // The object may also have ended while time caught up.
                         matches!(

@@ -12,12 +12,15 @@
 //!
 //! ```
 //! use shardex_core::ports::LedgerStore;
-//! use shardex_core::{Action, ShardVector, Timestamp};
+//! use shardex_core::{action, Action, ShardVector, Timestamp};
 //! use shardex_store::MemoryStore;
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let mut store = MemoryStore::new();
-//! let host = Action::RegisterHost { name: "h1".into(), capacity: ShardVector::new(800, 1024, 100, 100) };
+//! let host = Action::RegisterHost(action::RegisterHost {
+//!     name: "h1".into(),
+//!     capacity: ShardVector::new(800, 1024, 100, 100),
+//! });
 //! let events = store.apply(host, Timestamp::from_secs(1).unwrap()).await.unwrap().unwrap();
 //! assert_eq!(events.len(), 1);
 //! assert_eq!(store.ledger().hosts().count(), 1);

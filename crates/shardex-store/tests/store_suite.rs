@@ -5,6 +5,7 @@
 
 mod common;
 
+use shardex_core::action;
 use shardex_core::ports::LedgerStore;
 use shardex_core::{Action, LedgerError, ShardSizes, ShardVector, Timestamp};
 use shardex_store::{MemoryStore, SqliteStore, StoreError};
@@ -15,10 +16,10 @@ fn t(s: i64) -> Timestamp {
 
 /// The port's contract, whatever the adapter.
 async fn contract<S: LedgerStore>(store: &mut S) {
-    let host = Action::RegisterHost {
+    let host = Action::RegisterHost(action::RegisterHost {
         name: "h".into(),
         capacity: ShardVector::new(10, 10, 10, 10),
-    };
+    });
     let events = store.apply(host.clone(), t(100)).await.unwrap().unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(store.ledger().hosts().count(), 1);
@@ -36,7 +37,7 @@ async fn contract<S: LedgerStore>(store: &mut S) {
 
     // Several actions as one transaction: all or none.
     let before = store.ledger().clone();
-    let tenant = |n: &str| Action::CreateTenant { name: n.into() };
+    let tenant = |n: &str| Action::CreateTenant(action::CreateTenant { name: n.into() });
     let refused = store
         .apply_all(vec![(tenant("a"), t(102)), (tenant("a"), t(102))])
         .await
@@ -95,7 +96,7 @@ async fn sqlite_store_keeps_the_contract_and_survives_reopening() {
     assert_eq!(store.event_count().await.unwrap(), events);
     assert!(matches!(
         store.action(1).await.unwrap(),
-        Some((_, Action::RegisterHost { .. }))
+        Some((_, Action::RegisterHost(action::RegisterHost { .. })))
     ));
     store.close().await;
 }
@@ -183,27 +184,30 @@ async fn sqlite_store_meters_what_the_ledger_held_between_actions_durably() {
     let capacity = ShardVector::new(1000, 1000, 10, 10);
     store
         .apply(
-            Action::RegisterHost {
+            Action::RegisterHost(action::RegisterHost {
                 name: "h".into(),
                 capacity,
-            },
+            }),
             t(0),
         )
         .await
         .unwrap()
         .unwrap();
     store
-        .apply(Action::CreateTenant { name: "a".into() }, t(0))
+        .apply(
+            Action::CreateTenant(action::CreateTenant { name: "a".into() }),
+            t(0),
+        )
         .await
         .unwrap()
         .unwrap();
-    let reserve = Action::CreateReservation {
+    let reserve = Action::CreateReservation(action::CreateReservation {
         tenant: TenantId(1),
         host: HostId(1),
         vector: ShardVector::new(100, 0, 0, 0),
         window: Window::new(t(0), t(3600)).unwrap(),
         tier: Tier::Standard,
-    };
+    });
     store.apply(reserve, t(0)).await.unwrap().unwrap();
     store.apply(Action::Expire, t(1800)).await.unwrap().unwrap();
     store.apply(Action::Expire, t(7200)).await.unwrap().unwrap();

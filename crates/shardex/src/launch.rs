@@ -8,6 +8,7 @@
 //! (so the command is there from its first instruction, with no unsafe pre-exec hook), and
 //! back out at once, so that its own memory is not charged to the workload.
 
+use shardex_core::action;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -115,10 +116,10 @@ pub fn launch(args: &LaunchArgs) -> anyhow::Result<ExitCode> {
         .reservation(&client, &args.daemon.data, tenant)?;
     let cancel = || {
         if made {
-            let _ = client.act(&Action::CancelReservation {
+            let _ = client.act(&Action::CancelReservation(action::CancelReservation {
                 tenant,
                 reservation,
-            });
+            }));
         }
     };
     // Inside the reservation's group, so the kernel enforces the sum of its workloads.

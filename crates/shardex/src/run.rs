@@ -1,6 +1,7 @@
 //! `shardex run`: the ledger of this host in the embedded store, the local host registered
 //! with its real capacity, expiries applied as they fall due, and the HTTP API, until Ctrl-C.
 
+use shardex_core::action;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -85,7 +86,12 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
     store.set_lender_share(config.pricing.lender_share);
     let params = config.ledger_params();
     if store.ledger().params() != &params {
-        apply(&mut store, Action::Configure { params }, now).await?;
+        apply(
+            &mut store,
+            Action::Configure(action::Configure { params }),
+            now,
+        )
+        .await?;
     }
     register_host(&mut store, &config, now).await?;
     // Prices are set before the API opens, so the first lease is priced by the market.
@@ -220,17 +226,22 @@ async fn register_host(
         None => {
             apply(
                 store,
-                Action::RegisterHost {
+                Action::RegisterHost(action::RegisterHost {
                     name: name.clone(),
                     capacity,
-                },
+                }),
                 now,
             )
             .await?;
             tracing::info!(host = %name, %capacity, "registered this host");
         }
         Some((host, old)) if old != capacity => {
-            apply(store, Action::SetHostCapacity { host, capacity }, now).await?;
+            apply(
+                store,
+                Action::SetHostCapacity(action::SetHostCapacity { host, capacity }),
+                now,
+            )
+            .await?;
             tracing::info!(host = %name, from = %old, to = %capacity, "host capacity changed");
         }
         Some(_) => tracing::info!(host = %name, %capacity, "host already registered"),
@@ -917,7 +928,7 @@ async fn commit(app: &App, actions: Vec<Action>, what: &str) -> bool {
     let batch = if actions.len() == 1 {
         actions.into_iter().next().unwrap_or(Action::Expire)
     } else {
-        Action::Batch { actions }
+        Action::Batch(action::Batch { actions })
     };
     match store.apply_all(vec![(batch, now)]).await {
         Ok(Ok(_)) => true,

@@ -14,6 +14,7 @@
 //! before that decision only); new workloads are placed; the engine ticks for the next step;
 //! then the forecasters see the step's samples.
 
+use shardex_core::action;
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -355,10 +356,10 @@ impl<'a> Sim<'a> {
         let mut ledger = Ledger::new();
         let start = Timestamp::from_millis(t0)?;
         ledger.apply(
-            &Action::RegisterHost {
+            &Action::RegisterHost(action::RegisterHost {
                 name: "host-0".into(),
                 capacity: host_cap,
-            },
+            }),
             start,
         )?;
         let controller = Controller::new(
@@ -647,10 +648,10 @@ impl<'a> Sim<'a> {
             None => {
                 let name = format!("host-{}", self.ledger.hosts().count());
                 self.ledger.apply(
-                    &Action::RegisterHost {
+                    &Action::RegisterHost(action::RegisterHost {
                         name: name.clone(),
                         capacity: self.host_cap,
-                    },
+                    }),
                     now,
                 )?;
                 self.ledger
@@ -665,18 +666,19 @@ impl<'a> Sim<'a> {
         let tenant = TenantId(self.tenants);
         let end = now.checked_add(Span::from_secs(400 * 86_400))?;
         let actions = vec![
-            Action::CreateTenant {
+            Action::CreateTenant(action::CreateTenant {
                 name: s.name.clone(),
-            },
-            Action::CreateReservation {
+            }),
+            Action::CreateReservation(action::CreateReservation {
                 tenant,
                 host,
                 vector: base,
                 window: Window::new(now, end)?,
                 tier: Tier::Premium,
-            },
+            }),
         ];
-        self.ledger.apply(&Action::Batch { actions }, now)?;
+        self.ledger
+            .apply(&Action::Batch(action::Batch { actions }), now)?;
         let r = self
             .ledger
             .reservations()
@@ -685,11 +687,11 @@ impl<'a> Sim<'a> {
             .max()
             .context("the reservation is missing")?;
         self.ledger.apply(
-            &Action::BindWorkload {
+            &Action::BindWorkload(action::BindWorkload {
                 tenant,
                 reservation: r,
                 name: s.name.clone(),
-            },
+            }),
             now,
         )?;
         let id = self
@@ -698,11 +700,11 @@ impl<'a> Sim<'a> {
             .map(|w| w.id)
             .context("the workload is missing")?;
         self.ledger.apply(
-            &Action::Allocate {
+            &Action::Allocate(action::Allocate {
                 tenant,
                 workload: id,
                 share: base,
-            },
+            }),
             now,
         )?;
         for &k in &self.kinds {
@@ -753,18 +755,19 @@ impl<'a> Sim<'a> {
             .filter(|l| l.lender == shardex_core::Lender::Reservation(reservation))
             .map(|l| l.id)
             .collect();
-        let mut actions = vec![Action::UnbindWorkload {
+        let mut actions = vec![Action::UnbindWorkload(action::UnbindWorkload {
             tenant: live.tenant,
             workload: live.id,
-        }];
+        })];
         // A reservation that still lends keeps running until its leases end.
         if lent.is_empty() {
-            actions.push(Action::CancelReservation {
+            actions.push(Action::CancelReservation(action::CancelReservation {
                 tenant: live.tenant,
                 reservation,
-            });
+            }));
         }
-        self.ledger.apply(&Action::Batch { actions }, now)?;
+        self.ledger
+            .apply(&Action::Batch(action::Batch { actions }), now)?;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 //! an operator's acts on the host (binding a cgroup by path needs the admin token); the steps
 //! they share with `shardex launch` live here.
 
+use shardex_core::action;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -171,9 +172,9 @@ pub fn tenant(client: &Client, name: &str) -> anyhow::Result<TenantId> {
     {
         return Ok(TenantId(id));
     }
-    let events = client.act(&Action::CreateTenant {
+    let events = client.act(&Action::CreateTenant(action::CreateTenant {
         name: name.to_string(),
-    })?;
+    }))?;
     events
         .iter()
         .find_map(|e| match e {
@@ -237,13 +238,13 @@ impl Placement {
             .checked_add(duration)
             .context("--for reaches past the end of time")?;
         let window = Window::new(start, end).map_err(|e| anyhow::anyhow!("--for: {e}"))?;
-        let events = client.act(&Action::CreateReservation {
+        let events = client.act(&Action::CreateReservation(action::CreateReservation {
             tenant,
             host,
             vector,
             window,
             tier,
-        })?;
+        }))?;
         let id = events
             .iter()
             .find_map(|e| match e {
@@ -266,11 +267,11 @@ pub fn bind(
     reservation: ReservationId,
     name: &str,
 ) -> anyhow::Result<WorkloadId> {
-    let events = client.act(&Action::BindWorkload {
+    let events = client.act(&Action::BindWorkload(action::BindWorkload {
         tenant,
         reservation,
         name: name.to_string(),
-    })?;
+    }))?;
     events
         .iter()
         .find_map(|e| match e {
@@ -367,10 +368,10 @@ fn add(args: &AddArgs) -> anyhow::Result<ExitCode> {
             .reservation(&client, &args.daemon.data, tenant)?;
     let cancel = || {
         if made_reservation {
-            let _ = client.act(&Action::CancelReservation {
+            let _ = client.act(&Action::CancelReservation(action::CancelReservation {
                 tenant,
                 reservation,
-            });
+            }));
         }
     };
     let (name, made) = match (&args.cgroup, args.pid) {
@@ -527,7 +528,10 @@ pub fn take_out(
     workload: WorkloadId,
     name: &str,
 ) -> anyhow::Result<()> {
-    client.act(&Action::UnbindWorkload { tenant, workload })?;
+    client.act(&Action::UnbindWorkload(action::UnbindWorkload {
+        tenant,
+        workload,
+    }))?;
     let rel = name.trim_start_matches('/');
     if rel.starts_with(&format!("{}/", shardex_host::tree::MANAGED_PARENT)) {
         // Its limits come off (the loop clears them on unbind); then the cgroup goes, and its
@@ -574,10 +578,10 @@ fn remove(daemon: &Daemon, which: &str, cancel: bool) -> anyhow::Result<ExitCode
     take_out(&client, tenant, id, &name)?;
     println!("workload {} ({name}) removed", id.0);
     if cancel {
-        client.act(&Action::CancelReservation {
+        client.act(&Action::CancelReservation(action::CancelReservation {
             tenant,
             reservation,
-        })?;
+        }))?;
         println!("reservation {} cancelled", reservation.0);
     }
     Ok(ExitCode::SUCCESS)

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use shardex_core::action;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -119,20 +120,20 @@ fn ledger_invoice_prints_the_metered_charges_of_a_tenant() {
                 .unwrap();
         let capacity = ShardVector::new(1000, 1000, 10, 10);
         for a in [
-            Action::RegisterHost {
+            Action::RegisterHost(action::RegisterHost {
                 name: "h".into(),
                 capacity,
-            },
-            Action::CreateTenant {
+            }),
+            Action::CreateTenant(action::CreateTenant {
                 name: "acme".into(),
-            },
-            Action::CreateReservation {
+            }),
+            Action::CreateReservation(action::CreateReservation {
                 tenant: TenantId(1),
                 host: HostId(1),
                 vector: ShardVector::new(100, 0, 0, 0),
                 window: Window::new(t(0), t(3600)).unwrap(),
                 tier: Tier::Standard,
-            },
+            }),
         ] {
             store.apply(a, t(0)).await.unwrap().unwrap();
         }

@@ -6,7 +6,7 @@ impl Ledger {
     pub(super) fn act(&mut self, action: &Action, ev: &mut Vec<Event>) -> Result<(), LedgerError> {
         let now = self.now;
         match action {
-            Action::Configure { params } => {
+            Action::Configure(action::Configure { params }) => {
                 if !params.provider_floor.is_non_negative() {
                     return Err(LedgerError::NegativePrice {
                         what: "provider floor price",
@@ -20,7 +20,7 @@ impl Ledger {
                     params: params.clone(),
                 });
             }
-            Action::RegisterHost { name, capacity } => {
+            Action::RegisterHost(action::RegisterHost { name, capacity }) => {
                 check_name("host", name)?;
                 if self.host_named(name).is_some() {
                     return Err(LedgerError::DuplicateName {
@@ -48,7 +48,7 @@ impl Ledger {
                     capacity: *capacity,
                 });
             }
-            Action::SetHostCapacity { host, capacity } => {
+            Action::SetHostCapacity(action::SetHostCapacity { host, capacity }) => {
                 let h = self
                     .hosts
                     .get_mut(host)
@@ -62,7 +62,7 @@ impl Ledger {
                     to: *capacity,
                 });
             }
-            Action::CreateTenant { name } => {
+            Action::CreateTenant(action::CreateTenant { name }) => {
                 check_name("tenant", name)?;
                 if self.tenant_named(name).is_some() {
                     return Err(LedgerError::DuplicateName {
@@ -83,13 +83,13 @@ impl Ledger {
                     name: name.clone(),
                 });
             }
-            Action::CreateReservation {
+            Action::CreateReservation(action::CreateReservation {
                 tenant,
                 host,
                 vector,
                 window,
                 tier,
-            } => {
+            }) => {
                 if !self.tenants.contains_key(tenant) {
                     return Err(LedgerError::UnknownTenant(*tenant));
                 }
@@ -136,13 +136,13 @@ impl Ledger {
                     tier: *tier,
                 });
             }
-            Action::ModifyReservation {
+            Action::ModifyReservation(action::ModifyReservation {
                 tenant,
                 reservation,
                 changes,
                 start,
                 duration,
-            } => {
+            }) => {
                 let r = self.own_reservation(*tenant, *reservation)?.clone();
                 if r.cancelled || r.window.end() <= now {
                     return Err(LedgerError::ReservationEnded(r.id));
@@ -194,10 +194,10 @@ impl Ledger {
                 });
                 self.resized(r.id, before, ev)?;
             }
-            Action::CancelModification {
+            Action::CancelModification(action::CancelModification {
                 tenant,
                 modification,
-            } => {
+            }) => {
                 let m = self
                     .modifications
                     .get(modification)
@@ -218,10 +218,10 @@ impl Ledger {
                 });
                 self.resized(r.id, before, ev)?;
             }
-            Action::CancelReservation {
+            Action::CancelReservation(action::CancelReservation {
                 tenant,
                 reservation,
-            } => {
+            }) => {
                 let r = self.own_reservation(*tenant, *reservation)?.clone();
                 if r.cancelled || r.window.end() <= now {
                     return Err(LedgerError::ReservationEnded(r.id));
@@ -255,11 +255,11 @@ impl Ledger {
                     cancelled: true,
                 });
             }
-            Action::BindWorkload {
+            Action::BindWorkload(action::BindWorkload {
                 tenant,
                 reservation,
                 name,
-            } => {
+            }) => {
                 check_workload_name(name)?;
                 let r = self.own_reservation(*tenant, *reservation)?.clone();
                 if r.cancelled || r.window.end() <= now {
@@ -309,15 +309,15 @@ impl Ledger {
                     host: r.host,
                 });
             }
-            Action::UnbindWorkload { tenant, workload } => {
+            Action::UnbindWorkload(action::UnbindWorkload { tenant, workload }) => {
                 self.own_workload(*tenant, *workload)?;
                 self.unbind(*workload, ev)?;
             }
-            Action::Allocate {
+            Action::Allocate(action::Allocate {
                 tenant,
                 workload,
                 share,
-            } => {
+            }) => {
                 let w = self.own_workload(*tenant, *workload)?.clone();
                 let r = self.reservations[&w.reservation].clone();
                 if r.cancelled || !r.window.contains(now) {
@@ -357,12 +357,12 @@ impl Ledger {
                     self.set_offer(r.id, offered, OfferReason::Allocated, ev);
                 }
             }
-            Action::Offer {
+            Action::Offer(action::Offer {
                 tenant,
                 reservation,
                 vector,
                 floor,
-            } => {
+            }) => {
                 let r = self.own_reservation(*tenant, *reservation)?.clone();
                 if !floor.is_non_negative() {
                     return Err(LedgerError::NegativePrice {
@@ -407,12 +407,12 @@ impl Ledger {
                 }
                 self.set_offer(r.id, *vector, OfferReason::Owner, ev);
             }
-            Action::SetLending {
+            Action::SetLending(action::SetLending {
                 tenant,
                 reservation,
                 lending,
                 floor,
-            } => {
+            }) => {
                 let r = self.own_reservation(*tenant, *reservation)?.clone();
                 if !floor.is_non_negative() {
                     return Err(LedgerError::NegativePrice {
@@ -443,13 +443,13 @@ impl Ledger {
                     self.set_offer(r.id, offered, OfferReason::Lending, ev);
                 }
             }
-            Action::AutoOffer { reservation, need } => {
+            Action::AutoOffer(action::AutoOffer { reservation, need }) => {
                 let (target, offered) = self.auto_offer_target(*reservation, need)?;
                 if target != offered {
                     self.set_offer(*reservation, target, OfferReason::Auto, ev);
                 }
             }
-            Action::SetMarketPrice { host, prices } => {
+            Action::SetMarketPrice(action::SetMarketPrice { host, prices }) => {
                 if !self.hosts.contains_key(host) {
                     return Err(LedgerError::UnknownHost(*host));
                 }
@@ -466,7 +466,7 @@ impl Ledger {
                     });
                 }
             }
-            Action::RequestLease {
+            Action::RequestLease(action::RequestLease {
                 tenant,
                 workload,
                 vector,
@@ -474,7 +474,7 @@ impl Ledger {
                 max_price,
                 all_or_nothing,
                 start,
-            } => {
+            }) => {
                 let w = self.own_workload(*tenant, *workload)?.clone();
                 if vector.is_zero() {
                     return Err(LedgerError::EmptyVector {
@@ -560,7 +560,7 @@ impl Ledger {
                     start: start.filter(|&s| s > now),
                 });
             }
-            Action::CancelRequest { tenant, request } => {
+            Action::CancelRequest(action::CancelRequest { tenant, request }) => {
                 let req = self
                     .requests
                     .get(request)
@@ -568,7 +568,7 @@ impl Ledger {
                 self.own_workload(*tenant, req.workload)?;
                 self.end_request(*request, RequestOutcome::Cancelled, ev);
             }
-            Action::Reclaim { tenant, lease } => {
+            Action::Reclaim(action::Reclaim { tenant, lease }) => {
                 let l = self
                     .leases
                     .get(lease)
@@ -594,7 +594,7 @@ impl Ledger {
                 }
                 self.reclaim(*lease, ReclaimReason::Lender, ev)?;
             }
-            Action::Release { tenant, lease } => {
+            Action::Release(action::Release { tenant, lease }) => {
                 let l = self
                     .leases
                     .get(lease)
@@ -603,7 +603,7 @@ impl Ledger {
                 self.end_lease(*lease, LeaseEnd::Released, ev)?;
             }
             Action::Expire => {}
-            Action::Batch { .. } => return Err(LedgerError::NestedBatch),
+            Action::Batch(action::Batch { .. }) => return Err(LedgerError::NestedBatch),
         }
         Ok(())
     }

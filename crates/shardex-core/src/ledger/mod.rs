@@ -70,7 +70,7 @@ mod timeline;
 #[cfg(test)]
 mod tests;
 
-pub use action::Action;
+pub use action::{Action, TenantAction};
 pub use check::{Rule, Violation};
 pub use error::LedgerError;
 pub use event::{AllocationReason, Event, LeaseEnd, OfferReason, RequestOutcome};
@@ -208,7 +208,7 @@ impl Ledger {
         let mut events = Vec::new();
         next.advance(now, &mut events)?;
         match action {
-            Action::Batch { actions } => {
+            Action::Batch(action::Batch { actions }) => {
                 // Its actions in order, then matching once on every host they touched.
                 let mut touched: Option<BTreeSet<HostId>> = Some(BTreeSet::new());
                 for (index, a) in actions.iter().enumerate() {
@@ -266,26 +266,33 @@ impl Ledger {
         let res = |r: &ReservationId| self.reservations.get(r).map(|r| r.host);
         let wl = |w: &WorkloadId| self.workloads.get(w).map(|w| w.host);
         let host = match action {
-            Action::Configure { .. } | Action::Batch { .. } => return None,
-            Action::CreateTenant { .. } | Action::Expire | Action::RegisterHost { .. } => None,
-            Action::SetHostCapacity { host, .. }
-            | Action::CreateReservation { host, .. }
-            | Action::SetMarketPrice { host, .. } => Some(*host),
-            Action::ModifyReservation { reservation, .. }
-            | Action::CancelReservation { reservation, .. }
-            | Action::BindWorkload { reservation, .. }
-            | Action::Offer { reservation, .. }
-            | Action::SetLending { reservation, .. }
-            | Action::AutoOffer { reservation, .. } => res(reservation),
-            Action::CancelModification { modification, .. } => self
+            Action::Configure(action::Configure { .. }) | Action::Batch(action::Batch { .. }) => {
+                return None;
+            }
+            Action::CreateTenant(action::CreateTenant { .. })
+            | Action::Expire
+            | Action::RegisterHost(action::RegisterHost { .. }) => None,
+            Action::SetHostCapacity(action::SetHostCapacity { host, .. })
+            | Action::CreateReservation(action::CreateReservation { host, .. })
+            | Action::SetMarketPrice(action::SetMarketPrice { host, .. }) => Some(*host),
+            Action::ModifyReservation(action::ModifyReservation { reservation, .. })
+            | Action::CancelReservation(action::CancelReservation { reservation, .. })
+            | Action::BindWorkload(action::BindWorkload { reservation, .. })
+            | Action::Offer(action::Offer { reservation, .. })
+            | Action::SetLending(action::SetLending { reservation, .. })
+            | Action::AutoOffer(action::AutoOffer { reservation, .. }) => res(reservation),
+            Action::CancelModification(action::CancelModification { modification, .. }) => self
                 .modifications
                 .get(modification)
                 .and_then(|m| res(&m.reservation)),
-            Action::UnbindWorkload { workload, .. }
-            | Action::Allocate { workload, .. }
-            | Action::RequestLease { workload, .. } => wl(workload),
-            Action::CancelRequest { request, .. } => self.requests.get(request).map(|r| r.host),
-            Action::Reclaim { lease, .. } | Action::Release { lease, .. } => {
+            Action::UnbindWorkload(action::UnbindWorkload { workload, .. })
+            | Action::Allocate(action::Allocate { workload, .. })
+            | Action::RequestLease(action::RequestLease { workload, .. }) => wl(workload),
+            Action::CancelRequest(action::CancelRequest { request, .. }) => {
+                self.requests.get(request).map(|r| r.host)
+            }
+            Action::Reclaim(action::Reclaim { lease, .. })
+            | Action::Release(action::Release { lease, .. }) => {
                 self.leases.get(lease).map(|l| l.host)
             }
         };

@@ -25,17 +25,23 @@ struct Fixture {
 fn fixture(capacity: ShardVector) -> Fixture {
     let mut l = Ledger::new();
     l.apply(
-        &Action::RegisterHost {
+        &Action::RegisterHost(action::RegisterHost {
             name: "h".into(),
             capacity,
-        },
+        }),
         t(0),
     )
     .unwrap();
-    l.apply(&Action::CreateTenant { name: "a".into() }, t(0))
-        .unwrap();
-    l.apply(&Action::CreateTenant { name: "b".into() }, t(0))
-        .unwrap();
+    l.apply(
+        &Action::CreateTenant(action::CreateTenant { name: "a".into() }),
+        t(0),
+    )
+    .unwrap();
+    l.apply(
+        &Action::CreateTenant(action::CreateTenant { name: "b".into() }),
+        t(0),
+    )
+    .unwrap();
     Fixture {
         host: HostId(1),
         a: TenantId(1),
@@ -68,13 +74,13 @@ impl Fixture {
         at: i64,
     ) -> ReservationId {
         let ev = self.ok(
-            Action::CreateReservation {
+            Action::CreateReservation(action::CreateReservation {
                 tenant,
                 host: self.host,
                 vector: v,
                 window: w,
                 tier,
-            },
+            }),
             at,
         );
         match ev.last() {
@@ -84,11 +90,11 @@ impl Fixture {
     }
     fn bind(&mut self, tenant: TenantId, r: ReservationId, name: &str, at: i64) -> WorkloadId {
         let ev = self.ok(
-            Action::BindWorkload {
+            Action::BindWorkload(action::BindWorkload {
                 tenant,
                 reservation: r,
                 name: name.into(),
-            },
+            }),
             at,
         );
         match ev.last() {
@@ -109,11 +115,11 @@ fn a_workload_name_is_a_path_and_one_thing_is_one_tenant_s_workload() {
     let rb = f.reserve(f.b, ShardVector::new(10, 10, 0, 0), win, Tier::Standard, 0);
     for bad in ["../etc", "not a path!", "a//b", "a/./b", "a/"] {
         let e = f.err(
-            Action::BindWorkload {
+            Action::BindWorkload(action::BindWorkload {
                 tenant: f.a,
                 reservation: ra,
                 name: bad.into(),
-            },
+            }),
             1,
         );
         assert!(
@@ -126,11 +132,11 @@ fn a_workload_name_is_a_path_and_one_thing_is_one_tenant_s_workload() {
     // The same cgroup, written either way, can't become another tenant's workload.
     for same in ["system.slice/web.service", "/system.slice/web.service"] {
         let e = f.err(
-            Action::BindWorkload {
+            Action::BindWorkload(action::BindWorkload {
                 tenant: f.b,
                 reservation: rb,
                 name: same.into(),
-            },
+            }),
             2,
         );
         assert!(
@@ -148,33 +154,33 @@ fn shrink_gives_back_unoffered_idle_then_offer_then_largest_allocations() {
     let wa = f.bind(f.a, r, "a", 0);
     let wb = f.bind(f.a, r, "b", 0);
     f.ok(
-        Action::Allocate {
+        Action::Allocate(action::Allocate {
             tenant: f.a,
             workload: wa,
             share: cpu(4),
-        },
+        }),
         0,
     );
     f.ok(
-        Action::Allocate {
+        Action::Allocate(action::Allocate {
             tenant: f.a,
             workload: wb,
             share: cpu(3),
-        },
+        }),
         0,
     );
     f.ok(
-        Action::Offer {
+        Action::Offer(action::Offer {
             tenant: f.a,
             reservation: r,
             vector: cpu(2),
             floor: PriceVector::default(),
-        },
+        }),
         0,
     );
     // -6 for a minute: 10 → 4. Idle unoffered (1) goes, then the offer (2), then 3 from allocations.
     f.ok(
-        Action::ModifyReservation {
+        Action::ModifyReservation(action::ModifyReservation {
             tenant: f.a,
             reservation: r,
             changes: vec![KindChange {
@@ -183,7 +189,7 @@ fn shrink_gives_back_unoffered_idle_then_offer_then_largest_allocations() {
             }],
             start: Some(t(10)),
             duration: Span::from_secs(60),
-        },
+        }),
         0,
     );
     assert_eq!(f.share(wa), cpu(4));
@@ -217,7 +223,7 @@ fn modifications_compose_in_creation_order() {
     let r = f.reserve(f.a, cpu(100), win(0, 1000), Tier::Standard, 0);
     for (change, dur) in [(Change::Set(50), 100), (Change::PercentBp(1000), 200)] {
         f.ok(
-            Action::ModifyReservation {
+            Action::ModifyReservation(action::ModifyReservation {
                 tenant: f.a,
                 reservation: r,
                 changes: vec![KindChange {
@@ -226,7 +232,7 @@ fn modifications_compose_in_creation_order() {
                 }],
                 start: None,
                 duration: Span::from_secs(dur),
-            },
+            }),
             0,
         );
     }
@@ -242,11 +248,11 @@ fn a_reservation_ends_exactly_at_its_window_end() {
     let r = f.reserve(f.a, cpu(10), win(0, 60), Tier::Standard, 0);
     let w = f.bind(f.a, r, "w", 0);
     f.ok(
-        Action::Allocate {
+        Action::Allocate(action::Allocate {
             tenant: f.a,
             workload: w,
             share: cpu(10),
-        },
+        }),
         0,
     );
     f.l.apply(&Action::Expire, Timestamp::from_millis(59_999).unwrap())
@@ -273,14 +279,16 @@ fn higher_tier_preempts_lower_tier_lease_after_notice() {
     let lo = f.bind(f.a, lo_r, "lo", 0);
     let hi = f.bind(f.b, hi_r, "hi", 0);
     let any = PriceVector::uniform(Decimal::ONE);
-    let req = |tenant, workload, n, all_or_nothing| Action::RequestLease {
-        tenant,
-        workload,
-        vector: cpu(n),
-        until: t(5_000),
-        max_price: any,
-        all_or_nothing,
-        start: None,
+    let req = |tenant, workload, n, all_or_nothing| {
+        Action::RequestLease(action::RequestLease {
+            tenant,
+            workload,
+            vector: cpu(n),
+            until: t(5_000),
+            max_price: any,
+            all_or_nothing,
+            start: None,
+        })
     };
     f.ok(req(f.a, lo, 10, false), 1);
     assert_eq!(f.l.allocation(lo).unwrap(), cpu(10));
@@ -316,7 +324,7 @@ fn market_fixture() -> (Fixture, ReservationId, WorkloadId) {
         provider_floor: PriceVector::uniform(d("5")),
         ..LedgerParams::default()
     };
-    f.ok(Action::Configure { params }, 0);
+    f.ok(Action::Configure(action::Configure { params }), 0);
     let lender = f.reserve(f.a, cpu(8), win(0, 10_000), Tier::Standard, 0);
     let br = f.reserve(
         f.b,
@@ -327,19 +335,19 @@ fn market_fixture() -> (Fixture, ReservationId, WorkloadId) {
     );
     let w = f.bind(f.b, br, "w", 0);
     f.ok(
-        Action::Offer {
+        Action::Offer(action::Offer {
             tenant: f.a,
             reservation: lender,
             vector: cpu(8),
             floor: PriceVector::uniform(d("1")),
-        },
+        }),
         0,
     );
     (f, lender, w)
 }
 
 fn request(f: &Fixture, w: WorkloadId, n: u64, max: &str, start: Option<i64>) -> Action {
-    Action::RequestLease {
+    Action::RequestLease(action::RequestLease {
         tenant: f.b,
         workload: w,
         vector: cpu(n),
@@ -347,7 +355,7 @@ fn request(f: &Fixture, w: WorkloadId, n: u64, max: &str, start: Option<i64>) ->
         max_price: PriceVector::uniform(d(max)),
         all_or_nothing: false,
         start: start.map(t),
-    }
+    })
 }
 
 #[test]
@@ -372,10 +380,10 @@ fn a_scheduled_request_is_delivered_at_its_start_without_the_immediate_premium()
 fn the_market_price_lifts_lease_prices_above_low_floors() {
     let (mut f, _, w) = market_fixture();
     f.ok(
-        Action::SetMarketPrice {
+        Action::SetMarketPrice(action::SetMarketPrice {
             host: f.host,
             prices: PriceVector::uniform(d("2")),
-        },
+        }),
         0,
     );
     // max(floor 1, market 2) × 1.25 = 2.5; a maximum of 2.4 waits, 2.5 is served.
@@ -385,10 +393,10 @@ fn the_market_price_lifts_lease_prices_above_low_floors() {
     assert_eq!(f.l.leases().next().unwrap().price.cpu, d("2.5"));
     assert!(matches!(
         f.err(
-            Action::SetMarketPrice {
+            Action::SetMarketPrice(action::SetMarketPrice {
                 host: f.host,
                 prices: PriceVector::uniform(d("-1")),
-            },
+            }),
             0
         ),
         LedgerError::NegativePrice { .. }
@@ -420,22 +428,26 @@ fn requests_under_every_floor_or_in_the_past_are_refused() {
 #[test]
 fn automatic_offers_keep_the_owners_need_and_obey_opt_out_and_cap() {
     let (mut f, lender, _) = market_fixture();
-    let auto = |need| Action::AutoOffer {
-        reservation: lender,
-        need: cpu(need),
+    let auto = |need| {
+        Action::AutoOffer(action::AutoOffer {
+            reservation: lender,
+            need: cpu(need),
+        })
     };
     // 8 idle, 3 predicted: 5 offered.
     f.ok(auto(3), 0);
     assert_eq!(f.l.reservation(lender).unwrap().offered, cpu(5));
     let a = f.a;
-    let lending = |opt_out, cap: Option<u64>| Action::SetLending {
-        tenant: a,
-        reservation: lender,
-        lending: Lending {
-            opt_out,
-            cap: cap.map(cpu),
-        },
-        floor: PriceVector::uniform(d("1")),
+    let lending = |opt_out, cap: Option<u64>| {
+        Action::SetLending(action::SetLending {
+            tenant: a,
+            reservation: lender,
+            lending: Lending {
+                opt_out,
+                cap: cap.map(cpu),
+            },
+            floor: PriceVector::uniform(d("1")),
+        })
     };
     f.ok(lending(false, Some(2)), 0);
     assert_eq!(
@@ -447,12 +459,12 @@ fn automatic_offers_keep_the_owners_need_and_obey_opt_out_and_cap() {
     assert_eq!(f.l.reservation(lender).unwrap().offered, cpu(2));
     assert!(matches!(
         f.err(
-            Action::Offer {
+            Action::Offer(action::Offer {
                 tenant: f.a,
                 reservation: lender,
                 vector: cpu(3),
                 floor: PriceVector::default(),
-            },
+            }),
             0
         ),
         LedgerError::OverLendingCap { cap: 2, .. }
@@ -465,12 +477,12 @@ fn automatic_offers_keep_the_owners_need_and_obey_opt_out_and_cap() {
         "opted out"
     );
     // A foreign tenant can't change a's lending.
-    let foreign = Action::SetLending {
+    let foreign = Action::SetLending(action::SetLending {
         tenant: f.b,
         reservation: lender,
         lending: Lending::default(),
         floor: PriceVector::default(),
-    };
+    });
     assert!(matches!(f.err(foreign, 0), LedgerError::NotOwner { .. }));
 }
 
@@ -487,16 +499,16 @@ fn lender_reclaim_returns_shards_to_the_lender_after_notice() {
     );
     let w = f.bind(f.b, br, "w", 0);
     f.ok(
-        Action::Offer {
+        Action::Offer(action::Offer {
             tenant: f.a,
             reservation: lender,
             vector: cpu(8),
             floor: PriceVector::default(),
-        },
+        }),
         0,
     );
     f.ok(
-        Action::RequestLease {
+        Action::RequestLease(action::RequestLease {
             tenant: f.b,
             workload: w,
             vector: cpu(6),
@@ -504,7 +516,7 @@ fn lender_reclaim_returns_shards_to_the_lender_after_notice() {
             max_price: PriceVector::default(),
             all_or_nothing: true,
             start: None,
-        },
+        }),
         0,
     );
     let lease = f.l.leases().next().unwrap().clone();
@@ -515,27 +527,27 @@ fn lender_reclaim_returns_shards_to_the_lender_after_notice() {
     );
     assert!(matches!(
         f.err(
-            Action::Reclaim {
+            Action::Reclaim(action::Reclaim {
                 tenant: f.b,
                 lease: lease.id
-            },
+            }),
             1
         ),
         LedgerError::NotLender { .. }
     ));
     f.ok(
-        Action::Reclaim {
+        Action::Reclaim(action::Reclaim {
             tenant: f.a,
             lease: lease.id,
-        },
+        }),
         1,
     );
     assert!(matches!(
         f.err(
-            Action::Reclaim {
+            Action::Reclaim(action::Reclaim {
                 tenant: f.a,
                 lease: lease.id
-            },
+            }),
             2
         ),
         LedgerError::AlreadyReclaiming(_)
@@ -557,13 +569,13 @@ fn bad_input_is_refused_with_a_named_rule_and_changes_nothing() {
     let r = f.reserve(f.a, cpu(6), win(0, 100), Tier::Standard, 0);
     let host = f.host;
     let e = f.err(
-        Action::CreateReservation {
+        Action::CreateReservation(action::CreateReservation {
             tenant: f.a,
             host,
             vector: cpu(5),
             window: win(0, 100),
             tier: Tier::Standard,
-        },
+        }),
         0,
     );
     assert!(
@@ -579,36 +591,38 @@ fn bad_input_is_refused_with_a_named_rule_and_changes_nothing() {
         "{e}"
     );
     let e = f.err(
-        Action::CreateReservation {
+        Action::CreateReservation(action::CreateReservation {
             tenant: f.a,
             host,
             vector: ShardVector::ZERO,
             window: win(0, 100),
             tier: Tier::Standard,
-        },
+        }),
         0,
     );
     assert!(matches!(e, LedgerError::EmptyVector { .. }));
     let e = f.err(
-        Action::CreateReservation {
+        Action::CreateReservation(action::CreateReservation {
             tenant: f.a,
             host,
             vector: cpu(1),
             window: win(5, 100),
             tier: Tier::Standard,
-        },
+        }),
         10,
     );
     assert!(matches!(e, LedgerError::StartsInPast { .. }));
-    let grow = |tenant, change| Action::ModifyReservation {
-        tenant,
-        reservation: r,
-        changes: vec![KindChange {
-            kind: ResourceKind::Cpu,
-            change,
-        }],
-        start: None,
-        duration: Span::from_secs(10),
+    let grow = |tenant, change| {
+        Action::ModifyReservation(action::ModifyReservation {
+            tenant,
+            reservation: r,
+            changes: vec![KindChange {
+                kind: ResourceKind::Cpu,
+                change,
+            }],
+            start: None,
+            duration: Span::from_secs(10),
+        })
     };
     let e = f.err(grow(f.a, Change::PercentBp(10_000)), 10);
     assert!(
@@ -622,15 +636,15 @@ fn bad_input_is_refused_with_a_named_rule_and_changes_nothing() {
             .contains("reservation 1 does not belong to tenant 2")
     );
     let e = f.err(
-        Action::CancelReservation {
+        Action::CancelReservation(action::CancelReservation {
             tenant: f.a,
             reservation: ReservationId(99),
-        },
+        }),
         10,
     );
     assert!(matches!(e, LedgerError::UnknownReservation(_)));
     let e = f.err(
-        Action::ModifyReservation {
+        Action::ModifyReservation(action::ModifyReservation {
             tenant: f.a,
             reservation: r,
             changes: vec![KindChange {
@@ -639,7 +653,7 @@ fn bad_input_is_refused_with_a_named_rule_and_changes_nothing() {
             }],
             start: None,
             duration: Span::from_secs(1000),
-        },
+        }),
         10,
     );
     assert!(matches!(
@@ -650,11 +664,11 @@ fn bad_input_is_refused_with_a_named_rule_and_changes_nothing() {
     let e = f.err(Action::Expire, 5);
     assert!(matches!(e, LedgerError::TimeWentBackwards { .. }));
     let e = f.err(
-        Action::Allocate {
+        Action::Allocate(action::Allocate {
             tenant: f.a,
             workload: w,
             share: cpu(7),
-        },
+        }),
         10,
     );
     assert!(
@@ -669,42 +683,42 @@ fn bad_input_is_refused_with_a_named_rule_and_changes_nothing() {
         "{e}"
     );
     let e = f.err(
-        Action::Offer {
+        Action::Offer(action::Offer {
             tenant: f.a,
             reservation: r,
             vector: cpu(1),
             floor: PriceVector::uniform(Decimal::NEGATIVE_ONE),
-        },
+        }),
         10,
     );
     assert!(matches!(e, LedgerError::NegativePrice { .. }));
     let e = f.err(
-        Action::BindWorkload {
+        Action::BindWorkload(action::BindWorkload {
             tenant: f.a,
             reservation: r,
             name: "w".into(),
-        },
+        }),
         10,
     );
     assert!(matches!(e, LedgerError::DuplicateName { .. }));
     let e = f.err(
-        Action::RegisterHost {
+        Action::RegisterHost(action::RegisterHost {
             name: "h".into(),
             capacity: cpu(1),
-        },
+        }),
         10,
     );
     assert!(matches!(e, LedgerError::DuplicateName { .. }));
     let e = f.err(
-        Action::SetHostCapacity {
+        Action::SetHostCapacity(action::SetHostCapacity {
             host,
             capacity: cpu(5),
-        },
+        }),
         10,
     );
     assert!(matches!(e, LedgerError::HostCapacityExceeded { .. }));
     let e = f.err(
-        Action::RequestLease {
+        Action::RequestLease(action::RequestLease {
             tenant: f.a,
             workload: w,
             vector: cpu(11),
@@ -712,7 +726,7 @@ fn bad_input_is_refused_with_a_named_rule_and_changes_nothing() {
             max_price: PriceVector::default(),
             all_or_nothing: false,
             start: None,
-        },
+        }),
         10,
     );
     assert!(matches!(e, LedgerError::RequestExceedsCapacity { .. }));
@@ -720,13 +734,13 @@ fn bad_input_is_refused_with_a_named_rule_and_changes_nothing() {
 
 #[test]
 fn actions_and_events_round_trip_through_json() {
-    let a = Action::ModifyReservation {
+    let a = Action::ModifyReservation(action::ModifyReservation {
         tenant: TenantId(1),
         reservation: ReservationId(2),
         changes: vec!["cpu +10%".parse().unwrap()],
         start: None,
         duration: Span::from_secs(3600),
-    };
+    });
     let json = serde_json::to_string(&a).unwrap();
     assert_eq!(serde_json::from_str::<Action>(&json).unwrap(), a);
     assert!(
@@ -734,4 +748,40 @@ fn actions_and_events_round_trip_through_json() {
             .is_err()
     );
     assert!(serde_json::from_str::<Action>(r#"{"action":"fly"}"#).is_err());
+}
+
+#[test]
+fn actions_keep_their_json_and_tenant_actions_are_a_type_apart() {
+    // The log and the API read and write the same JSON as before actions became one type
+    // per intent.
+    let text = r#"{"action":"modify_reservation","tenant":1,"reservation":2,"changes":[{"kind":"cpu","change":{"percent_bp":1000}}],"duration":3600000}"#;
+    let a: Action = serde_json::from_str(text).unwrap();
+    assert!(
+        matches!(&a, Action::ModifyReservation(m) if m.start.is_none() && m.reservation == ReservationId(2))
+    );
+    let back: serde_json::Value = serde_json::to_value(&a).unwrap();
+    let mut want: serde_json::Value = serde_json::from_str(text).unwrap();
+    want["start"] = serde_json::Value::Null;
+    assert_eq!(back, want);
+    assert_eq!(
+        serde_json::to_string(&Action::Expire).unwrap(),
+        r#"{"action":"expire"}"#
+    );
+    // Unknown fields are refused (serde lets a field-less variant such as `expire` ignore
+    // them, as it did before; the API's wire types refuse them).
+    let bad = r#"{"action":"create_tenant","name":"a","extra":1}"#;
+    assert!(serde_json::from_str::<Action>(bad).is_err(), "{bad}");
+    // A tenant may ask for a modification, never for what only the system sends.
+    let t: TenantAction = serde_json::from_str(text).unwrap();
+    assert_eq!(t.tenant(), TenantId(1));
+    assert_eq!(Action::from(t), a);
+    for system in [
+        r#"{"action":"configure","params":{}}"#,
+        r#"{"action":"set_market_price","host":1,"prices":{}}"#,
+        r#"{"action":"expire"}"#,
+        r#"{"action":"batch","actions":[]}"#,
+    ] {
+        let e = serde_json::from_str::<TenantAction>(system).unwrap_err();
+        assert!(e.to_string().contains("unknown variant"), "{system}: {e}");
+    }
 }

@@ -5,6 +5,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
+use shardex_core::action;
 use shardex_core::{
     Action, Change, KindChange, Ledger, PriceVector, ResourceKind, ShardVector, Span, Tier,
     Timestamp, Window,
@@ -40,19 +41,19 @@ impl Script {
         if l.hosts().count() == 0 {
             let capacity = ShardVector::new(1000, 1000, 200, 200);
             return (
-                Action::RegisterHost {
+                Action::RegisterHost(action::RegisterHost {
                     name: "h1".into(),
                     capacity,
-                },
+                }),
                 now,
             );
         }
         let tenants: Vec<_> = l.tenants().map(|t| t.id).collect();
         if tenants.len() < 3 {
             return (
-                Action::CreateTenant {
+                Action::CreateTenant(action::CreateTenant {
                     name: format!("t{}", tenants.len()),
-                },
+                }),
                 now,
             );
         }
@@ -77,13 +78,13 @@ impl Script {
                 let tier = Tier::ALL[pick(&mut self.rng, 4)];
                 let window = Window::starting(now, Span::from_secs(secs)).unwrap();
                 (
-                    Action::CreateReservation {
+                    Action::CreateReservation(action::CreateReservation {
                         tenant,
                         host,
                         vector,
                         window,
                         tier,
-                    },
+                    }),
                     now,
                 )
             }
@@ -91,11 +92,11 @@ impl Script {
                 let (reservation, tenant) = live[pick(&mut self.rng, live.len())];
                 let name = format!("w{}", self.rng.random::<u32>());
                 (
-                    Action::BindWorkload {
+                    Action::BindWorkload(action::BindWorkload {
                         tenant,
                         reservation,
                         name,
-                    },
+                    }),
                     now,
                 )
             }
@@ -104,11 +105,11 @@ impl Script {
                 let held = l.reserved_at(l.reservation(r).unwrap(), now).unwrap();
                 let share = self.scaled(held);
                 (
-                    Action::Allocate {
+                    Action::Allocate(action::Allocate {
                         tenant,
                         workload,
                         share,
-                    },
+                    }),
                     now,
                 )
             }
@@ -118,12 +119,12 @@ impl Script {
                 let vector = self.scaled(idle);
                 let floor = PriceVector::uniform(Decimal::new(self.rng.random_range(0..5), 3));
                 (
-                    Action::Offer {
+                    Action::Offer(action::Offer {
                         tenant,
                         reservation,
                         vector,
                         floor,
-                    },
+                    }),
                     now,
                 )
             }
@@ -136,7 +137,7 @@ impl Script {
                 let max_price = PriceVector::uniform(Decimal::new(self.rng.random_range(0..6), 3));
                 let all_or_nothing = self.rng.random_bool(0.3);
                 (
-                    Action::RequestLease {
+                    Action::RequestLease(action::RequestLease {
                         tenant,
                         workload,
                         vector,
@@ -144,7 +145,7 @@ impl Script {
                         max_price,
                         all_or_nothing,
                         start: None,
-                    },
+                    }),
                     now,
                 )
             }
@@ -155,24 +156,27 @@ impl Script {
                 let duration = Span::from_secs(self.rng.random_range(5..120));
                 let changes = vec![KindChange { kind, change }];
                 (
-                    Action::ModifyReservation {
+                    Action::ModifyReservation(action::ModifyReservation {
                         tenant,
                         reservation,
                         changes,
                         start: None,
                         duration,
-                    },
+                    }),
                     now,
                 )
             }
             82..88 if !leases.is_empty() => {
                 let (lease, borrower) = leases[pick(&mut self.rng, leases.len())];
                 let tenant = l.workload(borrower).unwrap().tenant;
-                (Action::Release { tenant, lease }, now)
+                (Action::Release(action::Release { tenant, lease }), now)
             }
             88..92 if !workloads.is_empty() => {
                 let (workload, tenant, _) = workloads[pick(&mut self.rng, workloads.len())];
-                (Action::UnbindWorkload { tenant, workload }, now)
+                (
+                    Action::UnbindWorkload(action::UnbindWorkload { tenant, workload }),
+                    now,
+                )
             }
             _ => {
                 let later = now
