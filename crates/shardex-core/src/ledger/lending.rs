@@ -101,3 +101,123 @@ impl Ledger {
         }
     }
 }
+
+impl Ledger {
+    /// Applies [`Action::Offer`].
+    pub(super) fn offer(
+        &mut self,
+        a: &action::Offer,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), LedgerError> {
+        let action::Offer {
+            tenant,
+            reservation,
+            vector,
+            floor,
+        } = a;
+        let now = self.now;
+        let r = self.own_reservation(*tenant, *reservation)?.clone();
+        if !floor.is_non_negative() {
+            return Err(LedgerError::NegativePrice {
+                what: "floor price",
+            });
+        }
+        if (r.cancelled || !r.window.contains(now)) && !vector.is_zero() {
+            return Err(LedgerError::ReservationNotInForce {
+                reservation: r.id,
+                now,
+            });
+        }
+        let idle = self.idle_of(&r)?;
+        if let Some(kind) = ResourceKind::ALL
+            .into_iter()
+            .find(|&k| vector.get(k) > idle.get(k))
+        {
+            return Err(LedgerError::InsufficientIdle {
+                reservation: r.id,
+                kind,
+                idle: idle.get(kind),
+                needed: vector.get(kind),
+            });
+        }
+        if let Some(cap) = r.lending.cap {
+            let lent = self.lent_by(Lender::Reservation(r.id), now)?;
+            if let Some(kind) = ResourceKind::ALL
+                .into_iter()
+                .find(|&k| lent.get(k).saturating_add(vector.get(k)) > cap.get(k))
+            {
+                return Err(LedgerError::OverLendingCap {
+                    reservation: r.id,
+                    kind,
+                    cap: cap.get(kind),
+                    lent: lent.get(kind),
+                    wanted: vector.get(kind),
+                });
+            }
+        }
+        if let Some(res) = self.reservations.get_mut(reservation) {
+            res.floor = *floor;
+        }
+        self.set_offer(r.id, *vector, OfferReason::Owner, ev);
+        Ok(())
+    }
+
+    /// Applies [`Action::SetLending`].
+    pub(super) fn set_lending(
+        &mut self,
+        a: &action::SetLending,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), LedgerError> {
+        let action::SetLending {
+            tenant,
+            reservation,
+            lending,
+            floor,
+        } = a;
+        let now = self.now;
+        let r = self.own_reservation(*tenant, *reservation)?.clone();
+        if !floor.is_non_negative() {
+            return Err(LedgerError::NegativePrice {
+                what: "floor price",
+            });
+        }
+        if let Some(res) = self.reservations.get_mut(reservation) {
+            res.lending = *lending;
+            res.floor = *floor;
+        }
+        ev.push(Event::LendingChanged {
+            reservation: r.id,
+            lending: *lending,
+            floor: *floor,
+        });
+        // Opting out withdraws the offer; a lower cap trims it. Leases already made
+        // stay until they end or are reclaimed.
+        let mut offered = if lending.opt_out {
+            ShardVector::ZERO
+        } else {
+            r.offered
+        };
+        if let Some(cap) = lending.cap {
+            let lent = self.lent_by(Lender::Reservation(r.id), now)?;
+            offered = offered.min(&cap.excess_over(&lent));
+        }
+        if offered != r.offered || *floor != r.floor {
+            self.set_offer(r.id, offered, OfferReason::Lending, ev);
+        }
+        Ok(())
+    }
+
+    /// Applies [`Action::AutoOffer`].
+    pub(super) fn auto_offer(
+        &mut self,
+        a: &action::AutoOffer,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), LedgerError> {
+        let action::AutoOffer { reservation, need } = a;
+        let (target, offered) = self.auto_offer_target(*reservation, need)?;
+        if target != offered {
+            self.set_offer(*reservation, target, OfferReason::Auto, ev);
+        }
+        Ok(())
+    }
+}

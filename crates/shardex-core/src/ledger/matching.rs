@@ -330,3 +330,174 @@ impl Ledger {
         Ok(())
     }
 }
+
+impl Ledger {
+    /// Applies [`Action::RequestLease`].
+    pub(super) fn request_lease(
+        &mut self,
+        a: &action::RequestLease,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), LedgerError> {
+        let action::RequestLease {
+            tenant,
+            workload,
+            vector,
+            until,
+            max_price,
+            all_or_nothing,
+            start,
+        } = a;
+        let now = self.now;
+        let w = self.own_workload(*tenant, *workload)?.clone();
+        if vector.is_zero() {
+            return Err(LedgerError::EmptyVector {
+                what: "a lease request",
+            });
+        }
+        if *until <= now {
+            return Err(LedgerError::NotInFuture {
+                what: "the lease end",
+                at: *until,
+                now,
+            });
+        }
+        if !max_price.is_non_negative() {
+            return Err(LedgerError::NegativePrice {
+                what: "maximum price",
+            });
+        }
+        let cap = self.hosts[&w.host].capacity;
+        if let Some(kind) = ResourceKind::ALL
+            .into_iter()
+            .find(|&k| vector.get(k) > cap.get(k))
+        {
+            return Err(LedgerError::RequestExceedsCapacity {
+                host: w.host,
+                kind,
+                capacity: cap.get(kind),
+                wanted: vector.get(kind),
+            });
+        }
+        if let Some(s) = start {
+            if *s < now {
+                return Err(LedgerError::StartsInPast {
+                    what: "a lease request's delivery",
+                    start: *s,
+                    now,
+                });
+            }
+            Window::new(*s, *until)?;
+        }
+        let tier = self.reservations[&w.reservation].tier;
+        let delivery = match start {
+            Some(s) if *s > now => Delivery::Scheduled,
+            _ => Delivery::Immediate,
+        };
+        let factor = self.params.price_factor(tier, delivery);
+        let floors = self.lowest_floor(w.host);
+        if let Some(kind) = vector
+            .kinds()
+            .find(|&k| max_price.get(k) < floors.get(k) * factor)
+        {
+            return Err(LedgerError::PriceUnderFloor {
+                host: w.host,
+                kind,
+                max: max_price.get(kind),
+                floor: floors.get(kind) * factor,
+            });
+        }
+        let id = RequestId(next(&mut self.counters.request));
+        index_add(&mut self.idx.requests, w.host, id);
+        self.requests.insert(
+            id,
+            LeaseRequest {
+                id,
+                workload: w.id,
+                host: w.host,
+                tier,
+                wanted: *vector,
+                filled: ShardVector::ZERO,
+                max_price: *max_price,
+                until: *until,
+                start: start.unwrap_or(now).max(now),
+                delivery,
+                all_or_nothing: *all_or_nothing,
+            },
+        );
+        ev.push(Event::LeaseRequested {
+            request: id,
+            workload: w.id,
+            wanted: *vector,
+            until: *until,
+            tier,
+            start: start.filter(|&s| s > now),
+        });
+        Ok(())
+    }
+
+    /// Applies [`Action::CancelRequest`].
+    pub(super) fn cancel_request(
+        &mut self,
+        a: &action::CancelRequest,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), LedgerError> {
+        let action::CancelRequest { tenant, request } = a;
+        let req = self
+            .requests
+            .get(request)
+            .ok_or(LedgerError::UnknownRequest(*request))?;
+        self.own_workload(*tenant, req.workload)?;
+        self.end_request(*request, RequestOutcome::Cancelled, ev);
+        Ok(())
+    }
+
+    /// Applies [`Action::Reclaim`].
+    pub(super) fn reclaim_lease(
+        &mut self,
+        a: &action::Reclaim,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), LedgerError> {
+        let action::Reclaim { tenant, lease } = a;
+        let l = self
+            .leases
+            .get(lease)
+            .ok_or(LedgerError::UnknownLease(*lease))?
+            .clone();
+        if !self.tenants.contains_key(tenant) {
+            return Err(LedgerError::UnknownTenant(*tenant));
+        }
+        let Lender::Reservation(r) = l.lender else {
+            return Err(LedgerError::NotLender {
+                lease: *lease,
+                tenant: *tenant,
+            });
+        };
+        if self.reservations.get(&r).map(|r| r.tenant) != Some(*tenant) {
+            return Err(LedgerError::NotLender {
+                lease: *lease,
+                tenant: *tenant,
+            });
+        }
+        if l.reclaim.is_some() {
+            return Err(LedgerError::AlreadyReclaiming(*lease));
+        }
+        self.reclaim(*lease, ReclaimReason::Lender, ev)?;
+        Ok(())
+    }
+
+    /// Applies [`Action::Release`].
+    pub(super) fn release_lease(
+        &mut self,
+        a: &action::Release,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), LedgerError> {
+        let action::Release { tenant, lease } = a;
+        let l = self
+            .leases
+            .get(lease)
+            .ok_or(LedgerError::UnknownLease(*lease))?;
+        self.own_workload(*tenant, l.borrower)?;
+        self.end_lease(*lease, LeaseEnd::Released, ev)?;
+        Ok(())
+    }
+}

@@ -61,6 +61,7 @@ mod admission;
 mod check;
 mod error;
 pub mod event;
+mod hosts;
 mod lending;
 mod matching;
 mod params;

@@ -146,3 +146,341 @@ impl Ledger {
         Ok(())
     }
 }
+
+impl Ledger {
+    /// Applies [`Action::CreateReservation`].
+    pub(super) fn create_reservation(
+        &mut self,
+        a: &action::CreateReservation,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), LedgerError> {
+        let action::CreateReservation {
+            tenant,
+            host,
+            vector,
+            window,
+            tier,
+        } = a;
+        let now = self.now;
+        if !self.tenants.contains_key(tenant) {
+            return Err(LedgerError::UnknownTenant(*tenant));
+        }
+        if !self.hosts.contains_key(host) {
+            return Err(LedgerError::UnknownHost(*host));
+        }
+        if vector.is_zero() {
+            return Err(LedgerError::EmptyVector {
+                what: "a reservation",
+            });
+        }
+        if window.start() < now {
+            return Err(LedgerError::StartsInPast {
+                what: "the reservation",
+                start: window.start(),
+                now,
+            });
+        }
+        let id = ReservationId(next(&mut self.counters.reservation));
+        index_add(&mut self.idx.reservations, *host, id);
+        self.reservations.insert(
+            id,
+            Reservation {
+                id,
+                tenant: *tenant,
+                host: *host,
+                base: *vector,
+                window: *window,
+                tier: *tier,
+                modifications: Vec::new(),
+                offered: ShardVector::ZERO,
+                floor: PriceVector::default(),
+                lending: Lending::default(),
+                cancelled: false,
+            },
+        );
+        self.admit(*host)?;
+        ev.push(Event::ReservationCreated {
+            reservation: id,
+            tenant: *tenant,
+            host: *host,
+            vector: *vector,
+            window: *window,
+            tier: *tier,
+        });
+        Ok(())
+    }
+
+    /// Applies [`Action::ModifyReservation`].
+    pub(super) fn modify_reservation(
+        &mut self,
+        a: &action::ModifyReservation,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), LedgerError> {
+        let action::ModifyReservation {
+            tenant,
+            reservation,
+            changes,
+            start,
+            duration,
+        } = a;
+        let now = self.now;
+        let r = self.own_reservation(*tenant, *reservation)?.clone();
+        if r.cancelled || r.window.end() <= now {
+            return Err(LedgerError::ReservationEnded(r.id));
+        }
+        let start = start.unwrap_or(now);
+        if start < now {
+            return Err(LedgerError::StartsInPast {
+                what: "the modification",
+                start,
+                now,
+            });
+        }
+        let window = Window::starting(start, *duration)?;
+        if !r.window.covers(&window) {
+            return Err(LedgerError::ModificationOutsideReservation {
+                reservation: r.id,
+                window,
+                reserved: r.window,
+            });
+        }
+        if changes.is_empty() {
+            return Err(LedgerError::BadChanges("none given".into()));
+        }
+        let kinds: BTreeSet<ResourceKind> = changes.iter().map(|c| c.kind).collect();
+        if kinds.len() != changes.len() {
+            return Err(LedgerError::BadChanges("a kind appears twice".into()));
+        }
+        let id = ModificationId(next(&mut self.counters.modification));
+        self.modifications.insert(
+            id,
+            Modification {
+                id,
+                reservation: r.id,
+                changes: changes.clone(),
+                window,
+                cancelled: false,
+            },
+        );
+        let before = self.reserved_at(&r, now)?;
+        if let Some(res) = self.reservations.get_mut(&r.id) {
+            res.modifications.push(id);
+        }
+        self.admit(r.host)?;
+        ev.push(Event::ModificationCreated {
+            modification: id,
+            reservation: r.id,
+            changes: changes.clone(),
+            window,
+        });
+        self.resized(r.id, before, ev)?;
+        Ok(())
+    }
+
+    /// Applies [`Action::CancelModification`].
+    pub(super) fn cancel_modification(
+        &mut self,
+        a: &action::CancelModification,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), LedgerError> {
+        let action::CancelModification {
+            tenant,
+            modification,
+        } = a;
+        let now = self.now;
+        let m = self
+            .modifications
+            .get(modification)
+            .ok_or(LedgerError::UnknownModification(*modification))?
+            .clone();
+        let r = self.own_reservation(*tenant, m.reservation)?.clone();
+        if m.cancelled || m.window.end() <= now {
+            return Err(LedgerError::ModificationEnded(m.id));
+        }
+        let before = self.reserved_at(&r, now)?;
+        if let Some(m) = self.modifications.get_mut(modification) {
+            m.cancelled = true;
+        }
+        self.admit(r.host)?;
+        ev.push(Event::ModificationEnded {
+            modification: m.id,
+            cancelled: true,
+        });
+        self.resized(r.id, before, ev)?;
+        Ok(())
+    }
+
+    /// Applies [`Action::CancelReservation`].
+    pub(super) fn cancel_reservation(
+        &mut self,
+        a: &action::CancelReservation,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), LedgerError> {
+        let action::CancelReservation {
+            tenant,
+            reservation,
+        } = a;
+        let now = self.now;
+        let r = self.own_reservation(*tenant, *reservation)?.clone();
+        if r.cancelled || r.window.end() <= now {
+            return Err(LedgerError::ReservationEnded(r.id));
+        }
+        let lent: Vec<&Lease> = self
+            .leases
+            .values()
+            .filter(|l| l.lender == Lender::Reservation(r.id))
+            .collect();
+        if !lent.is_empty() {
+            return Err(LedgerError::LenderHasLeases {
+                reservation: r.id,
+                leases: lent.len(),
+            });
+        }
+        let before = self.reserved_at(&r, now)?;
+        self.unbind_all(r.id, ev)?;
+        if let Some(res) = self.reservations.get_mut(&r.id) {
+            res.cancelled = true;
+            res.offered = ShardVector::ZERO;
+        }
+        if !before.is_zero() {
+            ev.push(Event::ReservationResized {
+                reservation: r.id,
+                from: before,
+                to: ShardVector::ZERO,
+            });
+        }
+        ev.push(Event::ReservationEnded {
+            reservation: r.id,
+            cancelled: true,
+        });
+        Ok(())
+    }
+
+    /// Applies [`Action::BindWorkload`].
+    pub(super) fn bind_workload(
+        &mut self,
+        a: &action::BindWorkload,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), LedgerError> {
+        let action::BindWorkload {
+            tenant,
+            reservation,
+            name,
+        } = a;
+        let now = self.now;
+        check_workload_name(name)?;
+        let r = self.own_reservation(*tenant, *reservation)?.clone();
+        if r.cancelled || r.window.end() <= now {
+            return Err(LedgerError::ReservationEnded(r.id));
+        }
+        // One cgroup, process or VM is one workload, of one tenant.
+        if let Some(w) = self
+            .workloads
+            .values()
+            .find(|w| w.host == r.host && w.tenant != *tenant && same_thing(&w.name, name))
+        {
+            return Err(LedgerError::WorkloadTaken {
+                name: name.clone(),
+                host: r.host,
+                workload: w.id,
+                tenant: w.tenant,
+            });
+        }
+        if self
+            .workloads
+            .values()
+            .any(|w| w.tenant == *tenant && w.name == *name)
+        {
+            return Err(LedgerError::DuplicateName {
+                what: "workload",
+                name: name.clone(),
+            });
+        }
+        let id = WorkloadId(next(&mut self.counters.workload));
+        index_add(&mut self.idx.workloads, r.id, id);
+        self.workloads.insert(
+            id,
+            Workload {
+                id,
+                tenant: *tenant,
+                name: name.clone(),
+                host: r.host,
+                reservation: r.id,
+                share: ShardVector::ZERO,
+            },
+        );
+        ev.push(Event::WorkloadBound {
+            workload: id,
+            tenant: *tenant,
+            name: name.clone(),
+            reservation: r.id,
+            host: r.host,
+        });
+        Ok(())
+    }
+
+    /// Applies [`Action::UnbindWorkload`].
+    pub(super) fn unbind_workload(
+        &mut self,
+        a: &action::UnbindWorkload,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), LedgerError> {
+        let action::UnbindWorkload { tenant, workload } = a;
+        self.own_workload(*tenant, *workload)?;
+        self.unbind(*workload, ev)?;
+        Ok(())
+    }
+
+    /// Applies [`Action::Allocate`].
+    pub(super) fn allocate(
+        &mut self,
+        a: &action::Allocate,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), LedgerError> {
+        let action::Allocate {
+            tenant,
+            workload,
+            share,
+        } = a;
+        let now = self.now;
+        let w = self.own_workload(*tenant, *workload)?.clone();
+        let r = self.reservations[&w.reservation].clone();
+        if r.cancelled || !r.window.contains(now) {
+            return Err(LedgerError::ReservationNotInForce {
+                reservation: r.id,
+                now,
+            });
+        }
+        let reserved = self.reserved_at(&r, now)?;
+        let others = self.allocated(r.id)?.checked_sub(&w.share)?;
+        let lent = self.lent_by(Lender::Reservation(r.id), now)?;
+        let room = reserved.checked_sub(&others.checked_add(&lent)?)?;
+        if let Some(kind) = ResourceKind::ALL
+            .into_iter()
+            .find(|&k| share.get(k) > room.get(k))
+        {
+            return Err(LedgerError::InsufficientIdle {
+                reservation: r.id,
+                kind,
+                idle: room.get(kind).saturating_sub(w.share.get(kind)),
+                needed: share.get(kind).saturating_sub(w.share.get(kind)),
+            });
+        }
+        // Own workloads come before the pool: the offer shrinks if unoffered idle runs out.
+        let unoffered = room.checked_sub(share)?;
+        let offered = r.offered.min(&unoffered);
+        if let Some(w) = self.workloads.get_mut(workload) {
+            w.share = *share;
+        }
+        ev.push(Event::AllocationChanged {
+            workload: *workload,
+            from: w.share,
+            to: *share,
+            reason: AllocationReason::Allocated,
+        });
+        if offered != r.offered {
+            self.set_offer(r.id, offered, OfferReason::Allocated, ev);
+        }
+        Ok(())
+    }
+}
