@@ -552,9 +552,9 @@ impl<A: Actuator + ?Sized> Actuator for Box<A> {
 /// for network, cgroups for the rest): a kind goes to the first that manages it for the
 /// workload, and only that one is asked about it.
 #[derive(Default)]
-pub struct Combined(pub Vec<Box<dyn Actuator + Send>>);
+pub struct ActuatorRouter(pub Vec<Box<dyn Actuator + Send>>);
 
-impl Combined {
+impl ActuatorRouter {
     /// Per actuator, the kinds of `kinds` it is the first to manage for `name`.
     fn split(&self, name: &str, kinds: Kinds) -> Vec<Kinds> {
         let mut claimed = [false; 4];
@@ -618,7 +618,7 @@ impl Combined {
     }
 }
 
-impl Actuator for Combined {
+impl Actuator for ActuatorRouter {
     fn apply(
         &mut self,
         workload: WorkloadId,
@@ -822,7 +822,7 @@ mod tests {
                 calls: calls.clone(),
             })
         };
-        let mut c = Combined(vec![
+        let mut c = ActuatorRouter(vec![
             one(ResourceKind::Cpu, ""),
             one(ResourceKind::Net, "vm"),
             one(ResourceKind::Cpu, ""),

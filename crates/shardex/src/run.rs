@@ -589,7 +589,7 @@ async fn get_market(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
 /// kind goes to the first that manages it for the workload.
 fn build_actuator(
     engine: &crate::config::EngineConfig,
-) -> anyhow::Result<shardex_core::ports::Combined> {
+) -> anyhow::Result<shardex_core::ports::ActuatorRouter> {
     use crate::config::{ActuatorKind, EngineMode};
     let mut parts: Vec<Box<dyn shardex_core::ports::Actuator + Send>> = Vec::new();
     if !engine.qmp_sockets.is_empty() {
@@ -625,7 +625,7 @@ fn build_actuator(
         ),
         _ => parts.push(Box::new(shardex_core::ports::SimulatedActuator::default())),
     }
-    Ok(shardex_core::ports::Combined(parts))
+    Ok(shardex_core::ports::ActuatorRouter(parts))
 }
 
 /// The agent of this host: the ports and loop steps `shardex-agent` runs, built from the
@@ -739,7 +739,7 @@ async fn control_loop(
     config: Config,
     mut agent: HostAgent,
     mut sampler: shardex_host::sampler::CgroupSampler,
-    mut actuator: shardex_core::ports::Combined,
+    mut actuator: shardex_core::ports::ActuatorRouter,
 ) {
     let act = config.engine.mode == crate::config::EngineMode::Act;
     let mode = if act { "act" } else { "recommend" };
