@@ -1,0 +1,472 @@
+//! `shardex run`: the ledger of this host in the embedded store, the local host registered
+//! with its real capacity, expiries applied as they fall due, and the HTTP API, until Ctrl-C.
+
+use shardex_core::action;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use axum::extract::State;
+use axum::extract::{Path as UrlPath, Query};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rand::Rng;
+use serde_json::json;
+use shardex_core::ports::LedgerStore;
+use shardex_core::{Action, PhysicalVector, ShardVector, Span, Timestamp};
+use shardex_store::SqliteStore;
+use tokio::sync::Mutex;
+
+use crate::config::Config;
+use crate::{RunArgs, machine};
+
+/// Shared by the API handlers and the expiry loop.
+struct App {
+    store: Mutex<SqliteStore>,
+    admin_token: String,
+    prices: shardex_core::PriceTable,
+    lender_share: rust_decimal::Decimal,
+    /// What the control loop shows of each workload.
+    workloads: std::sync::Mutex<Vec<WorkloadView>>,
+    /// Told when the ledger changed outside the control loop (an expiry, an API action), so
+    /// that new entitlements are applied at once rather than at the next sample.
+    changed: tokio::sync::Notify,
+}
+
+/// The wall clock, read only here at the edge; never earlier than the ledger's time.
+fn wall_clock(floor: Timestamp) -> anyhow::Result<Timestamp> {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is before 1970")?;
+    let now = Timestamp::from_millis(
+        i64::try_from(ms.as_millis()).context("the system clock overflows")?,
+    )?;
+    Ok(now.max(floor))
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = args.data.load_config()?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHARDEX_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(args, config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
+    let data = &args.data.data;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data)
+        .with_context(|| format!("could not create the data folder {}", data.display()))?;
+    let mut store = SqliteStore::open(&args.data.ledger_path(), config.shards)
+        .await
+        .with_context(|| format!("could not open the ledger in {}", data.display()))?;
+    let admin_token = admin_token(data)?;
+
+    let now = wall_clock(store.ledger().now())?;
+    store.set_prices(config.pricing.table());
+    store.set_lender_share(config.pricing.lender_share);
+    let params = config.ledger_params();
+    if store.ledger().params() != &params {
+        apply(
+            &mut store,
+            Action::Configure(action::Configure { params }),
+            now,
+        )
+        .await?;
+    }
+    register_host(&mut store, &config, now).await?;
+    // Prices are set before the API opens, so the first lease is priced by the market.
+    let mut book = shardex_core::market::PriceBook::new(config.market.curve);
+    for action in
+        shardex_core::market::reprice(&mut book, store.ledger(), &config.pricing.shard_hour, now)
+    {
+        apply(&mut store, action, now).await?;
+    }
+
+    let listen = args.listen.unwrap_or(config.api.listen);
+    let app = Arc::new(App {
+        store: Mutex::new(store),
+        admin_token,
+        prices: config.pricing.table(),
+        lender_share: config.pricing.lender_share,
+        workloads: std::sync::Mutex::new(Vec::new()),
+        changed: tokio::sync::Notify::new(),
+    });
+    let router = Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/hosts", get(hosts))
+        .route("/v1/tenants", get(tenants))
+        .route("/v1/ledger/check", get(ledger_check))
+        .route("/v1/actions", post(post_action))
+        .route("/v1/quote", post(post_quote))
+        .route("/v1/tenants/{tenant}/invoice", get(get_invoice))
+        .route("/v1/market", get(get_market))
+        .route("/v1/decisions", get(get_decisions))
+        .route("/v1/workloads", get(get_workloads))
+        .route("/v1/ooms", get(get_ooms))
+        .with_state(app.clone());
+    let actuator = build_actuator(&config.engine)?;
+    let mut agent = build_agent(&config)?;
+    let sampler = build_sampler(&config)?;
+    {
+        // The history survives a restart: the first decision forecasts from it.
+        let store = app.store.lock().await;
+        let from = Timestamp::from_millis(
+            now.millis()
+                .saturating_sub(i64::try_from(config.engine.history.millis()).unwrap_or(0)),
+        )
+        .unwrap_or(Timestamp::EPOCH);
+        let history = store
+            .samples_since(from)
+            .await
+            .context("could not read the workloads' history")?;
+        let fed = agent.restore_history(history);
+        tracing::info!(samples = fed, "workload history restored");
+    }
+    let shutdown = shutdown_signal()?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("could not listen on {listen}"))?;
+    let bound = listener.local_addr()?;
+    // Where `shardex launch` and `shardex workload` find this daemon.
+    let addr_file = data.join(crate::client::ADDR_FILE);
+    std::fs::write(&addr_file, format!("{bound}\n"))
+        .with_context(|| format!("could not write {}", addr_file.display()))?;
+    tracing::info!(listen = %bound, data = %data.display(), "shardex is running; Ctrl-C stops it");
+
+    let expiry = tokio::spawn(expire_when_due(app.clone()));
+    let agent = tokio::spawn(control_loop(
+        app.clone(),
+        config.clone(),
+        agent,
+        sampler,
+        actuator,
+    ));
+    let pricing = tokio::spawn(reprice_market(
+        app.clone(),
+        book,
+        config.pricing.shard_hour,
+        Duration::from_millis(config.market.update_every.millis()),
+    ));
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the API server failed")?;
+    let _ = std::fs::remove_file(&addr_file);
+    expiry.abort();
+    pricing.abort();
+    agent.abort();
+    let _ = agent.await;
+    let _ = expiry.await;
+    let _ = pricing.await;
+    // Every handler has finished; the store is ours alone again.
+    let app = Arc::try_unwrap(app).map_err(|_| anyhow::anyhow!("the API still holds the store"))?;
+    let store = app.store.into_inner();
+    let seq = store.seq();
+    store.close().await;
+    tracing::info!(seq, "stopped cleanly; the ledger is closed");
+    Ok(())
+}
+
+async fn apply(store: &mut SqliteStore, action: Action, now: Timestamp) -> anyhow::Result<()> {
+    let what = format!("{action:?}");
+    store
+        .apply(action, now)
+        .await
+        .context("the store failed")?
+        .with_context(|| format!("the ledger refused {what}"))?;
+    Ok(())
+}
+
+/// Registers the machine, or brings its recorded capacity up to date.
+async fn register_host(
+    store: &mut SqliteStore,
+    config: &Config,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    let name = match &config.host.name {
+        Some(n) => n.clone(),
+        None => machine::hostname()?,
+    };
+    let cpu = match config.host.cpu_millicores {
+        Some(m) => m,
+        None => machine::online_cpus()? * 1000,
+    };
+    let memory = match config.host.memory_bytes {
+        Some(b) => b,
+        None => machine::memory_bytes()?,
+    };
+    let physical = PhysicalVector([cpu, memory, config.host.net_bps, config.host.iops]);
+    // Supply rounds down: never promise a shard the machine can't back.
+    let capacity: ShardVector = config.shards.supply_vector(physical);
+    if capacity.is_zero() {
+        bail!("host {name} has no whole shard of any kind with the configured shard sizes");
+    }
+    let existing = store.ledger().host_named(&name).map(|h| (h.id, h.capacity));
+    match existing {
+        None => {
+            apply(
+                store,
+                Action::RegisterHost(action::RegisterHost {
+                    name: name.clone(),
+                    capacity,
+                }),
+                now,
+            )
+            .await?;
+            tracing::info!(host = %name, %capacity, "registered this host");
+        }
+        Some((host, old)) if old != capacity => {
+            apply(
+                store,
+                Action::SetHostCapacity(action::SetHostCapacity { host, capacity }),
+                now,
+            )
+            .await?;
+            tracing::info!(host = %name, from = %old, to = %capacity, "host capacity changed");
+        }
+        Some(_) => tracing::info!(host = %name, %capacity, "host already registered"),
+    }
+    Ok(())
+}
+
+/// Reads `admin.token`, creating it (mode 0600) at first start.
+fn admin_token(data: &Path) -> anyhow::Result<String> {
+    let path = data.join("admin.token");
+    if path.exists() {
+        let token = std::fs::read_to_string(&path)
+            .with_context(|| format!("could not read {}", path.display()))?
+            .trim()
+            .to_string();
+        if token.len() < 32 {
+            bail!(
+                "{} is shorter than 32 characters; delete it to get a new one",
+                path.display()
+            );
+        }
+        return Ok(token);
+    }
+    let bytes: [u8; 32] = rand::rng().random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("could not create {}", path.display()))?;
+    writeln!(file, "{token}")?;
+    file.sync_all()?;
+    tracing::info!(path = %path.display(), "wrote the admin token");
+    Ok(token)
+}
+
+/// Applies `Expire` whenever something falls due, so expiries don't wait for the next request.
+async fn expire_when_due(app: Arc<App>) {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        tokio::time::sleep(wait).await;
+        let mut store = app.store.lock().await;
+        wait = Duration::from_millis(500);
+        let Ok(now) = wall_clock(store.ledger().now()) else {
+            continue;
+        };
+        if store.ledger().next_change().is_some_and(|t| t <= now) {
+            match store.apply(Action::Expire, now).await {
+                Ok(Ok(events)) => {
+                    tracing::debug!(events = events.len(), "expiries applied");
+                    if !events.is_empty() {
+                        app.changed.notify_one();
+                    }
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "the ledger refused to expire"),
+                Err(e) => tracing::error!(error = %e, "the store failed while expiring"),
+            }
+        }
+        // Wake at the next change itself (a lease's end, a modification's), at most 500 ms on.
+        if let Some(next) = store.ledger().next_change().filter(|&t| t > now) {
+            wait = Duration::from_millis(next.since(now).millis().saturating_add(1).min(500));
+        }
+    }
+}
+
+/// Moves every host's market price toward the utilisation curve's target, every `every`.
+async fn reprice_market(
+    app: Arc<App>,
+    mut book: shardex_core::market::PriceBook,
+    list: shardex_core::PriceVector,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let mut store = app.store.lock().await;
+        let Ok(now) = wall_clock(store.ledger().now()) else {
+            continue;
+        };
+        for action in shardex_core::market::reprice(&mut book, store.ledger(), &list, now) {
+            match store.apply(action, now).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "the ledger refused a market price"),
+                Err(e) => tracing::error!(error = %e, "the store failed while repricing"),
+            }
+        }
+    }
+}
+
+/// Resolves at the first Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is
+/// called, not when it is first polled, so a signal that arrives right after start-up still
+/// stops the server cleanly instead of killing the process.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("could not handle Ctrl-C")?;
+    let mut term = signal(SignalKind::terminate()).context("could not handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("shutting down");
+    })
+}
+
+mod control_loop;
+mod routes;
+
+pub use control_loop::WorkloadView;
+use control_loop::control_loop;
+use routes::*;
+
+/// The actuators `act` mode applies allocations with: QMP for the VMs listed, tc for the
+/// interfaces listed, then the cgroups (or the simulated actuator) for everything else; each
+/// kind goes to the first that manages it for the workload.
+fn build_actuator(
+    engine: &crate::config::EngineConfig,
+) -> anyhow::Result<shardex_core::ports::ActuatorRouter> {
+    use crate::config::{ActuatorKind, EngineMode};
+    let mut parts: Vec<Box<dyn shardex_core::ports::Actuator + Send>> = Vec::new();
+    if !engine.qmp_sockets.is_empty() {
+        tracing::info!(vms = ?engine.qmp_sockets, "VM allocations are applied over QMP");
+        parts.push(Box::new(shardex_host::qmp::QmpActuator::new(
+            engine.qmp_sockets.clone(),
+        )));
+    }
+    if !engine.net_interfaces.is_empty() {
+        tracing::info!(interfaces = ?engine.net_interfaces, "network allocations are shaped with tc");
+        parts.push(Box::new(shardex_host::tc::TcActuator::new(
+            engine.net_interfaces.clone(),
+        )));
+    }
+    match (
+        engine.actuator,
+        shardex_host::cgroup::CgroupActuator::probe(),
+    ) {
+        (ActuatorKind::Cgroup, Some(a)) => {
+            // Validated with the configuration.
+            let devices = engine
+                .iops_devices
+                .iter()
+                .filter_map(|d| d.parse().ok())
+                .collect();
+            let a = a.with_iops_devices(devices);
+            tracing::info!(layout = ?a.layout(), "allocations are applied to cgroups");
+            parts.push(Box::new(a));
+        }
+        // Acting without a way to act would record allocations the kernel never sees.
+        (ActuatorKind::Cgroup, None) if engine.mode == EngineMode::Act => anyhow::bail!(
+            "engine.mode = \"act\" with engine.actuator = \"cgroup\", but /sys/fs/cgroup has no cgroup filesystem with cpu and memory control; set engine.actuator = \"simulated\" or run where cgroups are mounted"
+        ),
+        _ => parts.push(Box::new(shardex_core::ports::SimulatedActuator::default())),
+    }
+    Ok(shardex_core::ports::ActuatorRouter(parts))
+}
+
+/// The agent of this host: the ports and loop steps `shardex-agent` runs, built from the
+/// configuration. A policy or sampler that can't work stops the daemon here, with the reason.
+type HostAgent = shardex_agent::Agent<
+    Box<dyn shardex_core::ports::Provisioner + Send>,
+    shardex_core::ports::NoMigrator,
+>;
+
+fn build_agent(config: &Config) -> anyhow::Result<HostAgent> {
+    let sizes = config.shards;
+    let policy: shardex_forecast::Policy = config
+        .engine
+        .policy
+        .parse()
+        .with_context(|| format!("engine.policy = {:?}", config.engine.policy))?;
+    // Checked once here, so the loop never meets a policy that can't build.
+    for kind in shardex_core::ResourceKind::ALL {
+        if policy
+            .build(kind, None, &shardex_forecast::adaptive::Params::default())
+            .is_none()
+        {
+            bail!(
+                "engine.policy = {policy} can't forecast live workloads (it needs a provisioned size)"
+            );
+        }
+    }
+    let factory: shardex_agent::Factory = Box::new(move |kind| {
+        policy
+            .build(kind, None, &shardex_forecast::adaptive::Params::default())
+            .unwrap_or_else(|| {
+                Box::new(shardex_forecast::reactive::Reactive::new(
+                    shardex_forecast::reactive::DEFAULT_MARGIN,
+                ))
+            })
+    });
+    let params = shardex_core::engine::EngineParams {
+        lead: config.engine.decide_every,
+        down_after: config.engine.scale_down_after,
+        ..shardex_core::engine::EngineParams::default()
+    };
+    let controller = shardex_core::control::Controller::new(
+        shardex_core::engine::Engine::new(params),
+        config.provisioner.build(&sizes),
+        // One host, no live migration: a move is a recommendation, never recorded as done.
+        shardex_core::ports::NoMigrator,
+    );
+    let mut agent_params = shardex_agent::AgentParams::new(
+        sizes,
+        config.engine.decide_every,
+        config.engine.mode == crate::config::EngineMode::Act,
+    );
+    agent_params.reconcile.degrade_after = config.engine.degrade_after;
+    agent_params.reconcile.retry_after = config.engine.sample_every;
+    agent_params.reconcile.check_every = config.engine.check_every;
+    Ok(shardex_agent::Agent::new(
+        shardex_agent::Profiler::new(factory, sizes),
+        controller,
+        agent_params,
+    ))
+}
+
+/// The sampler of this host, or why there is none.
+fn build_sampler(config: &Config) -> anyhow::Result<shardex_host::sampler::CgroupSampler> {
+    let sampler = shardex_host::sampler::CgroupSampler::probe().context(
+        "no cgroup filesystem at /sys/fs/cgroup: shardex run can't sample its workloads",
+    )?;
+    Ok(sampler.with_interfaces(
+        config.engine.net_interfaces.clone(),
+        std::path::Path::new("/sys/class/net"),
+    ))
+}
