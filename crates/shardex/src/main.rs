@@ -8,6 +8,7 @@ mod launch;
 mod load;
 mod machine;
 mod plot;
+mod progress;
 mod provision;
 mod quantity;
 mod replay;

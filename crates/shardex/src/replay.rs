@@ -1,6 +1,5 @@
 //! `shardex replay`: every policy over a recorded trace, scored the same way.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -108,7 +107,10 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let bar = progress_bar(reader.total_bytes, args.json);
+    let bar = crate::progress::bar(
+        reader.total_bytes,
+        "{spinner} replaying [{bar:40}] {percent:>3}% of the trace, {elapsed} elapsed, about {eta} left",
+    );
     let started = Instant::now();
 
     let (tx, rx) = mpsc::sync_channel::<WorkloadTrace>(threads * 2);
@@ -247,20 +249,6 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn progress_bar(total: u64, json: bool) -> Option<indicatif::ProgressBar> {
-    if json && !std::io::stderr().is_terminal() || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    let style = indicatif::ProgressStyle::with_template(
-        "{spinner} replaying [{bar:40}] {percent:>3}% of the trace, {elapsed} elapsed, about {eta} left",
-    )
-    .map(|s| s.progress_chars("=> "))
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    Some(bar)
 }
 
 /// The report as a readable table.
