@@ -79,8 +79,9 @@ pub struct EngineConfig {
     /// How often the engine forecasts and decides.
     #[serde(deserialize_with = "span_text", serialize_with = "span_display")]
     pub decide_every: Span,
-    /// Forecasting policy.
-    pub policy: String,
+    /// Forecasting policy (parsed once, here).
+    #[serde(deserialize_with = "policy_text", serialize_with = "display")]
+    pub policy: shardex_forecast::Policy,
     /// How long every forecast must stay under a workload's allocation before it shrinks
     /// (the scale-down cool-down).
     #[serde(deserialize_with = "span_text", serialize_with = "span_display")]
@@ -99,7 +100,8 @@ pub struct EngineConfig {
     pub actuator: ActuatorKind,
     /// Block devices (`major:minor`) whose IOPS the cgroup actuator throttles; none: IOPS
     /// are not enforced.
-    pub iops_devices: Vec<String>,
+    #[serde(deserialize_with = "devices_text", serialize_with = "displays")]
+    pub iops_devices: Vec<shardex_host::cgroup::BlockDevice>,
     /// Workload name → the network interface its traffic leaves by, which the tc actuator
     /// shapes to its network allocation; workloads not listed are not shaped.
     pub net_interfaces: std::collections::BTreeMap<String, String>,
@@ -136,7 +138,7 @@ impl Default for EngineConfig {
             mode: EngineMode::Recommend,
             sample_every: Span::from_secs(10),
             decide_every: Span::from_secs(60),
-            policy: "shardex".into(),
+            policy: shardex_forecast::Policy::Shardex,
             scale_down_after: Span::from_secs(900),
             history: Span::from_secs(8 * 86_400),
             degrade_after: 5,
@@ -415,6 +417,41 @@ fn span_display<S: serde::Serializer>(span: &Span, s: S) -> Result<S::Ok, S::Err
     s.serialize_str(&span.to_string())
 }
 
+/// `engine.policy` read as a policy, or an error naming the key, the value and what is allowed.
+fn policy_text<'de, D: Deserializer<'de>>(d: D) -> Result<shardex_forecast::Policy, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "engine.policy: {text:?} is not one of static, reactive, vpa, autopilot, autopilot-window, shardex"
+        ))
+    })
+}
+
+/// `engine.iops_devices` read as block devices, or an error naming the key and the value.
+fn devices_text<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<shardex_host::cgroup::BlockDevice>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    texts
+        .iter()
+        .map(|t| {
+            t.parse().map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "engine.iops_devices: {t:?} is not a block device as \"major:minor\" (see lsblk), e.g. \"8:0\""
+                ))
+            })
+        })
+        .collect()
+}
+
+fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&v.to_string())
+}
+
+fn displays<T: std::fmt::Display, S: serde::Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(ToString::to_string))
+}
+
 impl Config {
     /// Parses and validates TOML text; `path` names the source in errors.
     pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
@@ -571,19 +608,7 @@ impl Config {
                 "durations longer than zero",
             ));
         }
-        if self
-            .engine
-            .policy
-            .parse::<shardex_forecast::Policy>()
-            .is_err()
-        {
-            return Err(invalid(
-                "engine.policy",
-                format!("{:?}", self.engine.policy),
-                "one of static, reactive, vpa, autopilot, autopilot-window, shardex",
-            ));
-        }
-        if self.engine.policy.trim() == "static" {
+        if self.engine.policy == shardex_forecast::Policy::Static {
             // A live workload has no provisioned size for the static policy to allocate.
             return Err(invalid(
                 "engine.policy",
@@ -597,15 +622,6 @@ impl Config {
                 "0".into(),
                 "at least 1 failed actuation",
             ));
-        }
-        for d in &self.engine.iops_devices {
-            if d.parse::<shardex_host::cgroup::BlockDevice>().is_err() {
-                return Err(invalid(
-                    "engine.iops_devices",
-                    format!("{d:?}"),
-                    "block devices as \"major:minor\" (see lsblk), e.g. \"8:0\"",
-                ));
-            }
         }
         for (workload, dev) in &self.engine.net_interfaces {
             if !shardex_host::tc::valid_interface(dev) {

@@ -381,13 +381,7 @@ fn build_actuator(
         shardex_host::cgroup::CgroupActuator::probe(),
     ) {
         (ActuatorKind::Cgroup, Some(a)) => {
-            // Validated with the configuration.
-            let devices = engine
-                .iops_devices
-                .iter()
-                .filter_map(|d| d.parse().ok())
-                .collect();
-            let a = a.with_iops_devices(devices);
+            let a = a.with_iops_devices(engine.iops_devices.clone());
             tracing::info!(layout = ?a.layout(), "allocations are applied to cgroups");
             parts.push(Box::new(a));
         }
@@ -409,11 +403,7 @@ type HostAgent = shardex_agent::Agent<
 
 fn build_agent(config: &Config) -> anyhow::Result<HostAgent> {
     let sizes = config.shards;
-    let policy: shardex_forecast::Policy = config
-        .engine
-        .policy
-        .parse()
-        .with_context(|| format!("engine.policy = {:?}", config.engine.policy))?;
+    let policy = config.engine.policy;
     // Checked once here, so the loop never meets a policy that can't build.
     for kind in shardex_core::ResourceKind::ALL {
         if policy
