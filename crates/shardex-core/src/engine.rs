@@ -25,9 +25,8 @@
 //!   needs no new actuation.
 //! * **Scale down** waits: only when every target for `down_after` stayed under what the
 //!   workload holds by more than `headroom_pct`, and then only to the highest of those targets
-//!   plus the headroom: leases are released first, largest first, whole, then the workload's
-//!   share of its own reservation shrinks, so that its idle shards can be offered. Its
-//!   entitlement (the hard limit) is not cut by that, only by what is then lent.
+//!   plus the headroom. A workload never drops under its guaranteed share (its share of its
+//!   own reservation): scale-down only releases leases, largest first, whole.
 //! * **Contention**: requests go to the ledger by tier (highest first), then most starved
 //!   first (lowest held ÷ target), then workload id; the ledger's matching serves them in that
 //!   order and never lets a lower tier take what a higher one waits for.
@@ -528,7 +527,7 @@ impl Engine {
                         below.recent.pop_front();
                     }
                     let highest = below.recent.iter().map(|&(_, v)| v).max().unwrap_or(target);
-                    let keep = pct(highest, p.headroom_pct);
+                    let keep = pct(highest, p.headroom_pct).max(w.share.get(kind));
                     if now.since(since) >= p.down_after && held > keep {
                         want = keep;
                         reason = Some(Reason::ScaleDown);
@@ -564,12 +563,6 @@ impl Engine {
                             }));
                         }
                     }
-                    // Then the share: what it gives back becomes idle in its reservation, for
-                    // the reservation to offer (its entitlement, the hard limit, is unchanged
-                    // until something is lent, and a censored sample raises the share again
-                    // at once).
-                    let cut = surplus.min(share.get(kind));
-                    share = share.with(kind, share.get(kind) - cut);
                 }
                 if let Some(reason) = reason {
                     plan.decisions.push(Decision {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 use shardex_core::control::{Controller, TickReport};
-use shardex_core::engine::{Demand, Engine, EngineParams, Reason, RequestStatus, Step};
+use shardex_core::engine::{Demand, Engine, EngineParams, RequestStatus, Step};
 use shardex_core::ports::{
     NewHost, ProvisionError, ProvisionRequest, Provisioner, SimulatedMigrator, StaticProvisioner,
 };
@@ -182,30 +182,6 @@ fn the_market_covers_a_rise_before_it_arrives() {
     assert_eq!(w.held("a"), 30, "scale-down waits");
     w.tick(&mut c, &[("a", 10)], 120 + 900);
     assert_eq!(w.held("a"), 10, "released after 15 min under");
-}
-
-#[test]
-fn an_idle_workload_gives_its_share_back_after_the_cool_down_and_keeps_its_entitlement() {
-    // a holds its whole 50-shard reservation, then needs 10 for good.
-    let mut w = World::new(&[100], &[("a", 1, 50, Tier::Standard)]);
-    let mut c = controller(StaticProvisioner::default());
-    w.tick(&mut c, &[("a", 10)], 0);
-    assert_eq!(w.held("a"), 50, "scale-down waits");
-    let r = w.tick(&mut c, &[("a", 10)], 900);
-    assert_eq!(
-        w.held("a"),
-        10,
-        "its share shrinks after 15 min under: {r:?}"
-    );
-    assert!(r.decisions.iter().any(|d| d.reason == Reason::ScaleDown));
-    // What it gave back is idle in its reservation, and the hard limit is still all of it.
-    let wa = w.w("a");
-    let e = shardex_core::entitlement::entitlement(&w.ledger, wa).unwrap();
-    assert_eq!(e.get(ResourceKind::Cpu), 50);
-    // A rise takes it back at once, from its own reservation (no lease needed).
-    w.tick(&mut c, &[("a", 40)], 960);
-    assert_eq!(w.held("a"), 40);
-    assert_eq!(w.ledger.leases().count(), 0);
 }
 
 #[test]
