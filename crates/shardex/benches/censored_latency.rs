@@ -13,7 +13,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,15 +21,6 @@ use common::*;
 
 const SAMPLE: &str = "1s";
 const DECIDE: &str = "2s";
-
-fn cpu_dir(rel: &str) -> PathBuf {
-    let base = Path::new("/sys/fs/cgroup");
-    if base.join("cgroup.controllers").exists() {
-        base.join(rel)
-    } else {
-        base.join("cpu").join(rel)
-    }
-}
 
 /// (throttled periods so far, quota in millicores) of the cgroup, if it exists.
 fn read(dir: &Path) -> Option<(u64, Option<u64>)> {
@@ -86,7 +77,7 @@ fn main() {
             .spawn()
             .unwrap();
         // Each episode's reservation is the next one: its group is shardex/res-ID.
-        let cg = cpu_dir(&format!("shardex/res-{}/{name}", i + 1));
+        let cg = cgroup_dir("cpu", &format!("shardex/res-{}/{name}", i + 1));
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut first_throttled: Option<Instant> = None;
         let mut base: Option<u64> = None;

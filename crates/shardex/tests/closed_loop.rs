@@ -193,18 +193,6 @@ fn wait(mut child: Child, within: Duration) -> ExitStatus {
     panic!("the load did not end within {within:?}");
 }
 
-/// Polls `f` every 100 ms until it is true or `within` passes; returns whether it became true.
-fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
-}
-
 const FAST: &str = "mode = \"act\"\nsample_every = \"1s\"\ndecide_every = \"2s\"\nscale_down_after = \"4s\"\ncheck_every = \"1s\"\n";
 
 fn workloads(addr: &str, token: &str) -> serde_json::Value {

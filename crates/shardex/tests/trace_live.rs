@@ -41,15 +41,6 @@ fn v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
-/// The directory of cgroup `rel` in `controller`'s hierarchy (the unified one on v2).
-fn dir(controller: &str, rel: &str) -> PathBuf {
-    if v2() {
-        Path::new("/sys/fs/cgroup").join(rel)
-    } else {
-        Path::new("/sys/fs/cgroup").join(controller).join(rel)
-    }
-}
-
 /// What a cgroup has counted so far.
 #[derive(Debug, Clone, Copy, Default)]
 struct Counters {
@@ -59,20 +50,13 @@ struct Counters {
     oom_kills: u64,
 }
 
-fn keyed(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == key).then(|| v.trim().parse().ok())?
-    })
-}
-
 /// The counters of cgroup `rel`, if it exists.
 fn counters(rel: &str) -> Option<Counters> {
-    let stat = std::fs::read_to_string(dir("cpu", rel).join("cpu.stat")).ok()?;
+    let stat = std::fs::read_to_string(cgroup_dir("cpu", rel).join("cpu.stat")).ok()?;
     let cpu_ns = if v2() {
         keyed(&stat, "usage_usec")? * 1000
     } else {
-        std::fs::read_to_string(dir("cpuacct", rel).join("cpuacct.usage"))
+        std::fs::read_to_string(cgroup_dir("cpuacct", rel).join("cpuacct.usage"))
             .ok()?
             .trim()
             .parse()
@@ -83,7 +67,7 @@ fn counters(rel: &str) -> Option<Counters> {
     } else {
         ("memory.oom_control", "oom_kill")
     };
-    let oom = std::fs::read_to_string(dir("memory", rel).join(file)).ok()?;
+    let oom = std::fs::read_to_string(cgroup_dir("memory", rel).join(file)).ok()?;
     Some(Counters {
         periods: keyed(&stat, "nr_periods")?,
         throttled: keyed(&stat, "nr_throttled")?,
@@ -273,23 +257,31 @@ fn static_run() -> Outcome {
         };
         let mut procs = Vec::new();
         for c in controllers {
-            let d = dir(c, &rel);
+            let d = cgroup_dir(c, &rel);
             std::fs::create_dir_all(&d).unwrap();
             made.push(d.clone());
             procs.push(d.join("cgroup.procs").display().to_string());
         }
         let quota = millicores * 100;
         if v2() {
-            std::fs::write(dir("cpu", &rel).join("cpu.max"), format!("{quota} 100000")).unwrap();
             std::fs::write(
-                dir("memory", &rel).join("memory.max"),
+                cgroup_dir("cpu", &rel).join("cpu.max"),
+                format!("{quota} 100000"),
+            )
+            .unwrap();
+            std::fs::write(
+                cgroup_dir("memory", &rel).join("memory.max"),
                 (mib << 20).to_string(),
             )
             .unwrap();
         } else {
-            std::fs::write(dir("cpu", &rel).join("cpu.cfs_quota_us"), quota.to_string()).unwrap();
             std::fs::write(
-                dir("memory", &rel).join("memory.limit_in_bytes"),
+                cgroup_dir("cpu", &rel).join("cpu.cfs_quota_us"),
+                quota.to_string(),
+            )
+            .unwrap();
+            std::fs::write(
+                cgroup_dir("memory", &rel).join("memory.limit_in_bytes"),
                 (mib << 20).to_string(),
             )
             .unwrap();

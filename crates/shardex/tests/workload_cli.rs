@@ -34,6 +34,11 @@ fn daemon_with(config: &str) -> (Child, tempfile::TempDir) {
     (child, dir)
 }
 
+/// The cgroup `shardex/LEAF` in `controller`'s hierarchy.
+fn shardex_dir(controller: &str, leaf: &str) -> PathBuf {
+    cgroup_dir(controller, &format!("shardex/{leaf}"))
+}
+
 fn cli(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
     c.args(args).env("SHARDEX_DATA", dir.join("data"));
@@ -52,16 +57,6 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// The directory of the managed cgroup `leaf` in a v1 controller's hierarchy (or v2's).
-fn managed(controller: &str, leaf: &str) -> PathBuf {
-    let base = Path::new("/sys/fs/cgroup");
-    if base.join("cgroup.controllers").exists() {
-        base.join("shardex").join(leaf)
-    } else {
-        base.join(controller).join("shardex").join(leaf)
-    }
-}
-
 /// Nanoseconds of cpu the cgroup used so far.
 fn cpu_ns(dir: &Path) -> u64 {
     if let Ok(stat) = std::fs::read_to_string(dir.join("cpu.stat"))
@@ -74,17 +69,6 @@ fn cpu_ns(dir: &Path) -> u64 {
         .trim()
         .parse()
         .unwrap()
-}
-
-fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
 }
 
 #[test]
@@ -104,7 +88,7 @@ fn a_launched_busy_loop_has_its_reservation_at_once_and_nothing_stays_behind() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    let cpu = managed("cpuacct", "res-1/busy");
+    let cpu = shardex_dir("cpuacct", "res-1/busy");
     assert!(
         eventually(Duration::from_secs(10), || cpu
             .join("cgroup.procs")
@@ -116,7 +100,7 @@ fn a_launched_busy_loop_has_its_reservation_at_once_and_nothing_stays_behind() {
         "the command never ran in shardex/busy"
     );
     // Its limits were in force before it started: the reservation's 1.5 cores and 1 GiB.
-    let memory = managed("memory", "res-1/busy");
+    let memory = shardex_dir("memory", "res-1/busy");
     let limit_file = if memory.join("memory.max").exists() {
         "memory.max"
     } else {
@@ -149,7 +133,7 @@ fn a_launched_busy_loop_has_its_reservation_at_once_and_nothing_stays_behind() {
     // Nothing stays behind: no cgroup, no workload, the reservation made for it cancelled.
     assert!(!cpu.exists() && !memory.exists(), "the cgroup stayed");
     assert!(
-        !managed("memory", "res-1").exists(),
+        !shardex_dir("memory", "res-1").exists(),
         "the reservation's group stayed"
     );
     let listed = run(d, &["workload", "list"]);
@@ -211,7 +195,7 @@ fn a_process_tree_is_added_limited_and_removed_without_being_killed() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    let memory = managed("memory", "res-1/tree");
+    let memory = shardex_dir("memory", "res-1/tree");
     let procs = std::fs::read_to_string(memory.join("cgroup.procs")).unwrap();
     assert_eq!(
         procs.lines().count(),
@@ -323,7 +307,7 @@ fn two_workloads_of_one_reservation_share_it_in_the_kernel_and_either_may_use_al
     .stderr(Stdio::null())
     .spawn()
     .unwrap();
-    let a = managed("cpuacct", "res-1/a");
+    let a = shardex_dir("cpuacct", "res-1/a");
     assert!(
         eventually(Duration::from_secs(10), || a.exists()),
         "the first never started"
@@ -347,7 +331,7 @@ fn two_workloads_of_one_reservation_share_it_in_the_kernel_and_either_may_use_al
     .stderr(Stdio::null())
     .spawn()
     .unwrap();
-    let b = managed("cpuacct", "res-1/b");
+    let b = shardex_dir("cpuacct", "res-1/b");
     assert!(
         eventually(Duration::from_secs(10), || b.exists()),
         "the second never started"
@@ -355,7 +339,7 @@ fn two_workloads_of_one_reservation_share_it_in_the_kernel_and_either_may_use_al
     std::thread::sleep(Duration::from_secs(1));
     // The group's quota is the reservation; each workload's is all of it.
     let quota = |rel: &str| -> i64 {
-        let dir = managed("cpu", rel);
+        let dir = shardex_dir("cpu", rel);
         if let Ok(max) = std::fs::read_to_string(dir.join("cpu.max")) {
             max.split_whitespace().next().unwrap().parse().unwrap_or(-1)
         } else {
@@ -401,7 +385,7 @@ fn two_workloads_of_one_reservation_share_it_in_the_kernel_and_either_may_use_al
     assert!(alone >= 0.95, "alone it had only {alone:.3} cores");
     assert!(first.wait().unwrap().success());
     assert!(
-        !managed("cpu", "res-1").exists(),
+        !shardex_dir("cpu", "res-1").exists(),
         "the group stayed after its last workload"
     );
     interrupt_and_wait(child);

@@ -182,3 +182,33 @@ impl Drop for TestCgroup {
         }
     }
 }
+
+/// Polls `f` every 100 ms until it holds or `within` has passed; whether it held.
+pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + within;
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+/// The directory of the cgroup `rel` in `controller`'s v1 hierarchy, or in the unified v2 one.
+pub fn cgroup_dir(controller: &str, rel: &str) -> std::path::PathBuf {
+    let base = Path::new("/sys/fs/cgroup");
+    if base.join("cgroup.controllers").exists() {
+        base.join(rel)
+    } else {
+        base.join(controller).join(rel)
+    }
+}
+
+/// The number after `key ` on its own line of a flat-keyed cgroup file.
+pub fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok())?
+    })
+}
