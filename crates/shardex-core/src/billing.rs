@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::domain::{LeaseId, Lender, ReservationId, TenantId, Tier};
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{Event, Ledger, LedgerError};
 use crate::pricing::{Delivery, PriceTable, PricingError, hours, round_amount};
 use crate::shard::ResourceKind;
 use crate::time::{Span, Timestamp};
@@ -125,6 +125,47 @@ impl Charge {
         self.amount = round_amount(self.shard_hours() * self.unit_price);
         self
     }
+}
+
+/// One action committed: the ledger after it, its events, and the charges of what the ledger
+/// held from its last time up to the action's, metered before it changes.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The ledger after the action.
+    pub ledger: Ledger,
+    /// What the action did.
+    pub events: Vec<Event>,
+    /// What was held since the previous action, priced.
+    pub charges: Vec<Charge>,
+}
+
+/// Why a commit could not be made: the ledger refused the action, or metering failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CommitError {
+    /// The ledger refused the action (nothing changed).
+    #[error(transparent)]
+    Refused(LedgerError),
+    /// What was held could not be metered.
+    #[error(transparent)]
+    Metering(BillingError),
+}
+
+/// The one commit path of every store: `action` applied at `now` on a copy of `ledger`, and
+/// what the ledger held up to `now` metered at `prices`. A store persists what this returns;
+/// it computes no money of its own.
+pub fn commit(
+    ledger: &Ledger,
+    prices: &PriceTable,
+    action: &crate::Action,
+    now: Timestamp,
+) -> Result<Committed, CommitError> {
+    let (next, events) = ledger.applied(action, now).map_err(CommitError::Refused)?;
+    let charges = accrue(ledger, prices, now).map_err(CommitError::Metering)?;
+    Ok(Committed {
+        ledger: next,
+        events,
+        charges,
+    })
 }
 
 /// The charges for everything `ledger` holds from its own time up to `to`, assuming no action

@@ -37,6 +37,15 @@ pub trait LedgerStore {
         &mut self,
         actions: Vec<(Action, Timestamp)>,
     ) -> impl Future<Output = ApplyAllResult<Self::Error>> + Send;
+
+    /// The charges metered with each commit ([`crate::billing::commit`]) whose interval ends
+    /// in `(from, to]`, paid or lent by `tenant` (every tenant when `None`), oldest first.
+    fn charges(
+        &self,
+        tenant: Option<crate::TenantId>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> impl Future<Output = Result<Vec<crate::billing::Charge>, Self::Error>> + Send;
 }
 
 /// Forecasts one series (one workload, one kind) from its past samples only.

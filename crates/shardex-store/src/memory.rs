@@ -1,21 +1,31 @@
-//! An in-memory ledger store: same contract as SQLite, nothing on disk.
+//! An in-memory ledger store: same contract as SQLite (the core commits and meters, the store
+//! keeps what it computed), nothing on disk.
 
-use std::convert::Infallible;
-
+use shardex_core::billing::{BillingError, Charge, CommitError, commit};
 use shardex_core::ports::LedgerStore;
-use shardex_core::{Action, Event, Ledger, LedgerError, Timestamp};
+use shardex_core::{Action, Event, Ledger, LedgerError, PriceTable, TenantId, Timestamp};
 
-/// Keeps the log in memory; for tests and dry runs.
+/// Keeps the log and the charges in memory; for tests and dry runs.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     ledger: Ledger,
+    prices: PriceTable,
     log: Vec<(Timestamp, Action, Vec<Event>)>,
+    charges: Vec<Charge>,
 }
 
+/// The only way an in-memory store fails: metering (a price that can't be computed).
+pub type MemoryError = BillingError;
+
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store, pricing with the default table.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Prices charges from now on with `prices`.
+    pub fn set_prices(&mut self, prices: PriceTable) {
+        self.prices = prices;
     }
 
     /// Every applied action with its time and events, oldest first.
@@ -25,7 +35,7 @@ impl MemoryStore {
 }
 
 impl LedgerStore for MemoryStore {
-    type Error = Infallible;
+    type Error = MemoryError;
 
     fn ledger(&self) -> &Ledger {
         &self.ledger
@@ -35,36 +45,55 @@ impl LedgerStore for MemoryStore {
         &mut self,
         action: Action,
         now: Timestamp,
-    ) -> Result<Result<Vec<Event>, LedgerError>, Infallible> {
-        Ok(match self.ledger.applied(&action, now) {
-            Ok((next, events)) => {
-                self.log.push((now, action, events.clone()));
-                self.ledger = next;
-                Ok(events)
-            }
-            Err(e) => Err(e),
-        })
+    ) -> Result<Result<Vec<Event>, LedgerError>, MemoryError> {
+        let c = match commit(&self.ledger, &self.prices, &action, now) {
+            Ok(c) => c,
+            Err(CommitError::Refused(e)) => return Ok(Err(e)),
+            Err(CommitError::Metering(e)) => return Err(e),
+        };
+        self.log.push((now, action, c.events.clone()));
+        self.charges.extend(c.charges);
+        self.ledger = c.ledger;
+        Ok(Ok(c.events))
     }
 
     async fn apply_all(
         &mut self,
         actions: Vec<(Action, Timestamp)>,
-    ) -> Result<Result<Vec<Event>, (usize, LedgerError)>, Infallible> {
+    ) -> Result<Result<Vec<Event>, (usize, LedgerError)>, MemoryError> {
         let mut ledger = self.ledger.clone();
         let mut log = Vec::new();
+        let mut charges = Vec::new();
         let mut all = Vec::new();
         for (i, (action, now)) in actions.into_iter().enumerate() {
-            match ledger.applied(&action, now) {
-                Ok((next, events)) => {
-                    all.extend(events.iter().cloned());
-                    log.push((now, action, events));
-                    ledger = next;
-                }
-                Err(e) => return Ok(Err((i, e))),
-            }
+            let c = match commit(&ledger, &self.prices, &action, now) {
+                Ok(c) => c,
+                Err(CommitError::Refused(e)) => return Ok(Err((i, e))),
+                Err(CommitError::Metering(e)) => return Err(e),
+            };
+            all.extend(c.events.iter().cloned());
+            log.push((now, action, c.events));
+            charges.extend(c.charges);
+            ledger = c.ledger;
         }
         self.log.extend(log);
+        self.charges.extend(charges);
         self.ledger = ledger;
         Ok(Ok(all))
+    }
+
+    async fn charges(
+        &self,
+        tenant: Option<TenantId>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Charge>, MemoryError> {
+        Ok(self
+            .charges
+            .iter()
+            .filter(|c| c.to > from && c.to <= to)
+            .filter(|c| tenant.is_none_or(|t| c.payer == t || c.lender == Some(t)))
+            .cloned()
+            .collect())
     }
 }

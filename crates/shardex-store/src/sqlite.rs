@@ -7,7 +7,9 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
-use shardex_core::billing::{Account, Charge, DEFAULT_LENDER_SHARE, accrue, charge_transaction};
+use shardex_core::billing::{
+    Account, Charge, CommitError, DEFAULT_LENDER_SHARE, charge_transaction, commit,
+};
 use shardex_core::ports::LedgerStore;
 use shardex_core::{
     Action, Event, Ledger, LedgerError, PriceTable, ShardSizes, TenantId, Timestamp,
@@ -349,7 +351,7 @@ impl SqliteStore {
 
     /// Charges whose interval ends in `(from, to]`, paid or lent by `tenant` (every tenant when
     /// `None`), oldest first.
-    pub async fn charges(
+    pub async fn charges_of(
         &self,
         tenant: Option<TenantId>,
         from: Timestamp,
@@ -475,17 +477,18 @@ impl LedgerStore for SqliteStore {
         action: Action,
         now: Timestamp,
     ) -> Result<Result<Vec<Event>, LedgerError>, StoreError> {
-        let (next, events) = match self.ledger.applied(&action, now) {
-            Ok(x) => x,
-            Err(e) => return Ok(Err(e)),
+        // The core commits and meters; the store persists what it computed.
+        let c = match commit(&self.ledger, &self.prices, &action, now) {
+            Ok(c) => c,
+            Err(CommitError::Refused(e)) => return Ok(Err(e)),
+            Err(CommitError::Metering(e)) => return Err(e.into()),
         };
-        // What the ledger held since the last action, metered before it changes.
-        let charges = accrue(&self.ledger, &self.prices, now)?;
         let seq = self.seq + 1;
-        self.persist(seq, &action, now, &events, &charges).await?;
-        self.ledger = next;
+        self.persist(seq, &action, now, &c.events, &c.charges)
+            .await?;
+        self.ledger = c.ledger;
         self.seq = seq;
-        Ok(Ok(events))
+        Ok(Ok(c.events))
     }
 
     async fn apply_all(
@@ -497,14 +500,14 @@ impl LedgerStore for SqliteStore {
         let mut rows = Vec::with_capacity(actions.len());
         let mut all = Vec::new();
         for (i, (action, now)) in actions.into_iter().enumerate() {
-            let (next, events) = match ledger.applied(&action, now) {
-                Ok(x) => x,
-                Err(e) => return Ok(Err((i, e))),
+            let c = match commit(&ledger, &self.prices, &action, now) {
+                Ok(c) => c,
+                Err(CommitError::Refused(e)) => return Ok(Err((i, e))),
+                Err(CommitError::Metering(e)) => return Err(e.into()),
             };
-            let charges = accrue(&ledger, &self.prices, now)?;
-            all.extend(events.iter().cloned());
-            rows.push((action, now, events, charges));
-            ledger = next;
+            all.extend(c.events.iter().cloned());
+            rows.push((action, now, c.events, c.charges));
+            ledger = c.ledger;
         }
         let mut tx = self.pool.begin().await?;
         for (i, (action, now, events, charges)) in rows.iter().enumerate() {
@@ -522,5 +525,14 @@ impl LedgerStore for SqliteStore {
         self.seq += rows.len() as u64;
         self.ledger = ledger;
         Ok(Ok(all))
+    }
+
+    async fn charges(
+        &self,
+        tenant: Option<TenantId>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Charge>, StoreError> {
+        self.charges_of(tenant, from, to).await
     }
 }

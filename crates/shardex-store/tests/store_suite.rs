@@ -68,6 +68,90 @@ async fn contract<S: LedgerStore>(store: &mut S) {
     }
 }
 
+/// Metering, whatever the adapter: the core meters each commit and the store keeps what it
+/// computed. A reservation of 100 cpu shards for exactly one hour, seen through two actions
+/// and one batch, is charged 100 shard-hours at the list price (0.0004 per cpu shard-hour:
+/// 0.04), to its tenant only.
+async fn meters<S: LedgerStore>(store: &mut S) {
+    use rust_decimal::Decimal;
+    use shardex_core::{HostId, TenantId, Tier, Window};
+    let setup = vec![
+        (
+            Action::RegisterHost(action::RegisterHost {
+                name: "h".into(),
+                capacity: ShardVector::new(1000, 1000, 10, 10),
+            }),
+            t(0),
+        ),
+        (
+            Action::CreateTenant(action::CreateTenant { name: "a".into() }),
+            t(0),
+        ),
+        (
+            Action::CreateTenant(action::CreateTenant { name: "b".into() }),
+            t(0),
+        ),
+    ];
+    store.apply_all(setup).await.unwrap().unwrap();
+    let reserve = Action::CreateReservation(action::CreateReservation {
+        tenant: TenantId(1),
+        host: HostId(1),
+        vector: ShardVector::new(100, 0, 0, 0),
+        window: Window::new(t(0), t(3600)).unwrap(),
+        tier: Tier::Standard,
+    });
+    store.apply(reserve, t(0)).await.unwrap().unwrap();
+    store.apply(Action::Expire, t(1800)).await.unwrap().unwrap();
+    store
+        .apply_all(vec![(Action::Expire, t(2400)), (Action::Expire, t(7200))])
+        .await
+        .unwrap()
+        .unwrap();
+    let charges = store
+        .charges(Some(TenantId(1)), t(0), t(7200))
+        .await
+        .unwrap();
+    assert_eq!(
+        charges.iter().map(|c| c.shard_ms).sum::<u128>(),
+        100 * 3_600_000,
+        "{charges:?}"
+    );
+    let total: Decimal = charges.iter().map(|c| c.amount).sum();
+    assert_eq!(total, "0.04".parse::<Decimal>().unwrap());
+    assert!(charges.iter().all(|c| c.payer == TenantId(1)));
+    // Only the intervals asked for, only the tenant asked for.
+    let first: Decimal = store
+        .charges(None, t(0), t(1800))
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.amount)
+        .sum();
+    assert_eq!(first, "0.02".parse::<Decimal>().unwrap());
+    assert!(
+        store
+            .charges(Some(TenantId(2)), t(0), t(7200))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn memory_store_meters_each_commit() {
+    meters(&mut MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_meters_each_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(&dir.path().join("ledger.db"), ShardSizes::default())
+        .await
+        .unwrap();
+    meters(&mut store).await;
+    store.close().await;
+}
+
 #[tokio::test]
 async fn memory_store_keeps_the_contract() {
     let mut store = MemoryStore::new();
