@@ -149,23 +149,24 @@ impl CgroupActuator {
 
     /// The layout under `base`.
     pub fn probe_at(base: &Path) -> Option<Self> {
-        let layout = if base.join("cgroup.controllers").exists() {
-            Layout::V2 {
-                root: base.to_path_buf(),
-            }
-        } else {
-            // v1 mounts cpu alone or together with cpuacct, depending on the distribution.
-            let cpu = ["cpu", "cpu,cpuacct", "cpuacct,cpu"]
-                .iter()
-                .map(|d| base.join(d))
-                .find(|d| d.join("cpu.cfs_period_us").exists())?;
-            let memory = base.join("memory");
-            if !memory.join("memory.limit_in_bytes").exists() {
-                return None;
-            }
-            let blkio = Some(base.join("blkio"))
-                .filter(|d| d.join("blkio.throttle.read_iops_device").exists());
-            Layout::V1 { cpu, memory, blkio }
+        Self::from_hierarchy(&crate::hierarchy::Hierarchy::probe_at(base)?)
+    }
+
+    /// The actuator for a probed hierarchy, or `None` when it lacks cpu or memory control
+    /// (on v1 the cpu and memory controllers; blkio is used where it can throttle).
+    pub fn from_hierarchy(h: &crate::hierarchy::Hierarchy) -> Option<Self> {
+        use crate::hierarchy::Hierarchy;
+        let layout = match h {
+            Hierarchy::V2 { root } => Layout::V2 { root: root.clone() },
+            Hierarchy::V1 {
+                cpu, memory, blkio, ..
+            } => Layout::V1 {
+                cpu: cpu.clone()?,
+                memory: memory.clone()?,
+                blkio: blkio
+                    .clone()
+                    .filter(|d| d.join("blkio.throttle.read_iops_device").exists()),
+            },
         };
         Some(Self {
             layout,

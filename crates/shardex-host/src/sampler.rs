@@ -127,23 +127,29 @@ impl CgroupSampler {
 
     /// The layout under `base`.
     pub fn probe_at(base: &Path) -> Option<Self> {
-        let layout = if base.join("cgroup.controllers").exists() {
-            Layout::V2 {
-                root: base.to_path_buf(),
-            }
-        } else if base.join("cpuacct/cpuacct.usage").exists() {
-            Layout::V1 {
-                cpuacct: base.join("cpuacct"),
-                cpu: ["cpu", "cpu,cpuacct", "cpuacct,cpu"]
-                    .iter()
-                    .map(|d| base.join(d))
-                    .find(|d| d.join("cpu.cfs_period_us").exists()),
-                memory: base.join("memory"),
-                blkio: Some(base.join("blkio"))
+        Self::from_hierarchy(&crate::hierarchy::Hierarchy::probe_at(base)?)
+    }
+
+    /// The sampler for a probed hierarchy, or `None` when it can't read cpu usage (on v1 the
+    /// cpuacct controller is needed; cpu, memory and blkio are read where mounted).
+    pub fn from_hierarchy(h: &crate::hierarchy::Hierarchy) -> Option<Self> {
+        use crate::hierarchy::Hierarchy;
+        let layout = match h {
+            Hierarchy::V2 { root } => Layout::V2 { root: root.clone() },
+            Hierarchy::V1 {
+                base,
+                cpu,
+                cpuacct,
+                memory,
+                blkio,
+            } => Layout::V1 {
+                cpuacct: cpuacct.clone()?,
+                cpu: cpu.clone(),
+                memory: memory.clone().unwrap_or_else(|| base.join("memory")),
+                blkio: blkio
+                    .clone()
                     .filter(|d| d.join("blkio.throttle.io_serviced").exists()),
-            }
-        } else {
-            return None;
+            },
         };
         Some(Self {
             layout,

@@ -80,12 +80,34 @@ impl CgroupTree {
     /// controllers mounted there (cpu and memory are required; cpuacct and blkio are used
     /// where mounted).
     pub fn probe_at(base: &Path) -> Result<Self, TreeError> {
-        if base.join("cgroup.controllers").exists() {
-            return Ok(Self {
-                roots: vec![base.to_path_buf()],
-                v2: true,
-            });
-        }
+        crate::hierarchy::Hierarchy::probe_at(base)
+            .and_then(|h| Self::from_hierarchy(&h))
+            .ok_or_else(|| TreeError::NoCgroups(base.to_path_buf()))
+    }
+
+    /// The tree of a probed hierarchy, or `None` when it lacks cpu or memory control.
+    pub fn from_hierarchy(h: &crate::hierarchy::Hierarchy) -> Option<Self> {
+        use crate::hierarchy::Hierarchy;
+        let (cpu, cpuacct, memory, blkio) = match h {
+            Hierarchy::V2 { root } => {
+                return Some(Self {
+                    roots: vec![root.clone()],
+                    v2: true,
+                });
+            }
+            Hierarchy::V1 {
+                cpu,
+                cpuacct,
+                memory,
+                blkio,
+                ..
+            } => (
+                cpu.clone()?,
+                cpuacct.clone(),
+                memory.clone()?,
+                blkio.clone(),
+            ),
+        };
         let mut roots: Vec<PathBuf> = Vec::new();
         let mut add = |d: PathBuf| {
             // `cpu` and `cpuacct` are often links to one `cpu,cpuacct` directory.
@@ -97,24 +119,15 @@ impl CgroupTree {
                 roots.push(d);
             }
         };
-        let cpu = ["cpu", "cpu,cpuacct", "cpuacct,cpu"]
-            .iter()
-            .map(|d| base.join(d))
-            .find(|d| d.join("cpu.cfs_period_us").exists())
-            .ok_or_else(|| TreeError::NoCgroups(base.to_path_buf()))?;
-        let memory = base.join("memory");
-        if !memory.join("memory.limit_in_bytes").exists() {
-            return Err(TreeError::NoCgroups(base.to_path_buf()));
-        }
         add(cpu);
-        if base.join("cpuacct/cpuacct.usage").exists() {
-            add(base.join("cpuacct"));
+        if let Some(c) = cpuacct {
+            add(c);
         }
         add(memory);
-        if base.join("blkio/blkio.throttle.io_serviced").exists() {
-            add(base.join("blkio"));
+        if let Some(b) = blkio.filter(|d| d.join("blkio.throttle.io_serviced").exists()) {
+            add(b);
         }
-        Ok(Self { roots, v2: false })
+        Some(Self { roots, v2: false })
     }
 
     /// Whether this is the unified (v2) hierarchy.

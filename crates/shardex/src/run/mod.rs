@@ -124,9 +124,11 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         .route("/v1/workloads", get(get_workloads))
         .route("/v1/ooms", get(get_ooms))
         .with_state(app.clone());
-    let actuator = build_actuator(&config.engine)?;
+    // The cgroup hierarchy, probed once for the actuator and the sampler.
+    let hierarchy = shardex_host::hierarchy::Hierarchy::probe();
+    let actuator = build_actuator(&config.engine, hierarchy.as_ref())?;
     let mut agent = build_agent(&config)?;
-    let sampler = build_sampler(&config)?;
+    let sampler = build_sampler(&config, hierarchy.as_ref())?;
     {
         // The history survives a restart: the first decision forecasts from it.
         let store = app.store.lock().await;
@@ -361,6 +363,7 @@ use routes::*;
 /// kind goes to the first that manages it for the workload.
 fn build_actuator(
     engine: &crate::config::EngineConfig,
+    hierarchy: Option<&shardex_host::hierarchy::Hierarchy>,
 ) -> anyhow::Result<shardex_core::ports::ActuatorRouter> {
     use crate::config::{ActuatorKind, EngineMode};
     let mut parts: Vec<Box<dyn shardex_core::ports::Actuator + Send>> = Vec::new();
@@ -378,7 +381,7 @@ fn build_actuator(
     }
     match (
         engine.actuator,
-        shardex_host::cgroup::CgroupActuator::probe(),
+        hierarchy.and_then(shardex_host::cgroup::CgroupActuator::from_hierarchy),
     ) {
         (ActuatorKind::Cgroup, Some(a)) => {
             let a = a.with_iops_devices(engine.iops_devices.clone());
@@ -451,10 +454,15 @@ fn build_agent(config: &Config) -> anyhow::Result<HostAgent> {
 }
 
 /// The sampler of this host, or why there is none.
-fn build_sampler(config: &Config) -> anyhow::Result<shardex_host::sampler::CgroupSampler> {
-    let sampler = shardex_host::sampler::CgroupSampler::probe().context(
-        "no cgroup filesystem at /sys/fs/cgroup: shardex run can't sample its workloads",
-    )?;
+fn build_sampler(
+    config: &Config,
+    hierarchy: Option<&shardex_host::hierarchy::Hierarchy>,
+) -> anyhow::Result<shardex_host::sampler::CgroupSampler> {
+    let sampler = hierarchy
+        .and_then(shardex_host::sampler::CgroupSampler::from_hierarchy)
+        .context(
+            "no cgroup filesystem at /sys/fs/cgroup: shardex run can't sample its workloads",
+        )?;
     Ok(sampler.with_interfaces(
         config.engine.net_interfaces.clone(),
         std::path::Path::new("/sys/class/net"),
