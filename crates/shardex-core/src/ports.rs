@@ -366,16 +366,6 @@ impl Migrator for NoMigrator {
     }
 }
 
-/// Why an actuation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("could not apply the limits of {workload}: {reason}")]
-pub struct ActuatorError {
-    /// The workload.
-    pub workload: WorkloadId,
-    /// Why.
-    pub reason: String,
-}
-
 /// The limits an actuator puts on one workload, physical units in `ResourceKind::ALL` order
 /// (see [`crate::entitlement`] for where they come from).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

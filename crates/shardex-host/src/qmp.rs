@@ -21,6 +21,67 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// Ids of the vCPUs shardex plugs start with this, so it only ever unplugs its own.
 const CPU_ID_PREFIX: &str = "shardex-cpu";
 
+/// Why a QMP exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QmpError {
+    /// The workload has no socket in `engine.qmp_sockets`.
+    #[error("no QMP socket is configured for {0:?}")]
+    NotMapped(String),
+    /// The socket could not be reached or set up.
+    #[error("connecting to QMP at {path}: {source}")]
+    Connect {
+        /// The socket.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading or writing failed mid-session (a timeout included).
+    #[error("{what} QMP: {source}")]
+    Io {
+        /// "reading from" or "writing to".
+        what: &'static str,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// QEMU closed the socket.
+    #[error("QMP closed the connection")]
+    Closed,
+    /// A line that is not JSON.
+    #[error("QMP sent something that is not JSON ({source}): {line:?}")]
+    NotJson {
+        /// The line.
+        line: String,
+        /// Why it is not JSON.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The peer is not QMP.
+    #[error("{path} did not greet as QMP: {greeting}")]
+    NotQmp {
+        /// The socket.
+        path: String,
+        /// What it said first.
+        greeting: Value,
+    },
+    /// QEMU refused a command, with its error class.
+    #[error("QMP {command} failed: {desc} ({class}){hint}")]
+    Command {
+        /// The command.
+        command: String,
+        /// QEMU's error class (`DeviceNotActive`, `GenericError`, …).
+        class: String,
+        /// QEMU's description.
+        desc: String,
+        /// What to do about it, when shardex knows.
+        hint: &'static str,
+    },
+    /// An answer without what it should hold, or a limit that can't be applied.
+    #[error("{0}")]
+    Answer(String),
+}
+
 /// One QMP session, capabilities negotiated.
 struct Session {
     reader: BufReader<UnixStream>,
@@ -28,51 +89,57 @@ struct Session {
 }
 
 impl Session {
-    fn open(path: &std::path::Path) -> Result<Self, String> {
-        let stream = UnixStream::connect(path)
-            .map_err(|e| format!("connecting to QMP at {}: {e}", path.display()))?;
+    fn open(path: &std::path::Path) -> Result<Self, QmpError> {
+        let connect = |source| QmpError::Connect {
+            path: path.to_path_buf(),
+            source,
+        };
+        let stream = UnixStream::connect(path).map_err(connect)?;
         stream
             .set_read_timeout(Some(TIMEOUT))
             .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
-            .map_err(|e| format!("QMP at {}: {e}", path.display()))?;
-        let writer = stream
-            .try_clone()
-            .map_err(|e| format!("QMP at {}: {e}", path.display()))?;
+            .map_err(connect)?;
+        let writer = stream.try_clone().map_err(connect)?;
         let mut session = Self {
             reader: BufReader::new(stream),
             writer,
         };
         let greeting = session.message()?;
         if greeting.get("QMP").is_none() {
-            return Err(format!(
-                "{} did not greet as QMP: {greeting}",
-                path.display()
-            ));
+            return Err(QmpError::NotQmp {
+                path: path.display().to_string(),
+                greeting,
+            });
         }
         session.execute("qmp_capabilities", None)?;
         Ok(session)
     }
 
     /// The next message that is not an asynchronous event.
-    fn message(&mut self) -> Result<Value, String> {
+    fn message(&mut self) -> Result<Value, QmpError> {
         loop {
             let mut line = String::new();
             let n = self
                 .reader
                 .read_line(&mut line)
-                .map_err(|e| format!("reading from QMP: {e}"))?;
+                .map_err(|source| QmpError::Io {
+                    what: "reading from",
+                    source,
+                })?;
             if n == 0 {
-                return Err("QMP closed the connection".into());
+                return Err(QmpError::Closed);
             }
-            let v: Value = serde_json::from_str(&line)
-                .map_err(|e| format!("QMP sent something that is not JSON ({e}): {line:?}"))?;
+            let v: Value = serde_json::from_str(&line).map_err(|source| QmpError::NotJson {
+                line: line.clone(),
+                source,
+            })?;
             if v.get("event").is_none() {
                 return Ok(v);
             }
         }
     }
 
-    fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value, String> {
+    fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value, QmpError> {
         let mut msg = json!({ "execute": command });
         if let Some(a) = arguments {
             msg["arguments"] = a;
@@ -81,33 +148,36 @@ impl Session {
         text.push('\n');
         self.writer
             .write_all(text.as_bytes())
-            .map_err(|e| format!("writing to QMP: {e}"))?;
+            .map_err(|source| QmpError::Io {
+                what: "writing to",
+                source,
+            })?;
         let reply = self.message()?;
         if let Some(err) = reply.get("error") {
-            return Err(format!(
-                "QMP {command} failed: {} ({})",
-                err["desc"].as_str().unwrap_or("no description"),
-                err["class"].as_str().unwrap_or("no class")
-            ));
+            let class = err["class"].as_str().unwrap_or("no class").to_string();
+            let hint = if class == "DeviceNotActive" && command == "query-balloon" {
+                ": start the VM with a balloon device (-device virtio-balloon-pci)"
+            } else {
+                ""
+            };
+            return Err(QmpError::Command {
+                command: command.to_string(),
+                class,
+                desc: err["desc"].as_str().unwrap_or("no description").to_string(),
+                hint,
+            });
         }
         Ok(reply.get("return").cloned().unwrap_or(Value::Null))
     }
 
-    fn balloon_actual(&mut self) -> Result<u64, String> {
-        self.execute("query-balloon", None)
-            .map_err(|e| {
-                if e.contains("DeviceNotActive") {
-                    format!("{e}: start the VM with a balloon device (-device virtio-balloon-pci)")
-                } else {
-                    e
-                }
-            })?
+    fn balloon_actual(&mut self) -> Result<u64, QmpError> {
+        self.execute("query-balloon", None)?
             .get("actual")
             .and_then(Value::as_u64)
-            .ok_or_else(|| "query-balloon answered without \"actual\"".to_string())
+            .ok_or_else(|| QmpError::Answer("query-balloon answered without \"actual\"".into()))
     }
 
-    fn vcpus(&mut self) -> Result<u64, String> {
+    fn vcpus(&mut self) -> Result<u64, QmpError> {
         Ok(self
             .execute("query-cpus-fast", None)?
             .as_array()
@@ -115,7 +185,7 @@ impl Session {
     }
 
     /// Plugs or unplugs vCPUs towards `want`.
-    fn set_vcpus(&mut self, want: u64) -> Result<(), String> {
+    fn set_vcpus(&mut self, want: u64) -> Result<(), QmpError> {
         let slots = self.execute("query-hotpluggable-cpus", None)?;
         let slots = slots.as_array().cloned().unwrap_or_default();
         let plugged = slots.iter().filter(|s| s.get("qom-path").is_some()).count() as u64;
@@ -197,7 +267,7 @@ impl QmpActuator {
         &self,
         name: &str,
         kinds: Kinds,
-        mut f: impl FnMut(&mut Session, ResourceKind) -> Result<Option<u64>, String>,
+        mut f: impl FnMut(&mut Session, ResourceKind) -> Result<Option<u64>, QmpError>,
     ) -> Applied {
         let mine: Kinds =
             std::array::from_fn(|i| kinds[i] && self.manages(name, ResourceKind::ALL[i]));
@@ -207,11 +277,11 @@ impl QmpActuator {
         let opened = self
             .sockets
             .get(name)
-            .ok_or_else(|| format!("no QMP socket is configured for {name:?}"))
+            .ok_or_else(|| QmpError::NotMapped(name.to_string()))
             .and_then(|path| Session::open(path));
         let mut s = match opened {
             Ok(s) => s,
-            Err(e) => return Applied::failed(mine, &e),
+            Err(e) => return Applied::failed(mine, &e.to_string()),
         };
         let mut out = Applied::default();
         // Memory first: the balloon answering is what tells a VM that can be resized.
@@ -221,7 +291,8 @@ impl QmpActuator {
                     kind,
                     match f(&mut s, kind) {
                         Ok(v) => KindState::InForce(v),
-                        Err(e) => KindState::Failed(e),
+                        // The port reports the reason; the typed error stays here.
+                        Err(e) => KindState::Failed(e.to_string()),
                     },
                 );
             }
@@ -232,22 +303,26 @@ impl QmpActuator {
 
 impl Session {
     /// The VM's memory without the balloon: what "no limit" gives it back.
-    fn base_memory(&mut self) -> Result<u64, String> {
+    fn base_memory(&mut self) -> Result<u64, QmpError> {
         self.execute("query-memory-size-summary", None)?
             .get("base-memory")
             .and_then(Value::as_u64)
-            .ok_or_else(|| "query-memory-size-summary answered without \"base-memory\"".into())
+            .ok_or_else(|| {
+                QmpError::Answer(
+                    "query-memory-size-summary answered without \"base-memory\"".into(),
+                )
+            })
     }
 
     /// Every vCPU slot the VM has, plugged or not.
-    fn slots(&mut self) -> Result<u64, String> {
+    fn slots(&mut self) -> Result<u64, QmpError> {
         Ok(self
             .execute("query-hotpluggable-cpus", None)?
             .as_array()
             .map_or(0, |a| a.len() as u64))
     }
 
-    fn read(&mut self, kind: ResourceKind) -> Result<Option<u64>, String> {
+    fn read(&mut self, kind: ResourceKind) -> Result<Option<u64>, QmpError> {
         match kind {
             // What the guest actually holds, which follows the target only as fast as its
             // balloon driver gives memory back.
@@ -264,9 +339,9 @@ impl Actuator for QmpActuator {
                 ResourceKind::Memory => {
                     let target = match limits.hard(kind) {
                         Some(0) => {
-                            return Err(
-                                "a memory limit of 0 would take all of the guest's memory".into()
-                            );
+                            return Err(QmpError::Answer(
+                                "a memory limit of 0 would take all of the guest's memory".into(),
+                            ));
                         }
                         Some(b) => b,
                         None => s.base_memory()?,

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use shardex_core::ResourceKind;
 use shardex_core::domain::WorkloadId;
-use shardex_core::ports::{Actuator, ActuatorError, Applied, KindState, Kinds, Limits};
+use shardex_core::ports::{Actuator, Applied, KindState, Kinds, Limits};
 
 /// The least rate written: a tbf rate of 0 is invalid, and no rate would mean no shaping.
 const MIN_RATE_BPS: u64 = 8_000;
@@ -22,11 +22,43 @@ pub struct TcActuator {
     tc: String,
 }
 
-fn error(workload: WorkloadId, reason: impl Into<String>) -> ActuatorError {
-    ActuatorError {
-        workload,
-        reason: reason.into(),
-    }
+/// Why tc could not shape or read a workload's interface.
+#[derive(Debug, thiserror::Error)]
+pub enum TcError {
+    /// The workload has no interface in `engine.net_interfaces`.
+    #[error("no interface is configured for {0:?}")]
+    NotMapped(String),
+    /// The configured name can't be an interface's.
+    #[error("{0:?} is not an interface name")]
+    BadInterface(String),
+    /// `tc` could not be started.
+    #[error("running {command}: {source}")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `tc` ran and refused.
+    #[error("{command} failed ({status}): {stderr}")]
+    Failed {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// `tc -j` printed something that is not JSON.
+    #[error("tc printed something that is not JSON ({source}): {text:?}")]
+    NotJson {
+        /// What it printed.
+        text: String,
+        /// Why it is not JSON.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// Whether `name` can be an interface name (what the kernel takes: 1–15 bytes, no `/`, no
@@ -62,37 +94,33 @@ impl TcActuator {
         }
     }
 
-    fn run(&self, workload: WorkloadId, args: &[&str]) -> Result<String, ActuatorError> {
-        let out = Command::new(&self.tc).args(args).output().map_err(|e| {
-            error(
-                workload,
-                format!("running {} {}: {e}", self.tc, args.join(" ")),
-            )
-        })?;
+    fn run(&self, args: &[&str]) -> Result<String, TcError> {
+        let command = || format!("{} {}", self.tc, args.join(" "));
+        let out = Command::new(&self.tc)
+            .args(args)
+            .output()
+            .map_err(|source| TcError::Spawn {
+                command: command(),
+                source,
+            })?;
         if !out.status.success() {
-            return Err(error(
-                workload,
-                format!(
-                    "{} {} failed ({}): {}",
-                    self.tc,
-                    args.join(" "),
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            ));
+            return Err(TcError::Failed {
+                command: command(),
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// The rate of the root tbf qdisc on `dev`, in bits per second (`None`: no tbf there).
-    fn read_rate(&self, workload: WorkloadId, dev: &str) -> Result<Option<u64>, ActuatorError> {
-        let text = self.run(workload, &["-j", "qdisc", "show", "dev", dev, "root"])?;
-        let qdiscs: serde_json::Value = serde_json::from_str(text.trim()).map_err(|e| {
-            error(
-                workload,
-                format!("tc printed something that is not JSON ({e}): {text:?}"),
-            )
-        })?;
+    fn read_rate(&self, dev: &str) -> Result<Option<u64>, TcError> {
+        let text = self.run(&["-j", "qdisc", "show", "dev", dev, "root"])?;
+        let qdiscs: serde_json::Value =
+            serde_json::from_str(text.trim()).map_err(|source| TcError::NotJson {
+                text: text.clone(),
+                source,
+            })?;
         Ok(qdiscs.as_array().and_then(|list| {
             list.iter()
                 .find(|q| q["kind"] == "tbf" && q["root"] == true)
@@ -105,43 +133,39 @@ impl TcActuator {
 
 impl TcActuator {
     /// The interface of a mapped workload, checked.
-    fn device(&self, name: &str) -> Result<String, String> {
+    fn device(&self, name: &str) -> Result<String, TcError> {
         let dev = self
             .interfaces
             .get(name)
-            .ok_or_else(|| format!("no interface is configured for {name:?}"))?;
+            .ok_or_else(|| TcError::NotMapped(name.to_string()))?;
         if !valid_interface(dev) {
-            return Err(format!("{dev:?} is not an interface name"));
+            return Err(TcError::BadInterface(dev.clone()));
         }
         Ok(dev.clone())
     }
 
-    fn shape(&self, workload: WorkloadId, dev: &str, rate: u64) -> Result<Option<u64>, String> {
+    fn shape(&self, dev: &str, rate: u64) -> Result<Option<u64>, TcError> {
         // The bucket holds 10 ms at the rate, and never less than a jumbo frame, so a packet
         // always fits.
         let burst = (rate / 8 / 100).max(9_216);
         let rate_arg = format!("{rate}bit");
         let burst_arg = format!("{burst}b");
         let latency_arg = format!("{LATENCY_MS}ms");
-        self.run(
-            workload,
-            &[
-                "qdisc",
-                "replace",
-                "dev",
-                dev,
-                "root",
-                "tbf",
-                "rate",
-                &rate_arg,
-                "burst",
-                &burst_arg,
-                "latency",
-                &latency_arg,
-            ],
-        )
-        .map_err(|e| e.reason)?;
-        self.read_rate(workload, dev).map_err(|e| e.reason)
+        self.run(&[
+            "qdisc",
+            "replace",
+            "dev",
+            dev,
+            "root",
+            "tbf",
+            "rate",
+            &rate_arg,
+            "burst",
+            &burst_arg,
+            "latency",
+            &latency_arg,
+        ])?;
+        self.read_rate(dev)
     }
 
     /// The root qdisc's packets dropped and times over its limit (cumulative; `None` when
@@ -149,10 +173,7 @@ impl TcActuator {
     pub fn pressure(&self, name: &str) -> Option<(u64, u64)> {
         let dev = self.device(name).ok()?;
         let text = self
-            .run(
-                WorkloadId(0),
-                &["-s", "-j", "qdisc", "show", "dev", &dev, "root"],
-            )
+            .run(&["-s", "-j", "qdisc", "show", "dev", &dev, "root"])
             .ok()?;
         let qdiscs: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
         let q = qdiscs.as_array()?.iter().find(|q| q["kind"] == "tbf")?;
@@ -163,13 +184,14 @@ impl TcActuator {
         &self,
         name: &str,
         kinds: Kinds,
-        f: impl FnOnce(&str) -> Result<Option<u64>, String>,
+        f: impl FnOnce(&str) -> Result<Option<u64>, TcError>,
     ) -> Applied {
         let mut out = Applied::default();
         if kinds[ResourceKind::Net.index()] && self.manages(name, ResourceKind::Net) {
             let state = match self.device(name).and_then(|dev| f(&dev)) {
                 Ok(v) => KindState::InForce(v),
-                Err(e) => KindState::Failed(e),
+                // The port reports the reason; the typed error stays here.
+                Err(e) => KindState::Failed(e.to_string()),
             };
             out.set(ResourceKind::Net, state);
         }
@@ -178,39 +200,26 @@ impl TcActuator {
 }
 
 impl Actuator for TcActuator {
-    fn apply(
-        &mut self,
-        workload: WorkloadId,
-        name: &str,
-        limits: &Limits,
-        kinds: Kinds,
-    ) -> Applied {
+    fn apply(&mut self, _: WorkloadId, name: &str, limits: &Limits, kinds: Kinds) -> Applied {
         // No net entitlement: the least rate, not an unshaped link.
         let rate = limits
             .hard(ResourceKind::Net)
             .unwrap_or(u64::MAX)
             .max(MIN_RATE_BPS);
-        self.one(name, kinds, |dev| self.shape(workload, dev, rate))
+        self.one(name, kinds, |dev| self.shape(dev, rate))
     }
 
-    fn read(&mut self, workload: WorkloadId, name: &str, kinds: Kinds) -> Applied {
-        self.one(name, kinds, |dev| {
-            self.read_rate(workload, dev).map_err(|e| e.reason)
-        })
+    fn read(&mut self, _: WorkloadId, name: &str, kinds: Kinds) -> Applied {
+        self.one(name, kinds, |dev| self.read_rate(dev))
     }
 
-    fn clear(&mut self, workload: WorkloadId, name: &str, kinds: Kinds) -> Applied {
+    fn clear(&mut self, _: WorkloadId, name: &str, kinds: Kinds) -> Applied {
         self.one(name, kinds, |dev| {
             // Only shardex's own tbf is removed; another root qdisc is left alone.
-            if self
-                .read_rate(workload, dev)
-                .map_err(|e| e.reason)?
-                .is_some()
-            {
-                self.run(workload, &["qdisc", "del", "dev", dev, "root"])
-                    .map_err(|e| e.reason)?;
+            if self.read_rate(dev)?.is_some() {
+                self.run(&["qdisc", "del", "dev", dev, "root"])?;
             }
-            self.read_rate(workload, dev).map_err(|e| e.reason)
+            self.read_rate(dev)
         })
     }
 
@@ -321,6 +330,6 @@ mod tests {
         );
         // Unbinding takes the shaping off.
         assert_eq!(rate(a.clear(W, "vm", ALL_KINDS)), None);
-        assert_eq!(a.read_rate(W, &dev).unwrap(), None);
+        assert_eq!(a.read_rate(&dev).unwrap(), None);
     }
 }

@@ -196,9 +196,13 @@ fn watch_until_done(mut children: Vec<Child>, replayed: usize, names: Vec<String
     // The neighbour is stopped with SIGTERM: a launcher passes it on to its command and then
     // takes the workload out (SIGKILL would leave its busy loop running, orphaned).
     for c in children.iter_mut() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
+        // Those that ended already are gone: nothing to stop.
+        if c.try_wait().ok().flatten().is_none() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = c.wait();
     }
     let (mut periods, mut throttled, mut ooms) = (0, 0, 0);
