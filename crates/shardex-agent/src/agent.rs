@@ -23,10 +23,10 @@
 //! * A decision identical to the last one recorded for that workload and kind is not
 //!   recorded again.
 
-use shardex_core::action;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
+use shardex_core::action;
 use shardex_core::control::{Controller, ControllerState};
 use shardex_core::engine::Decision;
 use shardex_core::ports::{Actuator, Migrator, Provisioner, Reading, Sampler};

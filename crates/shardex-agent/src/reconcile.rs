@@ -17,10 +17,10 @@
 //!   hard limits are the reservation's entitlement, so the kernel enforces the sum of its
 //!   workloads while each of them may still use all of it alone.
 
-use shardex_core::action;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use shardex_core::action;
 use shardex_core::entitlement;
 use shardex_core::ports::{Actuator, Applied, KindState, Kinds, Limits};
 use shardex_core::{

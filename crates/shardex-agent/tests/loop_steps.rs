@@ -3,10 +3,10 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use shardex_core::action;
 use std::collections::BTreeMap;
 
 use shardex_agent::{Agent, AgentParams, Outcome, Profiler};
+use shardex_core::action;
 use shardex_core::control::Controller;
 use shardex_core::engine::{Engine, EngineParams, Reason};
 use shardex_core::ports::{

@@ -3,11 +3,11 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use shardex_core::action;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use shardex_core::action;
 use shardex_core::control::Controller;
 use shardex_core::engine::{Demand, Engine, EngineParams};
 use shardex_core::ports::{SimulatedMigrator, StaticProvisioner};

@@ -5,11 +5,11 @@
 //! ledger is deterministic) and the control loop of `shardex run` and `shardex simulate` are
 //! the same code.
 
-use crate::action;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::action;
 use crate::domain::{HostId, TenantId, Tier, WorkloadId};
 use crate::engine::{Decision, Demand, Engine, Move};
 use crate::ledger::{Action, Event, Ledger, LedgerError};

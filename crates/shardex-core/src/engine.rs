@@ -33,13 +33,13 @@
 //! * **Leases** are renewed `renew_before` their end: a lease that ends sooner counts as gone,
 //!   so its replacement is requested while it still holds.
 
-use crate::action;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::action;
 use crate::domain::{
     HostId, KindChange, LeaseId, Lender, PriceVector, ReclaimReason, RequestId, ReservationId,
     Tier, WorkloadId,

@@ -9,12 +9,12 @@
 //! it never goes under the cheapest floor price lenders ask. Every price is kept in a bounded
 //! history.
 
-use crate::action;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::action;
 use crate::domain::{HostId, PriceVector, ReservationId, WorkloadId};
 use crate::ledger::{Action, Ledger};
 use crate::rdv::Rdv;

@@ -7,10 +7,10 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use shardex_core::action;
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use shardex_core::action;
 use shardex_core::control::Controller;
 use shardex_core::engine::{Demand, Engine, EngineParams};
 use shardex_core::entitlement;

@@ -4,10 +4,10 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use shardex_core::action;
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
+use shardex_core::action;
 use shardex_core::control::{Controller, TickReport};
 use shardex_core::engine::{Demand, Engine, EngineParams, RequestStatus, Step};
 use shardex_core::ports::{

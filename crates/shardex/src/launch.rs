@@ -8,7 +8,6 @@
 //! (so the command is there from its first instruction, with no unsafe pre-exec hook), and
 //! back out at once, so that its own memory is not charged to the workload.
 
-use shardex_core::action;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use shardex_core::Action;
+use shardex_core::action;
 use shardex_host::tree::CgroupTree;
 
 use crate::workload::{self, Daemon, Placement};

@@ -3,13 +3,13 @@
 //! an operator's acts on the host (binding a cgroup by path needs the admin token); the steps
 //! they share with `shardex launch` live here.
 
-use shardex_core::action;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::Value;
+use shardex_core::action;
 use shardex_core::{
     Action, Event, HostId, ReservationId, ResourceKind, ShardVector, Span, TenantId, Tier,
     Timestamp, Window, WorkloadId,

@@ -2,7 +2,6 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use shardex_core::action;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -11,6 +10,7 @@ use std::time::Duration;
 mod common;
 
 use common::*;
+use shardex_core::action;
 
 #[test]
 fn run_registers_this_host_serves_and_stops_cleanly_then_the_ledger_checks() {

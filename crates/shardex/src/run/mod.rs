@@ -1,7 +1,6 @@
 //! `shardex run`: the ledger of this host in the embedded store, the local host registered
 //! with its real capacity, expiries applied as they fall due, and the HTTP API, until Ctrl-C.
 
-use shardex_core::action;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -19,6 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use rand::Rng;
 use serde_json::json;
+use shardex_core::action;
 use shardex_core::ports::LedgerStore;
 use shardex_core::{Action, PhysicalVector, ShardVector, Span, Timestamp};
 use shardex_store::SqliteStore;

@@ -14,7 +14,6 @@
 //! before that decision only); new workloads are placed; the engine ticks for the next step;
 //! then the forecasters see the step's samples.
 
-use shardex_core::action;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +23,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use rust_decimal::Decimal;
 use serde_json::json;
+use shardex_core::action;
 use shardex_core::billing::{Account, DEFAULT_LENDER_SHARE, Subject, accrue, charge_transaction};
 use shardex_core::control::Controller;
 use shardex_core::engine::{Engine, EngineParams, RequestStatus};
