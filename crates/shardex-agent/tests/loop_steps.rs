@@ -1,7 +1,7 @@
 //! The loop's steps driven without the daemon: a fixed clock, a scripted sampler, the
 //! simulated actuator (and one that fails), a ledger in memory.
 
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::BTreeMap;
 

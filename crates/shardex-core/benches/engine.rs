@@ -1,7 +1,7 @@
 //! One engine tick for 10,000 workloads on 1,000 hosts: the plan alone (the engine's
 //! decision), and the whole controller tick (plan, one committed batch, shortage resolution).
 
-#![allow(missing_docs, clippy::unwrap_used)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -4,7 +4,14 @@
 //! Prints requests per second and the latency distribution of one match, then lets criterion
 //! time the whole million.
 
-#![allow(missing_docs, clippy::unwrap_used)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,14 @@
 //! workload's hard limit in force is below its entitlement, and the entitlements of a host's
 //! reservations together never exceed its capacity.
 
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 
 use std::collections::BTreeMap;
 

@@ -2,7 +2,14 @@
 //! provisioner failure and provisioner timeout; each runs real ticks of the controller over a
 //! real ledger and checks every invariant after each tick.
 
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 
 use std::collections::BTreeMap;
 

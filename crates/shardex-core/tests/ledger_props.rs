@@ -3,7 +3,7 @@
 //! keep DESIGN.md invariants 1 (conservation), 2 (allocations), 5 (double-entry money that
 //! matches the metering) and 7 (priority), and a refused action changes nothing.
 
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use proptest::prelude::*;
 use rust_decimal::Decimal;

@@ -1,7 +1,14 @@
 //! Per-sample cost of every policy: observe one sample and decide once, as the replay and the
 //! profiler do. Two series lengths show the work per sample does not grow with history.
 
-#![allow(missing_docs, clippy::unwrap_used)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use shardex_core::{ResourceKind, Sample, Span, Timestamp};

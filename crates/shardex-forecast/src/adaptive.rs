@@ -26,6 +26,7 @@
 //! * **Levels by kind.** The allocation is the 98th percentile for cpu, net and iops (a
 //!   shortfall throttles) and the 99.8th for memory (a shortfall is an OOM kill).
 
+use crate::convert::{ceil_u64, round_u64, slot, to_f32, to_i64, to_usize};
 use std::collections::VecDeque;
 
 use shardex_core::ports::Forecaster;
@@ -34,7 +35,9 @@ use shardex_core::{Horizon, Quantiles, ResourceKind, Sample, Span, Timestamp};
 const DAY_MS: i64 = 86_400_000;
 const WEEK_MS: i64 = 7 * DAY_MS;
 const SLOT_MS: i64 = 300_000;
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 const DAY_SLOTS: usize = (DAY_MS / SLOT_MS) as usize;
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 const WEEK_SLOTS: usize = (WEEK_MS / SLOT_MS) as usize;
 
 /// Tunables. Defaults are set from how fast each part should adapt and how bad a shortfall is,
@@ -249,8 +252,8 @@ impl Adaptive {
 
     fn slot(t: i64) -> (usize, usize) {
         (
-            (t.rem_euclid(DAY_MS) / SLOT_MS) as usize,
-            (t.rem_euclid(WEEK_MS) / SLOT_MS) as usize,
+            slot(t.rem_euclid(DAY_MS) / SLOT_MS),
+            slot(t.rem_euclid(WEEK_MS) / SLOT_MS),
         )
     }
 
@@ -332,7 +335,7 @@ impl Adaptive {
             }
         }
         if self.params.only >= 0.0 {
-            best = (self.params.only as usize).min(N - 1);
+            best = to_usize(self.params.only).min(N - 1);
         }
         let f = self.floor();
         ((base[best][level] + f) * self.mult[best][level].exp() - f).max(0.0)
@@ -408,7 +411,7 @@ impl Forecaster for Adaptive {
         {
             self.pending.pop_front();
             if y > self.predict(&pending.base, LEVELS - 1) {
-                let hold = (self.params.spike_hold_min * 60_000.0) as i64;
+                let hold = to_i64(self.params.spike_hold_min * 60_000.0);
                 self.spike = Some((t + hold, y));
             }
             self.score(&pending, y);
@@ -434,8 +437,8 @@ impl Forecaster for Adaptive {
             self.level = level;
             let (d, w) = Self::slot(t);
             // The daily profile learns what repeats every day; the weekly one what remains.
-            self.day[d] += (p.season_gamma * resid) as f32;
-            self.week[w] += (p.season_gamma * 0.5 * (1.0 - p.season_gamma) * resid) as f32;
+            self.day[d] += to_f32(p.season_gamma * resid);
+            self.week[w] += to_f32(p.season_gamma * 0.5 * (1.0 - p.season_gamma) * resid);
         }
         // Clear slots skipped since the last sample, so old weeks don't pose as recent.
         if let Some(lt) = self.last_time {
@@ -447,7 +450,7 @@ impl Forecaster for Adaptive {
                 cleared += 1;
             }
         }
-        self.history[Self::slot(t).1] = y as f32;
+        self.history[Self::slot(t).1] = to_f32(y);
         self.last = y;
         for w in &mut self.maxima {
             w.push(t, y);
@@ -472,13 +475,13 @@ impl Forecaster for Adaptive {
                 let q = self.quantiles(target);
                 // Each level has its own best candidate, so they can cross; keep p95 (the
                 // band's calibrated anchor) and move the others to it rather than move it.
-                let p95 = q[2].ceil() as u64;
-                let p90 = (q[1].ceil() as u64).min(p95);
+                let p95 = ceil_u64(q[2]);
+                let p90 = ceil_u64(q[1]).min(p95);
                 Quantiles {
-                    p50: (q[0].round() as u64).min(p90),
+                    p50: round_u64(q[0]).min(p90),
                     p90,
                     p95,
-                    p99: (q[3].ceil() as u64).max(p95),
+                    p99: ceil_u64(q[3]).max(p95),
                 }
             })
             .collect()
@@ -487,8 +490,8 @@ impl Forecaster for Adaptive {
     fn recommend(&mut self, now: Timestamp, lead: Span) -> u64 {
         let target = now.millis() + i64::try_from(lead.millis()).unwrap_or(SLOT_MS);
         self.record(target);
-        let q = self.quantiles(target)[LEVELS - 1].ceil() as u64;
-        let hold = self.params.hold.max(1.0) as usize;
+        let q = ceil_u64(self.quantiles(target)[LEVELS - 1]);
+        let hold = to_usize(self.params.hold.max(1.0));
         self.decisions.push_back(q);
         while self.decisions.len() > hold {
             self.decisions.pop_front();
@@ -502,6 +505,11 @@ impl Forecaster for Adaptive {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 mod tests {
     use super::*;
     use crate::Policy;

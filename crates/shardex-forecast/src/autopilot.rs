@@ -25,6 +25,7 @@
 //! (relative rather than additive, so one grid serves every unit). The README also reports a
 //! more conservative setting (`w_o = 1`, `w_u = 0.1`, `d = 0.1`).
 
+use crate::convert::ceil_u64;
 use std::collections::VecDeque;
 
 use shardex_core::ports::Forecaster;
@@ -84,7 +85,7 @@ impl Forecaster for MovingWindow {
 
     fn recommend(&mut self, now: Timestamp, _: Span) -> u64 {
         let now = now.millis();
-        let rec = (self.histogram.percentile(self.percentile) * (1.0 + self.margin)).ceil() as u64;
+        let rec = ceil_u64(self.histogram.percentile(self.percentile) * (1.0 + self.margin));
         self.recent.push_back((now, rec));
         while self
             .recent
@@ -279,11 +280,16 @@ impl Forecaster for MlRecommender {
         let Some((_, m)) = best else { return 0 };
         self.chosen = Some(m);
         self.applied = Some(self.limits[m]);
-        self.limits[m].ceil() as u64
+        ceil_u64(self.limits[m])
     }
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 mod tests {
     use super::*;
 

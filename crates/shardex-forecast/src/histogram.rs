@@ -6,6 +6,8 @@
 //! the weights rescaled) when the exponent would pass 100, and a percentile is the *end* of the
 //! bucket where the running weight reaches `p × total`.
 
+use crate::convert::{to_i32, to_usize};
+
 /// Bucket layout: the first bucket's size and the growth ratio, up to a maximum value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ExponentialBuckets {
@@ -18,7 +20,7 @@ pub struct ExponentialBuckets {
 impl ExponentialBuckets {
     /// `NewExponentialHistogramOptions(max, first, ratio, epsilon)`.
     pub fn new(max: f64, first: f64, ratio: f64, epsilon: f64) -> Self {
-        let count = ((max * (ratio - 1.0) / first + 1.0).ln() / ratio.ln()).ceil() as usize + 1;
+        let count = to_usize(((max * (ratio - 1.0) / first + 1.0).ln() / ratio.ln()).ceil()) + 1;
         Self {
             first,
             ratio,
@@ -42,7 +44,7 @@ impl ExponentialBuckets {
         if i == 0 {
             0.0
         } else {
-            self.first * (self.ratio.powi(i as i32) - 1.0) / (self.ratio - 1.0)
+            self.first * (self.ratio.powi(to_i32(i)) - 1.0) / (self.ratio - 1.0)
         }
     }
 
@@ -51,7 +53,7 @@ impl ExponentialBuckets {
         if value < self.first {
             return 0;
         }
-        let i = ((value * (self.ratio - 1.0) / self.first + 1.0).ln() / self.ratio.ln()) as usize;
+        let i = to_usize((value * (self.ratio - 1.0) / self.first + 1.0).ln() / self.ratio.ln());
         i.min(self.count - 1)
     }
 }
@@ -152,6 +154,11 @@ impl DecayingHistogram {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 mod tests {
     use super::*;
 

@@ -28,6 +28,7 @@
 
 pub mod adaptive;
 pub mod autopilot;
+mod convert;
 pub mod histogram;
 pub mod reactive;
 pub mod replay;

@@ -1,5 +1,6 @@
 //! `reactive`: the last observed value plus a fixed margin. What a threshold autoscaler does.
 
+use crate::convert::ceil_u64;
 use shardex_core::ports::Forecaster;
 use shardex_core::{Horizon, Quantiles, Sample, Span, Timestamp};
 
@@ -32,11 +33,16 @@ impl Forecaster for Reactive {
 
     fn recommend(&mut self, _: Timestamp, _: Span) -> u64 {
         self.last
-            .map_or(0, |v| (v as f64 * (1.0 + self.margin)).ceil() as u64)
+            .map_or(0, |v| ceil_u64(v as f64 * (1.0 + self.margin)))
     }
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 mod tests {
     use super::*;
 

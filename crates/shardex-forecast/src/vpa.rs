@@ -23,6 +23,7 @@
 //! VPA sees the OOM record and a usage sample capped at the allocation (a container can't use
 //! more than its limit).
 
+use crate::convert::ceil_u64;
 use shardex_core::ports::Forecaster;
 use shardex_core::{Horizon, Quantiles, ResourceKind, Sample, Span, Timestamp};
 
@@ -205,7 +206,7 @@ impl Forecaster for Vpa {
 
     fn recommend(&mut self, now: Timestamp, _: Span) -> u64 {
         let rec = self.recommendation();
-        let target = rec.target.ceil() as u64;
+        let target = ceil_u64(rec.target);
         let update = match self.applied {
             None => true,
             Some(applied) => {
@@ -227,6 +228,11 @@ impl Forecaster for Vpa {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 mod tests {
     use super::*;
 

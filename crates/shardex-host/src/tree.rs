@@ -332,7 +332,7 @@ pub fn process_tree_at(proc_root: &Path, pid: u32) -> Result<Vec<u32>, TreeError
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

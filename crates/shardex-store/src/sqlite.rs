@@ -364,9 +364,9 @@ impl SqliteStore {
         )
         .bind(from.millis())
         .bind(to.millis())
-        .bind(tenant.map(|t| t.0 as i64))
-        .bind(tenant.map(|t| t.0 as i64))
-        .bind(tenant.map(|t| t.0 as i64))
+        .bind(tenant.map(|t| db_id(t.0)))
+        .bind(tenant.map(|t| db_id(t.0)))
+        .bind(tenant.map(|t| db_id(t.0)))
         .fetch_all(&self.pool)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -441,8 +441,8 @@ impl SqliteStore {
             .bind(i64::try_from(idx).unwrap_or(i64::MAX))
             .bind(c.from.millis())
             .bind(c.to.millis())
-            .bind(c.payer.0 as i64)
-            .bind(c.lender.map(|l| l.0 as i64))
+            .bind(db_id(c.payer.0))
+            .bind(c.lender.map(|l| db_id(l.0)))
             .bind(encode("charge", c)?)
             .bind(c.amount.to_string())
             .execute(&mut **tx)
@@ -535,4 +535,9 @@ impl LedgerStore for SqliteStore {
     ) -> Result<Vec<Charge>, StoreError> {
         self.charges_of(tenant, from, to).await
     }
+}
+
+/// An id as SQLite's INTEGER holds it (ids count up from 1 and never reach 2^63).
+fn db_id(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
 }

@@ -2,7 +2,14 @@
 //! moments. After every kill the store must open, every invariant must hold, and every action
 //! the child saw acknowledged must be in the log, exactly as acknowledged.
 
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! One test suite for the `LedgerStore` port, run against every adapter; then what only the
 //! durable adapter can show (reopen, tampering, shard-size changes).
 
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
 

@@ -8,7 +8,14 @@
 //! `cargo bench -p shardex --bench censored_latency` (root, cgroups with cpu control; about
 //! 2 minutes). `SHARDEX_BENCH_EPISODES` sets the number of episodes (default 20).
 
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;

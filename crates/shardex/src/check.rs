@@ -148,7 +148,11 @@ pub fn invoice(args: &DataArgs, tenant: &str, period: Option<&str>) -> anyhow::R
     let from = match period {
         Some(p) => {
             let span: Span = p.parse().context("in --period")?;
-            Timestamp::from_millis(to.millis().saturating_sub(span.millis() as i64).max(0))?
+            Timestamp::from_millis(
+                to.millis()
+                    .saturating_sub(i64::try_from(span.millis()).unwrap_or(i64::MAX))
+                    .max(0),
+            )?
         }
         None => Timestamp::EPOCH,
     };

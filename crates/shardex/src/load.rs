@@ -89,6 +89,8 @@ fn from_trace(
         _ => 300_000,
     };
     let step = Duration::from_secs_f64(period_ms as f64 / 1000.0 / args.speed);
+    // Saturating, as `as` is: a scaled sample is never negative.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let scaled = |v: Option<u64>, f: f64| (v.unwrap_or(0) as f64 * f).round() as u64;
     let cpu = rows
         .iter()

@@ -1,6 +1,6 @@
 //! End-to-end: the real binary on a fresh data folder.
 
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -7,7 +7,7 @@
 //! them with `--include-ignored`, where a missing cgroup is a failure, not a skip. They run
 //! one at a time (a 2-core machine can't measure one busy core beside another).
 
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
 

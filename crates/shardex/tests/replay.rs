@@ -1,6 +1,13 @@
 //! `shardex replay` end to end on small slices of the real traces in ../shared/data.
 
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! `shardex simulate` end to end on a small slice of a real trace.
 
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::PathBuf;
 use std::process::Command;

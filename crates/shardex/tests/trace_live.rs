@@ -12,7 +12,14 @@
 //! It needs root, cgroups with cpu and memory control and the traces in ../shared/data, so it
 //! is `#[ignore]`d; CI runs it with `--include-ignored`, where a missing part is a failure.
 
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 
 mod common;
 

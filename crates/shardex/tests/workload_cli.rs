@@ -7,7 +7,7 @@
 //! They need root and cgroups with cpu and memory control, so they are `#[ignore]`d; CI runs
 //! them with `--include-ignored`, where a missing cgroup is a failure, not a skip.
 
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
 

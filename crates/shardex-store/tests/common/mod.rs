@@ -1,6 +1,6 @@
 //! A deterministic stream of plausible actions, shared by the store tests.
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

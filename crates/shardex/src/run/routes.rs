@@ -201,8 +201,10 @@ pub(super) async fn get_invoice(
     let to = ledger.now();
     let from = match q.period.as_deref().map(str::parse::<shardex_core::Span>) {
         None => Timestamp::EPOCH,
-        Some(Ok(p)) => Timestamp::from_millis((to.millis() - p.millis() as i64).max(0))
-            .unwrap_or(Timestamp::EPOCH),
+        Some(Ok(p)) => Timestamp::from_millis(
+            (to.millis() - i64::try_from(p.millis()).unwrap_or(i64::MAX)).max(0),
+        )
+        .unwrap_or(Timestamp::EPOCH),
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("period: {e}")),
     };
     match store.charges(Some(tenant), from, to).await {

@@ -1,7 +1,15 @@
 //! What the binary's end-to-end tests share: starting `shardex run`, talking HTTP to it,
 //! stopping it, and cgroups made for a test.
 
-#![allow(clippy::unwrap_used, missing_docs, dead_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    dead_code,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
