@@ -30,7 +30,6 @@
 //! ```
 
 pub mod billing;
-pub mod book;
 pub mod control;
 pub mod domain;
 pub mod engine;
@@ -38,7 +37,6 @@ pub mod entitlement;
 pub mod ledger;
 pub mod market;
 pub mod ports;
-pub mod pricing;
 pub mod rdv;
 pub mod shard;
 pub mod time;
@@ -52,6 +50,9 @@ pub use ledger::action;
 pub use ledger::{
     Action, Event, HostBalance, Ledger, LedgerError, LedgerParams, Rule, TenantAction, Violation,
 };
+// The marketplace's parts (DESIGN: marketplace and pricing) live under `market/`; their
+// paths stay at the root too.
+pub use market::{book, pricing};
 pub use pricing::PriceTable;
 pub use rdv::{Horizon, KindForecast, Quantiles, Rdv, Sample};
 pub use shard::{PhysicalVector, ResourceKind, ShardError, ShardSizes, ShardVector};

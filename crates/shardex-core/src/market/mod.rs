@@ -9,6 +9,9 @@
 //! it never goes under the cheapest floor price lenders ask. Every price is kept in a bounded
 //! history.
 
+pub mod book;
+pub mod pricing;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rust_decimal::Decimal;
