@@ -1,0 +1,128 @@
+//! Invoices and quotes: a tenant's charges and credits of a period as line items, and what
+//! an action would cost before it is made.
+
+use super::*;
+
+/// One line of an invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineItem {
+    /// What: e.g. "reservation 3 cpu (standard)" or "credit for lending lease 7 memory".
+    pub what: String,
+    /// Shard-hours.
+    pub shard_hours: Decimal,
+    /// Price per shard-hour (negative for credits).
+    pub unit_price: Decimal,
+    /// Amount (negative for credits).
+    pub amount: Decimal,
+}
+
+/// A tenant's invoice for a period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invoice {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Start of the period.
+    pub from: Timestamp,
+    /// End of the period.
+    pub to: Timestamp,
+    /// Lines, charges then credits.
+    pub lines: Vec<LineItem>,
+    /// Σ line amounts.
+    pub total: Decimal,
+}
+
+/// Groups charges into one line: (is a credit, subject, kind, tier, unit price).
+type LineKey = (bool, Subject, ResourceKind, Tier, Decimal);
+
+/// Builds `tenant`'s invoice for `[from, to)` from charges (those of other tenants and other
+/// periods are ignored; a charge belongs to the period its end falls in). Lines group charges of
+/// the same subject, kind, tier and unit price.
+pub fn invoice(
+    tenant: TenantId,
+    from: Timestamp,
+    to: Timestamp,
+    charges: &[Charge],
+    lender_share: Decimal,
+) -> Invoice {
+    let mut groups: BTreeMap<LineKey, (u128, Decimal)> = BTreeMap::new();
+    for c in charges.iter().filter(|c| c.to > from && c.to <= to) {
+        if c.payer == tenant {
+            let g = groups
+                .entry((false, c.subject, c.kind, c.tier, c.unit_price))
+                .or_default();
+            g.0 += c.shard_ms;
+            g.1 += c.amount;
+        }
+        if c.lender == Some(tenant) {
+            let g = groups
+                .entry((true, c.subject, c.kind, c.tier, c.unit_price))
+                .or_default();
+            g.0 += c.shard_ms;
+            g.1 -= round_amount(c.amount * lender_share);
+        }
+    }
+    let lines: Vec<LineItem> = groups
+        .into_iter()
+        .map(
+            |((credit, subject, kind, tier, unit), (ms, amount))| LineItem {
+                what: if credit {
+                    format!("credit for lending {subject} {kind} ({tier})")
+                } else {
+                    format!("{subject} {kind} ({tier})")
+                },
+                shard_hours: shard_ms_to_hours(ms),
+                unit_price: if credit { -(unit * lender_share) } else { unit },
+                amount,
+            },
+        )
+        .collect();
+    let total = lines.iter().map(|l| l.amount).sum();
+    Invoice {
+        tenant,
+        from,
+        to,
+        lines,
+        total,
+    }
+}
+
+/// What a prospective lease of `shards` per kind for `span` would cost at the list prices.
+pub fn quote_lease(
+    prices: &PriceTable,
+    shards: crate::shard::ShardVector,
+    span: Span,
+    tier: Tier,
+    delivery: Delivery,
+) -> Result<Decimal, BillingError> {
+    let mut total = Decimal::ZERO;
+    for kind in shards.kinds() {
+        total += prices.amount(kind, shards.get(kind), span, tier, delivery)?;
+    }
+    Ok(total)
+}
+
+/// What an action would cost the tenant over `[ledger.now, until)`, compared with not taking
+/// it: the ledger is not changed (the action is applied to a copy).
+pub fn quote_action(
+    ledger: &Ledger,
+    prices: &PriceTable,
+    action: &crate::ledger::Action,
+    tenant: TenantId,
+    until: Timestamp,
+) -> Result<Decimal, BillingError> {
+    let now = ledger.now();
+    let (after, _) = ledger.applied(action, now)?;
+    let cost = |l: &Ledger| -> Result<Decimal, BillingError> {
+        Ok(accrue(l, prices, until.max(now))?
+            .iter()
+            .filter(|c| c.payer == tenant)
+            .map(|c| c.amount)
+            .sum())
+    };
+    Ok(cost(&after)? - cost(ledger)?)
+}
+
+/// Hours between two times, exactly (for display).
+pub fn hours_between(from: Timestamp, to: Timestamp) -> Decimal {
+    hours(to.since(from))
+}

@@ -1,0 +1,205 @@
+//! Metering: what the ledger holds integrated over time, exactly, priced into charges; and
+//! the one commit path every store uses.
+
+use super::*;
+
+/// What was used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    /// A reservation's shards.
+    Reservation(ReservationId),
+    /// A lease's shards.
+    Lease(LeaseId),
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::Reservation(r) => write!(f, "{r}"),
+            Subject::Lease(l) => write!(f, "{l}"),
+        }
+    }
+}
+
+/// Metered use of one kind by one subject over an interval, with its charge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Charge {
+    /// Start of the interval.
+    pub from: Timestamp,
+    /// End of the interval.
+    pub to: Timestamp,
+    /// Who pays.
+    pub payer: TenantId,
+    /// Who lent, for a lease lent by a reservation (credited its share).
+    pub lender: Option<TenantId>,
+    /// What was used.
+    pub subject: Subject,
+    /// The kind.
+    pub kind: ResourceKind,
+    /// The tier it was used at.
+    pub tier: Tier,
+    /// Shard-milliseconds.
+    pub shard_ms: u128,
+    /// Price per shard-hour.
+    pub unit_price: Decimal,
+    /// Shard-hours × unit price, rounded to 6 decimals.
+    pub amount: Decimal,
+}
+
+impl Charge {
+    /// Shard-hours, exactly.
+    pub fn shard_hours(&self) -> Decimal {
+        shard_ms_to_hours(self.shard_ms)
+    }
+}
+
+/// Shard-milliseconds as shard-hours, exactly.
+pub(super) fn shard_ms_to_hours(ms: u128) -> Decimal {
+    Decimal::from_i128_with_scale(i128::try_from(ms).unwrap_or(i128::MAX), 0)
+        / Decimal::from(3_600_000)
+}
+
+impl Charge {
+    /// This charge with its amount computed: shard-hours × unit price, rounded.
+    #[must_use]
+    pub fn priced(mut self) -> Self {
+        self.amount = round_amount(self.shard_hours() * self.unit_price);
+        self
+    }
+}
+
+/// One action committed: the ledger after it, its events, and the charges of what the ledger
+/// held from its last time up to the action's, metered before it changes.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The ledger after the action.
+    pub ledger: Ledger,
+    /// What the action did.
+    pub events: Vec<Event>,
+    /// What was held since the previous action, priced.
+    pub charges: Vec<Charge>,
+}
+
+/// Why a commit could not be made: the ledger refused the action, or metering failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CommitError {
+    /// The ledger refused the action (nothing changed).
+    #[error(transparent)]
+    Refused(LedgerError),
+    /// What was held could not be metered.
+    #[error(transparent)]
+    Metering(BillingError),
+}
+
+/// The one commit path of every store: `action` applied at `now` on a copy of `ledger`, and
+/// what the ledger held up to `now` metered at `prices`. A store persists what this returns;
+/// it computes no money of its own.
+pub fn commit(
+    ledger: &Ledger,
+    prices: &PriceTable,
+    action: &crate::Action,
+    now: Timestamp,
+) -> Result<Committed, CommitError> {
+    let (next, events) = ledger.applied(action, now).map_err(CommitError::Refused)?;
+    let charges = accrue(ledger, prices, now).map_err(CommitError::Metering)?;
+    Ok(Committed {
+        ledger: next,
+        events,
+        charges,
+    })
+}
+
+/// The charges for everything `ledger` holds from its own time up to `to`, assuming no action
+/// in between (the ledger's own expiries are accounted for exactly).
+pub fn accrue(
+    ledger: &Ledger,
+    prices: &PriceTable,
+    to: Timestamp,
+) -> Result<Vec<Charge>, BillingError> {
+    let from = ledger.now();
+    if to < from {
+        return Err(BillingError::Backwards { from, to });
+    }
+    let mut out = Vec::new();
+    if to == from {
+        return Ok(out);
+    }
+    for r in ledger.reservations() {
+        // Change points of this reservation inside [from, to).
+        let mut points = vec![from, to, r.window.start(), r.window.end()];
+        for m in r
+            .modifications
+            .iter()
+            .filter_map(|m| ledger.modification(*m))
+        {
+            points.push(m.window.start());
+            points.push(m.window.end());
+        }
+        points.retain(|&t| t >= from && t <= to);
+        points.sort();
+        points.dedup();
+        let commitment = r.window.end().since(r.window.start());
+        for seg in points.windows(2) {
+            let held = ledger.reserved_at(r, seg[0])?;
+            let ms = u128::from(seg[1].since(seg[0]).millis());
+            for kind in held.kinds() {
+                let shards = held.get(kind);
+                let hourly = prices.hourly(kind, shards, commitment, r.tier, Delivery::Scheduled);
+                let unit = if shards == 0 {
+                    Decimal::ZERO
+                } else {
+                    hourly / Decimal::from(shards)
+                };
+                out.push(
+                    Charge {
+                        from: seg[0],
+                        to: seg[1],
+                        payer: r.tenant,
+                        lender: None,
+                        subject: Subject::Reservation(r.id),
+                        kind,
+                        tier: r.tier,
+                        shard_ms: u128::from(shards) * ms,
+                        unit_price: unit,
+                        amount: Decimal::ZERO,
+                    }
+                    .priced(),
+                );
+            }
+        }
+    }
+    for l in ledger.leases() {
+        let a = l.window.start().max(from);
+        let b = l.window.end().min(to);
+        if b <= a {
+            continue;
+        }
+        let Some(payer) = ledger.workload(l.borrower).map(|w| w.tenant) else {
+            continue;
+        };
+        let lender = match l.lender {
+            Lender::Reservation(r) => ledger.reservation(r).map(|r| r.tenant),
+            Lender::Provider(_) => None,
+        };
+        let ms = u128::from(b.since(a).millis());
+        for kind in l.vector.kinds() {
+            out.push(
+                Charge {
+                    from: a,
+                    to: b,
+                    payer,
+                    lender,
+                    subject: Subject::Lease(l.id),
+                    kind,
+                    tier: l.tier,
+                    shard_ms: u128::from(l.vector.get(kind)) * ms,
+                    unit_price: l.price.get(kind),
+                    amount: Decimal::ZERO,
+                }
+                .priced(),
+            );
+        }
+    }
+    Ok(out)
+}
