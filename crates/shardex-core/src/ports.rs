@@ -556,29 +556,27 @@ pub struct ActuatorRouter(pub Vec<Box<dyn Actuator + Send>>);
 impl ActuatorRouter {
     /// Per actuator, the kinds of `kinds` it is the first to manage for `name`.
     fn split(&self, name: &str, kinds: Kinds) -> Vec<Kinds> {
-        let mut claimed = [false; 4];
-        self.0
-            .iter()
-            .map(|a| {
-                std::array::from_fn(|i| {
-                    let k = crate::ResourceKind::ALL[i];
-                    let mine = kinds[i] && !claimed[i] && a.manages(name, k);
-                    claimed[i] |= mine;
-                    mine
-                })
-            })
-            .collect()
+        self.claim(kinds, |a, k| a.manages(name, k))
     }
 
     /// Per actuator, the kinds of `kinds` it is the first to manage for the group `name`.
     fn split_group(&self, name: &str, kinds: Kinds) -> Vec<Kinds> {
+        self.claim(kinds, |a, k| a.manages_group(name, k))
+    }
+
+    /// Each kind of `kinds` goes to the first actuator for which `manages` holds.
+    fn claim(
+        &self,
+        kinds: Kinds,
+        manages: impl Fn(&(dyn Actuator + Send), crate::ResourceKind) -> bool,
+    ) -> Vec<Kinds> {
         let mut claimed = [false; 4];
         self.0
             .iter()
             .map(|a| {
                 std::array::from_fn(|i| {
                     let k = crate::ResourceKind::ALL[i];
-                    let mine = kinds[i] && !claimed[i] && a.manages_group(name, k);
+                    let mine = kinds[i] && !claimed[i] && manages(a.as_ref(), k);
                     claimed[i] |= mine;
                     mine
                 })

@@ -88,16 +88,7 @@ fn default_name(command: &str) -> String {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("cmd");
-    let clean: String = base
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let clean = workload::cgroup_leaf(base);
     format!("{clean}-{}", std::process::id())
 }
 

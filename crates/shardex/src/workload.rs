@@ -162,15 +162,8 @@ pub fn host(client: &Client, name: Option<&str>) -> anyhow::Result<HostId> {
 
 /// The tenant named `name`, made if it doesn't exist.
 pub fn tenant(client: &Client, name: &str) -> anyhow::Result<TenantId> {
-    let all = client.get("/v1/tenants")?;
-    if let Some(id) = all["tenants"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|t| t["name"] == name)
-        .and_then(|t| t["id"].as_u64())
-    {
-        return Ok(TenantId(id));
+    if let Some(id) = find_tenant(client, name)? {
+        return Ok(id);
     }
     let events = client.act(&Action::CreateTenant(action::CreateTenant {
         name: name.to_string(),
@@ -326,18 +319,7 @@ pub fn wait_in_force(
 /// The command name of `pid`, for a default cgroup name.
 fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|c| {
-            c.trim()
-                .chars()
-                .map(|ch| {
-                    if ch.is_ascii_alphanumeric() || "._-".contains(ch) {
-                        ch
-                    } else {
-                        '_'
-                    }
-                })
-                .collect()
-        })
+        .map(|c| cgroup_leaf(c.trim()))
         .unwrap_or_else(|_| "process".into())
 }
 
@@ -589,13 +571,30 @@ fn remove(daemon: &Daemon, which: &str, cancel: bool) -> anyhow::Result<ExitCode
 
 /// An existing tenant's id.
 fn tenant_id(client: &Client, name: &str) -> anyhow::Result<TenantId> {
+    find_tenant(client, name)?.with_context(|| format!("there is no tenant {name:?}"))
+}
+
+/// The id of the tenant named `name`, if there is one.
+fn find_tenant(client: &Client, name: &str) -> anyhow::Result<Option<TenantId>> {
     let all = client.get("/v1/tenants")?;
-    all["tenants"]
+    Ok(all["tenants"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|t| t["name"] == name)
         .and_then(|t| t["id"].as_u64())
-        .map(TenantId)
-        .with_context(|| format!("there is no tenant {name:?}"))
+        .map(TenantId))
+}
+
+/// `text` as a cgroup name part: what a cgroup name can't hold becomes `_`.
+pub fn cgroup_leaf(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
