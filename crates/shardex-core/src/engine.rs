@@ -25,8 +25,11 @@
 //!   needs no new actuation.
 //! * **Scale down** waits: only when every target for `down_after` stayed under what the
 //!   workload holds by more than `headroom_pct`, and then only to the highest of those targets
-//!   plus the headroom. A workload never drops under its guaranteed share (its share of its
-//!   own reservation): scale-down only releases leases, largest first, whole.
+//!   plus the headroom: leases are released first, largest first, whole; once none of the
+//!   kind is left, the workload's share of its own reservation shrinks too, but never under
+//!   its upper forecast (p99) over the reclaim notice plus the headroom, so what it gives back
+//!   (then offered) is what it will not need before a reclaim could return it. Its entitlement
+//!   (the hard limit) is cut only by what is then lent.
 //! * **Contention**: requests go to the ledger by tier (highest first), then most starved
 //!   first (lowest held ÷ target), then workload id; the ledger's matching serves them in that
 //!   order and never lets a lower tier take what a higher one waits for.
@@ -472,6 +475,10 @@ impl Engine {
             let lent = view.lent_sum(r.id);
             let room = reserved.excess_over(&shares.excess_over(&w.share).saturating_add(&lent));
             let mut share = w.share;
+            // What the owner may need before a reclaim could bring lent shards back.
+            let upper = demand
+                .rdv
+                .upper_shards(sizes, ledger.params().reclaim_notice);
             for kind in ResourceKind::ALL {
                 let Some(quant) = demand.rdv.at(kind, p.lead) else {
                     continue;
@@ -527,7 +534,11 @@ impl Engine {
                         below.recent.pop_front();
                     }
                     let highest = below.recent.iter().map(|&(_, v)| v).max().unwrap_or(target);
-                    let keep = pct(highest, p.headroom_pct).max(w.share.get(kind));
+                    // The share shrinks only to what the owner's upper forecast over the
+                    // reclaim notice says it may need: what it gives back is offered, and
+                    // lending what it would need again within the notice only churns.
+                    let floor = w.share.get(kind).min(pct(upper.get(kind), p.headroom_pct));
+                    let keep = pct(highest, p.headroom_pct).max(floor);
                     if now.since(since) >= p.down_after && held > keep {
                         want = keep;
                         reason = Some(Reason::ScaleDown);
@@ -554,14 +565,23 @@ impl Engine {
                         })
                         .collect();
                     mine.sort_by_key(|h| (Reverse(h.vector.get(kind)), h.id));
+                    let mut leased = held - w.share.get(kind);
                     for h in mine {
                         if h.vector.get(kind) <= surplus {
                             surplus -= h.vector.get(kind);
+                            leased -= h.vector.get(kind);
                             plan.actions.push(Action::Release(action::Release {
                                 tenant: w.tenant,
                                 lease: h.id,
                             }));
                         }
+                    }
+                    // Then the share, once no lease of the kind is left (a paid lease never
+                    // replaces the workload's own shards): what it gives back becomes idle in
+                    // its reservation, for the reservation to offer. The entitlement (the
+                    // hard limit) is cut only by what is then lent.
+                    if leased == 0 {
+                        share = share.with(kind, share.get(kind) - surplus.min(share.get(kind)));
                     }
                 }
                 if let Some(reason) = reason {

@@ -192,6 +192,60 @@ fn the_market_covers_a_rise_before_it_arrives() {
 }
 
 #[test]
+fn a_lasting_dip_gives_back_the_share_down_to_the_upper_forecast_and_offers_it() {
+    let mut w = World::new(&[100], &[("a", 1, 50, Tier::Standard)]);
+    let mut c = controller(StaticProvisioner::default());
+    let wa = w.w("a");
+    w.tick(&mut c, &[("a", 40)], 0);
+    assert_eq!(w.held("a"), 50, "a short dip keeps the share");
+    // 15 minutes under: the share shrinks to what the forecast says, no further.
+    w.tick(&mut c, &[("a", 12)], 60);
+    w.tick(&mut c, &[("a", 12)], 60 + 900);
+    let a = w.ledger.workload(wa).unwrap();
+    assert_eq!(
+        a.share.get(ResourceKind::Cpu),
+        12,
+        "shrunk to the upper forecast"
+    );
+    // The next tick offers what the reservation now has idle.
+    w.tick(&mut c, &[("a", 12)], 60 + 960);
+    let a = w.ledger.workload(wa).unwrap();
+    let offered = w.ledger.reservation(a.reservation).unwrap().offered;
+    assert_eq!(
+        offered.get(ResourceKind::Cpu),
+        38,
+        "the shards given back are offered"
+    );
+    // The entitlement (the hard limit) is still the whole reservation: nothing is lent yet.
+    let e = shardex_core::entitlement::entitlement(&w.ledger, wa).unwrap();
+    assert_eq!(e.get(ResourceKind::Cpu), 50);
+}
+
+#[test]
+fn a_share_stays_where_the_upper_forecast_over_the_notice_needs_it() {
+    // The median is low but the p99 within the reclaim notice is high: nothing to give back.
+    let mut w = World::new(&[100], &[("a", 1, 50, Tier::Standard)]);
+    let mut c = controller(StaticProvisioner::default());
+    let wa = w.w("a");
+    let spiky = |at: i64| {
+        let mut d = demand(5, t(at));
+        for q in &mut d.rdv.kinds[0].steps {
+            q.p99 = 500;
+        }
+        d
+    };
+    for at in [0, 60, 60 + 900, 60 + 960] {
+        let demands = BTreeMap::from([(wa, spiky(at))]);
+        c.tick(&mut w.ledger, &demands, &ShardSizes::default(), t(at));
+        assert_eq!(w.ledger.check(), vec![]);
+    }
+    assert_eq!(
+        w.ledger.workload(wa).unwrap().share.get(ResourceKind::Cpu),
+        50
+    );
+}
+
+#[test]
 fn reclaim_brings_back_what_the_workloads_own_reservation_lent() {
     // a reserved 50 but holds 10 and lent 40 to b; the host is full.
     let mut w = World::new(
