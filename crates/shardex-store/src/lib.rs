@@ -30,6 +30,7 @@
 pub mod memory;
 pub mod profiles;
 pub mod sqlite;
+pub mod tokens;
 
 use shardex_core::{ShardSizes, Violation};
 use thiserror::Error;
@@ -37,6 +38,7 @@ use thiserror::Error;
 pub use memory::MemoryStore;
 pub use profiles::OomRecord;
 pub use sqlite::SqliteStore;
+pub use tokens::{StoredToken, Tokens};
 
 /// Failures of a store (as opposed to actions the ledger refused).
 #[derive(Debug, Error)]

@@ -31,6 +31,8 @@ use crate::{RunArgs, machine};
 struct App {
     store: Mutex<SqliteStore>,
     admin_token: String,
+    /// Tenants' API tokens (hashes), beside the ledger.
+    tokens: shardex_store::Tokens,
     prices: shardex_core::PriceTable,
     lender_share: rust_decimal::Decimal,
     /// What the control loop shows of each workload.
@@ -103,9 +105,11 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
     }
 
     let listen = args.listen.unwrap_or(config.api.listen);
+    let tokens = store.tokens();
     let app = Arc::new(App {
         store: Mutex::new(store),
         admin_token,
+        tokens,
         prices: config.pricing.table(),
         lender_share: config.pricing.lender_share,
         workloads: std::sync::Mutex::new(Vec::new()),
@@ -114,7 +118,6 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
     let router = Router::new()
         .route("/v1/health", get(health))
         .route("/v1/hosts", get(hosts))
-        .route("/v1/tenants", get(tenants))
         .route("/v1/ledger/check", get(ledger_check))
         .route("/v1/actions", post(post_action))
         .route("/v1/quote", post(post_quote))
@@ -123,7 +126,10 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         .route("/v1/decisions", get(get_decisions))
         .route("/v1/workloads", get(get_workloads))
         .route("/v1/ooms", get(get_ooms))
-        .with_state(app.clone());
+        .with_state(app.clone())
+        .merge(shardex_api::router(shardex_api::Api::new(backend::Daemon(
+            app.clone(),
+        ))));
     // The cgroup hierarchy, probed once for the actuator and the sampler.
     let hierarchy = shardex_host::hierarchy::Hierarchy::probe();
     let actuator = build_actuator(&config.engine, hierarchy.as_ref())?;
@@ -351,6 +357,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
+mod backend;
 mod control_loop;
 mod routes;
 

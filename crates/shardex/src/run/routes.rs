@@ -60,20 +60,6 @@ pub(super) async fn hosts(State(app): State<Arc<App>>, headers: HeaderMap) -> Re
     Json(json!({ "hosts": out })).into_response()
 }
 
-/// Every tenant: id and name.
-pub(super) async fn tenants(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Some(refusal) = unauthorized(&app, &headers) {
-        return refusal;
-    }
-    let store = app.store.lock().await;
-    let out: Vec<_> = store
-        .ledger()
-        .tenants()
-        .map(|t| json!({"id": t.id, "name": t.name}))
-        .collect();
-    Json(json!({ "tenants": out })).into_response()
-}
-
 pub(super) async fn ledger_check(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if let Some(refusal) = unauthorized(&app, &headers) {
         return refusal;

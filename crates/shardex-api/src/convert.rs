@@ -1,0 +1,287 @@
+//! Wire types into core actions (`TryFrom`, where validation lives) and core objects into wire
+//! views. A request is converted in its context ([`Scoped`]): the tenant of its token, the
+//! commit's time (so `"now"` is exactly the ledger's now) and the ledger, to resolve names.
+
+use std::collections::BTreeMap;
+
+use shardex_core::action::{
+    CancelModification, CancelReservation, CreateReservation, ModifyReservation,
+};
+use shardex_core::{
+    Change, HostId, KindChange, Ledger, Modification, Reservation, ResourceKind, ShardVector,
+    TenantId, Tier, Timestamp, Window,
+};
+
+use crate::moment::{self, rfc3339};
+use crate::problem::Problem;
+use crate::wire::{
+    ModificationView, NewModification, NewReservation, ReservationView, Shards, WindowView,
+};
+
+/// A request body with what it is converted in.
+pub struct Scoped<'a, T> {
+    /// The body.
+    pub body: &'a T,
+    /// The tenant whose token sent it.
+    pub tenant: TenantId,
+    /// The time it is committed at.
+    pub now: Timestamp,
+    /// The ledger it is checked against.
+    pub ledger: &'a Ledger,
+}
+
+impl From<Shards> for ShardVector {
+    fn from(s: Shards) -> Self {
+        ShardVector::new(s.cpu, s.memory, s.net, s.iops)
+    }
+}
+
+impl From<ShardVector> for Shards {
+    fn from(v: ShardVector) -> Self {
+        Shards {
+            cpu: v.get(ResourceKind::Cpu),
+            memory: v.get(ResourceKind::Memory),
+            net: v.get(ResourceKind::Net),
+            iops: v.get(ResourceKind::Iops),
+        }
+    }
+}
+
+fn bad(e: impl std::fmt::Display) -> Problem {
+    Problem::bad_request(e)
+}
+
+/// A host by name or id; 404 when there is none.
+pub fn host(ledger: &Ledger, text: &str) -> Result<HostId, Problem> {
+    let by_id = text
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| ledger.host(HostId(n)));
+    by_id
+        .or_else(|| ledger.host_named(text))
+        .map(|h| h.id)
+        .ok_or_else(|| Problem::not_found(format!("host {text:?}")))
+}
+
+/// A tier by name.
+pub fn tier(field: &str, text: &str) -> Result<Tier, Problem> {
+    text.parse().map_err(|_| {
+        bad(format!(
+            "{field}: {text:?} is not a tier (best-effort, standard, premium, critical)"
+        ))
+    })
+}
+
+/// The most shards of one kind a request may name (a host with 2^40 shards of 10 millicores
+/// would have 10 billion cores): keeps every later sum far from overflowing.
+pub const MAX_SHARDS: u64 = 1 << 40;
+
+fn bounded(field: &str, s: &Shards) -> Result<(), Problem> {
+    for (kind, n) in [
+        ("cpu", s.cpu),
+        ("memory", s.memory),
+        ("net", s.net),
+        ("iops", s.iops),
+    ] {
+        if n > MAX_SHARDS {
+            return Err(bad(format!(
+                "{field}.{kind}: {n} shards is more than {MAX_SHARDS}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl TryFrom<Scoped<'_, NewReservation>> for CreateReservation {
+    type Error = Problem;
+    fn try_from(s: Scoped<'_, NewReservation>) -> Result<Self, Problem> {
+        let b = s.body;
+        bounded("shards", &b.shards)?;
+        let host = host(s.ledger, &b.host)?;
+        let start = moment::at_or_after("start", b.start.as_deref().unwrap_or("now"), s.now)
+            .map_err(bad)?;
+        let span = moment::duration("for", &b.duration).map_err(bad)?;
+        let window = Window::starting(start, span).map_err(bad)?;
+        let tier = match &b.tier {
+            Some(t) => tier("tier", t)?,
+            None => Tier::Standard,
+        };
+        Ok(CreateReservation {
+            tenant: s.tenant,
+            host,
+            vector: b.shards.into(),
+            window,
+            tier,
+        })
+    }
+}
+
+/// Per-kind changes from `{"cpu": "+10%"}`.
+pub fn changes(map: &BTreeMap<String, String>) -> Result<Vec<KindChange>, Problem> {
+    if map.is_empty() {
+        return Err(bad(
+            "changes: name at least one kind, e.g. {\"cpu\": \"+10%\"}",
+        ));
+    }
+    map.iter()
+        .map(|(k, v)| {
+            let kind: ResourceKind = k.parse().map_err(|_| {
+                bad(format!(
+                    "changes: {k:?} is not a kind (cpu, memory, net, iops)"
+                ))
+            })?;
+            let change: Change = v.parse().map_err(|e| bad(format!("changes.{k}: {e}")))?;
+            if let Change::Set(n) = change
+                && n > MAX_SHARDS
+            {
+                return Err(bad(format!(
+                    "changes.{k}: {n} shards is more than {MAX_SHARDS}"
+                )));
+            }
+            if let Change::Delta(d) = change
+                && d.unsigned_abs() > MAX_SHARDS
+            {
+                return Err(bad(format!(
+                    "changes.{k}: {d} shards is more than {MAX_SHARDS}"
+                )));
+            }
+            Ok(KindChange { kind, change })
+        })
+        .collect()
+}
+
+/// A modification of the reservation named in the path.
+pub struct Modify<'a> {
+    /// The reservation (from the path).
+    pub reservation: shardex_core::ReservationId,
+    /// The body.
+    pub body: &'a NewModification,
+}
+
+impl TryFrom<Scoped<'_, Modify<'_>>> for ModifyReservation {
+    type Error = Problem;
+    fn try_from(s: Scoped<'_, Modify<'_>>) -> Result<Self, Problem> {
+        let reservation = s.body.reservation;
+        let b = s.body.body;
+        let changes = changes(&b.changes)?;
+        let duration = moment::duration("for", &b.duration).map_err(bad)?;
+        let start = moment::at_or_after("start", b.start.as_deref().unwrap_or("now"), s.now)
+            .map_err(bad)?;
+        match b.delivery.as_deref() {
+            None | Some("immediate") if start > s.now => {
+                if b.delivery.is_some() {
+                    return Err(bad(
+                        "delivery: \"immediate\" needs a start of now; use \"scheduled\"",
+                    ));
+                }
+            }
+            None | Some("immediate") => {}
+            Some("scheduled") if start == s.now => {
+                return Err(bad("delivery: \"scheduled\" needs a start after now"));
+            }
+            Some("scheduled") => {}
+            Some(other) => {
+                return Err(bad(format!(
+                    "delivery: {other:?} is not \"immediate\" or \"scheduled\""
+                )));
+            }
+        }
+        // "For the next hour" of a reservation that ends sooner lasts until its end (the
+        // answer shows the window); one that has ended is refused by the ledger.
+        let duration = s
+            .ledger
+            .reservation(reservation)
+            .map(|r| r.window.end().since(start))
+            .filter(|left| !left.is_zero())
+            .map_or(duration, |left| duration.min(left));
+        Ok(ModifyReservation {
+            tenant: s.tenant,
+            reservation,
+            changes,
+            start: (start > s.now).then_some(start),
+            duration,
+        })
+    }
+}
+
+/// Cancels a reservation of the caller's.
+pub fn cancel_reservation(tenant: TenantId, id: u64) -> CancelReservation {
+    CancelReservation {
+        tenant,
+        reservation: shardex_core::ReservationId(id),
+    }
+}
+
+/// Cancels a modification of the caller's.
+pub fn cancel_modification(tenant: TenantId, id: u64) -> CancelModification {
+    CancelModification {
+        tenant,
+        modification: shardex_core::ModificationId(id),
+    }
+}
+
+/// A window on the wire.
+pub fn window(w: &Window) -> WindowView {
+    WindowView {
+        start: rfc3339(w.start()),
+        end: rfc3339(w.end()),
+    }
+}
+
+/// A reservation's state at `now`.
+pub fn reservation_state(r: &Reservation, now: Timestamp) -> &'static str {
+    if r.cancelled {
+        "cancelled"
+    } else if now < r.window.start() {
+        "scheduled"
+    } else if r.window.contains(now) {
+        "active"
+    } else {
+        "ended"
+    }
+}
+
+/// A reservation on the wire, as of `now`.
+pub fn reservation(ledger: &Ledger, r: &Reservation, now: Timestamp) -> ReservationView {
+    ReservationView {
+        id: r.id.0,
+        tenant: r.tenant.0,
+        host: ledger
+            .host(r.host)
+            .map_or_else(|| r.host.to_string(), |h| h.name.clone()),
+        tier: r.tier.name().to_string(),
+        state: reservation_state(r, now).to_string(),
+        base: r.base.into(),
+        now: ledger
+            .reserved_at(r, now)
+            .unwrap_or(ShardVector::ZERO)
+            .into(),
+        window: window(&r.window),
+        offered: r.offered.into(),
+        modifications: r.modifications.iter().map(|m| m.0).collect(),
+    }
+}
+
+/// A modification on the wire, as of `now`.
+pub fn modification(m: &Modification, now: Timestamp) -> ModificationView {
+    let state = if m.cancelled {
+        "cancelled"
+    } else if now < m.window.start() {
+        "scheduled"
+    } else if m.window.contains(now) {
+        "in_force"
+    } else {
+        "ended"
+    };
+    ModificationView {
+        id: m.id.0,
+        reservation: m.reservation.0,
+        changes: m
+            .changes
+            .iter()
+            .map(|c| (c.kind.name().to_string(), c.change.to_string()))
+            .collect(),
+        window: window(&m.window),
+        state: state.to_string(),
+    }
+}

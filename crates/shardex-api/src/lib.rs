@@ -1,0 +1,98 @@
+//! shardex-api: the tenant-facing HTTP API. Routes, wire types (`wire`), their conversion
+//! into core actions (`convert`), auth (`auth`), errors as problem documents (`problem`),
+//! idempotent retries (`idempotency`) and the OpenAPI document (`openapi`).
+//!
+//! The daemon only mounts [`router`] over its [`Backend`]: the store, the clock and the
+//! tokens. A tenant acts as its token's tenant and sees only its own objects (another
+//! tenant's id answers 404, exactly like a missing one); the admin token sees everything.
+
+pub mod auth;
+pub mod convert;
+pub mod idempotency;
+pub mod moment;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+pub mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use shardex_core::billing::Charge;
+use shardex_core::{Action, Event, Ledger, PriceTable, TenantId, Timestamp};
+
+pub use auth::{Principal, TokenRecord};
+pub use problem::Problem;
+pub use routes::router;
+
+/// What the API needs of the daemon: the ledger, durable writes at the daemon's clock, the
+/// metered charges and the tokens.
+pub trait Backend: Send + Sync + 'static {
+    /// The admin's bearer token.
+    fn admin_token(&self) -> &str;
+
+    /// The list prices quotes are made with.
+    fn prices(&self) -> &PriceTable;
+
+    /// The share of a lease's price its lender is credited.
+    fn lender_share(&self) -> Decimal;
+
+    /// Runs `f` over the ledger as of the last commit, with the daemon's time now.
+    fn read<R: Send>(
+        &self,
+        f: impl FnOnce(&Ledger, Timestamp) -> R + Send,
+    ) -> impl Future<Output = R> + Send;
+
+    /// Under the write lock, at the commit's time: `plan` makes the action (or refuses), the
+    /// action is applied durably (on a copy, and never stored, when `dry_run`), and
+    /// `describe` turns the ledger afterwards and the events into the answer. A refusal by the
+    /// ledger is a problem document and changes nothing.
+    fn write<P: Send, T: Send>(
+        &self,
+        plan: impl FnOnce(&Ledger, Timestamp) -> Result<(Action, P), Problem> + Send,
+        describe: impl FnOnce(&Ledger, &[Event], P) -> T + Send,
+        dry_run: bool,
+    ) -> impl Future<Output = Result<T, Problem>> + Send;
+
+    /// `tenant`'s metered charges whose interval ends in `(from, to]`.
+    fn charges(
+        &self,
+        tenant: TenantId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Charge>, Problem>> + Send;
+
+    /// The token with this public id.
+    fn token(&self, id: &str) -> impl Future<Output = Result<Option<TokenRecord>, Problem>> + Send;
+
+    /// A tenant's tokens (everyone's when `None`).
+    fn tokens(
+        &self,
+        tenant: Option<TenantId>,
+    ) -> impl Future<Output = Result<Vec<TokenRecord>, Problem>> + Send;
+
+    /// Stores a new token durably.
+    fn add_token(&self, token: TokenRecord) -> impl Future<Output = Result<(), Problem>> + Send;
+
+    /// Revokes a token now; false when it was not there or already revoked.
+    fn revoke_token(&self, id: &str) -> impl Future<Output = Result<bool, Problem>> + Send;
+}
+
+/// The API's state: the backend and the answers kept for idempotent retries.
+pub struct Api<B> {
+    /// The daemon.
+    pub backend: B,
+    /// Answers by `Idempotency-Key`.
+    pub idempotency: idempotency::Cache,
+}
+
+impl<B: Backend> Api<B> {
+    /// The API over `backend`.
+    pub fn new(backend: B) -> Arc<Self> {
+        Arc::new(Self {
+            backend,
+            idempotency: idempotency::Cache::default(),
+        })
+    }
+}

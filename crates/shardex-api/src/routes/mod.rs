@@ -1,0 +1,236 @@
+//! The routes: one file per resource. Every answer is JSON; every refusal a problem document.
+//! Authentication runs before a body is read ([`authenticate`]); bodies are limited to
+//! [`BODY_LIMIT`]; unknown routes and fields are refused by name.
+
+pub mod invoice;
+pub mod modifications;
+pub mod reservations;
+pub mod tenants;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::auth::{self, Principal};
+use crate::idempotency::{self, Answer};
+use crate::{Api, Backend, Problem};
+
+/// The largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The API's routes over `api`, to be merged into the daemon's router.
+pub fn router<B: Backend>(api: Arc<Api<B>>) -> Router {
+    let authed = Router::new()
+        .route(
+            "/v1/tenants",
+            get(tenants::list::<B>).post(tenants::create::<B>),
+        )
+        .route(
+            "/v1/tenants/{tenant}/tokens",
+            get(tenants::list_tokens::<B>).post(tenants::create_token::<B>),
+        )
+        .route(
+            "/v1/tokens/{id}",
+            axum::routing::delete(tenants::revoke_token::<B>),
+        )
+        .route(
+            "/v1/reservations",
+            get(reservations::list::<B>).post(reservations::create::<B>),
+        )
+        .route(
+            "/v1/reservations/{id}",
+            get(reservations::get::<B>).delete(reservations::cancel::<B>),
+        )
+        .route(
+            "/v1/reservations/{id}/modifications",
+            get(modifications::list::<B>).post(modifications::create::<B>),
+        )
+        .route(
+            "/v1/reservations/{id}/modifications/{modification}",
+            get(modifications::get::<B>).delete(modifications::cancel::<B>),
+        )
+        .route("/v1/invoice", get(invoice::get::<B>))
+        .route_layer(middleware::from_fn_with_state(
+            api.clone(),
+            authenticate::<B>,
+        ));
+    Router::new()
+        .route("/v1/openapi.json", get(crate::openapi::serve))
+        .merge(authed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(api)
+}
+
+/// Finds the caller from its bearer token before anything else is read; 401 otherwise.
+async fn authenticate<B: Backend>(
+    State(api): State<Arc<Api<B>>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match caller(&api.backend, req.headers()).await {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Err(p) => p.into_response(),
+    }
+}
+
+/// The caller of a request with these headers.
+pub async fn caller<B: Backend>(b: &B, headers: &HeaderMap) -> Result<Principal, Problem> {
+    let token = auth::bearer(headers).ok_or_else(Problem::unauthorized)?;
+    if auth::same(token, b.admin_token()) {
+        return Ok(Principal::Admin);
+    }
+    let (id, secret) = auth::parse_tenant_token(token).ok_or_else(Problem::unauthorized)?;
+    let record = b.token(id).await?.ok_or_else(Problem::unauthorized)?;
+    let now = b.read(|_, now| now).await;
+    if auth::verify(&record, secret, now) {
+        Ok(Principal::Tenant(record.tenant))
+    } else {
+        Err(Problem::unauthorized())
+    }
+}
+
+/// A JSON answer with a status.
+pub fn answer<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut r = (status, bytes).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        Err(e) => {
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "encode-failed", e).into_response()
+        }
+    }
+}
+
+/// A JSON body, or a 400 naming what is wrong with it (unknown fields included).
+pub fn body<T: DeserializeOwned>(
+    raw: Result<Bytes, BytesRejection>,
+    what: &str,
+) -> Result<T, Problem> {
+    let raw = raw.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("the body is over {BODY_LIMIT} bytes"),
+        ),
+        s => Problem::new(s, "bad-body", e.body_text()),
+    })?;
+    serde_json::from_slice(&raw).map_err(|e| Problem::bad_request(format!("not {what}: {e}")))
+}
+
+/// Query parameters, or a 400 naming the bad one.
+pub fn query<T>(q: Result<axum::extract::Query<T>, QueryRejection>) -> Result<T, Problem> {
+    q.map(|q| q.0)
+        .map_err(|e| Problem::bad_request(format!("query: {}", e.body_text())))
+}
+
+/// Path parameters, or a 400 (ids are numbers).
+pub fn path<T>(p: Result<axum::extract::Path<T>, PathRejection>) -> Result<T, Problem> {
+    p.map(|p| p.0)
+        .map_err(|e| Problem::bad_request(format!("path: {}", e.body_text())))
+}
+
+/// The tenant a route that acts as a tenant acts for: the token's; the admin is refused.
+pub fn acting_tenant(p: Principal) -> Result<shardex_core::TenantId, Problem> {
+    p.tenant().ok_or_else(|| {
+        Problem::forbidden("this route acts as a tenant: use that tenant's token (POST /v1/tenants/{tenant}/tokens issues one)")
+    })
+}
+
+/// Runs a write once per `Idempotency-Key`: a retry with the same key and request gets the
+/// first answer back; the same key with another request is a 422.
+pub async fn once<B, F, Fut>(
+    api: &Api<B>,
+    caller: Principal,
+    headers: &HeaderMap,
+    fingerprint: [u8; 32],
+    run: F,
+) -> Response
+where
+    B: Backend,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    let Some(key) = headers.get("idempotency-key") else {
+        return run().await;
+    };
+    let key = match key.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= idempotency::MAX_KEY_LEN => k.to_string(),
+        _ => {
+            return Problem::bad_request(format!(
+                "Idempotency-Key: 1 to {} visible ASCII characters",
+                idempotency::MAX_KEY_LEN
+            ))
+            .into_response();
+        }
+    };
+    let who = match caller {
+        Principal::Admin => "admin".to_string(),
+        Principal::Tenant(t) => t.to_string(),
+    };
+    let mut cache = api.idempotency.lock().await;
+    let now = api.backend.read(|_, now| now).await;
+    if let Some(a) = cache.get(&who, &key, now) {
+        if a.fingerprint != fingerprint {
+            return Problem::idempotency_mismatch().into_response();
+        }
+        let mut r = (a.status, a.body.clone()).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(a.content_type),
+        );
+        r.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        return r;
+    }
+    let response = run().await;
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encode-failed",
+            "could not read the answer",
+        )
+        .into_response();
+    };
+    // A store failure is worth retrying: it is not kept.
+    if !parts.status.is_server_error() {
+        let content_type = if parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes() == b"application/problem+json")
+        {
+            "application/problem+json"
+        } else {
+            "application/json"
+        };
+        cache.put(
+            &who,
+            &key,
+            Answer {
+                fingerprint,
+                status: parts.status,
+                body: bytes.to_vec(),
+                content_type,
+                at: now,
+            },
+        );
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}

@@ -1,0 +1,278 @@
+//! Wire types: what the API reads and writes. Stateless, `deny_unknown_fields`, documented for
+//! the OpenAPI document; turned into core actions in `convert.rs`, where validation lives.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// Shards per kind; a kind left out is 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Shards {
+    /// CPU shards.
+    #[serde(default)]
+    pub cpu: u64,
+    /// Memory shards.
+    #[serde(default)]
+    pub memory: u64,
+    /// Network bandwidth shards.
+    #[serde(default)]
+    pub net: u64,
+    /// Storage IOPS shards.
+    #[serde(default)]
+    pub iops: u64,
+}
+
+/// `POST /v1/tenants`: a new tenant, and its first token.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    /// Unique name, 1 to 128 characters.
+    pub name: String,
+    /// When its first token stops working, as a duration from now (e.g. `"90d"`); never when absent.
+    #[serde(default)]
+    pub token_expires_in: Option<String>,
+}
+
+/// A tenant.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TenantView {
+    /// Its id.
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+}
+
+/// `POST /v1/tenants/{tenant}/tokens`: another token for a tenant.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// What to call it (e.g. `"ci"`), up to 64 characters.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// When it stops working, as a duration from now; never when absent.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+/// A token as listed: never its secret.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TokenView {
+    /// Its public id (the part after `sxt_`).
+    pub id: String,
+    /// Whose.
+    pub tenant: u64,
+    /// What it is called.
+    pub label: String,
+    /// When issued (RFC 3339).
+    pub created: String,
+    /// When it stops working (RFC 3339), if ever.
+    pub expires: Option<String>,
+    /// When revoked (RFC 3339), if it was.
+    pub revoked: Option<String>,
+}
+
+/// A token just issued: the only time its secret is shown.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IssuedToken {
+    /// The bearer token to send: `Authorization: Bearer <token>`. Shown once.
+    pub token: String,
+    /// Its record.
+    #[serde(flatten)]
+    pub view: TokenView,
+}
+
+/// A new tenant and its first token.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CreatedTenant {
+    /// The tenant.
+    pub tenant: TenantView,
+    /// Its first token (shown once).
+    pub token: IssuedToken,
+}
+
+/// `POST /v1/reservations`: shards on a host for a while.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewReservation {
+    /// The host, by name or id.
+    pub host: String,
+    /// How many shards of each kind.
+    pub shards: Shards,
+    /// When it starts: `"now"` (the default), an RFC 3339 time or `"+10m"`.
+    #[serde(default)]
+    pub start: Option<String>,
+    /// How long it lasts, e.g. `"24h"` (at most 10 years).
+    #[serde(rename = "for")]
+    pub duration: String,
+    /// `best-effort`, `standard` (the default), `premium` or `critical`.
+    #[serde(default)]
+    pub tier: Option<String>,
+}
+
+/// A time window.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WindowView {
+    /// Start (RFC 3339).
+    pub start: String,
+    /// End, exclusive (RFC 3339).
+    pub end: String,
+}
+
+/// A reservation.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReservationView {
+    /// Its id.
+    pub id: u64,
+    /// Owner.
+    pub tenant: u64,
+    /// The host's name.
+    pub host: String,
+    /// Its tier.
+    pub tier: String,
+    /// `scheduled`, `active`, `ended` or `cancelled`.
+    pub state: String,
+    /// What it was created with.
+    pub base: Shards,
+    /// What it holds now, its modifications applied (0 unless active).
+    pub now: Shards,
+    /// When it holds shards.
+    pub window: WindowView,
+    /// Its idle shards on offer to others.
+    pub offered: Shards,
+    /// Its modifications, oldest first.
+    pub modifications: Vec<u64>,
+}
+
+/// One page of reservations.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReservationPage {
+    /// The reservations, by id.
+    pub items: Vec<ReservationView>,
+    /// Pass as `after` for the next page; absent on the last.
+    pub next: Option<u64>,
+}
+
+/// Filters and pagination of `GET /v1/reservations`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationFilter {
+    /// Only on this host (name or id).
+    pub host: Option<String>,
+    /// Only in this state: `scheduled`, `active`, `ended`, `cancelled`.
+    pub state: Option<String>,
+    /// Only of this tier.
+    pub tier: Option<String>,
+    /// Only ids above this one.
+    pub after: Option<u64>,
+    /// At most this many (default 100, at most 1,000).
+    pub limit: Option<u32>,
+}
+
+/// `POST /v1/reservations/{id}/modifications`: "+10% cpu for the next hour".
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewModification {
+    /// Per kind: `"+10%"`, `"-25%"`, `"+4"`, `"-2"` or `"=8"` shards.
+    #[schema(example = json!({"cpu": "+10%"}))]
+    pub changes: BTreeMap<String, String>,
+    /// How long it lasts, e.g. `"1h"`.
+    #[serde(rename = "for")]
+    pub duration: String,
+    /// When it starts: `"now"` (the default), an RFC 3339 time or `"+10m"`.
+    #[serde(default)]
+    pub start: Option<String>,
+    /// `immediate` (the default when it starts now) or `scheduled` (it must start later).
+    #[serde(default)]
+    pub delivery: Option<String>,
+}
+
+/// A modification.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModificationView {
+    /// Its id.
+    pub id: u64,
+    /// The reservation it changes.
+    pub reservation: u64,
+    /// Per kind, the change.
+    pub changes: BTreeMap<String, String>,
+    /// When it is in force.
+    pub window: WindowView,
+    /// `scheduled`, `in_force`, `ended` or `cancelled`.
+    pub state: String,
+}
+
+/// What it would cost.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Quote {
+    /// The extra cost over the modification's window at today's prices (a decimal string).
+    pub cost: String,
+    /// Priced from (RFC 3339).
+    pub from: String,
+    /// Priced until (RFC 3339).
+    pub until: String,
+}
+
+/// The answer to a modification: what happened, in the way an in-place resize answers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModificationOutcome {
+    /// `applied` (the reservation holds the new shards now), `scheduled` (it will at its
+    /// start); refusals are problem documents with `outcome: infeasible`.
+    pub outcome: String,
+    /// True when nothing was committed.
+    pub dry_run: bool,
+    /// The modification (on a dry run, what it would be; its id is not kept).
+    pub modification: Option<ModificationView>,
+    /// The reservation as it is (or would be) afterwards.
+    pub reservation: ReservationView,
+    /// Its price.
+    pub quote: Quote,
+}
+
+/// `?dry_run=true` and friends.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DryRun {
+    /// Answer with the outcome and the quote, commit nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `GET /v1/invoice`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceQuery {
+    /// How far back from now, e.g. `"30d"`; everything when absent.
+    pub period: Option<String>,
+    /// Whose (admin only; a tenant's token says whose).
+    pub tenant: Option<String>,
+}
+
+/// One line of an invoice.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InvoiceLine {
+    /// What it is for, e.g. `reservation 3 cpu (standard)`.
+    pub what: String,
+    /// Shard-hours (a decimal string).
+    pub shard_hours: String,
+    /// Per shard-hour; negative for a credit (a decimal string).
+    pub unit_price: String,
+    /// Amount; negative for a credit (a decimal string).
+    pub amount: String,
+}
+
+/// A tenant's bill for a period.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InvoiceView {
+    /// Whose.
+    pub tenant: u64,
+    /// From (RFC 3339).
+    pub from: String,
+    /// To (RFC 3339).
+    pub to: String,
+    /// The lines, charges then credits.
+    pub lines: Vec<InvoiceLine>,
+    /// The total (a decimal string).
+    pub total: String,
+}

@@ -1,0 +1,496 @@
+//! The tenant-facing API against a real `shardex run`: tenants and tokens, isolation between
+//! tenants, reservations, the headline modification ("+10% cpu for an hour") with its dry run,
+//! idempotent retries, expiry, the invoice line it produced, problem documents, and the
+//! OpenAPI document.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{get, interrupt_and_wait, send, send_with, start};
+use serde_json::{Value, json};
+
+fn parse(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+struct Daemon {
+    child: Option<std::process::Child>,
+    addr: String,
+    admin: String,
+    host: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("shardex.toml"),
+            "[engine]\nactuator = \"simulated\"\n",
+        )
+        .unwrap();
+        let (child, addr) = start(dir.path());
+        let admin = std::fs::read_to_string(dir.path().join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let (_, hosts) = get(&addr, "/v1/hosts", Some(&admin));
+        let host = parse(&hosts)["hosts"][0]["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        Daemon {
+            child: Some(child),
+            addr,
+            admin,
+            host,
+            _dir: dir,
+        }
+    }
+
+    /// A new tenant and its token.
+    fn tenant(&self, name: &str) -> (u64, String) {
+        let (s, b) = send(
+            &self.addr,
+            "POST",
+            "/v1/tenants",
+            &self.admin,
+            &json!({"name": name}).to_string(),
+        );
+        assert_eq!(s, 201, "{b}");
+        let v = parse(&b);
+        (
+            v["tenant"]["id"].as_u64().unwrap(),
+            v["token"]["token"].as_str().unwrap().to_string(),
+        )
+    }
+
+    fn reserve(&self, token: &str, cpu: u64, duration: &str) -> Value {
+        let body = json!({"host": self.host, "shards": {"cpu": cpu, "memory": 8}, "for": duration});
+        let (s, b) = send(
+            &self.addr,
+            "POST",
+            "/v1/reservations",
+            token,
+            &body.to_string(),
+        );
+        assert_eq!(s, 201, "{b}");
+        parse(&b)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.take() {
+            interrupt_and_wait(c);
+        }
+    }
+}
+
+fn assert_problem(status: u16, body: &str, want_status: u16, code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    let v = parse(body);
+    assert_eq!(v["code"], code, "{body}");
+    assert_eq!(v["status"], want_status);
+    assert!(v["type"].as_str().unwrap().ends_with(code));
+    assert!(!v["detail"].as_str().unwrap().is_empty());
+}
+
+#[test]
+fn tenants_get_tokens_that_only_reach_their_own_objects() {
+    let d = Daemon::start();
+    let (a_id, a) = d.tenant("alpha");
+    let (_, b) = d.tenant("beta");
+    // A tenant sees itself only.
+    let (s, body) = get(&d.addr, "/v1/tenants", Some(&a));
+    assert_eq!(s, 200);
+    assert_eq!(
+        parse(&body)["tenants"],
+        json!([{"id": a_id, "name": "alpha"}])
+    );
+    // No token, a wrong one, a forged one: 401, as a problem document.
+    let (s, body) = get(&d.addr, "/v1/reservations", None);
+    assert_problem(s, &body, 401, "unauthorized");
+    let last = if a.ends_with('0') { "1" } else { "0" };
+    let forged = format!("{}{last}", &a[..a.len() - 1]);
+    let (s, body) = get(&d.addr, "/v1/reservations", Some(&forged));
+    assert_problem(s, &body, 401, "unauthorized");
+    // Admin-only routes refuse a tenant.
+    let (s, body) = send(&d.addr, "POST", "/v1/tenants", &a, r#"{"name":"gamma"}"#);
+    assert_problem(s, &body, 403, "forbidden");
+    // A tenant creating a reservation for itself; the other tenant can't see or touch it.
+    let r = d.reserve(&a, 20, "1h");
+    let id = r["id"].as_u64().unwrap();
+    assert_eq!(r["tenant"], a_id);
+    assert_eq!(r["state"], "active");
+    for (method, path, body) in [
+        ("GET", format!("/v1/reservations/{id}"), String::new()),
+        ("DELETE", format!("/v1/reservations/{id}"), String::new()),
+        (
+            "GET",
+            format!("/v1/reservations/{id}/modifications"),
+            String::new(),
+        ),
+        (
+            "POST",
+            format!("/v1/reservations/{id}/modifications"),
+            json!({"changes": {"cpu": "+10%"}, "for": "1h"}).to_string(),
+        ),
+        ("GET", "/v1/tenants/alpha/tokens".to_string(), String::new()),
+    ] {
+        let (s, got) = send(&d.addr, method, &path, &b, &body);
+        assert_problem(s, &got, 404, "not-found");
+        // Exactly like a missing one.
+        let missing = path
+            .replace(&format!("/{id}"), "/999")
+            .replace("alpha", "nobody");
+        let (s2, got2) = send(&d.addr, method, &missing, &b, &body);
+        assert_eq!(
+            (s, parse(&got)["code"].clone()),
+            (s2, parse(&got2)["code"].clone()),
+            "{missing}"
+        );
+    }
+    let (_, page) = get(&d.addr, "/v1/reservations", Some(&b));
+    assert_eq!(parse(&page)["items"], json!([]));
+    // Nothing changed for alpha.
+    let (s, body) = get(&d.addr, &format!("/v1/reservations/{id}"), Some(&a));
+    assert_eq!(s, 200);
+    assert_eq!(parse(&body)["state"], "active");
+    assert_eq!(parse(&body)["modifications"], json!([]));
+    // Tokens: listed without secrets; a revoked one stops working at once.
+    let (s, body) = send(
+        &d.addr,
+        "POST",
+        "/v1/tenants/alpha/tokens",
+        &d.admin,
+        r#"{"label":"ci","expires_in":"1d"}"#,
+    );
+    assert_eq!(s, 201, "{body}");
+    let second = parse(&body);
+    let second_token = second["token"].as_str().unwrap().to_string();
+    let (s, body) = get(&d.addr, "/v1/tenants/alpha/tokens", Some(&a));
+    assert_eq!(s, 200);
+    assert_eq!(parse(&body)["tokens"].as_array().unwrap().len(), 2);
+    assert!(
+        !body.contains(&second_token[20..]),
+        "a listed token shows no secret"
+    );
+    let tid = second["id"].as_str().unwrap();
+    let (s, _) = send(
+        &d.addr,
+        "DELETE",
+        &format!("/v1/tokens/{tid}"),
+        &second_token,
+        "",
+    );
+    assert_eq!(s, 204);
+    let (s, body) = get(&d.addr, "/v1/reservations", Some(&second_token));
+    assert_problem(s, &body, 401, "unauthorized");
+    let (s, _) = get(&d.addr, "/v1/reservations", Some(&a));
+    assert_eq!(s, 200, "the other token of alpha still works");
+}
+
+#[test]
+fn bad_input_is_a_problem_document_naming_what_is_wrong_and_changes_nothing() {
+    let d = Daemon::start();
+    let (_, a) = d.tenant("alpha");
+    let host = d.host.clone();
+    for (body, code, needle) in [
+        (
+            json!({"host": host, "shards": {"cpu": 1}, "for": "1h", "x": 1}),
+            "bad-request",
+            "unknown field",
+        ),
+        (
+            json!({"host": host, "shards": {"cpu": 1, "gpu": 1}, "for": "1h"}),
+            "bad-request",
+            "gpu",
+        ),
+        (
+            json!({"host": host, "shards": {"cpu": 1}, "for": "1y"}),
+            "bad-request",
+            "for",
+        ),
+        (
+            json!({"host": host, "shards": {"cpu": 1}, "for": "18446744073709551615ms"}),
+            "bad-request",
+            "10 years",
+        ),
+        (
+            json!({"host": host, "shards": {"cpu": 1}, "for": "1h", "start": "2001-01-01T00:00:00Z"}),
+            "bad-request",
+            "past",
+        ),
+        (
+            json!({"host": host, "shards": {"cpu": 1}, "for": "1h", "start": "tomorrow"}),
+            "bad-request",
+            "start",
+        ),
+        (
+            json!({"host": host, "shards": {"cpu": 1u64 << 50}, "for": "1h"}),
+            "bad-request",
+            "shards.cpu",
+        ),
+        (
+            json!({"host": host, "shards": {"cpu": 1}, "for": "1h", "tier": "gold"}),
+            "bad-request",
+            "tier",
+        ),
+        (
+            json!({"host": "nowhere", "shards": {"cpu": 1}, "for": "1h"}),
+            "not-found",
+            "nowhere",
+        ),
+        (
+            json!({"host": host, "shards": {}, "for": "1h"}),
+            "empty-vector",
+            "shard",
+        ),
+        (
+            json!({"host": host, "shards": {"cpu": 1_000_000}, "for": "1h"}),
+            "host-capacity-exceeded",
+            "cpu",
+        ),
+    ] {
+        let (s, got) = send(&d.addr, "POST", "/v1/reservations", &a, &body.to_string());
+        assert!((400..500).contains(&s), "{body}: {s} {got}");
+        let v = parse(&got);
+        assert_eq!(v["code"], code, "{body}: {got}");
+        assert!(
+            v["detail"].as_str().unwrap().contains(needle),
+            "{body}: {got}"
+        );
+    }
+    let (s, head, got) = send_with(&d.addr, "POST", "/v1/reservations", &a, &[], "{not json");
+    assert_eq!(s, 400, "{got}");
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{head}"
+    );
+    let big = format!("{{\"host\": \"{}\"}}", "x".repeat(100_000));
+    let (s, got) = send(&d.addr, "POST", "/v1/reservations", &a, &big);
+    assert_problem(s, &got, 413, "body-too-large");
+    let (s, got) = get(&d.addr, "/v1/reservations?limit=abc", Some(&a));
+    assert_problem(s, &got, 400, "bad-request");
+    let (s, got) = get(&d.addr, "/v1/reservations?colour=red", Some(&a));
+    assert_problem(s, &got, 400, "bad-request");
+    let (s, got) = get(&d.addr, "/v1/reservations/abc", Some(&a));
+    assert_problem(s, &got, 400, "bad-request");
+    // The room refused is infeasible, with the reason.
+    let (_, got) = send(
+        &d.addr,
+        "POST",
+        "/v1/reservations",
+        &a,
+        &json!({"host": host, "shards": {"cpu": 1_000_000}, "for": "1h"}).to_string(),
+    );
+    assert_eq!(parse(&got)["outcome"], "infeasible");
+    let (_, page) = get(&d.addr, "/v1/reservations", Some(&a));
+    assert_eq!(parse(&page)["items"], json!([]), "nothing was created");
+}
+
+#[test]
+fn plus_ten_percent_cpu_for_an_hour_is_one_call_with_a_dry_run_a_safe_retry_and_an_expiry() {
+    let d = Daemon::start();
+    let (_, a) = d.tenant("alpha");
+    let r = d.reserve(&a, 100, "1h");
+    let id = r["id"].as_u64().unwrap();
+    let path = format!("/v1/reservations/{id}/modifications");
+    let headline = json!({"changes": {"cpu": "+10%"}, "for": "1h"}).to_string();
+    // Dry run: the same document with the quote, nothing committed.
+    let (s, body) = send(
+        &d.addr,
+        "POST",
+        &format!("{path}?dry_run=true"),
+        &a,
+        &headline,
+    );
+    assert_eq!(s, 200, "{body}");
+    let dry = parse(&body);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["outcome"], "applied");
+    assert_eq!(dry["reservation"]["now"]["cpu"], 110);
+    let cost: f64 = dry["quote"]["cost"].as_str().unwrap().parse().unwrap();
+    assert!(cost > 0.0, "{body}");
+    let (_, now) = get(&d.addr, &format!("/v1/reservations/{id}"), Some(&a));
+    assert_eq!(
+        parse(&now)["now"]["cpu"],
+        100,
+        "the dry run changed nothing"
+    );
+    assert_eq!(parse(&now)["modifications"], json!([]));
+    // The call itself, with an Idempotency-Key; a retry answers the same and applies nothing.
+    let key = ["Idempotency-Key: plus-ten-1"];
+    let (s, head, first) = send_with(&d.addr, "POST", &path, &a, &key, &headline);
+    assert_eq!(s, 201, "{first}");
+    assert!(!head.contains("idempotent-replayed"));
+    let done = parse(&first);
+    assert_eq!(done["outcome"], "applied");
+    assert_eq!(done["dry_run"], false);
+    assert_eq!(done["reservation"]["now"]["cpu"], 110);
+    assert_eq!(done["modification"]["state"], "in_force");
+    assert_eq!(done["quote"]["cost"], dry["quote"]["cost"]);
+    let (s, head, again) = send_with(&d.addr, "POST", &path, &a, &key, &headline);
+    assert_eq!((s, again.as_str()), (201, first.as_str()));
+    assert!(head.contains("idempotent-replayed: true"), "{head}");
+    let other = json!({"changes": {"cpu": "+20%"}, "for": "1h"}).to_string();
+    let (s, _, got) = send_with(&d.addr, "POST", &path, &a, &key, &other);
+    assert_problem(s, &got, 422, "idempotency-key-reused");
+    let (_, list) = get(&d.addr, &path, Some(&a));
+    assert_eq!(
+        parse(&list)["modifications"].as_array().unwrap().len(),
+        1,
+        "applied once"
+    );
+    // Concurrent duplicates: one applies, the rest replay it.
+    let key2 = "Idempotency-Key: minus-one";
+    let small = json!({"changes": {"cpu": "-1"}, "for": "1h"}).to_string();
+    let answers: Vec<(u16, String)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    let (st, _, b) = send_with(&d.addr, "POST", &path, &a, &[key2], &small);
+                    (st, b)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|x| x == &answers[0]), "{answers:?}");
+    let (_, list) = get(&d.addr, &path, Some(&a));
+    assert_eq!(parse(&list)["modifications"].as_array().unwrap().len(), 2);
+    // A short one expires after its duration and leaves the reservation as it was.
+    let short = json!({"changes": {"cpu": "=150"}, "for": "2s"}).to_string();
+    let (s, body) = send(&d.addr, "POST", &path, &a, &short);
+    assert_eq!(s, 201, "{body}");
+    let mid = parse(&body)["modification"]["id"].as_u64().unwrap();
+    assert_eq!(parse(&body)["reservation"]["now"]["cpu"], 150);
+    std::thread::sleep(Duration::from_millis(3500));
+    // An ended modification is pruned from the ledger (its charges stay on the invoice).
+    let (s, m) = get(&d.addr, &format!("{path}/{mid}"), Some(&a));
+    assert!(s == 404 || parse(&m)["state"] == "ended", "{s} {m}");
+    let (_, now) = get(&d.addr, &format!("/v1/reservations/{id}"), Some(&a));
+    assert_eq!(parse(&now)["now"]["cpu"], 109, "+10% then -1 again: {now}");
+    assert!(
+        !parse(&now)["modifications"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(mid))
+    );
+    // A scheduled one, then cancelled.
+    let later =
+        json!({"changes": {"memory": "+4"}, "for": "1h", "start": "+10m", "delivery": "scheduled"})
+            .to_string();
+    let (s, body) = send(&d.addr, "POST", &path, &a, &later);
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(parse(&body)["outcome"], "scheduled");
+    let sid = parse(&body)["modification"]["id"].as_u64().unwrap();
+    let (s, body) = send(&d.addr, "DELETE", &format!("{path}/{sid}"), &a, "");
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(parse(&body)["state"], "cancelled");
+    // A change past the host's capacity is infeasible, with the reason; nothing changes.
+    let huge = json!({"changes": {"cpu": "+100000"}, "for": "1h"}).to_string();
+    let (s, body) = send(&d.addr, "POST", &path, &a, &huge);
+    assert_eq!(s, 409, "{body}");
+    assert_eq!(parse(&body)["outcome"], "infeasible");
+    for (bad, needle) in [
+        (json!({"changes": {}, "for": "1h"}), "at least one kind"),
+        (
+            json!({"changes": {"cpu": "ten"}, "for": "1h"}),
+            "changes.cpu",
+        ),
+        (json!({"changes": {"disk": "+1"}, "for": "1h"}), "disk"),
+        (
+            json!({"changes": {"cpu": "+1"}, "for": "1h", "delivery": "scheduled"}),
+            "delivery",
+        ),
+        (
+            json!({"changes": {"cpu": "+1"}, "for": "1h", "delivery": "later"}),
+            "delivery",
+        ),
+    ] {
+        let (s, body) = send(&d.addr, "POST", &path, &a, &bad.to_string());
+        assert_eq!(s, 400, "{bad}: {body}");
+        assert!(
+            parse(&body)["detail"].as_str().unwrap().contains(needle),
+            "{body}"
+        );
+    }
+    let (_, list) = get(&d.addr, &path, Some(&a));
+    let states: Vec<Value> = parse(&list)["modifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["state"].clone())
+        .collect();
+    assert!(
+        states.iter().filter(|s| *s == "in_force").count() == 2,
+        "{list}"
+    );
+    // The invoice has the reservation's line.
+    let (s, body) = get(&d.addr, "/v1/invoice?period=1d", Some(&a));
+    assert_eq!(s, 200, "{body}");
+    let inv = parse(&body);
+    assert!(
+        inv["lines"].as_array().unwrap().iter().any(|l| l["what"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("reservation {id}"))),
+        "{body}"
+    );
+    // Cancel the reservation: cancelled, listed by state.
+    let (s, body) = send(&d.addr, "DELETE", &format!("/v1/reservations/{id}"), &a, "");
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(parse(&body)["state"], "cancelled");
+    // The ledger prunes what has ended (its charges stay on the invoice).
+    let (s, r) = get(&d.addr, &format!("/v1/reservations/{id}"), Some(&a));
+    assert!(s == 404 || parse(&r)["state"] == "cancelled", "{s} {r}");
+    let (_, page) = get(&d.addr, "/v1/reservations?state=active", Some(&a));
+    assert_eq!(parse(&page)["items"], json!([]));
+}
+
+#[test]
+fn reservations_page_by_id_and_the_openapi_document_is_served_as_committed() {
+    let d = Daemon::start();
+    let (_, a) = d.tenant("alpha");
+    let ids: Vec<u64> = (0..5)
+        .map(|_| d.reserve(&a, 1, "1h")["id"].as_u64().unwrap())
+        .collect();
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let (_, body) = get(
+            &d.addr,
+            &format!("/v1/reservations?limit=2&after={after}"),
+            Some(&a),
+        );
+        let page = parse(&body);
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_u64().unwrap()),
+        );
+        match page["next"].as_u64() {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    let (_, all) = get(&d.addr, "/v1/reservations", Some(&d.admin));
+    assert_eq!(
+        parse(&all)["items"].as_array().unwrap().len(),
+        5,
+        "the admin sees all"
+    );
+    let (s, body) = get(&d.addr, "/v1/openapi.json", None);
+    assert_eq!(s, 200);
+    let committed = include_str!("../../shardex-api/openapi.json");
+    assert_eq!(parse(&body), parse(committed));
+    assert!(parse(&body)["paths"]["/v1/reservations/{id}/modifications"]["post"].is_object());
+}
