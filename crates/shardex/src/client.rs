@@ -22,6 +22,12 @@ pub struct Client {
 impl Client {
     /// Finds the daemon for the data folder `data` (or at `api`, `host:port`).
     pub fn connect(data: &Path, api: Option<&str>) -> anyhow::Result<Self> {
+        Self::connect_as(data, api, None)
+    }
+
+    /// Like [`Client::connect`], with a bearer token given (else `SHARDEX_TOKEN`, else the
+    /// data folder's admin token).
+    pub fn connect_as(data: &Path, api: Option<&str>, token: Option<&str>) -> anyhow::Result<Self> {
         let addr = match api {
             Some(a) => a.to_string(),
             None => {
@@ -39,7 +45,11 @@ impl Client {
                     .to_string()
             }
         };
-        let token = match std::env::var("SHARDEX_TOKEN") {
+        let token = match token
+            .map(str::to_string)
+            .ok_or(())
+            .or_else(|()| std::env::var("SHARDEX_TOKEN"))
+        {
             Ok(t) => t,
             Err(_) => {
                 let file = data.join("admin.token");
@@ -82,8 +92,10 @@ impl Client {
             .with_context(|| format!("{what}: the answer could not be read"))?;
         let json: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if !status.is_success() {
+            // A problem document (RFC 9457) says it in `detail`; older routes in `error`.
             let why = json
-                .get("error")
+                .get("detail")
+                .or_else(|| json.get("error"))
                 .and_then(Value::as_str)
                 .map_or_else(|| json.to_string(), str::to_string);
             bail!("{what}: refused ({status}): {why}");
@@ -110,6 +122,35 @@ impl Client {
             .header("Content-Type", "application/json")
             .send(body.to_string());
         self.answer(&format!("POST {path}"), r)
+    }
+
+    /// `POST path` with a JSON body and extra headers (e.g. `Idempotency-Key`).
+    pub fn post_with(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Value> {
+        let mut req = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .header("Content-Type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send(body.to_string());
+        self.answer(&format!("POST {path}"), r)
+    }
+
+    /// `DELETE path`.
+    pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        let r = self
+            .agent
+            .delete(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call();
+        self.answer(&format!("DELETE {path}"), r)
     }
 
     /// Applies one ledger action; its events.

@@ -4,6 +4,7 @@
 mod check;
 mod client;
 mod config;
+mod ctl;
 mod launch;
 mod load;
 mod machine;
@@ -61,6 +62,14 @@ enum Command {
     Workload {
         #[command(subcommand)]
         command: workload::WorkloadCommand,
+    },
+    /// Talk to a running shardex as a tenant or the admin: reservations, modifications,
+    /// quotes, tokens, invoices (kubectl-like).
+    Ctl(ctl::CtlArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// Configuration helpers.
     Config {
@@ -178,6 +187,12 @@ fn main() -> ExitCode {
         Command::Load(args) => load::load(&args),
         Command::Launch(args) => launch::launch(&args),
         Command::Workload { command } => workload::workload(command),
+        Command::Ctl(args) => ctl::ctl(args).map(|()| ExitCode::SUCCESS),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "shardex", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Ledger {
             command: LedgerCommand::Check(args),
         } => check::check(&args),
