@@ -494,3 +494,23 @@ fn reservations_page_by_id_and_the_openapi_document_is_served_as_committed() {
     assert_eq!(parse(&body), parse(committed));
     assert!(parse(&body)["paths"]["/v1/reservations/{id}/modifications"]["post"].is_object());
 }
+
+#[test]
+fn every_answer_has_a_request_id_and_an_unknown_route_is_a_problem() {
+    let d = Daemon::start();
+    let (s, head, body) = send_with(&d.addr, "GET", "/v1/nothing-here", &d.admin, &[], "");
+    assert_problem(s, &body, 404, "no-such-route");
+    assert!(head.contains("x-request-id: "), "{head}");
+    let (_, head, _) = send_with(
+        &d.addr,
+        "GET",
+        "/v1/hosts",
+        &d.admin,
+        &["x-request-id: trace-me-7"],
+        "",
+    );
+    assert!(
+        head.contains("x-request-id: trace-me-7"),
+        "the client's id is kept: {head}"
+    );
+}

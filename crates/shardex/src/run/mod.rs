@@ -129,7 +129,15 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         .with_state(app.clone())
         .merge(shardex_api::router(shardex_api::Api::new(backend::Daemon(
             app.clone(),
-        ))));
+        ))))
+        .fallback(|| async {
+            shardex_api::Problem::new(
+                StatusCode::NOT_FOUND,
+                "no-such-route",
+                "no such route; GET /v1/openapi.json lists them",
+            )
+        });
+    let router = shardex_api::routes::hardened(router);
     // The cgroup hierarchy, probed once for the actuator and the sampler.
     let hierarchy = shardex_host::hierarchy::Hierarchy::probe();
     let actuator = build_actuator(&config.engine, hierarchy.as_ref())?;

@@ -1,0 +1,304 @@
+//! Random and malformed requests (methods, paths, query strings, bodies, tokens) against the
+//! API's router never produce a 5xx, never break a ledger invariant, and a refused request
+//! changes nothing. The backend here keeps the ledger in memory (the daemon's backend keeps it
+//! in SQLite; its routes are tested end to end in `crates/shardex/tests/api.rs`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::body::Body;
+use axum::http::Request;
+use proptest::prelude::*;
+use shardex_api::{Api, Backend, Problem, TokenRecord};
+use shardex_core::billing::Charge;
+use shardex_core::{Action, Event, Ledger, PriceTable, ShardVector, TenantId, Timestamp, action};
+use tokio::sync::Mutex;
+use tower::ServiceExt;
+
+const ADMIN: &str = "admin-secret";
+const NOW: i64 = 1_796_000_000_000;
+
+struct Mem {
+    ledger: Mutex<Ledger>,
+    tokens: Mutex<Vec<TokenRecord>>,
+    prices: PriceTable,
+    commits: AtomicU64,
+}
+
+fn now_of(l: &Ledger) -> Timestamp {
+    l.now().max(Timestamp::from_millis(NOW).unwrap())
+}
+
+impl Backend for Mem {
+    fn admin_token(&self) -> &str {
+        ADMIN
+    }
+    fn prices(&self) -> &PriceTable {
+        &self.prices
+    }
+    fn lender_share(&self) -> rust_decimal::Decimal {
+        rust_decimal::Decimal::new(8, 1)
+    }
+    async fn read<R: Send>(&self, f: impl FnOnce(&Ledger, Timestamp) -> R + Send) -> R {
+        let l = self.ledger.lock().await;
+        f(&l, now_of(&l))
+    }
+    async fn write<P: Send, T: Send>(
+        &self,
+        plan: impl FnOnce(&Ledger, Timestamp) -> Result<(Action, P), Problem> + Send,
+        describe: impl FnOnce(&Ledger, &[Event], P) -> T + Send,
+        dry_run: bool,
+    ) -> Result<T, Problem> {
+        let mut l = self.ledger.lock().await;
+        let now = now_of(&l);
+        let (a, p) = plan(&l, now)?;
+        let (after, events) = l.applied(&a, now).map_err(|e| Problem::ledger(&e))?;
+        if !dry_run {
+            *l = after.clone();
+            self.commits.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(describe(&after, &events, p))
+    }
+    async fn charges(
+        &self,
+        _: TenantId,
+        _: Timestamp,
+        _: Timestamp,
+    ) -> Result<Vec<Charge>, Problem> {
+        Ok(Vec::new())
+    }
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>, Problem> {
+        Ok(self
+            .tokens
+            .lock()
+            .await
+            .iter()
+            .find(|t| t.id == id)
+            .cloned())
+    }
+    async fn tokens(&self, tenant: Option<TenantId>) -> Result<Vec<TokenRecord>, Problem> {
+        let all = self.tokens.lock().await;
+        Ok(all
+            .iter()
+            .filter(|t| tenant.is_none_or(|x| t.tenant == x))
+            .cloned()
+            .collect())
+    }
+    async fn add_token(&self, t: TokenRecord) -> Result<(), Problem> {
+        self.tokens.lock().await.push(t);
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn revoke_token(&self, id: &str) -> Result<bool, Problem> {
+        let mut all = self.tokens.lock().await;
+        let Some(t) = all.iter_mut().find(|t| t.id == id && t.revoked.is_none()) else {
+            return Ok(false);
+        };
+        t.revoked = Some(Timestamp::from_millis(NOW).unwrap());
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        Ok(true)
+    }
+}
+
+/// A world: one host, tenants alpha (token A) and beta (token B), a reservation of alpha's.
+fn world() -> (Arc<Api<Mem>>, String, String) {
+    let mut l = Ledger::new();
+    let t0 = Timestamp::from_millis(NOW - 1000).unwrap();
+    l.apply(
+        &Action::RegisterHost(action::RegisterHost {
+            name: "h1".into(),
+            capacity: ShardVector::new(1000, 1000, 100, 100),
+        }),
+        t0,
+    )
+    .unwrap();
+    for n in ["alpha", "beta"] {
+        l.apply(
+            &Action::CreateTenant(action::CreateTenant { name: n.into() }),
+            t0,
+        )
+        .unwrap();
+    }
+    l.apply(
+        &Action::CreateReservation(action::CreateReservation {
+            tenant: TenantId(1),
+            host: shardex_core::HostId(1),
+            vector: ShardVector::new(100, 100, 0, 0),
+            window: shardex_core::Window::new(
+                t0,
+                Timestamp::from_millis(NOW + 86_400_000).unwrap(),
+            )
+            .unwrap(),
+            tier: shardex_core::Tier::Standard,
+        }),
+        t0,
+    )
+    .unwrap();
+    let a = shardex_api::auth::issue(TenantId(1), "a", t0, None);
+    let b = shardex_api::auth::issue(TenantId(2), "b", t0, None);
+    let mem = Mem {
+        ledger: Mutex::new(l),
+        tokens: Mutex::new(vec![a.record, b.record]),
+        prices: PriceTable::default(),
+        commits: AtomicU64::new(0),
+    };
+    (Api::new(mem), a.token, b.token)
+}
+
+fn segment() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("1".to_string()),
+        Just("2".to_string()),
+        Just("0".to_string()),
+        Just("18446744073709551616".to_string()),
+        Just("-1".to_string()),
+        Just("alpha".to_string()),
+        Just("%00".to_string()),
+        Just("%F0%9F%92%A5".to_string()),
+        "[a-z0-9]{0,12}",
+    ]
+}
+
+fn path() -> impl Strategy<Value = String> {
+    (0usize..9, segment(), segment()).prop_map(|(i, a, b)| match i {
+        0 => "/v1/tenants".to_string(),
+        1 => format!("/v1/tenants/{a}/tokens"),
+        2 => format!("/v1/tokens/{a}"),
+        3 => "/v1/reservations".to_string(),
+        4 => format!("/v1/reservations/{a}"),
+        5 => format!("/v1/reservations/{a}/modifications"),
+        6 => format!("/v1/reservations/{a}/modifications/{b}"),
+        7 => "/v1/invoice".to_string(),
+        _ => format!("/v1/{a}"),
+    })
+}
+
+fn query() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        Just("?dry_run=true".to_string()),
+        Just("?dry_run=maybe".to_string()),
+        Just("?limit=0&after=18446744073709551615".to_string()),
+        Just("?period=18446744073709551615ms".to_string()),
+        Just("?state=active&host=h1&tier=gold".to_string()),
+        "\\?[a-z_=&%0-9]{0,20}",
+    ]
+}
+
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    let text = prop_oneof![
+        Just("now".to_string()),
+        Just("+10%".to_string()),
+        Just("=8".to_string()),
+        Just("1h".to_string()),
+        Just("18446744073709551615ms".to_string()),
+        Just("9999-12-31T23:59:59Z".to_string()),
+        Just("h1".to_string()),
+        ".{0,12}",
+    ];
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<u64>().prop_map(serde_json::Value::from),
+        text.prop_map(serde_json::Value::from),
+    ];
+    let key = prop_oneof![
+        Just("host".to_string()),
+        Just("shards".to_string()),
+        Just("for".to_string()),
+        Just("start".to_string()),
+        Just("tier".to_string()),
+        Just("changes".to_string()),
+        Just("cpu".to_string()),
+        Just("memory".to_string()),
+        Just("name".to_string()),
+        Just("delivery".to_string()),
+        Just("label".to_string()),
+        Just("expires_in".to_string()),
+        "[a-z]{1,6}",
+    ];
+    leaf.prop_recursive(3, 24, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            prop::collection::btree_map(key.clone(), inner, 0..5)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        json_value().prop_map(|v| v.to_string().into_bytes()),
+        prop::collection::vec(any::<u8>(), 0..64),
+        Just(Vec::new()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_requests_never_5xx_never_break_the_ledger_and_refusals_change_nothing(
+        method in prop_oneof![Just("GET"), Just("POST"), Just("DELETE"), Just("PUT"), Just("PATCH")],
+        path in path(),
+        query in query(),
+        body in body(),
+        who in 0usize..5,
+        key in prop::option::of("[a-z]{1,4}"),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (api, a, b) = world();
+            let token = match who {
+                0 => Some(ADMIN.to_string()),
+                1 => Some(a.clone()),
+                2 => Some(b.clone()),
+                3 => Some(format!("{}x", &a[..a.len() - 1])),
+                _ => None,
+            };
+            let mut req = Request::builder().method(method).uri(format!("{path}{query}"));
+            if let Some(t) = &token {
+                req = req.header("authorization", format!("Bearer {t}"));
+            }
+            if let Some(k) = &key {
+                req = req.header("idempotency-key", k);
+            }
+            let Ok(req) = req.body(Body::from(body.clone())) else {
+                return Ok(()); // not a request HTTP can express
+            };
+            let before = api.backend.ledger.lock().await.clone();
+            let router = shardex_api::routes::hardened(shardex_api::router(api.clone()));
+            let res = router.oneshot(req).await.unwrap();
+            let status = res.status();
+            prop_assert!(
+                !status.is_server_error(),
+                "{} {}{} {}: {}", method, path, query, String::from_utf8_lossy(&body), status
+            );
+            let after = api.backend.ledger.lock().await.clone();
+            prop_assert_eq!(after.check(), vec![]);
+            if !status.is_success() {
+                prop_assert_eq!(api.backend.commits.load(Ordering::SeqCst), 0, "a refusal committed");
+                prop_assert_eq!(
+                    format!("{:?}", before.reservations().collect::<Vec<_>>()),
+                    format!("{:?}", after.reservations().collect::<Vec<_>>())
+                );
+            }
+            let ct = res
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap_or("").to_string());
+            if !status.is_success() && ct.is_some() {
+                prop_assert_eq!(ct.as_deref(), Some("application/problem+json"), "{} {}{}", method, path, query);
+            }
+            // Beta never changes alpha's reservation.
+            if who == 2 {
+                let r = |l: &Ledger| format!("{:?}", l.reservation(shardex_core::ReservationId(1)));
+                prop_assert_eq!(r(&before), r(&after));
+            }
+            Ok(())
+        })?;
+    }
+}
