@@ -72,9 +72,9 @@ pub fn tier(field: &str, text: &str) -> Result<Tier, Problem> {
     })
 }
 
-/// The most shards of one kind a request may name (a host with 2^40 shards of 10 millicores
-/// would have 10 billion cores): keeps every later sum far from overflowing.
-pub const MAX_SHARDS: u64 = 1 << 40;
+/// The most shards of one kind a request may name: the ledger's bound (`ledger/bounds.rs`),
+/// checked here too so that the answer names the field.
+pub const MAX_SHARDS: u64 = shardex_core::ledger::bounds::MAX_SHARDS;
 
 fn bounded(field: &str, s: &Shards) -> Result<(), Problem> {
     for (kind, n) in [

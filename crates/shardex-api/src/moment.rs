@@ -8,8 +8,8 @@ use shardex_core::{Span, Timestamp};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// The furthest ahead a time may be: 10 years.
-pub const MAX_AHEAD: Span = Span::from_millis(10 * 366 * 86_400_000);
+/// The furthest ahead a time may be: the ledger's bound, 10 years.
+pub const MAX_AHEAD: Span = shardex_core::ledger::bounds::MAX_AHEAD;
 /// The longest a duration may be: 10 years.
 pub const MAX_SPAN: Span = MAX_AHEAD;
 

@@ -166,6 +166,7 @@ impl Problem {
             E::PriceUnderFloor { .. } => (StatusCode::CONFLICT, "price-under-floor"),
             E::OverLendingCap { .. } => (StatusCode::CONFLICT, "over-lending-cap"),
             E::NestedBatch => (StatusCode::UNPROCESSABLE_ENTITY, "nested-batch"),
+            E::OutOfBounds { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "out-of-bounds"),
             E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "ledger-internal"),
         };
         Self::new(status, code, e)

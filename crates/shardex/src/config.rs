@@ -538,6 +538,15 @@ impl Config {
                 "prices of zero or more",
             ));
         }
+        // The same bounds the ledger holds `configure` to (ledger/bounds.rs).
+        if let Err(e) = shardex_core::ledger::bounds::params(&self.ledger_params()) {
+            return Err(ConfigError::Invalid {
+                path: path.to_string(),
+                key: "ledger/pricing",
+                value: e.to_string(),
+                allowed: "a reclaim notice over 0 and at most 1d, an immediate premium from 1 to 10, tier factors over 0 and at most 100, prices from 0 to 1000000",
+            });
+        }
         if let Err(e) = self.pricing.table().validate() {
             return Err(ConfigError::Invalid {
                 path: path.to_string(),
@@ -799,6 +808,16 @@ mod tests {
             e.contains("reclaim_notice") && e.contains("5 minutes") && e.contains("90s"),
             "{e}"
         );
+        for (text, key) in [
+            ("[ledger]\nreclaim_notice = \"2d\"\n", "reclaim_notice"),
+            (
+                "[pricing]\nimmediate_premium = \"0\"\n",
+                "immediate_premium",
+            ),
+        ] {
+            let e = Config::parse(text, "x.toml").unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("out of bounds"), "{e}");
+        }
         let e = Config::parse("[shards]\ncpu_millicores = -1\n", "x.toml")
             .unwrap_err()
             .to_string();

@@ -5,6 +5,7 @@ use super::*;
 
 impl Ledger {
     pub(super) fn act(&mut self, action: &Action, ev: &mut Vec<Event>) -> Result<(), LedgerError> {
+        bounds::check(action, self.now)?;
         match action {
             Action::Configure(a) => self.configure(a, ev),
             Action::RegisterHost(a) => self.register_host(a, ev),

@@ -254,6 +254,16 @@ pub enum LedgerError {
         /// Why it was refused.
         source: Box<LedgerError>,
     },
+    /// A value past the bounds every action is held to (`ledger/bounds.rs`).
+    #[error("{what} = {value} is out of bounds: {allowed}")]
+    OutOfBounds {
+        /// Which field.
+        what: String,
+        /// What it was.
+        value: String,
+        /// What is allowed.
+        allowed: String,
+    },
     /// A batch inside a batch.
     #[error("a batch can't contain another batch")]
     NestedBatch,

@@ -10,14 +10,8 @@ impl Ledger {
         ev: &mut Vec<Event>,
     ) -> Result<(), LedgerError> {
         let action::Configure { params } = a;
-        if !params.provider_floor.is_non_negative() {
-            return Err(LedgerError::NegativePrice {
-                what: "provider floor price",
-            });
-        }
-        if params.reclaim_notice.is_zero() {
-            return Err(TimeError::ZeroDuration.into());
-        }
+        // What parameters may be is checked with every action's bounds (bounds.rs).
+        bounds::params(params)?;
         self.params = params.clone();
         ev.push(Event::Configured {
             params: params.clone(),

@@ -58,6 +58,7 @@ use crate::time::{Span, TimeError, Timestamp, Window};
 mod act;
 pub mod action;
 mod admission;
+pub mod bounds;
 mod check;
 mod error;
 pub mod event;
