@@ -35,6 +35,9 @@ pub trait Backend: Send + Sync + 'static {
     /// The list prices quotes are made with.
     fn prices(&self) -> &PriceTable;
 
+    /// How much one shard of each kind is.
+    fn sizes(&self) -> shardex_core::ShardSizes;
+
     /// The share of a lease's price its lender is credited.
     fn lender_share(&self) -> Decimal;
 
@@ -63,6 +66,9 @@ pub trait Backend: Send + Sync + 'static {
         to: Timestamp,
     ) -> impl Future<Output = Result<Vec<Charge>, Problem>> + Send;
 
+    /// What the control loop knows of each workload now (empty when it has not run yet).
+    fn workloads(&self) -> impl Future<Output = Vec<WorkloadState>> + Send;
+
     /// The token with this public id.
     fn token(&self, id: &str) -> impl Future<Output = Result<Option<TokenRecord>, Problem>> + Send;
 
@@ -77,6 +83,27 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Revokes a token now; false when it was not there or already revoked.
     fn revoke_token(&self, id: &str) -> impl Future<Output = Result<bool, Problem>> + Send;
+}
+
+/// What the control loop reports of one workload (physical units).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadState {
+    /// The workload.
+    pub id: shardex_core::WorkloadId,
+    /// Its latest forecast over the coming steps, if it has one.
+    pub rdv: Option<shardex_core::Rdv>,
+    /// The last usage per kind.
+    pub usage: [Option<u64>; 4],
+    /// Per kind, whether the last sample was at the limit.
+    pub censored: [bool; 4],
+    /// Per kind, the hard limit read back in force (`Some(None)`: unlimited).
+    pub in_force: [Option<Option<u64>>; 4],
+    /// Per kind, why it is degraded.
+    pub degraded: [Option<String>; 4],
+    /// OOM kills since the daemon started.
+    pub oom_kills: u64,
+    /// Whether the sampler finds it.
+    pub resolved: bool,
 }
 
 /// The API's state: the backend and the answers kept for idempotent retries.

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{invoice, modifications, reservations, tenants};
+use crate::routes::{invoice, modifications, reservations, tenants, workloads};
 use crate::wire;
 
 /// The bearer tokens: the admin's, or a tenant's `sxt_…`.
@@ -31,13 +31,15 @@ impl Modify for Bearer {
         tenants::list, tenants::create, tenants::list_tokens, tenants::create_token, tenants::revoke_token,
         reservations::list, reservations::create, reservations::get, reservations::cancel,
         modifications::list, modifications::get, modifications::create, modifications::cancel,
+        workloads::of_reservation, workloads::get, workloads::forecast,
         invoice::get,
     ),
     components(schemas(
         crate::Problem, wire::Shards, wire::NewTenant, wire::TenantView, wire::NewToken, wire::TokenView,
         wire::IssuedToken, wire::CreatedTenant, wire::NewReservation, wire::WindowView, wire::ReservationView,
         wire::ReservationPage, wire::NewModification, wire::ModificationView, wire::Quote,
-        wire::ModificationOutcome, wire::InvoiceLine, wire::InvoiceView,
+        wire::ModificationOutcome, wire::InvoiceLine, wire::InvoiceView, wire::KindNow,
+        wire::WorkloadView, wire::QuantileView, wire::ForecastStep, wire::ForecastView,
     )),
     modifiers(&Bearer),
     security(("bearer" = [])),

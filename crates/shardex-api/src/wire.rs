@@ -276,3 +276,76 @@ pub struct InvoiceView {
     /// The total (a decimal string).
     pub total: String,
 }
+
+/// One kind of a workload, now (physical units: millicores, bytes, bits/s, IOPS).
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct KindNow {
+    /// The last usage sampled.
+    pub usage: Option<u64>,
+    /// True when that sample was taken at the limit (a lower bound of demand, not demand).
+    pub censored: bool,
+    /// What it may use at once: its reservation not lent out, plus its leases.
+    pub entitlement: Option<u64>,
+    /// The hard limit read back in force (`null` inside: unlimited; absent: not read yet).
+    pub limit_in_force: Option<Option<u64>>,
+    /// Why this kind is degraded, if it is.
+    pub degraded: Option<String>,
+}
+
+/// A workload: where it runs and what it uses, is entitled to and has in force.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WorkloadView {
+    /// Its id.
+    pub id: u64,
+    /// Its name (e.g. its cgroup path).
+    pub name: String,
+    /// Owner.
+    pub tenant: u64,
+    /// The reservation it runs inside.
+    pub reservation: u64,
+    /// Its share of the reservation, and its leases, in shards.
+    pub allocation: Shards,
+    /// Per kind, now.
+    pub kinds: std::collections::BTreeMap<String, KindNow>,
+    /// OOM kills seen since the daemon started.
+    pub oom_kills: u64,
+    /// Whether the sampler finds it.
+    pub resolved: bool,
+}
+
+/// Demand quantiles at one step (physical units and shards, rounded up).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QuantileView {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 95th percentile.
+    pub p95: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// The same in shards.
+    pub shards: [u64; 4],
+}
+
+/// One step of a forecast.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ForecastStep {
+    /// The step's end (RFC 3339).
+    pub at: String,
+    /// Per kind.
+    pub kinds: std::collections::BTreeMap<String, QuantileView>,
+}
+
+/// A workload's Resource Demand Vector: per step and kind, calibrated quantiles.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ForecastView {
+    /// The workload.
+    pub workload: u64,
+    /// When it was made (RFC 3339).
+    pub made_at: String,
+    /// The length of a step, e.g. `"10s"`.
+    pub step: String,
+    /// The steps, soonest first.
+    pub steps: Vec<ForecastStep>,
+}

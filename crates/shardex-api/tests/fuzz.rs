@@ -69,6 +69,12 @@ impl Backend for Mem {
     ) -> Result<Vec<Charge>, Problem> {
         Ok(Vec::new())
     }
+    fn sizes(&self) -> shardex_core::ShardSizes {
+        shardex_core::ShardSizes::default()
+    }
+    async fn workloads(&self) -> Vec<shardex_api::WorkloadState> {
+        Vec::new()
+    }
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>, Problem> {
         Ok(self
             .tokens
@@ -162,7 +168,7 @@ fn segment() -> impl Strategy<Value = String> {
 }
 
 fn path() -> impl Strategy<Value = String> {
-    (0usize..9, segment(), segment()).prop_map(|(i, a, b)| match i {
+    (0usize..12, segment(), segment()).prop_map(|(i, a, b)| match i {
         0 => "/v1/tenants".to_string(),
         1 => format!("/v1/tenants/{a}/tokens"),
         2 => format!("/v1/tokens/{a}"),
@@ -171,6 +177,9 @@ fn path() -> impl Strategy<Value = String> {
         5 => format!("/v1/reservations/{a}/modifications"),
         6 => format!("/v1/reservations/{a}/modifications/{b}"),
         7 => "/v1/invoice".to_string(),
+        8 => format!("/v1/workloads/{a}"),
+        9 => format!("/v1/workloads/{a}/forecast"),
+        10 => format!("/v1/reservations/{a}/workloads"),
         _ => format!("/v1/{a}"),
     })
 }

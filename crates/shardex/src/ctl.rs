@@ -165,6 +165,21 @@ enum GetWhat {
         /// The reservation's id.
         reservation: u64,
     },
+    /// The workloads inside a reservation.
+    Workloads {
+        /// The reservation's id.
+        reservation: u64,
+    },
+    /// One workload: per kind its usage, entitlement and limit in force.
+    Workload {
+        /// Its id.
+        id: u64,
+    },
+    /// A workload's forecast: per step and kind, p50/p90/p95/p99.
+    Forecast {
+        /// The workload's id.
+        id: u64,
+    },
     /// Tenants (the admin's: all; a tenant's: itself).
     Tenants,
     /// A tenant's tokens (never their secrets).
@@ -328,6 +343,38 @@ fn get(client: &Client, what: GetWhat, out: Output) -> anyhow::Result<()> {
             let items = r["modifications"].as_array().cloned().unwrap_or_default();
             print(out, &r, || modifications_table(&items))
         }
+        GetWhat::Workloads { reservation } => {
+            let r = client.get(&format!("/v1/reservations/{reservation}/workloads"))?;
+            let items = r["workloads"].as_array().cloned().unwrap_or_default();
+            print(out, &r, || workloads_table(&items))
+        }
+        GetWhat::Workload { id } => {
+            let r = client.get(&format!("/v1/workloads/{id}"))?;
+            print(out, &r, || workloads_table(std::slice::from_ref(&r)))
+        }
+        GetWhat::Forecast { id } => {
+            let r = client.get(&format!("/v1/workloads/{id}/forecast"))?;
+            let mut rows = Vec::new();
+            for step in r["steps"].as_array().into_iter().flatten() {
+                for (kind, q) in step["kinds"].as_object().into_iter().flatten() {
+                    rows.push(vec![
+                        text(&step["at"]),
+                        kind.clone(),
+                        text(&q["p50"]),
+                        text(&q["p90"]),
+                        text(&q["p95"]),
+                        text(&q["p99"]),
+                        text(&q["shards"][3]),
+                    ]);
+                }
+            }
+            print(out, &r, || {
+                table(
+                    &["AT", "KIND", "P50", "P90", "P95", "P99", "P99 SHARDS"],
+                    &rows,
+                )
+            })
+        }
         GetWhat::Tenants => {
             let r = client.get("/v1/tenants")?;
             let rows: Vec<Vec<String>> = r["tenants"]
@@ -443,6 +490,39 @@ fn reservations_table(items: &[Value]) -> String {
             "NOW cpu/mem/net/iops",
             "START",
             "END",
+        ],
+        &rows,
+    )
+}
+
+fn workloads_table(items: &[Value]) -> String {
+    let mut rows = Vec::new();
+    for w in items {
+        for (kind, k) in w["kinds"].as_object().into_iter().flatten() {
+            rows.push(vec![
+                w["id"].to_string(),
+                text(&w["name"]),
+                kind.clone(),
+                text(&k["usage"]),
+                if k["censored"] == true {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+                text(&k["entitlement"]),
+                text(&k["limit_in_force"]),
+            ]);
+        }
+    }
+    table(
+        &[
+            "ID",
+            "NAME",
+            "KIND",
+            "USAGE",
+            "AT LIMIT",
+            "ENTITLEMENT",
+            "IN FORCE",
         ],
         &rows,
     )

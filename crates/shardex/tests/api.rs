@@ -514,3 +514,92 @@ fn every_answer_has_a_request_id_and_an_unknown_route_is_a_problem() {
         "the client's id is kept: {head}"
     );
 }
+
+#[test]
+#[ignore = "needs a cgroup v1 or v2 filesystem at /sys/fs/cgroup; CI runs it with --include-ignored"]
+fn a_workload_shows_its_usage_entitlement_and_forecast_to_its_tenant_only() {
+    // "/" is the root cgroup: everything running here, sampled for real.
+    let (child, addr, admin, _dir) = common::daemon_with_one_workload(
+        "mode = \"act\"\nsample_every = \"200ms\"\ndecide_every = \"1s\"\nactuator = \"simulated\"\n",
+        json!({"cpu": 1, "memory": 1}),
+        "/",
+    );
+    let (s, body) = send(&addr, "POST", "/v1/tenants/ops/tokens", &admin, "{}");
+    assert_eq!(s, 201, "{body}");
+    let ops = parse(&body)["token"].as_str().unwrap().to_string();
+    let (s, body) = send(&addr, "POST", "/v1/tenants", &admin, r#"{"name":"other"}"#);
+    assert_eq!(s, 201, "{body}");
+    let other = parse(&body)["token"]["token"].as_str().unwrap().to_string();
+    let mut forecast = Value::Null;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(200));
+        let (s, body) = get(&addr, "/v1/workloads/1/forecast", Some(&ops));
+        // cpu needs two samples (a usage is a difference of counters).
+        if s == 200 && parse(&body)["steps"][0]["kinds"]["cpu"].is_object() {
+            forecast = parse(&body);
+            break;
+        }
+        if s == 200 {
+            continue;
+        }
+        assert_eq!(parse(&body)["code"], "no-forecast", "{body}");
+    }
+    let steps = forecast["steps"]
+        .as_array()
+        .expect("a forecast within 20 s");
+    assert_eq!(steps.len(), 12, "{forecast}");
+    assert_eq!(forecast["step"], "1s");
+    let cpu = &steps[0]["kinds"]["cpu"];
+    let q = |k: &str| cpu[k].as_u64().unwrap_or_else(|| panic!("{forecast}"));
+    assert!(
+        q("p50") <= q("p90") && q("p90") <= q("p95") && q("p95") <= q("p99"),
+        "{cpu}"
+    );
+    // Shards are the quantiles in 10-millicore shards, rounded up.
+    assert_eq!(
+        cpu["shards"][3].as_u64().unwrap(),
+        q("p99").div_ceil(10),
+        "{cpu}"
+    );
+    let (s, body) = get(&addr, "/v1/workloads/1", Some(&ops));
+    assert_eq!(s, 200, "{body}");
+    let w = parse(&body);
+    assert_eq!(w["name"], "/");
+    // Its reservation's one 10-millicore shard plus what it leased (act mode), in force.
+    let cpu_now = &w["kinds"]["cpu"];
+    assert!(cpu_now["entitlement"].as_u64().unwrap() >= 10, "{w}");
+    assert_eq!(cpu_now["limit_in_force"], cpu_now["entitlement"], "{w}");
+    assert!(w["kinds"]["cpu"]["usage"].as_u64().is_some(), "{w}");
+    let (_, body) = get(&addr, "/v1/reservations/1/workloads", Some(&ops));
+    assert_eq!(parse(&body)["workloads"][0]["id"], 1);
+    // The same through `shardex ctl`.
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new(common::BIN)
+            .args(["ctl", "--url", &addr, "--token", &ops])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = ctl(&["get", "forecast", "1"]);
+    assert!(table.starts_with("AT") && table.contains("cpu"), "{table}");
+    let table = ctl(&["get", "workload", "1"]);
+    assert!(
+        table.contains("ENTITLEMENT") && table.contains("memory"),
+        "{table}"
+    );
+    for path in [
+        "/v1/workloads/1",
+        "/v1/workloads/1/forecast",
+        "/v1/reservations/1/workloads",
+    ] {
+        let (s, body) = get(&addr, path, Some(&other));
+        assert_problem(s, &body, 404, "not-found");
+    }
+    interrupt_and_wait(child);
+}

@@ -6,6 +6,7 @@ pub mod invoice;
 pub mod modifications;
 pub mod reservations;
 pub mod tenants;
+pub mod workloads;
 
 use std::sync::Arc;
 
@@ -58,6 +59,12 @@ pub fn router<B: Backend>(api: Arc<Api<B>>) -> Router {
             "/v1/reservations/{id}/modifications/{modification}",
             get(modifications::get::<B>).delete(modifications::cancel::<B>),
         )
+        .route(
+            "/v1/reservations/{id}/workloads",
+            get(workloads::of_reservation::<B>),
+        )
+        .route("/v1/workloads/{id}", get(workloads::get::<B>))
+        .route("/v1/workloads/{id}/forecast", get(workloads::forecast::<B>))
         .route("/v1/invoice", get(invoice::get::<B>))
         .route_layer(middleware::from_fn_with_state(
             api.clone(),

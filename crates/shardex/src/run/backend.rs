@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use shardex_api::{Backend, Problem, TokenRecord};
+use shardex_api::{Backend, Problem, TokenRecord, WorkloadState};
 use shardex_core::billing::Charge;
 use shardex_core::ports::LedgerStore;
 use shardex_core::{Action, Event, Ledger, PriceTable, TenantId, Timestamp};
@@ -89,6 +89,32 @@ impl Backend for Daemon {
             .charges(Some(tenant), from, to)
             .await
             .map_err(Problem::store)
+    }
+
+    fn sizes(&self) -> shardex_core::ShardSizes {
+        self.0.sizes
+    }
+
+    async fn workloads(&self) -> Vec<WorkloadState> {
+        let views = self
+            .0
+            .workloads
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default();
+        views
+            .into_iter()
+            .map(|v| WorkloadState {
+                id: v.id,
+                rdv: v.rdv,
+                usage: v.usage.unwrap_or_default(),
+                censored: v.censored,
+                in_force: v.limits.as_ref().map(|l| l.in_force).unwrap_or_default(),
+                degraded: v.limits.map(|l| l.degraded).unwrap_or_default(),
+                oom_kills: v.oom_kills,
+                resolved: v.resolved,
+            })
+            .collect()
     }
 
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>, Problem> {

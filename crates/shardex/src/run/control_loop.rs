@@ -17,6 +17,9 @@ pub struct WorkloadView {
     /// The forecast for the next decision period per kind, physical units (`None`: no
     /// forecast yet for that kind).
     pub forecast: [Option<shardex_core::Quantiles>; 4],
+    /// The forecast over the next twelve decision periods (the API's `forecast`).
+    #[serde(skip)]
+    pub rdv: Option<shardex_core::Rdv>,
     /// The last usage sampled, physical units (`None`: not yet, or the name does not resolve).
     pub usage: Option<[Option<u64>; 4]>,
     /// Kinds held at their limit in the last sample.
@@ -155,6 +158,7 @@ pub(super) async fn control_loop(
                 tenant: String::new(),
                 reservation: w.reservation,
                 forecast: [None; 4],
+                rdv: None,
                 usage: None,
                 censored: [false; 4],
                 entitlement: None,
@@ -172,13 +176,15 @@ pub(super) async fn control_loop(
             if deciding {
                 let horizon = shardex_core::Horizon {
                     step: config.engine.decide_every,
-                    steps: 1,
+                    steps: 12,
                 };
                 v.forecast = [None; 4];
-                if let Some(rdv) = agent.profiler.rdv(w.id, now, horizon) {
-                    for f in &rdv.kinds {
-                        v.forecast[f.kind.index()] = f.steps.first().copied();
-                    }
+                // From the moment just after this step's samples, as the decision does (a
+                // forecast at their own moment would peek and is refused).
+                let at = now.checked_add(Span::from_millis(1)).unwrap_or(now);
+                v.rdv = agent.profiler.rdv(w.id, at, horizon);
+                for f in v.rdv.iter().flat_map(|r| &r.kinds) {
+                    v.forecast[f.kind.index()] = f.steps.first().copied();
                 }
             }
             if sampling {

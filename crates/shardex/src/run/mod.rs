@@ -33,6 +33,8 @@ struct App {
     admin_token: String,
     /// Tenants' API tokens (hashes), beside the ledger.
     tokens: shardex_store::Tokens,
+    /// How much one shard of each kind is.
+    sizes: shardex_core::ShardSizes,
     prices: shardex_core::PriceTable,
     lender_share: rust_decimal::Decimal,
     /// What the control loop shows of each workload.
@@ -110,6 +112,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         store: Mutex::new(store),
         admin_token,
         tokens,
+        sizes: config.shards,
         prices: config.pricing.table(),
         lender_share: config.pricing.lender_share,
         workloads: std::sync::Mutex::new(Vec::new()),
