@@ -603,3 +603,35 @@ fn a_workload_shows_its_usage_entitlement_and_forecast_to_its_tenant_only() {
     }
     interrupt_and_wait(child);
 }
+
+#[test]
+fn a_client_holding_half_sent_headers_is_cut_off_and_never_holds_up_a_stop() {
+    use std::io::{Read, Write};
+    let mut d = Daemon::start();
+    let half = |addr: &str| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /v1/health HTTP/1.1\r\nHo").unwrap();
+        s
+    };
+    // Headers not finished within the header timeout (10 s): the connection is closed.
+    let mut slow = half(&d.addr);
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    let n = slow.read(&mut buf).unwrap_or(0);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(15), "cut off after {waited:?}");
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // A client holding half-sent headers does not hold up a stop.
+    let _held = half(&d.addr);
+    std::thread::sleep(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    interrupt_and_wait(d.child.take().unwrap());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+}

@@ -186,10 +186,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         config.pricing.shard_hour,
         Duration::from_millis(config.market.update_every.millis()),
     ));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("the API server failed")?;
+    http::serve(listener, router, shutdown).await;
     let _ = std::fs::remove_file(&addr_file);
     expiry.abort();
     pricing.abort();
@@ -370,6 +367,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 
 mod backend;
 mod control_loop;
+mod http;
 mod routes;
 
 pub use control_loop::WorkloadView;
