@@ -80,9 +80,19 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         .mode(0o700)
         .create(data)
         .with_context(|| format!("could not create the data folder {}", data.display()))?;
-    let mut store = SqliteStore::open(&args.data.ledger_path(), config.shards)
+    // Whatever the folder's mode, what this daemon writes is its owner's alone.
+    rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
+    let _lock = lock::acquire(data)?;
+    // A busy port fails the start before anything is created or registered.
+    let listen = args.listen.unwrap_or(config.api.listen);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("could not listen on {listen}"))?;
+    let ledger_path = args.data.ledger_path();
+    let mut store = SqliteStore::open(&ledger_path, config.shards)
         .await
         .with_context(|| format!("could not open the ledger in {}", data.display()))?;
+    private(&ledger_path)?;
     let admin_token = admin_token(data)?;
 
     let now = wall_clock(store.ledger().now())?;
@@ -106,7 +116,6 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         apply(&mut store, action, now).await?;
     }
 
-    let listen = args.listen.unwrap_or(config.api.listen);
     let tokens = store.tokens();
     let app = Arc::new(App {
         store: Mutex::new(store),
@@ -162,9 +171,6 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         tracing::info!(samples = fed, "workload history restored");
     }
     let shutdown = shutdown_signal()?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("could not listen on {listen}"))?;
     let bound = listener.local_addr()?;
     // Where `shardex launch` and `shardex workload` find this daemon.
     let addr_file = data.join(crate::client::ADDR_FILE);
@@ -261,6 +267,22 @@ async fn register_host(
             tracing::info!(host = %name, from = %old, to = %capacity, "host capacity changed");
         }
         Some(_) => tracing::info!(host = %name, %capacity, "host already registered"),
+    }
+    Ok(())
+}
+
+/// Makes the ledger's files (and SQLite's WAL and shared-memory files beside it) readable by
+/// their owner only, also in a data folder made by an earlier version or by hand.
+fn private(ledger: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = ledger.as_os_str().to_owned();
+        name.push(suffix);
+        let path = std::path::PathBuf::from(name);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("could not make {} private", path.display()))?;
+        }
     }
     Ok(())
 }
@@ -368,6 +390,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 mod backend;
 mod control_loop;
 mod http;
+mod lock;
 mod routes;
 
 pub use control_loop::WorkloadView;
