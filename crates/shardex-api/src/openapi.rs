@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{invoice, modifications, reservations, tenants, workloads};
+use crate::routes::{invoice, market, modifications, reservations, tenants, workloads};
 use crate::wire;
 
 /// The bearer tokens: the admin's, or a tenant's `sxt_…`.
@@ -32,6 +32,7 @@ impl Modify for Bearer {
         reservations::list, reservations::create, reservations::get, reservations::cancel,
         modifications::list, modifications::get, modifications::create, modifications::cancel,
         workloads::of_reservation, workloads::get, workloads::forecast,
+        market::get,
         invoice::get,
     ),
     components(schemas(
@@ -40,6 +41,7 @@ impl Modify for Bearer {
         wire::ReservationPage, wire::NewModification, wire::ModificationView, wire::Quote,
         wire::ModificationOutcome, wire::InvoiceLine, wire::InvoiceView, wire::KindNow,
         wire::WorkloadView, wire::QuantileView, wire::ForecastStep, wire::ForecastView,
+        wire::PricesView, wire::LeaseView, wire::MarketView,
     )),
     modifiers(&Bearer),
     security(("bearer" = [])),

@@ -349,3 +349,54 @@ pub struct ForecastView {
     /// The steps, soonest first.
     pub steps: Vec<ForecastStep>,
 }
+
+/// Prices per shard-hour, per kind (decimal strings).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PricesView {
+    /// Per cpu shard-hour.
+    pub cpu: String,
+    /// Per memory shard-hour.
+    pub memory: String,
+    /// Per net shard-hour.
+    pub net: String,
+    /// Per iops shard-hour.
+    pub iops: String,
+}
+
+/// A lease: shards a workload borrows.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LeaseView {
+    /// Its id.
+    pub id: u64,
+    /// The borrowing workload.
+    pub workload: u64,
+    /// Who lends: `reservation N` or `provider`.
+    pub lender: String,
+    /// The shards.
+    pub shards: Shards,
+    /// The agreed price per shard-hour.
+    pub price: PricesView,
+    /// When it holds (RFC 3339).
+    pub window: WindowView,
+    /// True once its lender takes it back (it ends at the window's end).
+    pub reclaiming: bool,
+}
+
+/// A host's shard market now.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MarketView {
+    /// The host's name.
+    pub host: String,
+    /// The pool's price per shard-hour (absent before the first repricing).
+    pub price: Option<PricesView>,
+    /// On offer: reservations' idle shards offered plus the provider's unreserved ones.
+    pub offered: Shards,
+    /// Leased out now.
+    pub leased: Shards,
+    /// Asked for and not yet served.
+    pub waiting: Shards,
+    /// The caller's leases on this host: what its workloads borrow (the admin's: all).
+    pub borrowed: Vec<LeaseView>,
+    /// What the caller's reservations lend out on this host (the admin's: all).
+    pub lent: Vec<LeaseView>,
+}

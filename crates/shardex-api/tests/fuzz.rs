@@ -168,7 +168,7 @@ fn segment() -> impl Strategy<Value = String> {
 }
 
 fn path() -> impl Strategy<Value = String> {
-    (0usize..12, segment(), segment()).prop_map(|(i, a, b)| match i {
+    (0usize..13, segment(), segment()).prop_map(|(i, a, b)| match i {
         0 => "/v1/tenants".to_string(),
         1 => format!("/v1/tenants/{a}/tokens"),
         2 => format!("/v1/tokens/{a}"),
@@ -180,6 +180,7 @@ fn path() -> impl Strategy<Value = String> {
         8 => format!("/v1/workloads/{a}"),
         9 => format!("/v1/workloads/{a}/forecast"),
         10 => format!("/v1/reservations/{a}/workloads"),
+        11 => format!("/v1/hosts/{a}/market"),
         _ => format!("/v1/{a}"),
     })
 }

@@ -488,6 +488,14 @@ fn reservations_page_by_id_and_the_openapi_document_is_served_as_committed() {
         5,
         "the admin sees all"
     );
+    let (s, body) = get(&d.addr, &format!("/v1/hosts/{}/market", d.host), Some(&a));
+    assert_eq!(s, 200, "{body}");
+    let m = parse(&body);
+    assert_eq!(m["host"], d.host.as_str());
+    assert!(m["offered"]["cpu"].as_u64().is_some(), "{body}");
+    assert_eq!(m["borrowed"], json!([]));
+    let (s, body) = get(&d.addr, "/v1/hosts/nowhere/market", Some(&a));
+    assert_problem(s, &body, 404, "not-found");
     let (s, body) = get(&d.addr, "/v1/openapi.json", None);
     assert_eq!(s, 200);
     let committed = include_str!("../../shardex-api/openapi.json");
@@ -572,6 +580,23 @@ fn a_workload_shows_its_usage_entitlement_and_forecast_to_its_tenant_only() {
     assert!(w["kinds"]["cpu"]["usage"].as_u64().is_some(), "{w}");
     let (_, body) = get(&addr, "/v1/reservations/1/workloads", Some(&ops));
     assert_eq!(parse(&body)["workloads"][0]["id"], 1);
+    // Its leases show in its host's market, to it and not to another tenant.
+    let host = {
+        let (_, body) = get(&addr, "/v1/hosts", Some(&admin));
+        parse(&body)["hosts"][0]["name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (s, body) = get(&addr, &format!("/v1/hosts/{host}/market"), Some(&ops));
+    assert_eq!(s, 200, "{body}");
+    let borrowed = parse(&body)["borrowed"].as_array().unwrap().clone();
+    assert!(
+        borrowed.iter().any(|l| l["workload"] == 1),
+        "act mode leased for it: {body}"
+    );
+    let (_, body) = get(&addr, &format!("/v1/hosts/{host}/market"), Some(&other));
+    assert_eq!(parse(&body)["borrowed"], json!([]), "{body}");
     // The same through `shardex ctl`.
     let ctl = |args: &[&str]| {
         let out = std::process::Command::new(common::BIN)

@@ -3,6 +3,7 @@
 //! [`BODY_LIMIT`]; unknown routes and fields are refused by name.
 
 pub mod invoice;
+pub mod market;
 pub mod modifications;
 pub mod reservations;
 pub mod tenants;
@@ -65,6 +66,7 @@ pub fn router<B: Backend>(api: Arc<Api<B>>) -> Router {
         )
         .route("/v1/workloads/{id}", get(workloads::get::<B>))
         .route("/v1/workloads/{id}/forecast", get(workloads::forecast::<B>))
+        .route("/v1/hosts/{host}/market", get(market::get::<B>))
         .route("/v1/invoice", get(invoice::get::<B>))
         .route_layer(middleware::from_fn_with_state(
             api.clone(),
