@@ -69,6 +69,11 @@ pub trait Backend: Send + Sync + 'static {
     /// What the control loop knows of each workload now (empty when it has not run yet).
     fn workloads(&self) -> impl Future<Output = Vec<WorkloadState>> + Send;
 
+    /// The engine's newest shard requests (at most 1,000), newest first.
+    fn shard_requests(
+        &self,
+    ) -> impl Future<Output = Vec<shardex_core::engine::ShardRequest>> + Send;
+
     /// The token with this public id.
     fn token(&self, id: &str) -> impl Future<Output = Result<Option<TokenRecord>, Problem>> + Send;
 

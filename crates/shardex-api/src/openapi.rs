@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{invoice, market, modifications, reservations, tenants, workloads};
+use crate::routes::{invoice, market, modifications, requests, reservations, tenants, workloads};
 use crate::wire;
 
 /// The bearer tokens: the admin's, or a tenant's `sxt_…`.
@@ -33,6 +33,7 @@ impl Modify for Bearer {
         modifications::list, modifications::get, modifications::create, modifications::cancel,
         workloads::of_reservation, workloads::get, workloads::forecast,
         market::get,
+        requests::list,
         invoice::get,
     ),
     components(schemas(
@@ -42,6 +43,7 @@ impl Modify for Bearer {
         wire::ModificationOutcome, wire::InvoiceLine, wire::InvoiceView, wire::KindNow,
         wire::WorkloadView, wire::QuantileView, wire::ForecastStep, wire::ForecastView,
         wire::PricesView, wire::LeaseView, wire::MarketView,
+        wire::StepView, wire::ShardRequestView,
     )),
     modifiers(&Bearer),
     security(("bearer" = [])),

@@ -400,3 +400,45 @@ pub struct MarketView {
     /// What the caller's reservations lend out on this host (the admin's: all).
     pub lent: Vec<LeaseView>,
 }
+
+/// One step taken for a shard request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StepView {
+    /// `reclaim` (from leases its reservation lent), `preempt` (lower-tier leases, with
+    /// notice), `grow` (its reservation, from the host's free capacity) or `host_short`
+    /// (workloads move away; a host may be provisioned).
+    pub step: String,
+    /// The shards concerned.
+    pub shards: Shards,
+}
+
+/// What the engine raised when the market could not cover a workload.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ShardRequestView {
+    /// Its id.
+    pub id: u64,
+    /// For which workload.
+    pub workload: u64,
+    /// On which host (name).
+    pub host: String,
+    /// What the market could not cover.
+    pub wanted: Shards,
+    /// When it was raised (RFC 3339).
+    pub raised: String,
+    /// `pending`, `fulfilled`, `partially_fulfilled` or `failed`.
+    pub status: String,
+    /// Why it was only partly fulfilled or failed.
+    pub reason: Option<String>,
+    /// What was done, in order.
+    pub steps: Vec<StepView>,
+}
+
+/// `GET /v1/shard-requests` filters.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ShardRequestFilter {
+    /// Only for this workload.
+    pub workload: Option<u64>,
+    /// Only in this status.
+    pub status: Option<String>,
+}

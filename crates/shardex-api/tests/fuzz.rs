@@ -75,6 +75,9 @@ impl Backend for Mem {
     async fn workloads(&self) -> Vec<shardex_api::WorkloadState> {
         Vec::new()
     }
+    async fn shard_requests(&self) -> Vec<shardex_core::engine::ShardRequest> {
+        Vec::new()
+    }
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>, Problem> {
         Ok(self
             .tokens
@@ -168,7 +171,7 @@ fn segment() -> impl Strategy<Value = String> {
 }
 
 fn path() -> impl Strategy<Value = String> {
-    (0usize..13, segment(), segment()).prop_map(|(i, a, b)| match i {
+    (0usize..14, segment(), segment()).prop_map(|(i, a, b)| match i {
         0 => "/v1/tenants".to_string(),
         1 => format!("/v1/tenants/{a}/tokens"),
         2 => format!("/v1/tokens/{a}"),
@@ -181,6 +184,7 @@ fn path() -> impl Strategy<Value = String> {
         9 => format!("/v1/workloads/{a}/forecast"),
         10 => format!("/v1/reservations/{a}/workloads"),
         11 => format!("/v1/hosts/{a}/market"),
+        12 => "/v1/shard-requests".to_string(),
         _ => format!("/v1/{a}"),
     })
 }

@@ -660,3 +660,76 @@ fn a_client_holding_half_sent_headers_is_cut_off_and_never_holds_up_a_stop() {
         started.elapsed()
     );
 }
+
+#[test]
+#[ignore = "needs a cgroup v1 or v2 filesystem at /sys/fs/cgroup; CI runs it with --include-ignored"]
+fn a_workload_the_market_cannot_cover_shows_its_shard_request_to_its_tenant() {
+    // The root cgroup (busy: everything here) in a 1-shard reservation, on a host whose other
+    // cpu is all reserved by a tenant that does not lend: the market can't cover it.
+    let (child, addr, admin, _dir) = common::daemon_with_one_workload(
+        "mode = \"act\"\nsample_every = \"200ms\"\ndecide_every = \"1s\"\nactuator = \"simulated\"\n",
+        json!({"cpu": 1, "memory": 1}),
+        "/",
+    );
+    let (_, hosts) = get(&addr, "/v1/hosts", Some(&admin));
+    let h = &parse(&hosts)["hosts"][0];
+    let free = h["balance"]["free"]["cpu"].as_u64().unwrap();
+    let (s, body) = send(
+        &addr,
+        "POST",
+        "/v1/tenants",
+        &admin,
+        r#"{"name":"hoarder"}"#,
+    );
+    assert_eq!(s, 201, "{body}");
+    let hoarder = parse(&body)["token"]["token"].as_str().unwrap().to_string();
+    let host = h["name"].as_str().unwrap();
+    let (s, body) = send(
+        &addr,
+        "POST",
+        "/v1/reservations",
+        &hoarder,
+        &json!({"host": host, "shards": {"cpu": free}, "for": "1h"}).to_string(),
+    );
+    assert_eq!(s, 201, "{body}");
+    let rid = parse(&body)["id"].as_u64().unwrap();
+    let (s, body) = send(
+        &addr,
+        "POST",
+        "/v1/actions",
+        &admin,
+        &json!({"action": "set_lending", "tenant": 2, "reservation": rid, "lending": {"opt_out": true}, "floor": {}}).to_string(),
+    );
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = send(&addr, "POST", "/v1/tenants/ops/tokens", &admin, "{}");
+    assert_eq!(s, 201, "{body}");
+    let ops = parse(&body)["token"].as_str().unwrap().to_string();
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(200));
+        let (s, body) = get(&addr, "/v1/shard-requests?workload=1", Some(&ops));
+        assert_eq!(s, 200, "{body}");
+        let v = parse(&body);
+        if !v["shard_requests"].as_array().unwrap().is_empty() {
+            seen = v;
+            break;
+        }
+    }
+    let r = &seen["shard_requests"][0];
+    assert_eq!(r["workload"], 1, "a shard request within 20 s: {seen}");
+    assert!(r["wanted"]["cpu"].as_u64().unwrap() > 0, "{r}");
+    assert!(
+        ["pending", "fulfilled", "partially_fulfilled", "failed"]
+            .contains(&r["status"].as_str().unwrap()),
+        "{r}"
+    );
+    let (_, body) = get(&addr, "/v1/shard-requests", Some(&hoarder));
+    assert_eq!(
+        parse(&body)["shard_requests"],
+        json!([]),
+        "not another tenant's"
+    );
+    let (s, body) = get(&addr, "/v1/shard-requests?status=lost", Some(&ops));
+    assert_problem(s, &body, 400, "bad-request");
+    interrupt_and_wait(child);
+}

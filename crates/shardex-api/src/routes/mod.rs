@@ -5,6 +5,7 @@
 pub mod invoice;
 pub mod market;
 pub mod modifications;
+pub mod requests;
 pub mod reservations;
 pub mod tenants;
 pub mod workloads;
@@ -67,6 +68,7 @@ pub fn router<B: Backend>(api: Arc<Api<B>>) -> Router {
         .route("/v1/workloads/{id}", get(workloads::get::<B>))
         .route("/v1/workloads/{id}/forecast", get(workloads::forecast::<B>))
         .route("/v1/hosts/{host}/market", get(market::get::<B>))
+        .route("/v1/shard-requests", get(requests::list::<B>))
         .route("/v1/invoice", get(invoice::get::<B>))
         .route_layer(middleware::from_fn_with_state(
             api.clone(),

@@ -117,6 +117,14 @@ impl Backend for Daemon {
             .collect()
     }
 
+    async fn shard_requests(&self) -> Vec<shardex_core::engine::ShardRequest> {
+        self.0
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>, Problem> {
         Ok(self
             .0

@@ -219,6 +219,10 @@ pub(super) async fn control_loop(
         if let Ok(mut shown) = app.workloads.lock() {
             *shown = views.values().cloned().collect();
         }
+        if deciding && let Ok(mut shown) = app.requests.lock() {
+            let all: Vec<_> = agent.controller.engine.shard_requests().collect();
+            *shown = all.into_iter().rev().take(1000).cloned().collect();
+        }
     }
 }
 

@@ -39,6 +39,8 @@ struct App {
     lender_share: rust_decimal::Decimal,
     /// What the control loop shows of each workload.
     workloads: std::sync::Mutex<Vec<WorkloadView>>,
+    /// The engine's newest shard requests, newest first (at most 1,000).
+    requests: std::sync::Mutex<Vec<shardex_core::engine::ShardRequest>>,
     /// Told when the ledger changed outside the control loop (an expiry, an API action), so
     /// that new entitlements are applied at once rather than at the next sample.
     changed: tokio::sync::Notify,
@@ -125,6 +127,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         prices: config.pricing.table(),
         lender_share: config.pricing.lender_share,
         workloads: std::sync::Mutex::new(Vec::new()),
+        requests: std::sync::Mutex::new(Vec::new()),
         changed: tokio::sync::Notify::new(),
     });
     let router = Router::new()

@@ -1,0 +1,98 @@
+//! Shard requests: what the engine raised when the market could not cover a workload, the
+//! steps it took (reclaim, preempt, grow, move) and where each stands. A tenant sees those of
+//! its own workloads.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use shardex_core::Ledger;
+use shardex_core::engine::{RequestStatus, ShardRequest, Step};
+
+use super::{answer, query};
+use crate::auth::Principal;
+use crate::moment::rfc3339;
+use crate::wire::{ShardRequestFilter, ShardRequestView, StepView};
+use crate::{Api, Backend, Problem};
+
+const STATUSES: [&str; 4] = ["pending", "fulfilled", "partially_fulfilled", "failed"];
+
+fn view(l: &Ledger, r: &ShardRequest) -> ShardRequestView {
+    let (status, reason) = match &r.status {
+        RequestStatus::Pending => ("pending", None),
+        RequestStatus::Fulfilled => ("fulfilled", None),
+        RequestStatus::PartiallyFulfilled(why) => ("partially_fulfilled", Some(why.clone())),
+        RequestStatus::Failed(why) => ("failed", Some(why.clone())),
+    };
+    ShardRequestView {
+        id: r.id,
+        workload: r.workload.0,
+        host: l
+            .host(r.host)
+            .map_or_else(|| r.host.to_string(), |h| h.name.clone()),
+        wanted: r.wanted.into(),
+        raised: rfc3339(r.raised),
+        status: status.into(),
+        reason,
+        steps: r
+            .steps
+            .iter()
+            .map(|s| {
+                let (step, shards) = match s {
+                    Step::Reclaim { shards } => ("reclaim", shards),
+                    Step::Preempt { shards } => ("preempt", shards),
+                    Step::Grow { shards } => ("grow", shards),
+                    Step::HostShort { shards } => ("host_short", shards),
+                };
+                StepView {
+                    step: step.into(),
+                    shards: (*shards).into(),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// `GET /v1/shard-requests[?workload=&status=]`: newest first, at most 1,000.
+#[utoipa::path(get, path = "/v1/shard-requests", tag = "shard requests", params(ShardRequestFilter),
+    responses((status = 200, description = "`{\"shard_requests\": [ShardRequestView]}`"), (status = 400, body = Problem)))]
+pub async fn list<B: Backend>(
+    State(api): State<Arc<Api<B>>>,
+    Extension(p): Extension<Principal>,
+    q: Result<Query<ShardRequestFilter>, QueryRejection>,
+) -> Response {
+    let run = async {
+        let f = query(q)?;
+        if let Some(s) = &f.status
+            && !STATUSES.contains(&s.as_str())
+        {
+            return Err(Problem::bad_request(format!(
+                "status: {s:?} is not pending, fulfilled, partially_fulfilled or failed"
+            )));
+        }
+        let all = api.backend.shard_requests().await;
+        Ok(api
+            .backend
+            .read(|l, _| {
+                all.iter()
+                    // A workload that is gone shows to the admin only.
+                    .filter(|r| match l.workload(r.workload) {
+                        Some(w) => p.sees(w.tenant),
+                        None => p.tenant().is_none(),
+                    })
+                    .filter(|r| f.workload.is_none_or(|w| r.workload.0 == w))
+                    .map(|r| view(l, r))
+                    .filter(|v| f.status.as_deref().is_none_or(|s| v.status == s))
+                    .collect::<Vec<_>>()
+            })
+            .await)
+    };
+    match run.await {
+        Ok(r) => answer(StatusCode::OK, &json!({ "shard_requests": r })),
+        Err(e) => e.into_response(),
+    }
+}
