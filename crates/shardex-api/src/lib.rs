@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod moment;
 pub mod openapi;
 pub mod problem;
+pub mod quantity;
 pub mod routes;
 pub mod wire;
 

@@ -11,7 +11,6 @@ mod machine;
 mod plot;
 mod progress;
 mod provision;
-mod quantity;
 mod replay;
 mod run;
 mod simulate;

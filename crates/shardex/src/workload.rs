@@ -18,7 +18,7 @@ use shardex_host::tree::{CgroupTree, process_tree};
 
 use crate::DataArgs;
 use crate::client::Client;
-use crate::quantity;
+use shardex_api::quantity;
 
 /// Where the daemon is.
 #[derive(Debug, Clone, Args)]

@@ -23,7 +23,8 @@ fn scaled(number: &str, factor: u64, what: &str, given: &str) -> Result<u64, Str
     if n.is_sign_negative() {
         return Err(format!("{given:?} is negative"));
     }
-    (n * Decimal::from(factor))
+    n.checked_mul(Decimal::from(factor))
+        .ok_or_else(|| format!("{given:?} is too large"))?
         .ceil()
         .to_u64()
         .ok_or_else(|| format!("{given:?} is too large"))
