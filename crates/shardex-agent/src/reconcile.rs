@@ -440,13 +440,13 @@ fn step(
                     if k.degraded.is_none() {
                         newly_degraded.push(kind);
                     }
-                    k.degraded = Some(reason.clone());
+                    k.degraded = Some(reason.to_string());
                     Outcome::Degraded {
-                        reason: reason.clone(),
+                        reason: reason.to_string(),
                     }
                 } else {
                     Outcome::Failed {
-                        reason: reason.clone(),
+                        reason: reason.to_string(),
                         attempt: k.failures,
                         retry_at,
                     }

@@ -254,7 +254,10 @@ impl Actuator for NoMemory {
         if kinds[1] {
             got.set(
                 ResourceKind::Memory,
-                shardex_core::ports::KindState::Failed("EBUSY".into()),
+                shardex_core::ports::KindState::Failed(shardex_core::ports::ActuationError::other(
+                    shardex_core::ports::FailureCause::Refused,
+                    "EBUSY",
+                )),
             );
         }
         got

@@ -4,7 +4,6 @@
 //! machine has them.
 
 pub mod cgroup;
-pub mod hierarchy;
 pub mod qmp;
 pub mod sampler;
 pub mod tc;

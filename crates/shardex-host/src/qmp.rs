@@ -14,7 +14,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use shardex_core::ResourceKind;
 use shardex_core::domain::WorkloadId;
-use shardex_core::ports::{Actuator, Applied, KindState, Kinds, Limits};
+use shardex_core::ports::{
+    ActuationError, Actuator, Applied, FailureCause, KindState, Kinds, Limits,
+};
 
 /// How long one QMP exchange may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -80,6 +82,24 @@ pub enum QmpError {
     /// An answer without what it should hold, or a limit that can't be applied.
     #[error("{0}")]
     Answer(String),
+}
+
+impl QmpError {
+    /// The port's cause for this error.
+    pub fn cause(&self) -> FailureCause {
+        match self {
+            Self::NotMapped(_) => FailureCause::Unsupported,
+            Self::Connect { .. } | Self::Closed | Self::NotQmp { .. } => FailureCause::Unavailable,
+            Self::Io { .. } | Self::NotJson { .. } | Self::Answer(_) => FailureCause::Io,
+            Self::Command { .. } => FailureCause::Refused,
+        }
+    }
+}
+
+impl From<QmpError> for ActuationError {
+    fn from(e: QmpError) -> Self {
+        Self::new(e.cause(), e)
+    }
 }
 
 /// One QMP session, capabilities negotiated.
@@ -281,7 +301,7 @@ impl QmpActuator {
             .and_then(|path| Session::open(path));
         let mut s = match opened {
             Ok(s) => s,
-            Err(e) => return Applied::failed(mine, &e.to_string()),
+            Err(e) => return Applied::failed(mine, &e.into()),
         };
         let mut out = Applied::default();
         // Memory first: the balloon answering is what tells a VM that can be resized.
@@ -291,8 +311,7 @@ impl QmpActuator {
                     kind,
                     match f(&mut s, kind) {
                         Ok(v) => KindState::InForce(v),
-                        // The port reports the reason; the typed error stays here.
-                        Err(e) => KindState::Failed(e.to_string()),
+                        Err(e) => KindState::Failed(e.into()),
                     },
                 );
             }
@@ -407,7 +426,7 @@ mod tests {
 
     fn why(a: &Applied, kind: ResourceKind) -> String {
         match a.get(kind) {
-            KindState::Failed(e) => e.clone(),
+            KindState::Failed(e) => e.to_string(),
             other => panic!("not a failure: {other:?}"),
         }
     }

@@ -127,13 +127,13 @@ impl CgroupSampler {
 
     /// The layout under `base`.
     pub fn probe_at(base: &Path) -> Option<Self> {
-        Self::from_hierarchy(&crate::hierarchy::Hierarchy::probe_at(base)?)
+        Self::from_hierarchy(&crate::cgroup::Hierarchy::probe_at(base)?)
     }
 
     /// The sampler for a probed hierarchy, or `None` when it can't read cpu usage (on v1 the
     /// cpuacct controller is needed; cpu, memory and blkio are read where mounted).
-    pub fn from_hierarchy(h: &crate::hierarchy::Hierarchy) -> Option<Self> {
-        use crate::hierarchy::Hierarchy;
+    pub fn from_hierarchy(h: &crate::cgroup::Hierarchy) -> Option<Self> {
+        use crate::cgroup::Hierarchy;
         let layout = match h {
             Hierarchy::V2 { root } => Layout::V2 { root: root.clone() },
             Hierarchy::V1 {

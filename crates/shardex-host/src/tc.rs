@@ -8,7 +8,9 @@ use std::process::Command;
 
 use shardex_core::ResourceKind;
 use shardex_core::domain::WorkloadId;
-use shardex_core::ports::{Actuator, Applied, KindState, Kinds, Limits};
+use shardex_core::ports::{
+    ActuationError, Actuator, Applied, FailureCause, KindState, Kinds, Limits,
+};
 
 /// The least rate written: a tbf rate of 0 is invalid, and no rate would mean no shaping.
 const MIN_RATE_BPS: u64 = 8_000;
@@ -59,6 +61,25 @@ pub enum TcError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+impl TcError {
+    /// The port's cause for this error.
+    pub fn cause(&self) -> FailureCause {
+        match self {
+            Self::NotMapped(_) => FailureCause::Unsupported,
+            Self::BadInterface(_) => FailureCause::Invalid,
+            Self::Spawn { .. } => FailureCause::Unavailable,
+            Self::Failed { .. } => FailureCause::Refused,
+            Self::NotJson { .. } => FailureCause::Io,
+        }
+    }
+}
+
+impl From<TcError> for ActuationError {
+    fn from(e: TcError) -> Self {
+        Self::new(e.cause(), e)
+    }
 }
 
 /// Whether `name` can be an interface name (what the kernel takes: 1–15 bytes, no `/`, no
@@ -190,8 +211,7 @@ impl TcActuator {
         if kinds[ResourceKind::Net.index()] && self.manages(name, ResourceKind::Net) {
             let state = match self.device(name).and_then(|dev| f(&dev)) {
                 Ok(v) => KindState::InForce(v),
-                // The port reports the reason; the typed error stays here.
-                Err(e) => KindState::Failed(e.to_string()),
+                Err(e) => KindState::Failed(e.into()),
             };
             out.set(ResourceKind::Net, state);
         }
@@ -244,7 +264,7 @@ mod tests {
 
     fn why(a: Applied) -> String {
         match a.get(ResourceKind::Net) {
-            KindState::Failed(e) => e.clone(),
+            KindState::Failed(e) => e.to_string(),
             other => panic!("not a failure: {other:?}"),
         }
     }

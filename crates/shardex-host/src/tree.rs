@@ -80,14 +80,14 @@ impl CgroupTree {
     /// controllers mounted there (cpu and memory are required; cpuacct and blkio are used
     /// where mounted).
     pub fn probe_at(base: &Path) -> Result<Self, TreeError> {
-        crate::hierarchy::Hierarchy::probe_at(base)
+        crate::cgroup::Hierarchy::probe_at(base)
             .and_then(|h| Self::from_hierarchy(&h))
             .ok_or_else(|| TreeError::NoCgroups(base.to_path_buf()))
     }
 
     /// The tree of a probed hierarchy, or `None` when it lacks cpu or memory control.
-    pub fn from_hierarchy(h: &crate::hierarchy::Hierarchy) -> Option<Self> {
-        use crate::hierarchy::Hierarchy;
+    pub fn from_hierarchy(h: &crate::cgroup::Hierarchy) -> Option<Self> {
+        use crate::cgroup::Hierarchy;
         let (cpu, cpuacct, memory, blkio) = match h {
             Hierarchy::V2 { root } => {
                 return Some(Self {

@@ -42,7 +42,7 @@ pub enum KindState {
     /// The hard limit in force, read back (`None`: unlimited).
     InForce(Option<u64>),
     /// It failed, and why; this kind was left as it was.
-    Failed(String),
+    Failed(super::ActuationError),
 }
 
 /// What an actuation or a read-back found, per kind.
@@ -58,10 +58,10 @@ impl Default for Applied {
 
 impl Applied {
     /// Every kind in `kinds` failed for the same reason (nothing was written).
-    pub fn failed(kinds: Kinds, reason: &str) -> Self {
+    pub fn failed(kinds: Kinds, reason: &super::ActuationError) -> Self {
         Self(std::array::from_fn(|i| {
             if kinds[i] {
-                KindState::Failed(reason.to_string())
+                KindState::Failed(reason.clone())
             } else {
                 KindState::Unmanaged
             }
@@ -406,6 +406,7 @@ impl Actuator for SimulatedActuator {
 mod tests {
     use super::*;
     use crate::ResourceKind;
+    use crate::ports::{ActuationError, FailureCause};
 
     /// Enforces one kind, for workloads whose name starts with a prefix; fails for `fail`.
     struct One {
@@ -427,7 +428,7 @@ mod tests {
             out.set(
                 self.kind,
                 if name == "fail" {
-                    KindState::Failed("refused".into())
+                    KindState::Failed(ActuationError::other(FailureCause::Refused, "refused"))
                 } else {
                     KindState::InForce(limits.hard(self.kind).map(|v| v + 1))
                 },
@@ -440,7 +441,7 @@ mod tests {
         }
 
         fn clear(&mut self, _: WorkloadId, _: &str, kinds: Kinds) -> Applied {
-            Applied::failed(kinds, "cleared")
+            Applied::failed(kinds, &ActuationError::other(FailureCause::Io, "cleared"))
         }
 
         fn manages(&self, name: &str, kind: ResourceKind) -> bool {
@@ -481,7 +482,7 @@ mod tests {
         let got = c.apply(w, "fail", &l, ALL_KINDS);
         assert_eq!(
             got.get(ResourceKind::Cpu),
-            &KindState::Failed("refused".into())
+            &KindState::Failed(ActuationError::other(FailureCause::Refused, "refused"))
         );
         // Only the kinds asked for.
         let got = c.apply(w, "vm-1", &l, [false, false, true, false]);

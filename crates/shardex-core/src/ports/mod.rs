@@ -2,11 +2,13 @@
 //! here; each other port has a file of its own, re-exported so that paths stay `ports::X`.
 
 mod actuator;
+mod failure;
 mod migrator;
 mod provisioner;
 mod sampler;
 
 pub use actuator::*;
+pub use failure::*;
 pub use migrator::*;
 pub use provisioner::*;
 pub use sampler::*;

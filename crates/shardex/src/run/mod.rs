@@ -154,7 +154,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         });
     let router = shardex_api::routes::hardened(router);
     // The cgroup hierarchy, probed once for the actuator and the sampler.
-    let hierarchy = shardex_host::hierarchy::Hierarchy::probe();
+    let hierarchy = shardex_host::cgroup::Hierarchy::probe();
     let actuator = build_actuator(&config.engine, hierarchy.as_ref())?;
     let mut agent = build_agent(&config)?;
     let sampler = build_sampler(&config, hierarchy.as_ref())?;
@@ -405,7 +405,7 @@ use routes::*;
 /// kind goes to the first that manages it for the workload.
 fn build_actuator(
     engine: &crate::config::EngineConfig,
-    hierarchy: Option<&shardex_host::hierarchy::Hierarchy>,
+    hierarchy: Option<&shardex_host::cgroup::Hierarchy>,
 ) -> anyhow::Result<shardex_core::ports::ActuatorRouter> {
     use crate::config::{ActuatorKind, EngineMode};
     let mut parts: Vec<Box<dyn shardex_core::ports::Actuator + Send>> = Vec::new();
@@ -498,7 +498,7 @@ fn build_agent(config: &Config) -> anyhow::Result<HostAgent> {
 /// The sampler of this host, or why there is none.
 fn build_sampler(
     config: &Config,
-    hierarchy: Option<&shardex_host::hierarchy::Hierarchy>,
+    hierarchy: Option<&shardex_host::cgroup::Hierarchy>,
 ) -> anyhow::Result<shardex_host::sampler::CgroupSampler> {
     let sampler = hierarchy
         .and_then(shardex_host::sampler::CgroupSampler::from_hierarchy)
