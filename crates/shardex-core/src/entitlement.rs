@@ -149,43 +149,16 @@ pub fn limits(
 mod tests {
     use super::*;
     use crate::action;
-    use crate::domain::Tier;
     use crate::ledger::Action;
-    use crate::time::{Timestamp, Window};
 
-    fn t(s: i64) -> Timestamp {
-        Timestamp::from_secs(s).unwrap()
-    }
+    use crate::testkit::{World, t};
 
     #[test]
     fn entitlement_is_the_unlent_reservation_plus_leases_whatever_the_allocation() {
-        let mut l = Ledger::new();
-        l.apply(
-            &Action::RegisterHost(action::RegisterHost {
-                name: "h".into(),
-                capacity: ShardVector::new(200, 100, 0, 0),
-            }),
-            t(0),
-        )
-        .unwrap();
-        l.apply(
-            &Action::CreateTenant(action::CreateTenant { name: "a".into() }),
-            t(0),
-        )
-        .unwrap();
-        let host = l.hosts().next().unwrap().id;
-        let tenant = l.tenants().next().unwrap().id;
-        l.apply(
-            &Action::CreateReservation(action::CreateReservation {
-                tenant,
-                host,
-                vector: ShardVector::new(150, 64, 0, 0),
-                window: Window::new(t(0), t(3600)).unwrap(),
-                tier: Tier::Standard,
-            }),
-            t(0),
-        )
-        .unwrap();
+        let mut world = World::new(ShardVector::new(200, 100, 0, 0), &["a"]);
+        let tenant = world.tenant(0);
+        world.reserve(tenant, ShardVector::new(150, 64, 0, 0), 0, 3600);
+        let mut l = world.ledger;
         let r = l.reservations().next().unwrap().id;
         l.apply(
             &Action::BindWorkload(action::BindWorkload {

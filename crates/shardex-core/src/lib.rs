@@ -39,6 +39,8 @@ pub mod market;
 pub mod ports;
 pub mod rdv;
 pub mod shard;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod time;
 
 pub use domain::{

@@ -7,4 +7,6 @@ pub mod cgroup;
 pub mod qmp;
 pub mod sampler;
 pub mod tc;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod tree;

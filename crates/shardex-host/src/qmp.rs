@@ -413,7 +413,6 @@ impl Actuator for QmpActuator {
 mod tests {
     use super::*;
     use shardex_core::ports::ALL_KINDS;
-    use std::process::{Child, Command, Stdio};
 
     const W: WorkloadId = WorkloadId(9);
 
@@ -478,49 +477,12 @@ mod tests {
         server.join().unwrap();
     }
 
-    /// A real QEMU, paused before its first instruction (no guest needed), killed when dropped.
-    struct Qemu(Child);
-
-    impl Drop for Qemu {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
     #[test]
     #[ignore = "needs qemu-system-x86_64; CI installs it and runs this with --include-ignored"]
     fn a_real_qemu_gets_vcpus_plugged_and_its_balloon_target_set() {
         let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("vm.qmp");
-        let child = Command::new("qemu-system-x86_64")
-            .args([
-                "-machine",
-                "q35,accel=tcg",
-                "-smp",
-                "1,maxcpus=4",
-                "-m",
-                "256M",
-            ])
-            .args(["-nodefaults", "-display", "none", "-S"])
-            .args(["-device", "virtio-balloon-pci,id=balloon0", "-qmp"])
-            .arg(format!("unix:{},server=on,wait=off", sock.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn();
-        let Ok(child) = child else {
-            panic!("no qemu-system-x86_64 here");
-        };
-        let mut qemu = Qemu(child);
-        for _ in 0..100 {
-            if sock.exists() {
-                break;
-            }
-            if let Ok(Some(status)) = qemu.0.try_wait() {
-                panic!("qemu exited with {status} before opening its QMP socket");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let qemu = crate::testkit::PausedQemu::spawn(dir.path(), 4);
+        let sock = qemu.socket.clone();
         let mut a = QmpActuator::new(BTreeMap::from([("vm".to_string(), sock)]));
         // 2.5 cores are 3 vCPUs: two plugged live next to the boot one.
         let in_force = a.apply(W, "vm", &lim(2500, 128 << 20), ALL_KINDS);

@@ -2,9 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 mod common;
@@ -444,46 +443,12 @@ fn act_mode_writes_the_entitlement_into_a_real_cgroup() {
     assert_eq!(memory, 128 << 20, "{limits:?}");
 }
 
-/// A real QEMU, paused before its first instruction, killed when dropped.
-struct Qemu(Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 #[ignore = "needs qemu-system-x86_64; CI installs it and runs this with --include-ignored"]
 fn act_mode_hot_plugs_a_real_vm_s_vcpus_over_qmp() {
     let vm_dir = tempfile::tempdir().unwrap();
-    let sock = vm_dir.path().join("vm.qmp");
-    let Ok(child) = Command::new("qemu-system-x86_64")
-        .args([
-            "-machine",
-            "q35,accel=tcg",
-            "-smp",
-            "1,maxcpus=4",
-            "-m",
-            "256M",
-        ])
-        .args(["-nodefaults", "-display", "none", "-S"])
-        .args(["-device", "virtio-balloon-pci", "-qmp"])
-        .arg(format!("unix:{},server=on,wait=off", sock.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    else {
-        panic!("no qemu-system-x86_64 here");
-    };
-    let _qemu = Qemu(child);
-    for _ in 0..100 {
-        if sock.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let qemu = shardex_host::testkit::PausedQemu::spawn(vm_dir.path(), 4);
+    let sock = qemu.socket.clone();
     // The VM is not a cgroup, so only the simulated actuator would do for the rest; its cpu
     // and memory go over QMP.
     let engine = format!(
@@ -511,39 +476,11 @@ fn act_mode_hot_plugs_a_real_vm_s_vcpus_over_qmp() {
     let mut vcpus = 0;
     for _ in 0..100 {
         std::thread::sleep(Duration::from_millis(200));
-        vcpus = qmp_vcpus(&sock);
+        vcpus = qemu.vcpus();
         if vcpus == 2 {
             break;
         }
     }
     interrupt_and_wait(child);
     assert_eq!(vcpus, 2, "the VM has {vcpus} vCPUs");
-}
-
-/// How many vCPUs the VM at `sock` has, asked over its QMP socket.
-fn qmp_vcpus(sock: &Path) -> usize {
-    use std::io::Write;
-    let stream = std::os::unix::net::UnixStream::connect(sock).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let mut lines = BufReader::new(stream).lines();
-    let greeting = lines.next().unwrap().unwrap();
-    assert!(greeting.contains("QMP"), "{greeting}");
-    let mut reply = |cmd: &str| -> serde_json::Value {
-        writer
-            .write_all(format!("{{\"execute\": \"{cmd}\"}}\n").as_bytes())
-            .unwrap();
-        loop {
-            let v: serde_json::Value =
-                serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-            if v.get("event").is_none() {
-                return v;
-            }
-        }
-    };
-    reply("qmp_capabilities");
-    let r = reply("query-cpus-fast");
-    r["return"].as_array().map_or(0, Vec::len)
 }

@@ -5,11 +5,8 @@ use crate::action;
 use crate::domain::{KindChange, PriceVector};
 use crate::ledger::{Action, Event};
 use crate::shard::ShardVector;
+use crate::testkit::{World, t};
 use crate::time::Window;
-
-fn t(s: i64) -> Timestamp {
-    Timestamp::from_secs(s).unwrap()
-}
 
 fn d(s: &str) -> Decimal {
     s.parse().unwrap()
@@ -17,41 +14,10 @@ fn d(s: &str) -> Decimal {
 
 /// Host of 1000 cpu; tenant 1 reserves 100 cpu for 2 h, standard.
 fn world() -> (Ledger, TenantId, ReservationId) {
-    let mut l = Ledger::new();
-    l.apply(
-        &Action::RegisterHost(action::RegisterHost {
-            name: "h".into(),
-            capacity: ShardVector::new(1000, 1000, 0, 0),
-        }),
-        t(0),
-    )
-    .unwrap();
-    l.apply(
-        &Action::CreateTenant(action::CreateTenant { name: "a".into() }),
-        t(0),
-    )
-    .unwrap();
-    l.apply(
-        &Action::CreateTenant(action::CreateTenant { name: "b".into() }),
-        t(0),
-    )
-    .unwrap();
-    let ev = l
-        .apply(
-            &Action::CreateReservation(action::CreateReservation {
-                tenant: TenantId(1),
-                host: crate::domain::HostId(1),
-                vector: ShardVector::new(100, 0, 0, 0),
-                window: Window::new(t(0), t(7200)).unwrap(),
-                tier: Tier::Standard,
-            }),
-            t(0),
-        )
-        .unwrap();
-    let Some(Event::ReservationCreated { reservation, .. }) = ev.last() else {
-        panic!()
-    };
-    (l, TenantId(1), *reservation)
+    let mut w = World::new(ShardVector::new(1000, 1000, 0, 0), &["a", "b"]);
+    let a = w.tenant(0);
+    let r = w.reserve(a, ShardVector::new(100, 0, 0, 0), 0, 7200);
+    (w.ledger, a, r)
 }
 
 #[test]

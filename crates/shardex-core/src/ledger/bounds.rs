@@ -172,26 +172,10 @@ mod tests {
     use crate::billing::{accrue, quote_action};
     use crate::pricing::PriceTable;
 
-    fn t(s: i64) -> Timestamp {
-        Timestamp::from_secs(s).unwrap()
-    }
+    use crate::testkit::{World, t};
 
     fn world(capacity: ShardVector) -> Ledger {
-        let mut l = Ledger::new();
-        l.apply(
-            &Action::RegisterHost(action::RegisterHost {
-                name: "h".into(),
-                capacity,
-            }),
-            t(0),
-        )
-        .unwrap();
-        l.apply(
-            &Action::CreateTenant(action::CreateTenant { name: "a".into() }),
-            t(0),
-        )
-        .unwrap();
-        l
+        World::new(capacity, &["a"]).ledger
     }
 
     fn refused(l: &Ledger, a: Action) -> LedgerError {

@@ -2,14 +2,7 @@
 
 use super::*;
 use crate::domain::Change;
-
-fn t(s: i64) -> Timestamp {
-    Timestamp::from_secs(s).unwrap()
-}
-
-fn win(a: i64, b: i64) -> Window {
-    Window::new(t(a), t(b)).unwrap()
-}
+use crate::testkit::{World, t, win};
 
 fn cpu(n: u64) -> ShardVector {
     ShardVector::of(ResourceKind::Cpu, n)
@@ -23,30 +16,12 @@ struct Fixture {
 }
 
 fn fixture(capacity: ShardVector) -> Fixture {
-    let mut l = Ledger::new();
-    l.apply(
-        &Action::RegisterHost(action::RegisterHost {
-            name: "h".into(),
-            capacity,
-        }),
-        t(0),
-    )
-    .unwrap();
-    l.apply(
-        &Action::CreateTenant(action::CreateTenant { name: "a".into() }),
-        t(0),
-    )
-    .unwrap();
-    l.apply(
-        &Action::CreateTenant(action::CreateTenant { name: "b".into() }),
-        t(0),
-    )
-    .unwrap();
+    let w = World::new(capacity, &["a", "b"]);
     Fixture {
-        host: HostId(1),
-        a: TenantId(1),
-        b: TenantId(2),
-        l,
+        host: w.host,
+        a: w.tenant(0),
+        b: w.tenant(1),
+        l: w.ledger,
     }
 }
 

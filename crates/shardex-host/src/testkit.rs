@@ -1,0 +1,88 @@
+//! What tests that drive a real QEMU share: a VM paused before its first instruction (no guest
+//! image needed) with a QMP socket, killed when dropped, and a bare QMP query. Compiled for
+//! this crate's tests and, with the `testkit` feature, for other crates' tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A real QEMU (TCG), paused, with one vCPU of `max_cpus` slots, 256 MiB, a virtio balloon
+/// (`balloon0`) and its QMP socket; killed when dropped.
+pub struct PausedQemu {
+    child: Child,
+    /// Its QMP socket.
+    pub socket: PathBuf,
+}
+
+impl PausedQemu {
+    /// Starts one whose socket is `dir/vm.qmp`, and waits for the socket (5 s at most).
+    pub fn spawn(dir: &Path, max_cpus: u32) -> Self {
+        let socket = dir.join("vm.qmp");
+        let child = Command::new("qemu-system-x86_64")
+            .args(["-machine", "q35,accel=tcg", "-m", "256M", "-smp"])
+            .arg(format!("1,maxcpus={max_cpus}"))
+            .args(["-nodefaults", "-display", "none", "-S"])
+            .args(["-device", "virtio-balloon-pci,id=balloon0", "-qmp"])
+            .arg(format!("unix:{},server=on,wait=off", socket.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("no qemu-system-x86_64 here: {e}"));
+        let mut vm = Self { child, socket };
+        for _ in 0..100 {
+            if vm.socket.exists() {
+                return vm;
+            }
+            if let Ok(Some(status)) = vm.child.try_wait() {
+                panic!("qemu exited with {status} before opening its QMP socket");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("qemu opened no QMP socket within 5 s");
+    }
+
+    /// QEMU's `return` to `command` (no arguments), asked on a session of its own.
+    pub fn query(&self, command: &str) -> serde_json::Value {
+        let stream = std::os::unix::net::UnixStream::connect(&self.socket).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut lines = BufReader::new(stream).lines();
+        let greeting = lines.next().unwrap().unwrap();
+        assert!(greeting.contains("QMP"), "{greeting}");
+        let mut reply = |cmd: &str| -> serde_json::Value {
+            writer
+                .write_all(format!("{{\"execute\": \"{cmd}\"}}\n").as_bytes())
+                .unwrap();
+            loop {
+                let v: serde_json::Value =
+                    serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+                if v.get("event").is_none() {
+                    return v;
+                }
+            }
+        };
+        reply("qmp_capabilities");
+        let answer = reply(command);
+        answer
+            .get("return")
+            .cloned()
+            .unwrap_or_else(|| panic!("QMP {command} failed: {answer}"))
+    }
+
+    /// How many vCPUs it has now.
+    pub fn vcpus(&self) -> usize {
+        self.query("query-cpus-fast").as_array().map_or(0, Vec::len)
+    }
+}
+
+impl Drop for PausedQemu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
