@@ -40,13 +40,13 @@ pub fn check(args: &DataArgs) -> anyhow::Result<ExitCode> {
     let store = match opened {
         Ok(store) => store,
         Err(StoreError::InvariantsBroken(violations)) => {
-            println!(
+            outln!(
                 "ledger {}: {} invariant(s) broken:",
                 path.display(),
                 violations.len()
             );
             for v in &violations {
-                println!("  - {v}");
+                outln!("  - {v}");
             }
             return Ok(ExitCode::from(1));
         }
@@ -56,27 +56,27 @@ pub fn check(args: &DataArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let ledger = store.ledger();
-    println!(
+    outln!(
         "ledger {}: {} action(s) replayed, every one reproduced its recorded events",
         path.display(),
         store.seq()
     );
-    print!("{}", describe(ledger)?);
+    out!("{}", describe(ledger)?);
     let balances = rt.block_on(store.journal_balances())?;
     let trial: rust_decimal::Decimal = balances.values().sum();
     if !trial.is_zero() {
-        println!(
+        outln!(
             "The journal does not balance: its {} account(s) sum to {trial}, not zero.",
             balances.len()
         );
         rt.block_on(store.close());
         return Ok(ExitCode::from(1));
     }
-    println!(
+    outln!(
         "journal: {} account(s), balanced (debits equal credits exactly)",
         balances.len()
     );
-    println!(
+    outln!(
         "All invariants hold: every shard is in exactly one place, allocations fit their hosts, \
          and no lower tier keeps shards a higher tier is waiting for."
     );
@@ -158,17 +158,20 @@ pub fn invoice(args: &DataArgs, tenant: &str, period: Option<&str>) -> anyhow::R
     };
     let charges = rt.block_on(store.charges(Some(t), from, to))?;
     let inv = invoice(t, from, to, &charges, share);
-    println!(
+    outln!(
         "invoice of {tenant} ({t}) for {} .. {} (ms since the epoch)",
         from.millis(),
         to.millis()
     );
-    println!(
+    outln!(
         "{:<52} {:>14} {:>16} {:>14}",
-        "item", "shard-hours", "unit price", "amount"
+        "item",
+        "shard-hours",
+        "unit price",
+        "amount"
     );
     for l in &inv.lines {
-        println!(
+        outln!(
             "{:<52} {:>14} {:>16} {:>14}",
             l.what,
             l.shard_hours.round_dp(4),
@@ -176,7 +179,7 @@ pub fn invoice(args: &DataArgs, tenant: &str, period: Option<&str>) -> anyhow::R
             l.amount.normalize()
         );
     }
-    println!(
+    outln!(
         "{:<52} {:>14} {:>16} {:>14}",
         "total",
         "",
@@ -194,6 +197,6 @@ pub fn config(args: &DataArgs) -> anyhow::Result<ExitCode> {
         Some(path) => eprintln!("{path}: valid"),
         None => eprintln!("no configuration file; these are the defaults"),
     }
-    print!("{}", toml::to_string_pretty(&config)?);
+    out!("{}", toml::to_string_pretty(&config)?);
     Ok(ExitCode::SUCCESS)
 }

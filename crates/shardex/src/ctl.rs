@@ -305,8 +305,8 @@ pub fn ctl(args: CtlArgs) -> anyhow::Result<()> {
 
 fn print(out: Output, v: &Value, table: impl FnOnce() -> String) -> anyhow::Result<()> {
     match out {
-        Output::Json => println!("{}", serde_json::to_string_pretty(v)?),
-        Output::Table => println!("{}", table()),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(v)?),
+        Output::Table => outln!("{}", table()),
     }
     Ok(())
 }

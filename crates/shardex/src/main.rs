@@ -1,6 +1,9 @@
 //! The shardex binary: the composition root. Parses the command line and wires the adapters
 //! to the core; `anyhow` lives only here.
 
+#[macro_use]
+mod out;
+
 mod check;
 mod client;
 mod config;
@@ -173,7 +176,7 @@ fn provisioner_try(data: &DataArgs, cpu: u64, memory: u64) -> anyhow::Result<Exi
         needs: shardex_core::ShardVector::new(cpu, memory, 0, 0),
     };
     let host = p.provision(&request)?;
-    println!("{}", serde_json::to_string_pretty(&host)?);
+    outln!("{}", serde_json::to_string_pretty(&host)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -209,7 +212,7 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Defaults,
         } => {
-            print!("{}", config::DEFAULT_TOML);
+            out!("{}", config::DEFAULT_TOML);
             Ok(ExitCode::SUCCESS)
         }
         Command::Config {

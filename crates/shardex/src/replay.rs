@@ -238,10 +238,10 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
                 ((rows_scored as f64 / elapsed).round()).into(),
             );
         }
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        print!("{}", table(&report));
-        println!(
+        out!("{}", table(&report));
+        outln!(
             "{workloads} workloads, {rows_scored} policy-scored samples in {elapsed:.1} s ({:.0} per second); lead {}, warm-up {}",
             rows_scored as f64 / elapsed,
             config.lead,

@@ -401,9 +401,10 @@ fn add(args: &AddArgs) -> anyhow::Result<ExitCode> {
         }
     };
     wait_in_force(&client, workload, Duration::from_secs(15))?;
-    println!(
+    outln!(
         "workload {} ({name}) in reservation {}",
-        workload.0, reservation.0
+        workload.0,
+        reservation.0
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -435,17 +436,26 @@ fn list(daemon: &Daemon, json: bool) -> anyhow::Result<ExitCode> {
     let client = daemon.client()?;
     let all = client.get("/v1/workloads")?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        outln!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(ExitCode::SUCCESS);
     }
     let rows = all["workloads"].as_array().cloned().unwrap_or_default();
     if rows.is_empty() {
-        println!("no workloads");
+        outln!("no workloads");
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{:<4} {:<28} {:<12} {:<4} {:<7} {:>9} {:>9} {:>9} {:>9} {:>4}  STATE",
-        "ID", "NAME", "TENANT", "RES", "KIND", "USAGE", "P95", "ENTITLED", "IN FORCE", "OOM"
+        "ID",
+        "NAME",
+        "TENANT",
+        "RES",
+        "KIND",
+        "USAGE",
+        "P95",
+        "ENTITLED",
+        "IN FORCE",
+        "OOM"
     );
     for w in rows {
         let state = if w["resolved"] == false {
@@ -492,7 +502,7 @@ fn list(daemon: &Daemon, json: bool) -> anyhow::Result<ExitCode> {
                 Default::default()
             };
             first = false;
-            println!(
+            outln!(
                 "{id:<4} {name:<28} {tenant:<12} {res:<4} {:<7} {:>9} {p95:>9} {:>9} {in_force:>9} {oom:>4}  {st}{at_limit}",
                 kind.to_string(),
                 cell(&w["usage"], kind),
@@ -558,13 +568,13 @@ fn remove(daemon: &Daemon, which: &str, cancel: bool) -> anyhow::Result<ExitCode
     let tenant = tenant_id(&client, tenant_name)?;
     let name = w["name"].as_str().unwrap_or("").to_string();
     take_out(&client, tenant, id, &name)?;
-    println!("workload {} ({name}) removed", id.0);
+    outln!("workload {} ({name}) removed", id.0);
     if cancel {
         client.act(&Action::CancelReservation(action::CancelReservation {
             tenant,
             reservation,
         }))?;
-        println!("reservation {} cancelled", reservation.0);
+        outln!("reservation {} cancelled", reservation.0);
     }
     Ok(ExitCode::SUCCESS)
 }

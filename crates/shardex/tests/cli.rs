@@ -484,3 +484,19 @@ fn act_mode_hot_plugs_a_real_vm_s_vcpus_over_qmp() {
     interrupt_and_wait(child);
     assert_eq!(vcpus, 2, "the VM has {vcpus} vCPUs");
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_a_command_quietly() {
+    // Issue 12, item 9: `shardex ledger check | head` panicked on the broken pipe. Here the
+    // reading end is closed before the command starts, so its first write meets EPIPE.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(BIN)
+        .args(["config", "defaults"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -171,9 +171,9 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     let elapsed = started.elapsed().as_secs_f64();
     let report = sim.report(&trace_name, policy, hosts_static, &kinds, elapsed, args);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", table(&report));
+        out!("{}", table(&report));
     }
     Ok(ExitCode::SUCCESS)
 }
