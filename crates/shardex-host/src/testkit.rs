@@ -1,5 +1,6 @@
-//! What tests that drive a real QEMU share: a VM paused before its first instruction (no guest
-//! image needed) with a QMP socket, killed when dropped, and a bare QMP query. Compiled for
+//! What the adapters' tests share: cgroup trees laid out in a folder as the kernel has them,
+//! and a real QEMU paused before its first instruction (no guest image needed) with a QMP
+//! socket, killed when dropped, and a bare QMP query. Compiled for
 //! this crate's tests and, with the `testkit` feature, for other crates' tests.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -84,5 +85,50 @@ impl Drop for PausedQemu {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A laid-out v2 tree with the cgroup `name`, files as the kernel has them.
+pub fn laid_out_v2(base: &Path, name: &str) -> PathBuf {
+    std::fs::write(base.join("cgroup.controllers"), "cpu io memory\n").unwrap();
+    let cg = base.join(name);
+    std::fs::create_dir_all(&cg).unwrap();
+    for (f, v) in [
+        ("cpu.max", "max 100000\n"),
+        ("cpu.weight", "100\n"),
+        ("memory.max", "max\n"),
+        ("memory.high", "max\n"),
+    ] {
+        std::fs::write(cg.join(f), v).unwrap();
+    }
+    cg
+}
+
+/// A laid-out v1 tree (cpu and memory hierarchies) with the cgroup `name`.
+pub fn laid_out_v1(base: &Path, name: &str) {
+    let unlimited = "9223372036854771712\n";
+    for (dir, files) in [
+        (
+            "cpu",
+            vec![
+                ("cpu.cfs_period_us", "100000\n"),
+                ("cpu.cfs_quota_us", "-1\n"),
+                ("cpu.shares", "1024\n"),
+            ],
+        ),
+        (
+            "memory",
+            vec![
+                ("memory.limit_in_bytes", unlimited),
+                ("memory.soft_limit_in_bytes", unlimited),
+            ],
+        ),
+    ] {
+        let cg = base.join(dir).join(name);
+        std::fs::create_dir_all(&cg).unwrap();
+        for (f, v) in files {
+            std::fs::write(base.join(dir).join(f), v).unwrap();
+            std::fs::write(cg.join(f), v).unwrap();
+        }
     }
 }

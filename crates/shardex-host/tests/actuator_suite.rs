@@ -13,7 +13,7 @@
     clippy::cast_possible_wrap
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use shardex_core::ports::{
     ALL_KINDS, Actuator, KindState, Kinds, Limits, Sampler, SimulatedActuator,
@@ -21,6 +21,7 @@ use shardex_core::ports::{
 use shardex_core::{ResourceKind, Timestamp, WorkloadId};
 use shardex_host::cgroup::CgroupActuator;
 use shardex_host::sampler::CgroupSampler;
+use shardex_host::testkit::{laid_out_v1, laid_out_v2};
 
 const W: WorkloadId = WorkloadId(5);
 
@@ -94,60 +95,16 @@ fn the_simulated_actuator_keeps_the_contract() {
     contract(&mut SimulatedActuator::default(), "anything");
 }
 
-/// A laid-out v2 tree with the cgroup `name`, files as the kernel has them.
-fn v2_tree(base: &Path, name: &str) {
-    std::fs::write(base.join("cgroup.controllers"), "cpu io memory\n").unwrap();
-    let cg = base.join(name);
-    std::fs::create_dir_all(&cg).unwrap();
-    for (f, v) in [
-        ("cpu.max", "max 100000\n"),
-        ("cpu.weight", "100\n"),
-        ("memory.max", "max\n"),
-        ("memory.high", "max\n"),
-    ] {
-        std::fs::write(cg.join(f), v).unwrap();
-    }
-}
-
-/// A laid-out v1 tree (cpu and memory hierarchies) with the cgroup `name`.
-fn v1_tree(base: &Path, name: &str) {
-    let unlimited = "9223372036854771712\n";
-    for (dir, files) in [
-        (
-            "cpu",
-            vec![
-                ("cpu.cfs_period_us", "100000\n"),
-                ("cpu.cfs_quota_us", "-1\n"),
-                ("cpu.shares", "1024\n"),
-            ],
-        ),
-        (
-            "memory",
-            vec![
-                ("memory.limit_in_bytes", unlimited),
-                ("memory.soft_limit_in_bytes", unlimited),
-            ],
-        ),
-    ] {
-        let cg = base.join(dir).join(name);
-        std::fs::create_dir_all(&cg).unwrap();
-        for (f, v) in files {
-            std::fs::write(base.join(dir).join(f), v).unwrap();
-            std::fs::write(cg.join(f), v).unwrap();
-        }
-    }
-}
-
 #[test]
 fn the_cgroup_actuator_keeps_the_contract_on_v2_and_v1_trees() {
     let dir = tempfile::tempdir().unwrap();
-    v2_tree(dir.path(), "web.slice");
+    laid_out_v2(dir.path(), "web.slice");
     contract(
         &mut CgroupActuator::probe_at(dir.path()).unwrap(),
         "web.slice",
     );
     let dir = tempfile::tempdir().unwrap();
-    v1_tree(dir.path(), "web.slice");
+    laid_out_v1(dir.path(), "web.slice");
     contract(
         &mut CgroupActuator::probe_at(dir.path()).unwrap(),
         "web.slice",
@@ -196,7 +153,7 @@ fn sampler_contract(s: &mut dyn Sampler, name: &str) {
 #[test]
 fn the_cgroup_sampler_keeps_the_contract_on_v2_and_v1_trees() {
     let dir = tempfile::tempdir().unwrap();
-    v2_tree(dir.path(), "web.slice");
+    laid_out_v2(dir.path(), "web.slice");
     let cg = dir.path().join("web.slice");
     std::fs::write(cg.join("cpu.stat"), "usage_usec 100\nnr_throttled 0\n").unwrap();
     std::fs::write(cg.join("memory.current"), "4096\n").unwrap();
@@ -205,7 +162,7 @@ fn the_cgroup_sampler_keeps_the_contract_on_v2_and_v1_trees() {
         "web.slice",
     );
     let dir = tempfile::tempdir().unwrap();
-    v1_tree(dir.path(), "web.slice");
+    laid_out_v1(dir.path(), "web.slice");
     for (d, f, v) in [
         ("cpuacct", "cpuacct.usage", "100\n"),
         ("memory", "memory.usage_in_bytes", "4096\n"),

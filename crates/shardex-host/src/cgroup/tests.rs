@@ -41,26 +41,11 @@ fn why(a: &Applied, kind: ResourceKind) -> String {
     }
 }
 
-fn v2_tree(base: &Path, name: &str) -> PathBuf {
-    std::fs::write(base.join("cgroup.controllers"), "cpu io memory\n").unwrap();
-    let cg = base.join(name);
-    std::fs::create_dir_all(&cg).unwrap();
-    for (f, v) in [
-        ("cpu.max", "max 100000\n"),
-        ("cpu.weight", "100\n"),
-        ("memory.max", "max\n"),
-        ("memory.high", "max\n"),
-    ] {
-        std::fs::write(cg.join(f), v).unwrap();
-    }
-    cg
-}
-
 #[test]
 fn v2_hard_limits_are_the_entitlement_and_soft_knobs_the_forecast() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path();
-    let cg = v2_tree(base, "web.slice");
+    let cg = crate::testkit::laid_out_v2(base, "web.slice");
     let mut a = CgroupActuator::probe_at(base).unwrap();
     assert!(matches!(a.layout(), Layout::V2 { .. }));
     let in_force = a.apply(W, "web.slice", &lim(Some(1500), 256 << 20), ALL_KINDS);
@@ -105,7 +90,7 @@ fn iops_are_throttled_on_the_configured_devices_and_fail_alone() {
     // v2: io.max, one line per device.
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path();
-    let cg = v2_tree(base, "db");
+    let cg = crate::testkit::laid_out_v2(base, "db");
     std::fs::write(cg.join("io.max"), "").unwrap();
     let a = CgroupActuator::probe_at(base).unwrap();
     assert!(!a.manages("db", ResourceKind::Iops), "no device, no IOPS");
@@ -120,7 +105,7 @@ fn iops_are_throttled_on_the_configured_devices_and_fail_alone() {
     assert_eq!(got(&in_force, ResourceKind::Iops), Some(6));
     // A cgroup without the io controller fails its IOPS, and its cpu and memory are
     // still applied.
-    let other = v2_tree(base, "noio");
+    let other = crate::testkit::laid_out_v2(base, "noio");
     let in_force = a.apply(W, "noio", &lim(Some(700), 1 << 20), ALL_KINDS);
     assert!(why(&in_force, ResourceKind::Iops).contains("io controller"));
     assert_eq!(got(&in_force, ResourceKind::Cpu), Some(700));
