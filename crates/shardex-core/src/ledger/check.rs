@@ -21,8 +21,8 @@ impl Ledger {
         let now = self.now;
         let mut v = |rule: Rule, message: String| out.push(Violation { rule, message });
         // The lease indexes must say exactly what the leases say.
-        let mut by_lender: BTreeMap<Lender, BTreeSet<LeaseId>> = BTreeMap::new();
-        let mut by_borrower: BTreeMap<WorkloadId, BTreeSet<LeaseId>> = BTreeMap::new();
+        let mut by_lender: Map<Lender, Set<LeaseId>> = Map::new();
+        let mut by_borrower: Map<WorkloadId, Set<LeaseId>> = Map::new();
         for l in self.leases.values() {
             by_lender.entry(l.lender).or_default().insert(l.id);
             by_borrower.entry(l.borrower).or_default().insert(l.id);

@@ -116,23 +116,29 @@ struct Counters {
     request: u64,
 }
 
+/// The ledger's maps and sets: persistent (structurally shared), so that copying the ledger
+/// for an atomic action, or for a reader's snapshot, costs nothing until a path is written.
+pub(crate) type Map<K, V> = imbl::OrdMap<K, V>;
+/// See [`Map`].
+pub(crate) type Set<T> = imbl::OrdSet<T>;
+
 /// The whole state: hosts, tenants, reservations, workloads, leases and pending requests.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
     params: LedgerParams,
     now: Timestamp,
     counters: Counters,
-    hosts: BTreeMap<HostId, Host>,
-    tenants: BTreeMap<TenantId, Tenant>,
-    reservations: BTreeMap<ReservationId, Reservation>,
-    modifications: BTreeMap<ModificationId, Modification>,
-    workloads: BTreeMap<WorkloadId, Workload>,
-    leases: BTreeMap<LeaseId, Lease>,
-    requests: BTreeMap<RequestId, LeaseRequest>,
-    market: BTreeMap<HostId, PriceVector>,
+    hosts: Map<HostId, Host>,
+    tenants: Map<TenantId, Tenant>,
+    reservations: Map<ReservationId, Reservation>,
+    modifications: Map<ModificationId, Modification>,
+    workloads: Map<WorkloadId, Workload>,
+    leases: Map<LeaseId, Lease>,
+    requests: Map<RequestId, LeaseRequest>,
+    market: Map<HostId, PriceVector>,
     /// Leases by lender and by borrower: derived from `leases`, kept in step with it.
-    by_lender: BTreeMap<Lender, BTreeSet<LeaseId>>,
-    by_borrower: BTreeMap<WorkloadId, BTreeSet<LeaseId>>,
+    by_lender: Map<Lender, Set<LeaseId>>,
+    by_borrower: Map<WorkloadId, Set<LeaseId>>,
     /// Per-host and per-reservation indexes, derived the same way: every host-local rule
     /// reads only its host's objects.
     #[serde(default)]
@@ -142,21 +148,21 @@ pub struct Ledger {
 /// Objects by where they are. Derived from the ledger's maps and checked by `check()`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Indexes {
-    reservations: BTreeMap<HostId, BTreeSet<ReservationId>>,
-    requests: BTreeMap<HostId, BTreeSet<RequestId>>,
-    leases: BTreeMap<HostId, BTreeSet<LeaseId>>,
-    workloads: BTreeMap<ReservationId, BTreeSet<WorkloadId>>,
+    reservations: Map<HostId, Set<ReservationId>>,
+    requests: Map<HostId, Set<RequestId>>,
+    leases: Map<HostId, Set<LeaseId>>,
+    workloads: Map<ReservationId, Set<WorkloadId>>,
 }
 
-fn index_add<K: Ord, V: Ord>(m: &mut BTreeMap<K, BTreeSet<V>>, k: K, v: V) {
+fn index_add<K: Ord + Clone, V: Ord + Clone>(m: &mut Map<K, Set<V>>, k: K, v: V) {
     m.entry(k).or_default().insert(v);
 }
 
 /// The objects an index lists under `key`.
-fn indexed<'a, K: Ord, I: Ord, V>(
-    index: &'a BTreeMap<K, BTreeSet<I>>,
+fn indexed<'a, K: Ord + Clone, I: Ord + Clone, V: Clone>(
+    index: &'a Map<K, Set<I>>,
     key: &K,
-    objects: &'a BTreeMap<I, V>,
+    objects: &'a Map<I, V>,
 ) -> impl Iterator<Item = &'a V> + use<'a, K, I, V> {
     index
         .get(key)
@@ -165,7 +171,7 @@ fn indexed<'a, K: Ord, I: Ord, V>(
         .filter_map(|id| objects.get(id))
 }
 
-fn index_remove<K: Ord, V: Ord>(m: &mut BTreeMap<K, BTreeSet<V>>, k: &K, v: &V) {
+fn index_remove<K: Ord + Clone, V: Ord + Clone>(m: &mut Map<K, Set<V>>, k: &K, v: &V) {
     if let Some(set) = m.get_mut(k) {
         set.remove(v);
         if set.is_empty() {

@@ -21,20 +21,42 @@ impl Ledger {
     pub(super) fn prune(&mut self) {
         let now = self.now;
         let over = |cancelled: bool, w: &Window| cancelled || w.end() <= now;
-        self.modifications
-            .retain(|_, m| !over(m.cancelled, &m.window));
-        let idx = &mut self.idx;
-        self.reservations.retain(|_, r| {
-            let keep = !over(r.cancelled, &r.window);
-            if !keep {
-                index_remove(&mut idx.reservations, &r.host, &r.id);
-                idx.workloads.remove(&r.id);
-            }
-            keep
-        });
+        let ended: Vec<ModificationId> = self
+            .modifications
+            .iter()
+            .filter(|(_, m)| over(m.cancelled, &m.window))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ended {
+            self.modifications.remove(id);
+        }
+        let gone: Vec<(ReservationId, HostId)> = self
+            .reservations
+            .values()
+            .filter(|r| over(r.cancelled, &r.window))
+            .map(|r| (r.id, r.host))
+            .collect();
+        for (id, host) in gone {
+            self.reservations.remove(&id);
+            index_remove(&mut self.idx.reservations, &host, &id);
+            self.idx.workloads.remove(&id);
+        }
+        if ended.is_empty() {
+            return;
+        }
+        // Only the reservations that listed an ended modification change (a write to a
+        // persistent map copies the path it touches, so untouched ones stay shared).
         let mods = &self.modifications;
-        for r in self.reservations.values_mut() {
-            r.modifications.retain(|m| mods.contains_key(m));
+        let stale: Vec<ReservationId> = self
+            .reservations
+            .values()
+            .filter(|r| r.modifications.iter().any(|m| !mods.contains_key(m)))
+            .map(|r| r.id)
+            .collect();
+        for id in stale {
+            if let Some(r) = self.reservations.get_mut(&id) {
+                r.modifications.retain(|m| mods.contains_key(m));
+            }
         }
     }
 
