@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod convert;
+pub mod events;
 pub mod idempotency;
 pub mod moment;
 pub mod openapi;
@@ -86,6 +87,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Stores a new token durably.
     fn add_token(&self, token: TokenRecord) -> impl Future<Output = Result<(), Problem>> + Send;
+
+    /// The event stream's bus.
+    fn events(&self) -> &events::EventBus;
 
     /// Revokes a token now; false when it was not there or already revoked.
     fn revoke_token(&self, id: &str) -> impl Future<Output = Result<bool, Problem>> + Send;

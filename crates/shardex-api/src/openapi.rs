@@ -7,7 +7,9 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{invoice, market, modifications, requests, reservations, tenants, workloads};
+use crate::routes::{
+    events, invoice, market, modifications, requests, reservations, tenants, workloads,
+};
 use crate::wire;
 
 /// The bearer tokens: the admin's, or a tenant's `sxt_…`.
@@ -35,6 +37,7 @@ impl Modify for Bearer {
         market::get,
         requests::list,
         invoice::get,
+        events::stream,
     ),
     components(schemas(
         crate::Problem, wire::Shards, wire::NewTenant, wire::TenantView, wire::NewToken, wire::TokenView,
@@ -43,7 +46,7 @@ impl Modify for Bearer {
         wire::ModificationOutcome, wire::InvoiceLine, wire::InvoiceView, wire::KindNow,
         wire::WorkloadView, wire::QuantileView, wire::ForecastStep, wire::ForecastView,
         wire::PricesView, wire::LeaseView, wire::MarketView,
-        wire::StepView, wire::ShardRequestView,
+        wire::StepView, wire::ShardRequestView, wire::StreamEventView, wire::EventPage,
     )),
     modifiers(&Bearer),
     security(("bearer" = [])),

@@ -442,3 +442,38 @@ pub struct ShardRequestFilter {
     /// Only in this status.
     pub status: Option<String>,
 }
+
+/// `GET /v1/events` filters.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventFilter {
+    /// Only these kinds, comma-separated: modification, reservation, lease, request, market,
+    /// decision, oom, shard_request, ledger.
+    pub kinds: Option<String>,
+    /// Resume after this event id (the `Last-Event-ID` header does the same).
+    pub after: Option<u64>,
+}
+
+/// One server-sent event's `data`: `id:` and `event:` carry the id and the kind.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StreamEventView {
+    /// Its id, in order.
+    pub id: u64,
+    /// Its kind.
+    pub kind: String,
+    /// What happened: a ledger event (with its log `seq`), a decision, an OOM kill, a shard
+    /// request's status.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+/// `GET /v1/events` without `Accept: text/event-stream`: the kept events after `after`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventPage {
+    /// The events the caller may see, oldest first (at most 1,000 looked at per page).
+    pub events: Vec<StreamEventView>,
+    /// Events after `after` that are no longer kept (0 when none were lost).
+    pub missed: u64,
+    /// What to pass as `after` for the next page.
+    pub next_after: u64,
+}

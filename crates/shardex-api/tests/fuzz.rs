@@ -25,6 +25,7 @@ struct Mem {
     tokens: Mutex<Vec<TokenRecord>>,
     prices: PriceTable,
     commits: AtomicU64,
+    events: shardex_api::events::EventBus,
 }
 
 fn now_of(l: &Ledger) -> Timestamp {
@@ -34,6 +35,9 @@ fn now_of(l: &Ledger) -> Timestamp {
 impl Backend for Mem {
     fn admin_token(&self) -> &str {
         ADMIN
+    }
+    fn events(&self) -> &shardex_api::events::EventBus {
+        &self.events
     }
     fn prices(&self) -> &PriceTable {
         &self.prices
@@ -152,6 +156,7 @@ fn world() -> (Arc<Api<Mem>>, String, String) {
         tokens: Mutex::new(vec![a.record, b.record]),
         prices: PriceTable::default(),
         commits: AtomicU64::new(0),
+        events: shardex_api::events::EventBus::default(),
     };
     (Api::new(mem), a.token, b.token)
 }
@@ -171,7 +176,7 @@ fn segment() -> impl Strategy<Value = String> {
 }
 
 fn path() -> impl Strategy<Value = String> {
-    (0usize..14, segment(), segment()).prop_map(|(i, a, b)| match i {
+    (0usize..15, segment(), segment()).prop_map(|(i, a, b)| match i {
         0 => "/v1/tenants".to_string(),
         1 => format!("/v1/tenants/{a}/tokens"),
         2 => format!("/v1/tokens/{a}"),
@@ -185,6 +190,7 @@ fn path() -> impl Strategy<Value = String> {
         10 => format!("/v1/reservations/{a}/workloads"),
         11 => format!("/v1/hosts/{a}/market"),
         12 => "/v1/shard-requests".to_string(),
+        13 => "/v1/events".to_string(),
         _ => format!("/v1/{a}"),
     })
 }

@@ -37,7 +37,7 @@ use thiserror::Error;
 
 pub use memory::MemoryStore;
 pub use profiles::OomRecord;
-pub use sqlite::SqliteStore;
+pub use sqlite::{Commit, SqliteStore};
 pub use tokens::{StoredToken, Tokens};
 
 /// Failures of a store (as opposed to actions the ledger refused).

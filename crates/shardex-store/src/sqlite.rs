@@ -36,6 +36,22 @@ pub struct SqliteStore {
     sizes: ShardSizes,
     prices: PriceTable,
     lender_share: Decimal,
+    /// Told of every commit, once it is durable (see [`SqliteStore::notify_commits`]).
+    commits: Option<tokio::sync::mpsc::UnboundedSender<Commit>>,
+}
+
+/// One durable commit, for those who follow the log live (the event stream): the ledger
+/// before and after (persistent maps: both are cheap to hold) and the events.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The log's sequence number of the commit's last action.
+    pub seq: u64,
+    /// The ledger before it.
+    pub before: Ledger,
+    /// The ledger after it.
+    pub after: Ledger,
+    /// What it caused, in order.
+    pub events: Vec<Event>,
 }
 
 fn account_key(a: Account) -> String {
@@ -114,6 +130,7 @@ impl SqliteStore {
             sizes,
             prices: PriceTable::default(),
             lender_share: DEFAULT_LENDER_SHARE,
+            commits: None,
         };
         store.check_sizes(read_only).await?;
         store.replay().await?;
@@ -383,6 +400,25 @@ impl SqliteStore {
         Ok(out)
     }
 
+    /// Sends every commit from now on to `tx`, in order, once it is durable.
+    pub fn notify_commits(&mut self, tx: tokio::sync::mpsc::UnboundedSender<Commit>) {
+        self.commits = Some(tx);
+    }
+
+    fn committed(&self, before: &Ledger, events: &[Event]) {
+        if let Some(tx) = &self.commits
+            && !events.is_empty()
+        {
+            // A follower that went away is no reason to fail a durable commit.
+            let _ = tx.send(Commit {
+                seq: self.seq,
+                before: before.clone(),
+                after: self.ledger.clone(),
+                events: events.to_vec(),
+            });
+        }
+    }
+
     /// Closes the pool, checkpointing the WAL.
     pub async fn close(self) {
         self.pool.close().await;
@@ -486,8 +522,9 @@ impl LedgerStore for SqliteStore {
         let seq = self.seq + 1;
         self.persist(seq, &action, now, &c.events, &c.charges)
             .await?;
-        self.ledger = c.ledger;
+        let before = std::mem::replace(&mut self.ledger, c.ledger);
         self.seq = seq;
+        self.committed(&before, &c.events);
         Ok(Ok(c.events))
     }
 
@@ -523,7 +560,8 @@ impl LedgerStore for SqliteStore {
         }
         tx.commit().await?;
         self.seq += rows.len() as u64;
-        self.ledger = ledger;
+        let before = std::mem::replace(&mut self.ledger, ledger);
+        self.committed(&before, &all);
         Ok(Ok(all))
     }
 

@@ -733,3 +733,131 @@ fn a_workload_the_market_cannot_cover_shows_its_shard_request_to_its_tenant() {
     assert_problem(s, &body, 400, "bad-request");
     interrupt_and_wait(child);
 }
+
+/// Reads server-sent events from an open stream until `done` says so (10 s at most); returns
+/// the `(id, event, data)` of each.
+fn read_events(
+    s: &mut std::net::TcpStream,
+    mut done: impl FnMut(&[(u64, String, Value)]) -> bool,
+) -> Vec<(u64, String, Value)> {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        let events: Vec<(u64, String, Value)> = text
+            .split("\n\n")
+            .filter_map(|block| {
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+                };
+                let data = field("data:")?;
+                Some((
+                    field("id:").and_then(|i| i.parse().ok()).unwrap_or(0),
+                    field("event:")?,
+                    serde_json::from_str(&data).ok()?,
+                ))
+            })
+            .collect();
+        if done(&events) || std::time::Instant::now() > deadline {
+            return events;
+        }
+    }
+    Vec::new()
+}
+
+fn subscribe(addr: &str, token: &str, query: &str, last: Option<u64>) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let resume = last
+        .map(|l| format!("Last-Event-ID: {l}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET /v1/events{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n{resume}\r\n"
+    )
+    .unwrap();
+    s
+}
+
+#[test]
+fn the_event_stream_shows_a_tenant_its_own_modifications_live_and_resumes() {
+    let d = Daemon::start();
+    let (_, a) = d.tenant("alpha");
+    let (_, b) = d.tenant("beta");
+    let mut stream_a = subscribe(&d.addr, &a, "?kinds=modification,reservation", None);
+    let mut stream_admin = subscribe(&d.addr, &d.admin, "", None);
+    // The subscriptions are open before anything happens.
+    std::thread::sleep(Duration::from_millis(300));
+    let ra = d.reserve(&a, 20, "1h")["id"].as_u64().unwrap();
+    let rb = d.reserve(&b, 20, "1h")["id"].as_u64().unwrap();
+    for (token, id) in [(&a, ra), (&b, rb)] {
+        let (s, body) = send(
+            &d.addr,
+            "POST",
+            &format!("/v1/reservations/{id}/modifications"),
+            token,
+            &json!({"changes": {"cpu": "+10%"}, "for": "1h"}).to_string(),
+        );
+        assert_eq!(s, 201, "{body}");
+    }
+    let seen = read_events(&mut stream_a, |ev| {
+        ev.iter().any(|(_, k, _)| k == "modification")
+    });
+    let kinds: Vec<&str> = seen.iter().map(|(_, k, _)| k.as_str()).collect();
+    assert!(kinds.contains(&"reservation"), "{seen:?}");
+    assert!(kinds.contains(&"modification"), "{seen:?}");
+    assert!(
+        kinds
+            .iter()
+            .all(|k| *k == "reservation" || *k == "modification"),
+        "the kinds filter holds: {seen:?}"
+    );
+    // Only alpha's own objects: beta's reservation never shows.
+    for (_, _, v) in &seen {
+        assert_ne!(v["data"]["reservation"], json!(rb), "{v}");
+    }
+    let modified = seen
+        .iter()
+        .find(|(_, k, _)| k == "modification")
+        .map(|(_, _, v)| v.clone())
+        .unwrap();
+    assert_eq!(modified["data"]["event"], "modification_created");
+    assert_eq!(modified["data"]["reservation"], json!(ra));
+    // The admin sees both tenants' modifications.
+    let all = read_events(&mut stream_admin, |ev| {
+        ev.iter().filter(|(_, k, _)| k == "modification").count() >= 2
+    });
+    assert_eq!(
+        all.iter().filter(|(_, k, _)| k == "modification").count(),
+        2,
+        "{all:?}"
+    );
+    // Resuming after the first event seen gives what came after it, in order.
+    let first = seen[0].0;
+    let mut again = subscribe(&d.addr, &a, "?kinds=modification,reservation", Some(first));
+    let resumed = read_events(&mut again, |ev| ev.len() >= seen.len() - 1);
+    assert_eq!(
+        resumed.iter().map(|(i, _, _)| *i).collect::<Vec<_>>(),
+        seen[1..].iter().map(|(i, _, _)| *i).collect::<Vec<_>>()
+    );
+    // Without `Accept: text/event-stream`, one JSON page of the same events.
+    let (s, body) = get(&d.addr, "/v1/events?kinds=modification", Some(&a));
+    assert_eq!(s, 200, "{body}");
+    let page = parse(&body);
+    assert_eq!(page["events"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["missed"], 0);
+    // A kind that does not exist is named in a 400.
+    let (s, body) = get(&d.addr, "/v1/events?kinds=gossip", Some(&a));
+    assert_problem(s, &body, 400, "bad-request");
+}

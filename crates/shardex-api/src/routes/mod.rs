@@ -2,6 +2,7 @@
 //! Authentication runs before a body is read ([`authenticate`]); bodies are limited to
 //! [`BODY_LIMIT`]; unknown routes and fields are refused by name.
 
+pub mod events;
 pub mod invoice;
 pub mod market;
 pub mod modifications;
@@ -70,6 +71,7 @@ pub fn router<B: Backend>(api: Arc<Api<B>>) -> Router {
         .route("/v1/hosts/{host}/market", get(market::get::<B>))
         .route("/v1/shard-requests", get(requests::list::<B>))
         .route("/v1/invoice", get(invoice::get::<B>))
+        .route("/v1/events", get(events::stream::<B>))
         .route_layer(middleware::from_fn_with_state(
             api.clone(),
             authenticate::<B>,

@@ -444,6 +444,11 @@ impl Ledger {
         self.leases.values()
     }
 
+    /// A lease by id.
+    pub fn lease(&self, id: LeaseId) -> Option<&Lease> {
+        self.leases.get(&id)
+    }
+
     /// Pending lease requests.
     pub fn requests(&self) -> impl Iterator<Item = &LeaseRequest> {
         self.requests.values()

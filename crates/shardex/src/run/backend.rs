@@ -153,6 +153,10 @@ impl Backend for Daemon {
         self.0.tokens.insert(&stored).await.map_err(Problem::store)
     }
 
+    fn events(&self) -> &shardex_api::events::EventBus {
+        &self.0.events
+    }
+
     async fn revoke_token(&self, id: &str) -> Result<bool, Problem> {
         let now = self.now().await;
         self.0.tokens.revoke(id, now).await.map_err(Problem::store)

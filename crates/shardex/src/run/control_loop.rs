@@ -106,6 +106,15 @@ pub(super) async fn control_loop(
                 if let Err(e) = store.record_oom(&record).await {
                     tracing::error!(error = %e, "could not record an OOM kill");
                 }
+                let tenant = store.ledger().workload(o.workload).map(|w| w.tenant);
+                app.events.publish(
+                    "oom",
+                    tenant.into_iter().collect(),
+                    serde_json::json!({
+                        "workload": o.workload.0, "name": o.name, "at_ms": o.at.millis(),
+                        "kills": o.kills, "limit_bytes": o.limit,
+                    }),
+                );
             }
             let keep_from = Timestamp::from_millis(
                 now.millis()
@@ -221,7 +230,21 @@ pub(super) async fn control_loop(
         }
         if deciding && let Ok(mut shown) = app.requests.lock() {
             let all: Vec<_> = agent.controller.engine.shard_requests().collect();
-            *shown = all.into_iter().rev().take(1000).cloned().collect();
+            let newest: Vec<_> = all.into_iter().rev().take(1000).cloned().collect();
+            // A shard request raised or moved on since the last tick is an event.
+            for r in &newest {
+                if shown
+                    .iter()
+                    .any(|o| o.id == r.id && o.status == r.status && o.steps == r.steps)
+                {
+                    continue;
+                }
+                let tenant = ledger.workload(r.workload).map(|w| w.tenant);
+                let data = serde_json::to_value(r).unwrap_or_default();
+                app.events
+                    .publish("shard_request", tenant.into_iter().collect(), data);
+            }
+            *shown = newest;
         }
     }
 }
@@ -313,5 +336,10 @@ pub(super) async fn decide(app: &App, agent: &mut HostAgent, mode: &str) {
         .collect();
     if let Err(e) = store.record_decisions(decided.at, mode, &decisions).await {
         tracing::error!(error = %e, "could not record the engine's decisions");
+    }
+    for (d, data) in decided.decisions.iter().zip(&decisions) {
+        let tenant = ledger.workload(d.workload).map(|w| w.tenant);
+        app.events
+            .publish("decision", tenant.into_iter().collect(), data.clone());
     }
 }

@@ -44,6 +44,9 @@ struct App {
     /// Told when the ledger changed outside the control loop (an expiry, an API action), so
     /// that new entitlements are applied at once rather than at the next sample.
     changed: tokio::sync::Notify,
+    /// The event stream's bus: every durable commit's events, decisions, OOM kills and shard
+    /// requests.
+    events: Arc<shardex_api::events::EventBus>,
 }
 
 /// The wall clock, read only here at the edge; never earlier than the ledger's time.
@@ -119,6 +122,9 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
     }
 
     let tokens = store.tokens();
+    // Every commit from here on, whoever makes it, reaches the event stream once durable.
+    let (commits_tx, mut commits) = tokio::sync::mpsc::unbounded_channel();
+    store.notify_commits(commits_tx);
     let app = Arc::new(App {
         store: Mutex::new(store),
         admin_token,
@@ -129,6 +135,15 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         workloads: std::sync::Mutex::new(Vec::new()),
         requests: std::sync::Mutex::new(Vec::new()),
         changed: tokio::sync::Notify::new(),
+        events: Arc::default(),
+    });
+    // The follower holds the bus only: it ends when the store (the sender) is closed.
+    let bus = app.events.clone();
+    tokio::spawn(async move {
+        while let Some(c) = commits.recv().await {
+            let c: shardex_store::Commit = c;
+            bus.publish_ledger(c.seq, &c.before, &c.after, &c.events);
+        }
     });
     let router = Router::new()
         .route("/v1/health", get(health))
