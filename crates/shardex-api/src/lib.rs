@@ -14,6 +14,7 @@ pub mod moment;
 pub mod openapi;
 pub mod problem;
 pub mod quantity;
+pub mod ratelimit;
 pub mod routes;
 pub mod wire;
 
@@ -116,20 +117,28 @@ pub struct WorkloadState {
     pub resolved: bool,
 }
 
-/// The API's state: the backend and the answers kept for idempotent retries.
+/// The API's state: the backend, the answers kept for idempotent retries and the rate limit.
 pub struct Api<B> {
     /// The daemon.
     pub backend: B,
     /// Answers by `Idempotency-Key`.
     pub idempotency: idempotency::Cache,
+    /// Requests per tenant token (`None`: unlimited).
+    pub limiter: Option<ratelimit::Limiter>,
 }
 
 impl<B: Backend> Api<B> {
-    /// The API over `backend`.
+    /// The API over `backend`, with no rate limit.
     pub fn new(backend: B) -> Arc<Self> {
+        Self::limited(backend, None)
+    }
+
+    /// The API over `backend`, each tenant token limited to `limit`.
+    pub fn limited(backend: B, limit: Option<ratelimit::RateLimit>) -> Arc<Self> {
         Arc::new(Self {
             backend,
             idempotency: idempotency::Cache::default(),
+            limiter: limit.map(ratelimit::Limiter::new),
         })
     }
 }

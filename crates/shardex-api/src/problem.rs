@@ -103,6 +103,22 @@ impl Problem {
         )
     }
 
+    /// 429: this token made more requests than its rate limit allows; the answer says in
+    /// `Retry-After` (whole seconds, at least 1) when it may try again.
+    pub fn rate_limited(wait: std::time::Duration) -> Response {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let secs = secs.max(1);
+        let mut r = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            format!("this token is over its rate limit ([api] rate_limit in shardex.toml); retry in {secs} s"),
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        r
+    }
+
     /// 500: the store failed; nothing was applied.
     pub fn store(detail: impl std::fmt::Display) -> Self {
         Self::new(

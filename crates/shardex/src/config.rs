@@ -398,13 +398,29 @@ impl Config {
 pub struct ApiConfig {
     /// Address the API and dashboard listen on.
     pub listen: SocketAddr,
+    /// Requests a second each tenant token may make on average (0: no limit).
+    pub rate_limit: u32,
+    /// How many requests a tenant token may make at once, above the average.
+    pub rate_burst: u32,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            rate_limit: 100,
+            rate_burst: 200,
         }
+    }
+}
+
+impl ApiConfig {
+    /// The per-token rate limit, `None` when off.
+    pub fn rate(&self) -> Option<shardex_api::ratelimit::RateLimit> {
+        Some(shardex_api::ratelimit::RateLimit {
+            per_second: std::num::NonZeroU32::new(self.rate_limit)?,
+            burst: std::num::NonZeroU32::new(self.rate_burst)?,
+        })
     }
 }
 
@@ -502,6 +518,13 @@ impl Config {
                     "a shard size must be at least 1",
                 ));
             }
+        }
+        if self.api.rate_limit > 0 && self.api.rate_burst == 0 {
+            return Err(invalid(
+                "api.rate_burst",
+                "0".into(),
+                "at least 1 when api.rate_limit is set (0 turns the limit off)",
+            ));
         }
         if let Some(name) = &self.host.name
             && (name.trim().is_empty() || name.len() > 128 || name.trim() != name.as_str())
@@ -685,6 +708,8 @@ provider_floor = { cpu = "0", memory = "0", net = "0", iops = "0" }
 
 [api]
 listen = "127.0.0.1:7070"    # API under /v1, health at /v1/health
+rate_limit = 100             # requests a second per tenant token, on average (0: no limit)
+rate_burst = 200             # requests a tenant token may make at once; past both, 429
 
 [pricing]
 # List price per shard-hour (close to public on-demand prices: a vCPU-hour 0.04, a GiB-hour

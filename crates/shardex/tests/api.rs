@@ -26,14 +26,20 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// With `extra` added to the configuration file (`shardex.toml` beside the data folder).
+    fn start_with(extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("shardex.toml"),
-            "[engine]\nactuator = \"simulated\"\n",
+            format!("{extra}\n[engine]\nactuator = \"simulated\"\n"),
         )
         .unwrap();
-        let (child, addr) = start(dir.path());
-        let admin = std::fs::read_to_string(dir.path().join("admin.token"))
+        let data = dir.path().join("data");
+        let (child, addr) = start(&data);
+        let admin = std::fs::read_to_string(data.join("admin.token"))
             .unwrap()
             .trim()
             .to_string();
@@ -860,4 +866,37 @@ fn the_event_stream_shows_a_tenant_its_own_modifications_live_and_resumes() {
     // A kind that does not exist is named in a 400.
     let (s, body) = get(&d.addr, "/v1/events?kinds=gossip", Some(&a));
     assert_problem(s, &body, 400, "bad-request");
+}
+
+#[test]
+fn a_tenant_token_over_its_rate_limit_gets_429_with_retry_after() {
+    let d = Daemon::start_with("[api]\nrate_limit = 1\nrate_burst = 3\n");
+    let (_, a) = d.tenant("alpha");
+    let (_, b) = d.tenant("beta");
+    for _ in 0..3 {
+        let (s, body) = get(&d.addr, "/v1/reservations", Some(&a));
+        assert_eq!(s, 200, "{body}");
+    }
+    let (s, head, body) = send_with(&d.addr, "GET", "/v1/reservations", &a, &[], "");
+    assert_problem(s, &body, 429, "rate-limited");
+    let retry: u64 = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("retry-after:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("a Retry-After header");
+    assert!((1..=2).contains(&retry), "{head}");
+    // Another token has its own budget; the operator's is not limited.
+    let (s, _) = get(&d.addr, "/v1/reservations", Some(&b));
+    assert_eq!(s, 200);
+    for _ in 0..10 {
+        let (s, _) = get(&d.addr, "/v1/reservations", Some(&d.admin));
+        assert_eq!(s, 200);
+    }
+    // The budget comes back.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (s, _) = get(&d.addr, "/v1/reservations", Some(&a));
+    assert_eq!(s, 200);
 }

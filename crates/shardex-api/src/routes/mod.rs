@@ -127,6 +127,14 @@ async fn authenticate<B: Backend>(
 ) -> Response {
     match caller(&api.backend, req.headers()).await {
         Ok(p) => {
+            if let (Some(limiter), Principal::Tenant(_)) = (&api.limiter, p) {
+                let id = auth::bearer(req.headers())
+                    .and_then(auth::parse_tenant_token)
+                    .map_or("", |(id, _)| id);
+                if let Err(wait) = limiter.check(id) {
+                    return Problem::rate_limited(wait);
+                }
+            }
             req.extensions_mut().insert(p);
             next.run(req).await
         }

@@ -157,9 +157,10 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         .route("/v1/workloads", get(get_workloads))
         .route("/v1/ooms", get(get_ooms))
         .with_state(app.clone())
-        .merge(shardex_api::router(shardex_api::Api::new(backend::Daemon(
-            app.clone(),
-        ))))
+        .merge(shardex_api::router(shardex_api::Api::limited(
+            backend::Daemon(app.clone()),
+            config.api.rate(),
+        )))
         .fallback(|| async {
             shardex_api::Problem::new(
                 StatusCode::NOT_FOUND,
