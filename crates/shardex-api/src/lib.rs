@@ -89,6 +89,14 @@ pub trait Backend: Send + Sync + 'static {
     /// Stores a new token durably.
     fn add_token(&self, token: TokenRecord) -> impl Future<Output = Result<(), Problem>> + Send;
 
+    /// The market prices set on `host` from `since` on, newest first, at most `limit`.
+    fn price_history(
+        &self,
+        host: shardex_core::HostId,
+        since: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(Timestamp, shardex_core::PriceVector)>, Problem>> + Send;
+
     /// The event stream's bus.
     fn events(&self) -> &events::EventBus;
 

@@ -477,3 +477,31 @@ pub struct EventPage {
     /// What to pass as `after` for the next page.
     pub next_after: u64,
 }
+
+/// `GET /v1/hosts/{host}/market/history`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// How far back from now, e.g. `"24h"` (default `"7d"`).
+    pub period: Option<String>,
+    /// At most this many points, newest first (1 to 1,000; default 100).
+    pub limit: Option<u32>,
+}
+
+/// One price the market set.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PricePointView {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Per shard-hour and kind.
+    pub price: PricesView,
+}
+
+/// A host's price history.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PriceHistoryView {
+    /// The host's name.
+    pub host: String,
+    /// Newest first.
+    pub points: Vec<PricePointView>,
+}

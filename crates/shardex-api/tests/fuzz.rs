@@ -39,6 +39,14 @@ impl Backend for Mem {
     fn events(&self) -> &shardex_api::events::EventBus {
         &self.events
     }
+    async fn price_history(
+        &self,
+        _: shardex_core::HostId,
+        _: Timestamp,
+        _: u32,
+    ) -> Result<Vec<(Timestamp, shardex_core::PriceVector)>, Problem> {
+        Ok(Vec::new())
+    }
     fn prices(&self) -> &PriceTable {
         &self.prices
     }
@@ -176,7 +184,7 @@ fn segment() -> impl Strategy<Value = String> {
 }
 
 fn path() -> impl Strategy<Value = String> {
-    (0usize..15, segment(), segment()).prop_map(|(i, a, b)| match i {
+    (0usize..16, segment(), segment()).prop_map(|(i, a, b)| match i {
         0 => "/v1/tenants".to_string(),
         1 => format!("/v1/tenants/{a}/tokens"),
         2 => format!("/v1/tokens/{a}"),
@@ -191,6 +199,7 @@ fn path() -> impl Strategy<Value = String> {
         11 => format!("/v1/hosts/{a}/market"),
         12 => "/v1/shard-requests".to_string(),
         13 => "/v1/events".to_string(),
+        14 => format!("/v1/hosts/{a}/market/history"),
         _ => format!("/v1/{a}"),
     })
 }

@@ -400,6 +400,41 @@ impl SqliteStore {
         Ok(out)
     }
 
+    /// The market prices set on `host` from `since` on, newest first, at most `limit`: read
+    /// from the log's `market_price_changed` events, so the history survives restarts.
+    pub async fn price_history(
+        &self,
+        host: shardex_core::HostId,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(Timestamp, shardex_core::PriceVector)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.at_ms, e.seq, json_extract(e.event, '$.prices') FROM events e
+             JOIN actions a ON a.seq = e.seq
+             WHERE e.kind = 'market_price_changed' AND json_extract(e.event, '$.host') = ?
+               AND a.at_ms >= ?
+             ORDER BY e.seq DESC, e.idx DESC LIMIT ?",
+        )
+        .bind(db_id(host.0))
+        .bind(since.millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seq: i64 = row.try_get(1)?;
+            let corrupt = |reason: String| StoreError::Corrupt {
+                seq: u64::try_from(seq).unwrap_or(0),
+                reason,
+            };
+            let at = Timestamp::from_millis(row.try_get(0)?).map_err(|e| corrupt(e.to_string()))?;
+            let text: String = row.try_get(2)?;
+            let prices = serde_json::from_str(&text).map_err(|e| corrupt(format!("price: {e}")))?;
+            out.push((at, prices));
+        }
+        Ok(out)
+    }
+
     /// Sends every commit from now on to `tx`, in order, once it is durable.
     pub fn notify_commits(&mut self, tx: tokio::sync::mpsc::UnboundedSender<Commit>) {
         self.commits = Some(tx);

@@ -900,3 +900,42 @@ fn a_tenant_token_over_its_rate_limit_gets_429_with_retry_after() {
     let (s, _) = get(&d.addr, "/v1/reservations", Some(&a));
     assert_eq!(s, 200);
 }
+
+#[test]
+fn a_host_s_price_history_comes_from_the_log_newest_first() {
+    let d = Daemon::start();
+    let (_, a) = d.tenant("alpha");
+    // The daemon sets the market's first price before the API opens.
+    let (s, now) = get(&d.addr, &format!("/v1/hosts/{}/market", d.host), Some(&a));
+    assert_eq!(s, 200, "{now}");
+    let price = parse(&now)["price"].clone();
+    let (s, body) = get(
+        &d.addr,
+        &format!("/v1/hosts/{}/market/history", d.host),
+        Some(&a),
+    );
+    assert_eq!(s, 200, "{body}");
+    let h = parse(&body);
+    assert_eq!(h["host"], json!(d.host));
+    let points = h["points"].as_array().unwrap();
+    assert!(!points.is_empty(), "{h}");
+    assert_eq!(
+        points[0]["price"], price,
+        "the newest point is the price in force"
+    );
+    assert!(points[0]["at"].as_str().unwrap().ends_with('Z'));
+    let (s, body) = get(
+        &d.addr,
+        &format!("/v1/hosts/{}/market/history?limit=0", d.host),
+        Some(&a),
+    );
+    assert_problem(s, &body, 400, "bad-request");
+    let (s, body) = get(
+        &d.addr,
+        &format!("/v1/hosts/{}/market/history?period=soon", d.host),
+        Some(&a),
+    );
+    assert_problem(s, &body, 400, "bad-request");
+    let (s, body) = get(&d.addr, "/v1/hosts/nowhere/market/history", Some(&a));
+    assert_problem(s, &body, 404, "not-found");
+}

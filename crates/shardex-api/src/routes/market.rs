@@ -5,16 +5,19 @@
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use shardex_core::{Lease, Ledger, Lender, PriceVector, ResourceKind};
 
-use super::{answer, path};
+use super::{answer, path, query};
 use crate::auth::Principal;
 use crate::convert;
-use crate::wire::{LeaseView, MarketView, PricesView};
+use crate::moment::{duration, rfc3339};
+use crate::wire::{
+    HistoryQuery, LeaseView, MarketView, PriceHistoryView, PricePointView, PricesView,
+};
 use crate::{Api, Backend, Problem};
 
 fn prices(p: &PriceVector) -> PricesView {
@@ -87,6 +90,58 @@ pub async fn get<B: Backend>(
     };
     match run.await {
         Ok(m) => answer(StatusCode::OK, &m),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /v1/hosts/{host}/market/history[?period=&limit=]`: the prices the market set there,
+/// newest first (from the log, so a restart keeps them).
+#[utoipa::path(get, path = "/v1/hosts/{host}/market/history", tag = "market",
+    params(("host" = String, Path, description = "name or id"), HistoryQuery),
+    responses((status = 200, body = PriceHistoryView), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn history<B: Backend>(
+    State(api): State<Arc<Api<B>>>,
+    host: Result<Path<String>, PathRejection>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Response {
+    let run = async {
+        let host = path(host)?;
+        let q = query(q)?;
+        let period = duration("period", q.period.as_deref().unwrap_or("7d"))
+            .map_err(Problem::bad_request)?;
+        let limit = q.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(Problem::bad_request(format!(
+                "limit: {limit} is not between 1 and 1000"
+            )));
+        }
+        let (id, name, now) = api
+            .backend
+            .read(|l, now| {
+                let id = convert::host(l, &host)?;
+                let name = l.host(id).map(|h| h.name.clone()).unwrap_or_default();
+                Ok::<_, Problem>((id, name, now))
+            })
+            .await?;
+        let since = shardex_core::Timestamp::from_millis(
+            now.millis()
+                .saturating_sub(i64::try_from(period.millis()).unwrap_or(i64::MAX)),
+        )
+        .unwrap_or(shardex_core::Timestamp::EPOCH);
+        let points = api.backend.price_history(id, since, limit).await?;
+        Ok(PriceHistoryView {
+            host: name,
+            points: points
+                .iter()
+                .map(|(at, p)| PricePointView {
+                    at: rfc3339(*at),
+                    price: prices(p),
+                })
+                .collect(),
+        })
+    };
+    match run.await {
+        Ok(h) => answer(StatusCode::OK, &h),
         Err(e) => e.into_response(),
     }
 }

@@ -69,6 +69,7 @@ pub fn router<B: Backend>(api: Arc<Api<B>>) -> Router {
         .route("/v1/workloads/{id}", get(workloads::get::<B>))
         .route("/v1/workloads/{id}/forecast", get(workloads::forecast::<B>))
         .route("/v1/hosts/{host}/market", get(market::get::<B>))
+        .route("/v1/hosts/{host}/market/history", get(market::history::<B>))
         .route("/v1/shard-requests", get(requests::list::<B>))
         .route("/v1/invoice", get(invoice::get::<B>))
         .route("/v1/events", get(events::stream::<B>))

@@ -153,6 +153,19 @@ impl Backend for Daemon {
         self.0.tokens.insert(&stored).await.map_err(Problem::store)
     }
 
+    async fn price_history(
+        &self,
+        host: shardex_core::HostId,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(Timestamp, shardex_core::PriceVector)>, Problem> {
+        let store = self.0.store.lock().await;
+        store
+            .price_history(host, since, limit)
+            .await
+            .map_err(Problem::store)
+    }
+
     fn events(&self) -> &shardex_api::events::EventBus {
         &self.0.events
     }
