@@ -15,7 +15,8 @@ use shardex_core::{
 use crate::moment::{self, rfc3339};
 use crate::problem::Problem;
 use crate::wire::{
-    ModificationView, NewModification, NewReservation, ReservationView, Shards, WindowView,
+    ModificationView, NewModification, NewReservation, ReservationView, Resources, Shards,
+    WindowView,
 };
 
 /// A request body with what it is converted in.
@@ -28,6 +29,24 @@ pub struct Scoped<'a, T> {
     pub now: Timestamp,
     /// The ledger it is checked against.
     pub ledger: &'a Ledger,
+    /// How much one shard of each kind is, for amounts in physical units.
+    pub sizes: shardex_core::ShardSizes,
+}
+
+/// Shards for amounts in physical units, each rounded up to a whole shard.
+pub fn resources(r: &Resources, sizes: shardex_core::ShardSizes) -> Result<Shards, Problem> {
+    let of = |kind: ResourceKind, text: &Option<String>| -> Result<u64, Problem> {
+        let Some(text) = text else { return Ok(0) };
+        let amount =
+            crate::quantity::of(kind, text).map_err(|e| bad(format!("resources.{kind}: {e}")))?;
+        Ok(sizes.demand_shards(kind, amount))
+    };
+    Ok(Shards {
+        cpu: of(ResourceKind::Cpu, &r.cpu)?,
+        memory: of(ResourceKind::Memory, &r.memory)?,
+        net: of(ResourceKind::Net, &r.net)?,
+        iops: of(ResourceKind::Iops, &r.iops)?,
+    })
 }
 
 impl From<Shards> for ShardVector {
@@ -96,7 +115,21 @@ impl TryFrom<Scoped<'_, NewReservation>> for CreateReservation {
     type Error = Problem;
     fn try_from(s: Scoped<'_, NewReservation>) -> Result<Self, Problem> {
         let b = s.body;
-        bounded("shards", &b.shards)?;
+        let (field, shards) = match (&b.shards, &b.resources) {
+            (Some(n), None) => ("shards", *n),
+            (None, Some(r)) => ("resources", resources(r, s.sizes)?),
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "give shards or resources, not both: they say the same thing twice",
+                ));
+            }
+            (None, None) => {
+                return Err(bad(
+                    "shards or resources: how much to reserve, e.g. {\"resources\": {\"cpu\": \"1.5\", \"memory\": \"1GiB\"}}",
+                ));
+            }
+        };
+        bounded(field, &shards)?;
         let host = host(s.ledger, &b.host)?;
         let start = moment::at_or_after("start", b.start.as_deref().unwrap_or("now"), s.now)
             .map_err(bad)?;
@@ -109,7 +142,7 @@ impl TryFrom<Scoped<'_, NewReservation>> for CreateReservation {
         Ok(CreateReservation {
             tenant: s.tenant,
             host,
-            vector: b.shards.into(),
+            vector: shards.into(),
             window,
             tier,
         })

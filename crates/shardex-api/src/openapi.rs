@@ -41,7 +41,7 @@ impl Modify for Bearer {
     ),
     components(schemas(
         crate::Problem, wire::Shards, wire::NewTenant, wire::TenantView, wire::NewToken, wire::TokenView,
-        wire::IssuedToken, wire::CreatedTenant, wire::NewReservation, wire::WindowView, wire::ReservationView,
+        wire::IssuedToken, wire::CreatedTenant, wire::NewReservation, wire::Resources, wire::WindowView, wire::ReservationView,
         wire::ReservationPage, wire::NewModification, wire::ModificationView, wire::Quote,
         wire::ModificationOutcome, wire::InvoiceLine, wire::InvoiceView, wire::KindNow,
         wire::WorkloadView, wire::QuantileView, wire::ForecastStep, wire::ForecastView,

@@ -98,8 +98,13 @@ pub struct CreatedTenant {
 pub struct NewReservation {
     /// The host, by name or id.
     pub host: String,
-    /// How many shards of each kind.
-    pub shards: Shards,
+    /// How many shards of each kind (or give `resources`).
+    #[serde(default)]
+    pub shards: Option<Shards>,
+    /// How much of each kind in physical units, rounded up to whole shards (or give
+    /// `shards`).
+    #[serde(default)]
+    pub resources: Option<Resources>,
     /// When it starts: `"now"` (the default), an RFC 3339 time or `"+10m"`.
     #[serde(default)]
     pub start: Option<String>,
@@ -109,6 +114,24 @@ pub struct NewReservation {
     /// `best-effort`, `standard` (the default), `premium` or `critical`.
     #[serde(default)]
     pub tier: Option<String>,
+}
+
+/// Amounts in physical units; a kind left out is 0.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// Cores (`"1.5"`) or millicores (`"1500m"`).
+    #[serde(default)]
+    pub cpu: Option<String>,
+    /// Bytes: `"1GiB"`, `"512MiB"`, `"2G"` or a plain number.
+    #[serde(default)]
+    pub memory: Option<String>,
+    /// Bits a second: `"100Mbit"`, `"1Gbit"` or a plain number.
+    #[serde(default)]
+    pub net: Option<String>,
+    /// Operations a second.
+    #[serde(default)]
+    pub iops: Option<String>,
 }
 
 /// A time window.

@@ -939,3 +939,31 @@ fn a_host_s_price_history_comes_from_the_log_newest_first() {
     let (s, body) = get(&d.addr, "/v1/hosts/nowhere/market/history", Some(&a));
     assert_problem(s, &body, 404, "not-found");
 }
+
+#[test]
+fn a_reservation_can_be_asked_for_in_cores_and_bytes_rounded_up_to_shards() {
+    let d = Daemon::start();
+    let (_, a) = d.tenant("alpha");
+    let post = |body: Value| send(&d.addr, "POST", "/v1/reservations", &a, &body.to_string());
+    // Default shards: 10 millicores and 16 MiB. 0.155 cores is 15.5 shards: 16, never fewer.
+    let (s, body) = post(
+        json!({"host": d.host, "resources": {"cpu": "0.155", "memory": "100MiB"}, "for": "1h"}),
+    );
+    assert_eq!(s, 201, "{body}");
+    let r = parse(&body);
+    assert_eq!(r["base"]["cpu"], 16, "{r}");
+    assert_eq!(
+        r["base"]["memory"], 7,
+        "100 MiB is 6.25 shards of 16 MiB: {r}"
+    );
+    let (s, body) = post(json!({"host": d.host, "resources": {"cpu": "1.5 cores"}, "for": "1h"}));
+    assert_problem(s, &body, 400, "bad-request");
+    assert!(body.contains("resources.cpu"), "{body}");
+    let (s, body) =
+        post(json!({"host": d.host, "shards": {"cpu": 1}, "resources": {"cpu": "1"}, "for": "1h"}));
+    assert_problem(s, &body, 400, "bad-request");
+    let (s, body) = post(json!({"host": d.host, "for": "1h"}));
+    assert_problem(s, &body, 400, "bad-request");
+    let (s, body) = post(json!({"host": d.host, "resources": {"gpu": "1"}, "for": "1h"}));
+    assert_problem(s, &body, 400, "bad-request");
+}

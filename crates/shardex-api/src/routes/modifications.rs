@@ -125,6 +125,7 @@ pub async fn create<B: Backend>(
                             tenant,
                             now,
                             ledger,
+                            sizes: api.backend.sizes(),
                         })?;
                         let start = m.start.unwrap_or(now);
                         let until = start

@@ -118,6 +118,7 @@ pub async fn create<B: Backend>(
                             tenant,
                             now,
                             ledger,
+                            sizes: api.backend.sizes(),
                         })?;
                         Ok((Action::CreateReservation(a), ()))
                     },
