@@ -7,7 +7,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::extract::State;
@@ -49,15 +49,10 @@ struct App {
     events: Arc<shardex_api::events::EventBus>,
 }
 
-/// The wall clock, read only here at the edge; never earlier than the ledger's time.
+/// The daemon's clock (see `clock.rs`): read only here at the edge; never earlier than the
+/// ledger's time, and deaf to steps of the system clock while the daemon runs.
 fn wall_clock(floor: Timestamp) -> anyhow::Result<Timestamp> {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the system clock is before 1970")?;
-    let now = Timestamp::from_millis(
-        i64::try_from(ms.as_millis()).context("the system clock overflows")?,
-    )?;
-    Ok(now.max(floor))
+    clock::now(floor)
 }
 
 /// Runs until Ctrl-C or SIGTERM.
@@ -100,6 +95,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
     private(&ledger_path)?;
     let admin_token = admin_token(data)?;
 
+    clock::check_start(store.ledger().now())?;
     let now = wall_clock(store.ledger().now())?;
     store.set_prices(config.pricing.table());
     store.set_lender_share(config.pricing.lender_share);
@@ -407,6 +403,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 }
 
 mod backend;
+mod clock;
 mod control_loop;
 mod http;
 mod lock;
