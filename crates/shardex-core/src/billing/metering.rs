@@ -126,22 +126,13 @@ pub fn accrue(
         return Ok(out);
     }
     for r in ledger.reservations() {
-        // Change points of this reservation inside [from, to).
-        let mut points = vec![from, to, r.window.start(), r.window.end()];
-        for m in r
-            .modifications
-            .iter()
-            .filter_map(|m| ledger.modification(*m))
-        {
-            points.push(m.window.start());
-            points.push(m.window.end());
-        }
-        points.retain(|&t| t >= from && t <= to);
-        points.sort();
-        points.dedup();
+        // What it holds in each stretch of [from, to) between its change points.
+        let mut held = ledger.holdings(r, from)?;
+        held.retain(|(t, _)| *t < to);
+        let ends: Vec<Timestamp> = held.iter().skip(1).map(|(t, _)| *t).chain([to]).collect();
         let commitment = r.window.end().since(r.window.start());
-        for seg in points.windows(2) {
-            let held = ledger.reserved_at(r, seg[0])?;
+        for ((start, held), end) in held.into_iter().zip(ends) {
+            let seg = [start, end];
             let ms = u128::from(seg[1].since(seg[0]).millis());
             for kind in held.kinds() {
                 let shards = held.get(kind);

@@ -43,46 +43,156 @@ pub(super) fn same_thing(a: &str, b: &str) -> bool {
 impl Ledger {
     /// Admission: at every future change point the host's commitments fit its capacity and no
     /// reservation holds less than it has lent.
+    ///
+    /// One sweep over the host's change points: each reservation's holding is evaluated only at
+    /// its own change points (it is constant in between) and enters the host's sum as steps, so
+    /// the cost grows with the number of change points plus the reservations' own points, not
+    /// with their product. The first failure in time is reported (at one time, a reservation
+    /// below what it lent before the host's capacity), as a check point by point would.
     pub(super) fn admit(&self, host: HostId) -> Result<(), LedgerError> {
         let h = self
             .hosts
             .get(&host)
             .ok_or(LedgerError::UnknownHost(host))?;
-        for t in self.change_points(host) {
-            let mut committed = self.lent_by(Lender::Provider(host), t)?;
-            for r in self.host_reservations(host) {
-                let reserved = self.reserved_at(r, t)?;
-                let lent = self.lent_by(Lender::Reservation(r.id), t)?;
-                if let Some(kind) = ResourceKind::ALL
-                    .into_iter()
-                    .find(|&k| reserved.get(k) < lent.get(k))
-                {
-                    return Err(LedgerError::BelowLent {
-                        reservation: r.id,
+        let points = self.change_points(host);
+        let mut deltas = vec![[0i128; 4]; points.len()];
+        add_steps(
+            &mut deltas,
+            &self.lent_steps(Lender::Provider(host), &points)?,
+        );
+        let mut below: Option<(usize, LedgerError)> = None;
+        for r in self.host_reservations(host) {
+            let reserved = self.reserved_steps(r, &points)?;
+            let lent = self.lent_steps(Lender::Reservation(r.id), &points)?;
+            if let Some((i, e)) = first_below_lent(r.id, &reserved, &lent, &points)
+                && below.as_ref().is_none_or(|(b, _)| i < *b)
+            {
+                below = Some((i, e));
+            }
+            add_steps(&mut deltas, &reserved);
+        }
+        let mut committed = [0i128; 4];
+        for (i, (t, d)) in points.iter().zip(&deltas).enumerate() {
+            if let Some((b, _)) = &below
+                && *b <= i
+            {
+                break;
+            }
+            for (c, d) in committed.iter_mut().zip(d) {
+                *c += d;
+            }
+            for kind in ResourceKind::ALL {
+                let needed = committed[kind.index()];
+                let needed =
+                    u64::try_from(needed).map_err(|_| crate::ShardError::Overflow { kind })?;
+                if needed > h.capacity.get(kind) {
+                    return Err(LedgerError::HostCapacityExceeded {
+                        host,
                         kind,
-                        at: t,
-                        reserved: reserved.get(kind),
-                        lent: lent.get(kind),
+                        at: *t,
+                        needed,
+                        capacity: h.capacity.get(kind),
                     });
                 }
-                committed = committed.checked_add(&reserved)?;
-            }
-            if let Some(kind) = ResourceKind::ALL
-                .into_iter()
-                .find(|&k| committed.get(k) > h.capacity.get(k))
-            {
-                return Err(LedgerError::HostCapacityExceeded {
-                    host,
-                    kind,
-                    at: t,
-                    needed: committed.get(kind),
-                    capacity: h.capacity.get(kind),
-                });
             }
         }
-        Ok(())
+        below.map_or(Ok(()), |(_, e)| Err(e))
     }
 
+    /// What `r` holds over the host's change points `points`, as steps: (index of the first
+    /// point it holds it at, the vector); the first step is at index 0 (now).
+    fn reserved_steps(&self, r: &Reservation, points: &[Timestamp]) -> Result<Steps, LedgerError> {
+        let mut steps: Steps = Vec::new();
+        for (t, v) in self.holdings(r, self.now)? {
+            if steps.last().is_none_or(|(_, last)| *last != v) {
+                steps.push((points.partition_point(|&p| p < t), v));
+            }
+        }
+        Ok(steps)
+    }
+
+    /// What `lender` has lent over `points`, as steps (see [`Ledger::reserved_steps`]).
+    fn lent_steps(&self, lender: Lender, points: &[Timestamp]) -> Result<Steps, LedgerError> {
+        let mut at = vec![0];
+        for l in self
+            .by_lender
+            .get(&lender)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.leases.get(id))
+        {
+            for t in [l.window.start(), l.window.end()] {
+                at.push(points.partition_point(|&p| p < t));
+            }
+        }
+        at.retain(|&i| i < points.len());
+        at.sort_unstable();
+        at.dedup();
+        let mut steps: Steps = Vec::with_capacity(at.len());
+        for i in at {
+            let v = self.lent_by(lender, points[i])?;
+            if steps.last().is_none_or(|(_, last)| *last != v) {
+                steps.push((i, v));
+            }
+        }
+        Ok(steps)
+    }
+}
+
+/// A vector over a host's change points that changes only at some of them: (index of the first
+/// point it holds at, value), in order, the first at index 0.
+type Steps = Vec<(usize, ShardVector)>;
+
+/// Adds `steps` to the per-point differences `deltas`.
+fn add_steps(deltas: &mut [[i128; 4]], steps: &Steps) {
+    let mut prev = ShardVector::ZERO;
+    for (i, v) in steps {
+        for kind in ResourceKind::ALL {
+            deltas[*i][kind.index()] += i128::from(v.get(kind)) - i128::from(prev.get(kind));
+        }
+        prev = *v;
+    }
+}
+
+/// The first point at which a reservation holds less of a kind than it has lent.
+fn first_below_lent(
+    reservation: ReservationId,
+    reserved: &Steps,
+    lent: &Steps,
+    points: &[Timestamp],
+) -> Option<(usize, LedgerError)> {
+    let (mut a, mut b) = (0, 0);
+    let (mut held, mut out) = (ShardVector::ZERO, ShardVector::ZERO);
+    while a < reserved.len() || b < lent.len() {
+        let next_a = reserved.get(a).map_or(usize::MAX, |s| s.0);
+        let next_b = lent.get(b).map_or(usize::MAX, |s| s.0);
+        let i = next_a.min(next_b);
+        if next_a == i {
+            held = reserved[a].1;
+            a += 1;
+        }
+        if next_b == i {
+            out = lent[b].1;
+            b += 1;
+        }
+        if let Some(kind) = ResourceKind::ALL
+            .into_iter()
+            .find(|&k| held.get(k) < out.get(k))
+        {
+            let e = LedgerError::BelowLent {
+                reservation,
+                kind,
+                at: points[i],
+                reserved: held.get(kind),
+                lent: out.get(kind),
+            };
+            return Some((i, e));
+        }
+    }
+    None
+}
+
+impl Ledger {
     // ----- actions -----
 
     pub(super) fn tenant_owns(

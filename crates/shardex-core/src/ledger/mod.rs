@@ -70,6 +70,8 @@ mod reservations;
 mod timeline;
 
 #[cfg(test)]
+mod admission_props;
+#[cfg(test)]
 mod tests;
 
 pub use action::{Action, TenantAction};
@@ -456,22 +458,40 @@ impl Ledger {
 
     /// The vector a reservation holds at `t`, with its modifications applied.
     pub fn reserved_at(&self, r: &Reservation, t: Timestamp) -> Result<ShardVector, LedgerError> {
-        if r.cancelled || !r.window.contains(t) {
-            return Ok(ShardVector::ZERO);
+        compose(r, &self.modifications_of(r)?, t)
+    }
+
+    /// What a reservation holds from `from` on: at `from` and at each later time its vector
+    /// may change (its window's and its modifications' ends), in order; each value holds until
+    /// the next. The modifications are looked up once, so this costs far less than calling
+    /// [`Ledger::reserved_at`] at each of those times.
+    pub fn holdings(
+        &self,
+        r: &Reservation,
+        from: Timestamp,
+    ) -> Result<Vec<(Timestamp, ShardVector)>, LedgerError> {
+        let mods = self.modifications_of(r)?;
+        let mut at = vec![from, r.window.start(), r.window.end()];
+        for m in &mods {
+            at.extend([m.window.start(), m.window.end()]);
         }
-        let mut v = r.base;
-        for id in &r.modifications {
-            let m = self
-                .modifications
-                .get(id)
-                .ok_or(LedgerError::UnknownModification(*id))?;
-            if m.in_force(t) {
-                for kc in &m.changes {
-                    v = v.with(kc.kind, kc.change.apply(kc.kind, v.get(kc.kind))?);
-                }
-            }
-        }
-        Ok(v)
+        at.retain(|&t| t >= from);
+        at.sort_unstable();
+        at.dedup();
+        at.into_iter()
+            .map(|t| Ok((t, compose(r, &mods, t)?)))
+            .collect()
+    }
+
+    fn modifications_of(&self, r: &Reservation) -> Result<Vec<&Modification>, LedgerError> {
+        r.modifications
+            .iter()
+            .map(|id| {
+                self.modifications
+                    .get(id)
+                    .ok_or(LedgerError::UnknownModification(*id))
+            })
+            .collect()
     }
 
     /// A workload's allocation: its share plus what it borrows.
@@ -536,4 +556,22 @@ impl Ledger {
             self.reservation_workloads(r).map(|w| &w.share),
         )?)
     }
+}
+
+/// A reservation's vector at `t` with `mods` (its modifications, in order) applied.
+fn compose(
+    r: &Reservation,
+    mods: &[&Modification],
+    t: Timestamp,
+) -> Result<ShardVector, LedgerError> {
+    if r.cancelled || !r.window.contains(t) {
+        return Ok(ShardVector::ZERO);
+    }
+    let mut v = r.base;
+    for m in mods.iter().filter(|m| m.in_force(t)) {
+        for kc in &m.changes {
+            v = v.with(kc.kind, kc.change.apply(kc.kind, v.get(kc.kind))?);
+        }
+    }
+    Ok(v)
 }
