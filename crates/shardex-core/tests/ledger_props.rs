@@ -8,7 +8,9 @@
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use shardex_core::action;
-use shardex_core::billing::{Account, Charge, Journal, Subject, accrue, invoice};
+use shardex_core::billing::{
+    Account, Charge, Journal, Meter, Subject, accrue, invoice, period_start,
+};
 use shardex_core::ledger::Event;
 use shardex_core::{
     Action, Change, KindChange, Ledger, LedgerError, LedgerParams, Lender, PriceTable, PriceVector,
@@ -743,6 +745,19 @@ fn check_lending(
     Ok(())
 }
 
+/// Shard-milliseconds per subject and kind, with who pays and who lends.
+fn shard_ms_by_subject(
+    charges: &[Charge],
+) -> std::collections::BTreeMap<(Subject, String, TenantId, Option<TenantId>), u128> {
+    let mut out = std::collections::BTreeMap::new();
+    for c in charges {
+        *out.entry((c.subject, c.kind.to_string(), c.payer, c.lender))
+            .or_insert(0) += c.shard_ms;
+    }
+    out.retain(|_, ms| *ms > 0);
+    out
+}
+
 fn run(mut world: World, ops: &[(Op, bool, u8)]) -> Result<(), TestCaseError> {
     let mut applied = 0usize;
     let prices = PriceTable::default();
@@ -750,6 +765,9 @@ fn run(mut world: World, ops: &[(Op, bool, u8)]) -> Result<(), TestCaseError> {
     let mut journal = Journal::new();
     let mut charges: Vec<Charge> = Vec::new();
     let mut starts = std::collections::BTreeMap::new();
+    // Metering by change, beside metering at every commit: the same shard-milliseconds.
+    let mut meter = Meter::new();
+    let mut by_change: Vec<Charge> = Vec::new();
     for (op, foreign, jitter) in ops {
         let Some((action, now)) = world.action(op, *foreign, *jitter) else {
             continue;
@@ -768,6 +786,15 @@ fn run(mut world: World, ops: &[(Op, bool, u8)]) -> Result<(), TestCaseError> {
         match world.ledger.apply(&action, now) {
             Ok(events) => {
                 applied += 1;
+                let (next, due) = meter.charge(&before, &events, &prices, now).unwrap();
+                for c in &due {
+                    let last = Timestamp::from_millis(c.to.millis() - 1).unwrap();
+                    prop_assert!(c.from < c.to, "empty charge {c:?}");
+                    prop_assert_eq!(period_start(c.from), period_start(last), "{:?}", c);
+                }
+                prop_assert_eq!(&meter.advanced(&before, &events, now), &next);
+                meter = next;
+                by_change.extend(due);
                 for c in &accrued {
                     journal.post_charge(c, share).unwrap();
                     prop_assert_eq!(
@@ -819,6 +846,11 @@ fn run(mut world: World, ops: &[(Op, bool, u8)]) -> Result<(), TestCaseError> {
             }
         }
     }
+    let mut pending = meter
+        .pending(&world.ledger, &prices, world.ledger.now())
+        .unwrap();
+    pending.extend(by_change);
+    prop_assert_eq!(shard_ms_by_subject(&pending), shard_ms_by_subject(&charges));
     // Drain: run past every window; everything must return and still balance.
     let last = world.ledger.reservations().map(|r| r.window.end()).max();
     let end = last

@@ -1,7 +1,7 @@
 //! An in-memory ledger store: same contract as SQLite (the core commits and meters, the store
 //! keeps what it computed), nothing on disk.
 
-use shardex_core::billing::{BillingError, Charge, CommitError, commit};
+use shardex_core::billing::{BillingError, Charge, CommitError, Meter, commit};
 use shardex_core::ports::LedgerStore;
 use shardex_core::{Action, Event, Ledger, LedgerError, PriceTable, TenantId, Timestamp};
 
@@ -9,6 +9,7 @@ use shardex_core::{Action, Event, Ledger, LedgerError, PriceTable, TenantId, Tim
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     ledger: Ledger,
+    meter: Meter,
     prices: PriceTable,
     log: Vec<(Timestamp, Action, Vec<Event>)>,
     charges: Vec<Charge>,
@@ -46,7 +47,7 @@ impl LedgerStore for MemoryStore {
         action: Action,
         now: Timestamp,
     ) -> Result<Result<Vec<Event>, LedgerError>, MemoryError> {
-        let c = match commit(&self.ledger, &self.prices, &action, now) {
+        let c = match commit(&self.ledger, &self.meter, &self.prices, &action, now) {
             Ok(c) => c,
             Err(CommitError::Refused(e)) => return Ok(Err(e)),
             Err(CommitError::Metering(e)) => return Err(e),
@@ -54,6 +55,7 @@ impl LedgerStore for MemoryStore {
         self.log.push((now, action, c.events.clone()));
         self.charges.extend(c.charges);
         self.ledger = c.ledger;
+        self.meter = c.meter;
         Ok(Ok(c.events))
     }
 
@@ -62,11 +64,12 @@ impl LedgerStore for MemoryStore {
         actions: Vec<(Action, Timestamp)>,
     ) -> Result<Result<Vec<Event>, (usize, LedgerError)>, MemoryError> {
         let mut ledger = self.ledger.clone();
+        let mut meter = self.meter.clone();
         let mut log = Vec::new();
         let mut charges = Vec::new();
         let mut all = Vec::new();
         for (i, (action, now)) in actions.into_iter().enumerate() {
-            let c = match commit(&ledger, &self.prices, &action, now) {
+            let c = match commit(&ledger, &meter, &self.prices, &action, now) {
                 Ok(c) => c,
                 Err(CommitError::Refused(e)) => return Ok(Err((i, e))),
                 Err(CommitError::Metering(e)) => return Err(e),
@@ -75,10 +78,12 @@ impl LedgerStore for MemoryStore {
             log.push((now, action, c.events));
             charges.extend(c.charges);
             ledger = c.ledger;
+            meter = c.meter;
         }
         self.log.extend(log);
         self.charges.extend(charges);
         self.ledger = ledger;
+        self.meter = meter;
         Ok(Ok(all))
     }
 
@@ -88,9 +93,13 @@ impl LedgerStore for MemoryStore {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<Charge>, MemoryError> {
+        let pending = self
+            .meter
+            .pending(&self.ledger, &self.prices, self.ledger.now())?;
         Ok(self
             .charges
             .iter()
+            .chain(&pending)
             .filter(|c| c.to > from && c.to <= to)
             .filter(|c| tenant.is_none_or(|t| c.payer == t || c.lender == Some(t)))
             .cloned()

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 use shardex_core::billing::{
-    Account, Charge, CommitError, DEFAULT_LENDER_SHARE, charge_transaction, commit,
+    Account, Charge, CommitError, DEFAULT_LENDER_SHARE, Meter, charge_transaction, commit,
 };
 use shardex_core::ports::LedgerStore;
 use shardex_core::{
@@ -32,6 +32,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     path: PathBuf,
     ledger: Ledger,
+    meter: Meter,
     seq: u64,
     sizes: ShardSizes,
     prices: PriceTable,
@@ -126,6 +127,7 @@ impl SqliteStore {
             pool,
             path: path.to_path_buf(),
             ledger: Ledger::new(),
+            meter: Meter::new(),
             seq: 0,
             sizes,
             prices: PriceTable::default(),
@@ -218,6 +220,7 @@ impl SqliteStore {
                     .map_err(|e| corrupt(format!("action: {e}")))?;
                 let stored =
                     serde_json::Value::Array(stored_events.remove(&raw_seq).unwrap_or_default());
+                let before = self.ledger.clone();
                 let events = self
                     .ledger
                     .apply(&action, at)
@@ -225,6 +228,7 @@ impl SqliteStore {
                         seq,
                         detail: format!("the ledger now refuses it: {e}"),
                     })?;
+                self.meter = self.meter.advanced(&before, &events, at);
                 let replayed =
                     serde_json::to_value(&events).map_err(|source| StoreError::Encode {
                         what: "events",
@@ -367,7 +371,9 @@ impl SqliteStore {
     }
 
     /// Charges whose interval ends in `(from, to]`, paid or lent by `tenant` (every tenant when
-    /// `None`), oldest first.
+    /// `None`), oldest first: those stored, then what is metered but not stored yet (the
+    /// stretches since each subject's last change or the last hour boundary, up to the
+    /// ledger's time; see [`Meter`]).
     pub async fn charges_of(
         &self,
         tenant: Option<TenantId>,
@@ -397,6 +403,15 @@ impl SqliteStore {
                 })?,
             );
         }
+        let pending = self
+            .meter
+            .pending(&self.ledger, &self.prices, self.ledger.now())?;
+        out.extend(
+            pending
+                .into_iter()
+                .filter(|c| c.to > from && c.to <= to)
+                .filter(|c| tenant.is_none_or(|t| c.payer == t || c.lender == Some(t))),
+        );
         Ok(out)
     }
 
@@ -549,7 +564,7 @@ impl LedgerStore for SqliteStore {
         now: Timestamp,
     ) -> Result<Result<Vec<Event>, LedgerError>, StoreError> {
         // The core commits and meters; the store persists what it computed.
-        let c = match commit(&self.ledger, &self.prices, &action, now) {
+        let c = match commit(&self.ledger, &self.meter, &self.prices, &action, now) {
             Ok(c) => c,
             Err(CommitError::Refused(e)) => return Ok(Err(e)),
             Err(CommitError::Metering(e)) => return Err(e.into()),
@@ -558,6 +573,7 @@ impl LedgerStore for SqliteStore {
         self.persist(seq, &action, now, &c.events, &c.charges)
             .await?;
         let before = std::mem::replace(&mut self.ledger, c.ledger);
+        self.meter = c.meter;
         self.seq = seq;
         self.committed(&before, &c.events);
         Ok(Ok(c.events))
@@ -569,10 +585,11 @@ impl LedgerStore for SqliteStore {
     ) -> Result<Result<Vec<Event>, (usize, LedgerError)>, StoreError> {
         // Every next state and its charges first, in memory: a refusal writes nothing.
         let mut ledger = self.ledger.clone();
+        let mut meter = self.meter.clone();
         let mut rows = Vec::with_capacity(actions.len());
         let mut all = Vec::new();
         for (i, (action, now)) in actions.into_iter().enumerate() {
-            let c = match commit(&ledger, &self.prices, &action, now) {
+            let c = match commit(&ledger, &meter, &self.prices, &action, now) {
                 Ok(c) => c,
                 Err(CommitError::Refused(e)) => return Ok(Err((i, e))),
                 Err(CommitError::Metering(e)) => return Err(e.into()),
@@ -580,6 +597,7 @@ impl LedgerStore for SqliteStore {
             all.extend(c.events.iter().cloned());
             rows.push((action, now, c.events, c.charges));
             ledger = c.ledger;
+            meter = c.meter;
         }
         let mut tx = self.pool.begin().await?;
         for (i, (action, now, events, charges)) in rows.iter().enumerate() {
@@ -595,6 +613,7 @@ impl LedgerStore for SqliteStore {
         }
         tx.commit().await?;
         self.seq += rows.len() as u64;
+        self.meter = meter;
         let before = std::mem::replace(&mut self.ledger, ledger);
         self.committed(&before, &all);
         Ok(Ok(all))

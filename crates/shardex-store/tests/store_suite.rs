@@ -68,10 +68,11 @@ async fn contract<S: LedgerStore>(store: &mut S) {
     }
 }
 
-/// Metering, whatever the adapter: the core meters each commit and the store keeps what it
-/// computed. A reservation of 100 cpu shards for exactly one hour, seen through two actions
-/// and one batch, is charged 100 shard-hours at the list price (0.0004 per cpu shard-hour:
-/// 0.04), to its tenant only.
+/// Metering, whatever the adapter: the core meters by change and at each hour boundary, and
+/// the store keeps what it computed. A reservation of 100 cpu shards for exactly one hour,
+/// seen through two actions and one batch that don't change it, is charged 100 shard-hours at
+/// the list price (0.0004 per cpu shard-hour: 0.04), to its tenant only, as one charge that
+/// ends with the hour; before the ledger passes that hour it is pending, and counted.
 async fn meters<S: LedgerStore>(store: &mut S) {
     use rust_decimal::Decimal;
     use shardex_core::{HostId, TenantId, Tier, Window};
@@ -102,6 +103,10 @@ async fn meters<S: LedgerStore>(store: &mut S) {
     });
     store.apply(reserve, t(0)).await.unwrap().unwrap();
     store.apply(Action::Expire, t(1800)).await.unwrap().unwrap();
+    // Not stored yet, but pending up to the ledger's time, and so charged.
+    let pending = store.charges(None, t(0), t(1800)).await.unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0].shard_ms, 100 * 1_800_000);
     store
         .apply_all(vec![(Action::Expire, t(2400)), (Action::Expire, t(7200))])
         .await
@@ -119,15 +124,14 @@ async fn meters<S: LedgerStore>(store: &mut S) {
     let total: Decimal = charges.iter().map(|c| c.amount).sum();
     assert_eq!(total, "0.04".parse::<Decimal>().unwrap());
     assert!(charges.iter().all(|c| c.payer == TenantId(1)));
-    // Only the intervals asked for, only the tenant asked for.
-    let first: Decimal = store
-        .charges(None, t(0), t(1800))
-        .await
-        .unwrap()
-        .iter()
-        .map(|c| c.amount)
-        .sum();
-    assert_eq!(first, "0.02".parse::<Decimal>().unwrap());
+    // One charge for the hour, counted in the period its end falls in; only the tenant
+    // asked for.
+    assert_eq!(charges.len(), 1, "{charges:?}");
+    assert!(store.charges(None, t(0), t(1800)).await.unwrap().is_empty());
+    assert_eq!(
+        store.charges(None, t(3599), t(3600)).await.unwrap(),
+        charges
+    );
     assert!(
         store
             .charges(Some(TenantId(2)), t(0), t(7200))
@@ -299,8 +303,9 @@ async fn sqlite_store_meters_what_the_ledger_held_between_actions_durably() {
         .charges(Some(TenantId(1)), t(0), t(7200))
         .await
         .unwrap();
-    // 100 cpu shards for exactly the hour the reservation lasted, in two intervals.
-    assert_eq!(charges.len(), 2);
+    // 100 cpu shards for exactly the hour the reservation lasted, as one charge: nothing
+    // changed it within the hour.
+    assert_eq!(charges.len(), 1);
     assert_eq!(
         charges.iter().map(|c| c.shard_ms).sum::<u128>(),
         100 * 3_600_000

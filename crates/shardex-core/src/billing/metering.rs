@@ -69,15 +69,18 @@ impl Charge {
     }
 }
 
-/// One action committed: the ledger after it, its events, and the charges of what the ledger
-/// held from its last time up to the action's, metered before it changes.
+/// One action committed: the ledger and the meter after it, its events, and the charges it
+/// made due (see [`Meter`]: what the action touched, up to it, and everything at a period
+/// boundary), metered from the ledger before it changed.
 #[derive(Debug, Clone)]
 pub struct Committed {
     /// The ledger after the action.
     pub ledger: Ledger,
+    /// The meter after the action.
+    pub meter: Meter,
     /// What the action did.
     pub events: Vec<Event>,
-    /// What was held since the previous action, priced.
+    /// What was held and is metered now, priced.
     pub charges: Vec<Charge>,
 }
 
@@ -93,18 +96,22 @@ pub enum CommitError {
 }
 
 /// The one commit path of every store: `action` applied at `now` on a copy of `ledger`, and
-/// what the ledger held up to `now` metered at `prices`. A store persists what this returns;
-/// it computes no money of its own.
+/// what it makes due metered at `prices`. A store persists what this returns; it computes no
+/// money of its own.
 pub fn commit(
     ledger: &Ledger,
+    meter: &Meter,
     prices: &PriceTable,
     action: &crate::Action,
     now: Timestamp,
 ) -> Result<Committed, CommitError> {
     let (next, events) = ledger.applied(action, now).map_err(CommitError::Refused)?;
-    let charges = accrue(ledger, prices, now).map_err(CommitError::Metering)?;
+    let (meter, charges) = meter
+        .charge(ledger, &events, prices, now)
+        .map_err(CommitError::Metering)?;
     Ok(Committed {
         ledger: next,
+        meter,
         events,
         charges,
     })
@@ -126,71 +133,94 @@ pub fn accrue(
         return Ok(out);
     }
     for r in ledger.reservations() {
-        // What it holds in each stretch of [from, to) between its change points.
-        let mut held = ledger.holdings(r, from)?;
-        held.retain(|(t, _)| *t < to);
-        let ends: Vec<Timestamp> = held.iter().skip(1).map(|(t, _)| *t).chain([to]).collect();
-        let commitment = r.window.end().since(r.window.start());
-        for ((start, held), end) in held.into_iter().zip(ends) {
-            let seg = [start, end];
-            let ms = u128::from(seg[1].since(seg[0]).millis());
-            for kind in held.kinds() {
-                let shards = held.get(kind);
-                let hourly = prices.hourly(kind, shards, commitment, r.tier, Delivery::Scheduled);
-                let unit = if shards == 0 {
-                    Decimal::ZERO
-                } else {
-                    hourly / Decimal::from(shards)
-                };
-                out.push(
-                    Charge {
-                        from: seg[0],
-                        to: seg[1],
-                        payer: r.tenant,
-                        lender: None,
-                        subject: Subject::Reservation(r.id),
-                        kind,
-                        tier: r.tier,
-                        shard_ms: u128::from(shards) * ms,
-                        unit_price: unit,
-                        amount: Decimal::ZERO,
-                    }
-                    .priced(),
-                );
-            }
-        }
+        reservation_charges(ledger, prices, r, from, to, &mut out)?;
     }
     for l in ledger.leases() {
-        let a = l.window.start().max(from);
-        let b = l.window.end().min(to);
-        if b <= a {
-            continue;
-        }
-        let Some(payer) = ledger.workload(l.borrower).map(|w| w.tenant) else {
-            continue;
-        };
-        let lender = match l.lender {
-            Lender::Reservation(r) => ledger.reservation(r).map(|r| r.tenant),
-            Lender::Provider(_) => None,
-        };
-        let ms = u128::from(b.since(a).millis());
-        for kind in l.vector.kinds() {
+        lease_charges(ledger, l, from, to, &mut out);
+    }
+    Ok(out)
+}
+
+/// The charges for what reservation `r` held in `ledger` over `[from, to)` (`from` at or after
+/// its last change), one per stretch between its change points and kind held.
+pub(super) fn reservation_charges(
+    ledger: &Ledger,
+    prices: &PriceTable,
+    r: &crate::domain::Reservation,
+    from: Timestamp,
+    to: Timestamp,
+    out: &mut Vec<Charge>,
+) -> Result<(), BillingError> {
+    let mut held = ledger.holdings(r, from)?;
+    held.retain(|(t, _)| *t < to);
+    let ends: Vec<Timestamp> = held.iter().skip(1).map(|(t, _)| *t).chain([to]).collect();
+    let commitment = r.window.end().since(r.window.start());
+    for ((start, held), end) in held.into_iter().zip(ends) {
+        let ms = u128::from(end.since(start).millis());
+        for kind in held.kinds() {
+            let shards = held.get(kind);
+            let hourly = prices.hourly(kind, shards, commitment, r.tier, Delivery::Scheduled);
+            let unit = if shards == 0 {
+                Decimal::ZERO
+            } else {
+                hourly / Decimal::from(shards)
+            };
             out.push(
                 Charge {
-                    from: a,
-                    to: b,
-                    payer,
-                    lender,
-                    subject: Subject::Lease(l.id),
+                    from: start,
+                    to: end,
+                    payer: r.tenant,
+                    lender: None,
+                    subject: Subject::Reservation(r.id),
                     kind,
-                    tier: l.tier,
-                    shard_ms: u128::from(l.vector.get(kind)) * ms,
-                    unit_price: l.price.get(kind),
+                    tier: r.tier,
+                    shard_ms: u128::from(shards) * ms,
+                    unit_price: unit,
                     amount: Decimal::ZERO,
                 }
                 .priced(),
             );
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// The charges for what lease `l` lent over `[from, to)` (nothing once its borrower is gone).
+pub(super) fn lease_charges(
+    ledger: &Ledger,
+    l: &crate::domain::Lease,
+    from: Timestamp,
+    to: Timestamp,
+    out: &mut Vec<Charge>,
+) {
+    let a = l.window.start().max(from);
+    let b = l.window.end().min(to);
+    if b <= a {
+        return;
+    }
+    let Some(payer) = ledger.workload(l.borrower).map(|w| w.tenant) else {
+        return;
+    };
+    let lender = match l.lender {
+        Lender::Reservation(r) => ledger.reservation(r).map(|r| r.tenant),
+        Lender::Provider(_) => None,
+    };
+    let ms = u128::from(b.since(a).millis());
+    for kind in l.vector.kinds() {
+        out.push(
+            Charge {
+                from: a,
+                to: b,
+                payer,
+                lender,
+                subject: Subject::Lease(l.id),
+                kind,
+                tier: l.tier,
+                shard_ms: u128::from(l.vector.get(kind)) * ms,
+                unit_price: l.price.get(kind),
+                amount: Decimal::ZERO,
+            }
+            .priced(),
+        );
+    }
 }

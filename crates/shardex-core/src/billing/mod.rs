@@ -29,12 +29,14 @@ use crate::time::{Span, Timestamp};
 
 mod invoice;
 mod journal;
+mod meter;
 mod metering;
 #[cfg(test)]
 mod tests;
 
 pub use invoice::*;
 pub use journal::*;
+pub use meter::*;
 pub use metering::*;
 
 /// Errors of metering and billing.
