@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 use shardex_core::action;
 use shardex_core::billing::{
-    Account, Charge, Journal, Meter, Subject, accrue, invoice, period_start,
+    Account, Charge, Journal, Meter, Subject, accrue, invoice, period_start, quote_action,
 };
 use shardex_core::ledger::Event;
 use shardex_core::{
@@ -745,6 +745,27 @@ fn check_lending(
     Ok(())
 }
 
+/// A quote as first written: everything the tenant pays, metered with and without the action.
+fn quote_by_full_accrual(
+    ledger: &Ledger,
+    prices: &PriceTable,
+    action: &Action,
+    tenant: TenantId,
+    until: Timestamp,
+) -> Decimal {
+    let now = ledger.now();
+    let (after, _) = ledger.applied(action, now).unwrap();
+    let cost = |l: &Ledger| -> Decimal {
+        accrue(l, prices, until.max(now))
+            .unwrap()
+            .iter()
+            .filter(|c| c.payer == tenant)
+            .map(|c| c.amount)
+            .sum()
+    };
+    cost(&after) - cost(ledger)
+}
+
 /// Shard-milliseconds per subject and kind, with who pays and who lends.
 fn shard_ms_by_subject(
     charges: &[Charge],
@@ -773,6 +794,15 @@ fn run(mut world: World, ops: &[(Op, bool, u8)]) -> Result<(), TestCaseError> {
             continue;
         };
         let before = world.ledger.clone();
+        // A quote meters only what the action touches: the same as metering everything.
+        if before.applied(&action, before.now()).is_ok() {
+            let until = before.now().checked_add(secs(7200)).unwrap();
+            for &tenant in &world.tenants {
+                let fast = quote_action(&before, &prices, &action, tenant, until).unwrap();
+                let full = quote_by_full_accrual(&before, &prices, &action, tenant, until);
+                prop_assert_eq!(fast, full, "quote of {:?} for {}", action, tenant);
+            }
+        }
         // What the ledger held up to this action, metered before it changes anything.
         let accrued = accrue(&before, &prices, now).unwrap();
         if now.since(before.now()) <= secs(120) {

@@ -102,7 +102,9 @@ pub fn quote_lease(
 }
 
 /// What an action would cost the tenant over `[ledger.now, until)`, compared with not taking
-/// it: the ledger is not changed (the action is applied to a copy).
+/// it: the ledger is not changed (the action is applied to a copy). Only the reservations and
+/// leases the action's events name can cost differently (everything else is the same with
+/// and without it), so only those are metered, both ways.
 pub fn quote_action(
     ledger: &Ledger,
     prices: &PriceTable,
@@ -111,15 +113,22 @@ pub fn quote_action(
     until: Timestamp,
 ) -> Result<Decimal, BillingError> {
     let now = ledger.now();
-    let (after, _) = ledger.applied(action, now)?;
-    let cost = |l: &Ledger| -> Result<Decimal, BillingError> {
-        Ok(accrue(l, prices, until.max(now))?
+    let until = until.max(now);
+    let (after, events) = ledger.applied(action, now)?;
+    let cost = |l: &Ledger, s: Subject| -> Result<Decimal, BillingError> {
+        let mut out = Vec::new();
+        super::metering::subject_charges(l, prices, s, now, until, &mut out)?;
+        Ok(out
             .iter()
             .filter(|c| c.payer == tenant)
             .map(|c| c.amount)
             .sum())
     };
-    Ok(cost(&after)? - cost(ledger)?)
+    let mut total = Decimal::ZERO;
+    for (s, _) in super::meter::touched(ledger, &events) {
+        total += cost(&after, s)? - cost(ledger, s)?;
+    }
+    Ok(total)
 }
 
 /// Hours between two times, exactly (for display).

@@ -136,7 +136,7 @@ fn exists(ledger: &Ledger, s: Subject) -> bool {
 
 /// The subjects whose holding from now on the events change, each with whether it existed
 /// before the action (a new one has nothing to meter yet).
-fn touched(before: &Ledger, events: &[Event]) -> Vec<(Subject, bool)> {
+pub(super) fn touched(before: &Ledger, events: &[Event]) -> Vec<(Subject, bool)> {
     let mut out: Vec<Subject> = Vec::new();
     for e in events {
         let s = match e {
@@ -177,18 +177,7 @@ fn meter_subject(
         let b = period_start(a)
             .checked_add(METER_PERIOD)
             .map_or(to, |end| end.min(to));
-        match subject {
-            Subject::Reservation(id) => {
-                if let Some(r) = ledger.reservation(id) {
-                    reservation_charges(ledger, prices, r, a, b, out)?;
-                }
-            }
-            Subject::Lease(id) => {
-                if let Some(l) = ledger.lease(id) {
-                    lease_charges(ledger, l, a, b, out);
-                }
-            }
-        }
+        subject_charges(ledger, prices, subject, a, b, out)?;
         if b <= a {
             break;
         }

@@ -224,3 +224,28 @@ pub(super) fn lease_charges(
         );
     }
 }
+
+/// The charges for what `subject` held in `ledger` over `[from, to)`, in one piece per
+/// stretch between its change points.
+pub(super) fn subject_charges(
+    ledger: &Ledger,
+    prices: &PriceTable,
+    subject: Subject,
+    from: Timestamp,
+    to: Timestamp,
+    out: &mut Vec<Charge>,
+) -> Result<(), BillingError> {
+    match subject {
+        Subject::Reservation(id) => {
+            if let Some(r) = ledger.reservation(id) {
+                reservation_charges(ledger, prices, r, from, to, out)?;
+            }
+        }
+        Subject::Lease(id) => {
+            if let Some(l) = ledger.lease(id) {
+                lease_charges(ledger, l, from, to, out);
+            }
+        }
+    }
+    Ok(())
+}
