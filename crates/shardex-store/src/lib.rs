@@ -27,14 +27,19 @@
 //! # });
 //! ```
 
+pub mod batch;
+pub mod idempotency;
 pub mod memory;
 pub mod profiles;
+pub mod snapshot;
 pub mod sqlite;
 pub mod tokens;
 
 use shardex_core::{ShardSizes, Violation};
 use thiserror::Error;
 
+pub use batch::{Batch, Claim};
+pub use idempotency::{Idempotency, KeptAnswer};
 pub use memory::MemoryStore;
 pub use profiles::OomRecord;
 pub use sqlite::{Commit, SqliteStore};
@@ -75,6 +80,9 @@ pub enum StoreError {
         /// Sizes configured now.
         configured: ShardSizes,
     },
+    /// A snapshot could not be written or read.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
     /// The rebuilt ledger breaks invariants.
     #[error("the rebuilt ledger breaks {} invariant(s): {}", .0.len(), summary(.0))]
     InvariantsBroken(Vec<Violation>),

@@ -7,9 +7,7 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
-use shardex_core::billing::{
-    Account, Charge, CommitError, DEFAULT_LENDER_SHARE, Meter, charge_transaction, commit,
-};
+use shardex_core::billing::{Account, Charge, DEFAULT_LENDER_SHARE, Meter};
 use shardex_core::ports::LedgerStore;
 use shardex_core::{
     Action, Event, Ledger, LedgerError, PriceTable, ShardSizes, TenantId, Timestamp,
@@ -20,6 +18,8 @@ use sqlx::sqlite::{
 };
 
 use crate::StoreError;
+use crate::batch::{Batch, db_id, write_rows};
+use crate::snapshot::{self, LOG_FORMAT, SNAPSHOT_EVERY};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -34,9 +34,14 @@ pub struct SqliteStore {
     ledger: Ledger,
     meter: Meter,
     seq: u64,
+    /// The log entry of the newest snapshot (0: none).
+    snapshot_seq: u64,
+    read_only: bool,
     sizes: ShardSizes,
     prices: PriceTable,
     lender_share: Decimal,
+    /// The ledger as of the last commit, for readers ([`SqliteStore::published`]).
+    published: tokio::sync::watch::Sender<Ledger>,
     /// Told of every commit, once it is durable (see [`SqliteStore::notify_commits`]).
     commits: Option<tokio::sync::mpsc::UnboundedSender<Commit>>,
 }
@@ -55,13 +60,6 @@ pub struct Commit {
     pub events: Vec<Event>,
 }
 
-fn account_key(a: Account) -> String {
-    match a {
-        Account::Provider => "provider".into(),
-        Account::Tenant(t) => format!("tenant:{}", t.0),
-    }
-}
-
 fn parse_account(s: &str) -> Option<Account> {
     if s == "provider" {
         return Some(Account::Provider);
@@ -74,17 +72,6 @@ fn parse_account(s: &str) -> Option<Account> {
 
 fn encode<T: serde::Serialize>(what: &'static str, v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|source| StoreError::Encode { what, source })
-}
-
-fn event_kind(e: &Event) -> Result<String, StoreError> {
-    let v = serde_json::to_value(e).map_err(|source| StoreError::Encode {
-        what: "event",
-        source,
-    })?;
-    Ok(v.get("event")
-        .and_then(|k| k.as_str())
-        .unwrap_or("unknown")
-        .to_string())
 }
 
 impl SqliteStore {
@@ -129,18 +116,80 @@ impl SqliteStore {
             ledger: Ledger::new(),
             meter: Meter::new(),
             seq: 0,
+            snapshot_seq: 0,
+            read_only,
             sizes,
             prices: PriceTable::default(),
             lender_share: DEFAULT_LENDER_SHARE,
+            published: tokio::sync::watch::Sender::new(Ledger::new()),
             commits: None,
         };
         store.check_sizes(read_only).await?;
+        // A read-only open (`shardex ledger check`) verifies the whole log; the daemon starts
+        // from the newest snapshot and replays only what follows it.
+        if !read_only {
+            store.restore_snapshot().await?;
+        }
         store.replay().await?;
+        if !read_only && store.seq >= store.snapshot_seq + SNAPSHOT_EVERY {
+            store.snapshot().await?;
+        }
         let violations = store.ledger.check();
         if !violations.is_empty() {
             return Err(StoreError::InvariantsBroken(violations));
         }
+        store.published.send_replace(store.ledger.clone());
         Ok(store)
+    }
+
+    async fn restore_snapshot(&mut self) -> Result<(), StoreError> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM actions")
+            .fetch_one(&self.pool)
+            .await?;
+        let last = last.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+        let newest = snapshot::newest(&self.pool, last, |seq, e| {
+            tracing::warn!(seq, error = %e, "a snapshot can't be read; using an older one or the log");
+        })
+        .await?;
+        if let Some((seq, state)) = newest {
+            self.ledger = state.ledger;
+            self.meter = state.meter;
+            self.seq = seq;
+            self.snapshot_seq = seq;
+        }
+        Ok(())
+    }
+
+    /// Writes a snapshot of the state as of the last commit now (opening replays only the log
+    /// after the newest snapshot); returns its log entry.
+    pub async fn snapshot(&mut self) -> Result<u64, StoreError> {
+        let state = snapshot::State {
+            ledger: self.ledger.clone(),
+            meter: self.meter.clone(),
+        };
+        snapshot::write(&self.pool, self.seq, self.ledger.now(), state).await?;
+        self.snapshot_seq = self.seq;
+        Ok(self.seq)
+    }
+
+    /// Takes a snapshot in the background when the log has grown by [`SNAPSHOT_EVERY`] since
+    /// the last one: the writer does not wait for it, and one that fails is only logged.
+    fn snapshot_when_due(&mut self) {
+        if self.read_only || self.seq < self.snapshot_seq + SNAPSHOT_EVERY {
+            return;
+        }
+        let (pool, seq, at) = (self.pool.clone(), self.seq, self.ledger.now());
+        let state = snapshot::State {
+            ledger: self.ledger.clone(),
+            meter: self.meter.clone(),
+        };
+        self.snapshot_seq = seq;
+        tokio::spawn(async move {
+            match snapshot::write(&pool, seq, at, state).await {
+                Ok(()) => tracing::info!(seq, "snapshot written"),
+                Err(e) => tracing::warn!(seq, error = %e, "could not write a snapshot"),
+            }
+        });
     }
 
     async fn check_sizes(&self, read_only: bool) -> Result<(), StoreError> {
@@ -178,7 +227,7 @@ impl SqliteStore {
         loop {
             let from = i64::try_from(self.seq).unwrap_or(i64::MAX);
             let rows = sqlx::query(
-                "SELECT seq, at_ms, action FROM actions WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, at_ms, action, format FROM actions WHERE seq > ? ORDER BY seq LIMIT ?",
             )
             .bind(from)
             .bind(REPLAY_PAGE)
@@ -213,6 +262,12 @@ impl SqliteStore {
                 let corrupt = |reason: String| StoreError::Corrupt { seq, reason };
                 if seq != self.seq + 1 {
                     return Err(corrupt(format!("expected action {} next", self.seq + 1)));
+                }
+                let format: i64 = row.try_get(3)?;
+                if format != LOG_FORMAT {
+                    return Err(corrupt(format!(
+                        "log entry format {format} is not one this version reads ({LOG_FORMAT}): it was written by a newer shardex"
+                    )));
                 }
                 let at =
                     Timestamp::from_millis(row.try_get(1)?).map_err(|e| corrupt(e.to_string()))?;
@@ -469,85 +524,49 @@ impl SqliteStore {
         }
     }
 
-    /// Closes the pool, checkpointing the WAL.
-    pub async fn close(self) {
+    /// Takes a snapshot if the log grew since the last one (so the next open is quick), then
+    /// closes the pool, checkpointing the WAL.
+    pub async fn close(mut self) {
+        if !self.read_only
+            && self.seq > self.snapshot_seq
+            && let Err(e) = self.snapshot().await
+        {
+            tracing::warn!(error = %e, "could not write a snapshot at close");
+        }
         self.pool.close().await;
     }
 
-    async fn persist(
-        &self,
-        seq: u64,
-        action: &Action,
-        now: Timestamp,
-        events: &[Event],
-        charges: &[Charge],
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        self.write(&mut tx, seq, action, now, events, charges)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+    /// A batch on top of the store's state: actions applied to it are made durable together
+    /// by [`SqliteStore::commit_batch`].
+    pub fn batch(&self) -> Batch {
+        Batch::new(self.ledger.clone(), self.meter.clone(), self.prices.clone())
     }
 
-    /// One action's rows, inside the caller's transaction.
-    async fn write(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-        seq: u64,
-        action: &Action,
-        now: Timestamp,
-        events: &[Event],
-        charges: &[Charge],
-    ) -> Result<(), StoreError> {
-        let seq = i64::try_from(seq).map_err(|_| StoreError::Corrupt {
-            seq,
-            reason: "log too long".into(),
-        })?;
-        sqlx::query("INSERT INTO actions (seq, at_ms, action) VALUES (?, ?, ?)")
-            .bind(seq)
-            .bind(now.millis())
-            .bind(encode("action", action)?)
-            .execute(&mut **tx)
-            .await?;
-        for (idx, e) in events.iter().enumerate() {
-            sqlx::query("INSERT INTO events (seq, idx, kind, event) VALUES (?, ?, ?, ?)")
-                .bind(seq)
-                .bind(i64::try_from(idx).unwrap_or(i64::MAX))
-                .bind(event_kind(e)?)
-                .bind(encode("event", e)?)
-                .execute(&mut **tx)
-                .await?;
+    /// Writes every action of `batch` in one transaction (one fsync), then switches to the
+    /// state it reached; on a failure nothing of it is applied. The batch must be made on
+    /// the current state ([`SqliteStore::batch`] with no commit in between). Returns the
+    /// events of all its actions, in order.
+    pub async fn commit_batch(&mut self, batch: Batch) -> Result<Vec<Event>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
         }
-        for (idx, c) in charges.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO charges (seq, idx, from_ms, to_ms, payer, lender, charge, amount)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(seq)
-            .bind(i64::try_from(idx).unwrap_or(i64::MAX))
-            .bind(c.from.millis())
-            .bind(c.to.millis())
-            .bind(db_id(c.payer.0))
-            .bind(c.lender.map(|l| db_id(l.0)))
-            .bind(encode("charge", c)?)
-            .bind(c.amount.to_string())
-            .execute(&mut **tx)
-            .await?;
-            let t = charge_transaction(c, self.lender_share)?;
-            for (pidx, p) in t.postings.iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO postings (seq, idx, pidx, account, amount) VALUES (?, ?, ?, ?, ?)",
-                )
-                .bind(seq)
-                .bind(i64::try_from(idx).unwrap_or(i64::MAX))
-                .bind(i64::try_from(pidx).unwrap_or(i64::MAX))
-                .bind(account_key(p.account))
-                .bind(p.amount.to_string())
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
-        Ok(())
+        let mut tx = self.pool.begin().await?;
+        write_rows(&mut tx, self.seq + 1, &batch.rows, self.lender_share).await?;
+        tx.commit().await?;
+        let events = batch.events();
+        self.seq += batch.rows.len() as u64;
+        self.meter = batch.meter;
+        let before = std::mem::replace(&mut self.ledger, batch.ledger);
+        self.published.send_replace(self.ledger.clone());
+        self.committed(&before, &events);
+        self.snapshot_when_due();
+        Ok(events)
+    }
+
+    /// The ledger as of every commit, published: a reader clones it and never waits for a
+    /// write.
+    pub fn published(&self) -> tokio::sync::watch::Receiver<Ledger> {
+        self.published.subscribe()
     }
 }
 
@@ -564,19 +583,11 @@ impl LedgerStore for SqliteStore {
         now: Timestamp,
     ) -> Result<Result<Vec<Event>, LedgerError>, StoreError> {
         // The core commits and meters; the store persists what it computed.
-        let c = match commit(&self.ledger, &self.meter, &self.prices, &action, now) {
-            Ok(c) => c,
-            Err(CommitError::Refused(e)) => return Ok(Err(e)),
-            Err(CommitError::Metering(e)) => return Err(e.into()),
-        };
-        let seq = self.seq + 1;
-        self.persist(seq, &action, now, &c.events, &c.charges)
-            .await?;
-        let before = std::mem::replace(&mut self.ledger, c.ledger);
-        self.meter = c.meter;
-        self.seq = seq;
-        self.committed(&before, &c.events);
-        Ok(Ok(c.events))
+        let mut batch = self.batch();
+        if let Err(e) = batch.apply(action, now, None)? {
+            return Ok(Err(e));
+        }
+        self.commit_batch(batch).await.map(Ok)
     }
 
     async fn apply_all(
@@ -584,39 +595,13 @@ impl LedgerStore for SqliteStore {
         actions: Vec<(Action, Timestamp)>,
     ) -> Result<Result<Vec<Event>, (usize, LedgerError)>, StoreError> {
         // Every next state and its charges first, in memory: a refusal writes nothing.
-        let mut ledger = self.ledger.clone();
-        let mut meter = self.meter.clone();
-        let mut rows = Vec::with_capacity(actions.len());
-        let mut all = Vec::new();
+        let mut batch = self.batch();
         for (i, (action, now)) in actions.into_iter().enumerate() {
-            let c = match commit(&ledger, &meter, &self.prices, &action, now) {
-                Ok(c) => c,
-                Err(CommitError::Refused(e)) => return Ok(Err((i, e))),
-                Err(CommitError::Metering(e)) => return Err(e.into()),
-            };
-            all.extend(c.events.iter().cloned());
-            rows.push((action, now, c.events, c.charges));
-            ledger = c.ledger;
-            meter = c.meter;
+            if let Err(e) = batch.apply(action, now, None)? {
+                return Ok(Err((i, e)));
+            }
         }
-        let mut tx = self.pool.begin().await?;
-        for (i, (action, now, events, charges)) in rows.iter().enumerate() {
-            self.write(
-                &mut tx,
-                self.seq + 1 + i as u64,
-                action,
-                *now,
-                events,
-                charges,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        self.seq += rows.len() as u64;
-        self.meter = meter;
-        let before = std::mem::replace(&mut self.ledger, ledger);
-        self.committed(&before, &all);
-        Ok(Ok(all))
+        self.commit_batch(batch).await.map(Ok)
     }
 
     async fn charges(
@@ -627,9 +612,4 @@ impl LedgerStore for SqliteStore {
     ) -> Result<Vec<Charge>, StoreError> {
         self.charges_of(tenant, from, to).await
     }
-}
-
-/// An id as SQLite's INTEGER holds it (ids count up from 1 and never reach 2^63).
-fn db_id(id: u64) -> i64 {
-    i64::try_from(id).unwrap_or(i64::MAX)
 }
