@@ -1,45 +1,72 @@
 //! `Idempotency-Key`: a retry with the same key and body returns the first answer and applies
-//! nothing twice; the same key with another body is a 422. Keys are per caller (two tenants
-//! may use the same key), kept for [`KEEP`] and at most [`MAX_KEYS`] at once (the oldest go
-//! first). Requests with a key are served one at a time, so concurrent duplicates see one
-//! another. The answers live in memory: a restart forgets them (documented in the README).
+//! nothing twice, across restarts; the same key with another body is a 422. Keys are per
+//! caller (two tenants may use the same key) and kept for [`KEEP`].
+//!
+//! A request that makes an action claims its key in the action's own transaction
+//! ([`Claim`], through [`crate::Backend::write`]), so the claim is durable exactly when the
+//! action is; the answer is kept durably right after it is made ([`crate::Backend::keep`]).
+//! If the process stops between the two, a retry finds the claim without an answer and gets a
+//! 409 naming the log entry the request made, never a second application. An answer that
+//! carries a secret (a new tenant's first token) is kept in memory only: after a restart its
+//! retry gets that 409 too. Requests with a key are served one at a time, so concurrent
+//! duplicates see one another.
 
 use std::collections::{HashMap, VecDeque};
 
-use axum::http::StatusCode;
 use sha2::{Digest, Sha256};
 use shardex_core::{Span, Timestamp};
 use tokio::sync::{Mutex, MutexGuard};
 
-/// How long an answer is kept.
+/// How long a key and its answer are kept.
 pub const KEEP: Span = Span::from_millis(24 * 3_600_000);
-/// How many answers are kept at most.
-pub const MAX_KEYS: usize = 10_000;
+/// How many answers holding secrets are kept in memory at most.
+pub const MAX_SECRET_ANSWERS: usize = 10_000;
 /// The longest key accepted.
 pub const MAX_KEY_LEN: usize = 255;
 
-/// A stored answer.
-#[derive(Debug, Clone)]
-pub struct Answer {
+/// A key claimed by the request that makes an action: stored with the action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// Whose key: `admin` or the tenant.
+    pub caller: String,
+    /// The key.
+    pub key: String,
     /// Hash of what was asked (method, path, query, body).
     pub fingerprint: [u8; 32],
+}
+
+/// What a key holds in the backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// Hash of the request that used the key first.
+    pub fingerprint: Vec<u8>,
+    /// The log entry that request made, if it made one.
+    pub seq: Option<u64>,
+    /// The answer kept: status, content type, body (`None`: the request's action is durable
+    /// but its answer was not kept).
+    pub answer: Option<(u16, String, Vec<u8>)>,
+}
+
+/// A stored answer that holds a secret, in memory.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Hash of what was asked.
+    pub fingerprint: [u8; 32],
     /// The status sent.
-    pub status: StatusCode,
+    pub status: u16,
     /// The body sent.
     pub body: Vec<u8>,
-    /// The content type sent.
-    pub content_type: &'static str,
     /// When.
     pub at: Timestamp,
 }
 
-/// The kept answers.
+/// Serves keyed requests one at a time and keeps the answers that hold secrets.
 #[derive(Debug, Default)]
 pub struct Cache {
     inner: Mutex<Entries>,
 }
 
-/// The answers and the order they came in.
+/// The secret answers and the order they came in.
 #[derive(Debug, Default)]
 pub struct Entries {
     map: HashMap<(String, String), Answer>,
@@ -47,26 +74,26 @@ pub struct Entries {
 }
 
 impl Cache {
-    /// Locks the cache for one keyed request, from lookup to storing its answer.
+    /// Locks keyed requests for one request, from lookup to keeping its answer.
     pub async fn lock(&self) -> MutexGuard<'_, Entries> {
         self.inner.lock().await
     }
 }
 
 impl Entries {
-    /// The answer kept for `caller`'s `key`, if still fresh at `now`.
+    /// The secret answer kept for `caller`'s `key`, if still fresh at `now`.
     pub fn get(&mut self, caller: &str, key: &str, now: Timestamp) -> Option<&Answer> {
         self.expire(now);
         self.map.get(&(caller.to_string(), key.to_string()))
     }
 
-    /// Keeps an answer.
+    /// Keeps a secret answer.
     pub fn put(&mut self, caller: &str, key: &str, answer: Answer) {
         let k = (caller.to_string(), key.to_string());
         if self.map.insert(k.clone(), answer).is_none() {
             self.order.push_back(k);
         }
-        while self.order.len() > MAX_KEYS {
+        while self.order.len() > MAX_SECRET_ANSWERS {
             if let Some(old) = self.order.pop_front() {
                 self.map.remove(&old);
             }
@@ -102,9 +129,8 @@ mod tests {
     fn answer(fp: u8, at: i64) -> Answer {
         Answer {
             fingerprint: [fp; 32],
-            status: StatusCode::OK,
+            status: 201,
             body: vec![fp],
-            content_type: "application/json",
             at: Timestamp::from_secs(at).unwrap(),
         }
     }

@@ -50,16 +50,38 @@ pub trait Backend: Send + Sync + 'static {
         f: impl FnOnce(&Ledger, Timestamp) -> R + Send,
     ) -> impl Future<Output = R> + Send;
 
-    /// Under the write lock, at the commit's time: `plan` makes the action (or refuses), the
-    /// action is applied durably (on a copy, and never stored, when `dry_run`), and
-    /// `describe` turns the ledger afterwards and the events into the answer. A refusal by the
-    /// ledger is a problem document and changes nothing.
-    fn write<P: Send, T: Send>(
+    /// In the single writer, at the commit's time: `plan` makes the action (or refuses) on
+    /// the ledger as the writes before it left it, the action is applied, and `describe`
+    /// turns the ledger afterwards and the events into the answer, which is returned once the
+    /// action is durable (writes arriving together are committed together). With `dry_run`
+    /// the action is applied to a copy of the published ledger and never stored. `claim`, an
+    /// `Idempotency-Key`, is stored in the action's own transaction. A refusal by the ledger
+    /// is a problem document and changes nothing.
+    fn write<P: Send + 'static, T: Send + 'static>(
         &self,
-        plan: impl FnOnce(&Ledger, Timestamp) -> Result<(Action, P), Problem> + Send,
-        describe: impl FnOnce(&Ledger, &[Event], P) -> T + Send,
+        plan: impl FnOnce(&Ledger, Timestamp) -> Result<(Action, P), Problem> + Send + 'static,
+        describe: impl FnOnce(&Ledger, &[Event], P) -> T + Send + 'static,
         dry_run: bool,
+        claim: Option<idempotency::Claim>,
     ) -> impl Future<Output = Result<T, Problem>> + Send;
+
+    /// What `caller`'s `key` holds, if it was used since `now - idempotency::KEEP`.
+    fn kept(
+        &self,
+        caller: &str,
+        key: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<idempotency::Kept>, Problem>> + Send;
+
+    /// Keeps durably the answer (status, content type, body) sent for `caller`'s `key`.
+    fn keep(
+        &self,
+        caller: &str,
+        key: &str,
+        fingerprint: &[u8; 32],
+        at: Timestamp,
+        answer: (u16, &str, &[u8]),
+    ) -> impl Future<Output = Result<(), Problem>> + Send;
 
     /// `tenant`'s metered charges whose interval ends in `(from, to]`.
     fn charges(
@@ -129,7 +151,7 @@ pub struct WorkloadState {
 pub struct Api<B> {
     /// The daemon.
     pub backend: B,
-    /// Answers by `Idempotency-Key`.
+    /// Keyed requests one at a time, and the answers with secrets.
     pub idempotency: idempotency::Cache,
     /// Requests per tenant token (`None`: unlimited).
     pub limiter: Option<ratelimit::Limiter>,

@@ -103,6 +103,22 @@ impl Problem {
         )
     }
 
+    /// 409: the key's request was applied, but its answer was not kept (the process stopped
+    /// in between, or the answer held a secret).
+    pub fn answer_not_kept(seq: Option<u64>) -> Self {
+        let what = seq.map_or_else(
+            || "was applied".to_string(),
+            |s| format!("was applied as log entry {s}"),
+        );
+        Self::new(
+            StatusCode::CONFLICT,
+            "idempotency-answer-not-kept",
+            format!(
+                "the request with this Idempotency-Key {what}, but its answer was not kept (the daemon stopped before keeping it, or it held a secret): read the object to see it; nothing was applied twice"
+            ),
+        )
+    }
+
     /// 429: this token made more requests than its rate limit allows; the answer says in
     /// `Retry-After` (whole seconds, at least 1) when it may try again.
     pub fn rate_limited(wait: std::time::Duration) -> Response {

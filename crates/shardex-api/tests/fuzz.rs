@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::body::Body;
 use axum::http::Request;
 use proptest::prelude::*;
+use shardex_api::idempotency::{Claim, Kept};
 use shardex_api::{Api, Backend, Problem, TokenRecord};
 use shardex_core::billing::Charge;
 use shardex_core::{Action, Event, Ledger, PriceTable, ShardVector, TenantId, Timestamp, action};
@@ -26,6 +27,7 @@ struct Mem {
     prices: PriceTable,
     commits: AtomicU64,
     events: shardex_api::events::EventBus,
+    kept: Mutex<std::collections::HashMap<(String, String), Kept>>,
 }
 
 fn now_of(l: &Ledger) -> Timestamp {
@@ -57,11 +59,12 @@ impl Backend for Mem {
         let l = self.ledger.lock().await;
         f(&l, now_of(&l))
     }
-    async fn write<P: Send, T: Send>(
+    async fn write<P: Send + 'static, T: Send + 'static>(
         &self,
-        plan: impl FnOnce(&Ledger, Timestamp) -> Result<(Action, P), Problem> + Send,
-        describe: impl FnOnce(&Ledger, &[Event], P) -> T + Send,
+        plan: impl FnOnce(&Ledger, Timestamp) -> Result<(Action, P), Problem> + Send + 'static,
+        describe: impl FnOnce(&Ledger, &[Event], P) -> T + Send + 'static,
         dry_run: bool,
+        claim: Option<Claim>,
     ) -> Result<T, Problem> {
         let mut l = self.ledger.lock().await;
         let now = now_of(&l);
@@ -69,9 +72,48 @@ impl Backend for Mem {
         let (after, events) = l.applied(&a, now).map_err(|e| Problem::ledger(&e))?;
         if !dry_run {
             *l = after.clone();
-            self.commits.fetch_add(1, Ordering::SeqCst);
+            let seq = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
+            if let Some(c) = claim {
+                self.kept.lock().await.insert(
+                    (c.caller, c.key),
+                    Kept {
+                        fingerprint: c.fingerprint.to_vec(),
+                        seq: Some(seq),
+                        answer: None,
+                    },
+                );
+            }
         }
         Ok(describe(&after, &events, p))
+    }
+    async fn kept(&self, caller: &str, key: &str, _: Timestamp) -> Result<Option<Kept>, Problem> {
+        Ok(self
+            .kept
+            .lock()
+            .await
+            .get(&(caller.to_string(), key.to_string()))
+            .cloned())
+    }
+    async fn keep(
+        &self,
+        caller: &str,
+        key: &str,
+        fingerprint: &[u8; 32],
+        _: Timestamp,
+        answer: (u16, &str, &[u8]),
+    ) -> Result<(), Problem> {
+        let mut kept = self.kept.lock().await;
+        let k = kept
+            .entry((caller.to_string(), key.to_string()))
+            .or_insert_with(|| Kept {
+                fingerprint: fingerprint.to_vec(),
+                seq: None,
+                answer: None,
+            });
+        if k.fingerprint == fingerprint.as_slice() {
+            k.answer = Some((answer.0, answer.1.to_string(), answer.2.to_vec()));
+        }
+        Ok(())
     }
     async fn charges(
         &self,
@@ -165,6 +207,7 @@ fn world() -> (Arc<Api<Mem>>, String, String) {
         prices: PriceTable::default(),
         commits: AtomicU64::new(0),
         events: shardex_api::events::EventBus::default(),
+        kept: Mutex::default(),
     };
     (Api::new(mem), a.token, b.token)
 }

@@ -88,6 +88,18 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// SIGKILL, then a new daemon on the same data folder.
+    fn crash_and_restart(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let (child, addr) = start(&self._dir.path().join("data"));
+        self.child = Some(child);
+        self.addr = addr;
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(c) = self.child.take() {
@@ -966,4 +978,67 @@ fn a_reservation_can_be_asked_for_in_cores_and_bytes_rounded_up_to_shards() {
     assert_problem(s, &body, 400, "bad-request");
     let (s, body) = post(json!({"host": d.host, "resources": {"gpu": "1"}, "for": "1h"}));
     assert_problem(s, &body, 400, "bad-request");
+}
+
+/// An `Idempotency-Key` survives a crash: its claim is in the action's own transaction and
+/// its answer is kept beside it, so a retry after a SIGKILL and restart gets the first answer
+/// and applies nothing twice; another body with the key is still a 422. A new tenant's answer
+/// holds its token's secret, which is never stored: its retry after a restart is a 409 that
+/// says the request was applied, and no second tenant is made.
+#[test]
+fn an_idempotent_retry_after_a_crash_gets_the_first_answer_and_applies_nothing_twice() {
+    let mut d = Daemon::start();
+    let (_, a) = d.tenant("acme");
+    let id = d.reserve(&a, 100, "1h")["id"].as_u64().unwrap();
+    let path = format!("/v1/reservations/{id}/modifications");
+    let body = json!({"changes": {"cpu": "+10%"}, "for": "1h"}).to_string();
+    let key = ["Idempotency-Key: crash-1"];
+    let (s, _, first) = send_with(&d.addr, "POST", &path, &a, &key, &body);
+    assert_eq!(s, 201, "{first}");
+    let tenant_key = ["Idempotency-Key: new-tenant-1"];
+    let new_tenant = json!({"name": "beta"}).to_string();
+    let (s, _, made) = send_with(
+        &d.addr,
+        "POST",
+        "/v1/tenants",
+        &d.admin,
+        &tenant_key,
+        &new_tenant,
+    );
+    assert_eq!(s, 201, "{made}");
+
+    d.crash_and_restart();
+    let (s, head, again) = send_with(&d.addr, "POST", &path, &a, &key, &body);
+    assert_eq!((s, again.as_str()), (201, first.as_str()));
+    assert!(head.contains("idempotent-replayed: true"), "{head}");
+    let other = json!({"changes": {"cpu": "+20%"}, "for": "1h"}).to_string();
+    let (s, _, got) = send_with(&d.addr, "POST", &path, &a, &key, &other);
+    assert_problem(s, &got, 422, "idempotency-key-reused");
+    let (_, list) = get(&d.addr, &path, Some(&a));
+    assert_eq!(parse(&list)["modifications"].as_array().unwrap().len(), 1);
+
+    let (s, _, got) = send_with(
+        &d.addr,
+        "POST",
+        "/v1/tenants",
+        &d.admin,
+        &tenant_key,
+        &new_tenant,
+    );
+    assert_problem(s, &got, 409, "idempotency-answer-not-kept");
+    assert!(
+        parse(&got)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("log entry"),
+        "{got}"
+    );
+    let (_, tenants) = get(&d.addr, "/v1/tenants", Some(&d.admin));
+    let named_beta = parse(&tenants)["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"] == "beta")
+        .count();
+    assert_eq!(named_beta, 1, "{tenants}");
 }

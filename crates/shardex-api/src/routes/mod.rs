@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{self, Principal};
-use crate::idempotency::{self, Answer};
+use crate::idempotency;
 use crate::{Api, Backend, Problem};
 
 /// The largest request body accepted.
@@ -211,22 +211,33 @@ pub fn acting_tenant(p: Principal) -> Result<shardex_core::TenantId, Problem> {
     })
 }
 
+/// Whether an answer may be kept durably: one that holds a secret is kept in memory only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Kept in the backend, across restarts.
+    Durably,
+    /// Holds a secret: kept in memory only.
+    InMemory,
+}
+
 /// Runs a write once per `Idempotency-Key`: a retry with the same key and request gets the
-/// first answer back; the same key with another request is a 422.
+/// first answer back; the same key with another request is a 422. `run` gets the claim to
+/// pass to [`Backend::write`], so that the key is taken in the action's own transaction.
 pub async fn once<B, F, Fut>(
     api: &Api<B>,
     caller: Principal,
     headers: &HeaderMap,
     fingerprint: [u8; 32],
+    keep: Keep,
     run: F,
 ) -> Response
 where
     B: Backend,
-    F: FnOnce() -> Fut,
+    F: FnOnce(Option<idempotency::Claim>) -> Fut,
     Fut: std::future::Future<Output = Response>,
 {
     let Some(key) = headers.get("idempotency-key") else {
-        return run().await;
+        return run(None).await;
     };
     let key = match key.to_str() {
         Ok(k) if !k.is_empty() && k.len() <= idempotency::MAX_KEY_LEN => k.to_string(),
@@ -242,22 +253,43 @@ where
         Principal::Admin => "admin".to_string(),
         Principal::Tenant(t) => t.to_string(),
     };
-    let mut cache = api.idempotency.lock().await;
+    let mut secrets = api.idempotency.lock().await;
     let now = api.backend.read(|_, now| now).await;
-    if let Some(a) = cache.get(&who, &key, now) {
-        if a.fingerprint != fingerprint {
+    let kept = match api.backend.kept(&who, &key, now).await {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(k) = kept {
+        if k.fingerprint.as_slice() != fingerprint.as_slice() {
             return Problem::idempotency_mismatch().into_response();
         }
-        let mut r = (a.status, a.body.clone()).into_response();
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(a.content_type),
-        );
+        let replay = match (&k.answer, secrets.get(&who, &key, now)) {
+            (Some((status, content_type, body)), _) => {
+                Some((*status, content_type.clone(), body.clone()))
+            }
+            (None, Some(a)) if a.fingerprint == fingerprint => {
+                Some((a.status, "application/json".to_string(), a.body.clone()))
+            }
+            _ => None,
+        };
+        let Some((status, content_type, body)) = replay else {
+            return Problem::answer_not_kept(k.seq).into_response();
+        };
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+        let mut r = (status, body).into_response();
+        if let Ok(v) = HeaderValue::from_str(&content_type) {
+            r.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
         r.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
         return r;
     }
-    let response = run().await;
+    let claim = idempotency::Claim {
+        caller: who.clone(),
+        key: key.clone(),
+        fingerprint,
+    };
+    let response = run(Some(claim)).await;
     let (parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return Problem::new(
@@ -278,17 +310,36 @@ where
         } else {
             "application/json"
         };
-        cache.put(
-            &who,
-            &key,
-            Answer {
-                fingerprint,
-                status: parts.status,
-                body: bytes.to_vec(),
-                content_type,
-                at: now,
-            },
-        );
+        let kept = match keep {
+            Keep::InMemory if parts.status.is_success() => {
+                secrets.put(
+                    &who,
+                    &key,
+                    idempotency::Answer {
+                        fingerprint,
+                        status: parts.status.as_u16(),
+                        body: bytes.to_vec(),
+                        at: now,
+                    },
+                );
+                Ok(())
+            }
+            _ => {
+                api.backend
+                    .keep(
+                        &who,
+                        &key,
+                        &fingerprint,
+                        now,
+                        (parts.status.as_u16(), content_type, &bytes),
+                    )
+                    .await
+            }
+        };
+        if let Err(e) = kept {
+            // The action (if any) is durable and its claim with it: a retry is still safe.
+            tracing::error!(error = ?e, "could not keep an idempotent answer");
+        }
     }
     Response::from_parts(parts, axum::body::Body::from(bytes))
 }

@@ -14,7 +14,7 @@ use shardex_core::action::ModifyReservation;
 use shardex_core::{Action, Event, ModificationId};
 
 use super::reservations::{infeasible, visible};
-use super::{acting_tenant, answer, body, once, path, query};
+use super::{Keep, acting_tenant, answer, body, once, path, query};
 use crate::auth::Principal;
 use crate::convert::{self, Modify, Scoped};
 use crate::idempotency::fingerprint;
@@ -105,16 +105,17 @@ pub async fn create<B: Backend>(
         uri.query().unwrap_or(""),
         raw.as_deref().unwrap_or_default(),
     );
-    once(&api, p, &headers, fp, || async {
+    once(&api, p, &headers, fp, Keep::Durably, |claim| async {
         let run = async {
             let id = path(id)?;
             let dry_run = query(q)?.dry_run;
             let tenant = acting_tenant(p)?;
             let req: NewModification = body(raw, "a modification")?;
+            let sizes = api.backend.sizes();
             let prices = api.backend.prices().clone();
             api.backend
                 .write(
-                    |ledger, now| {
+                    move |ledger, now| {
                         visible(ledger, p, id)?;
                         let target = Modify {
                             reservation: shardex_core::ReservationId(id),
@@ -125,7 +126,7 @@ pub async fn create<B: Backend>(
                             tenant,
                             now,
                             ledger,
-                            sizes: api.backend.sizes(),
+                            sizes,
                         })?;
                         let start = m.start.unwrap_or(now);
                         let until = start
@@ -144,7 +145,7 @@ pub async fn create<B: Backend>(
                         };
                         Ok((action, quote))
                     },
-                    |after, events, quote| {
+                    move |after, events, quote| {
                         let now = after.now();
                         let m = events.iter().find_map(|e| match e {
                             Event::ModificationCreated { modification, .. } => {
@@ -167,6 +168,7 @@ pub async fn create<B: Backend>(
                         })
                     },
                     dry_run,
+                    claim,
                 )
                 .await
                 .map_err(infeasible)?
@@ -200,14 +202,14 @@ pub async fn cancel<B: Backend>(
     ids: Result<Path<(u64, u64)>, PathRejection>,
 ) -> Response {
     let fp = fingerprint("DELETE", uri.path(), "", b"");
-    once(&api, p, &headers, fp, || async {
+    once(&api, p, &headers, fp, Keep::Durably, |claim| async {
         let run = async {
             let (id, mid) = path(ids)?;
             let tenant = acting_tenant(p)?;
-            let missing = || Problem::not_found(ModificationId(mid));
+            let missing = move || Problem::not_found(ModificationId(mid));
             api.backend
                 .write(
-                    |ledger, _| {
+                    move |ledger, _| {
                         visible(ledger, p, id)?;
                         let before = ledger
                             .modification(ModificationId(mid))
@@ -219,7 +221,7 @@ pub async fn cancel<B: Backend>(
                             before,
                         ))
                     },
-                    |after, _, mut before| {
+                    move |after, _, mut before| {
                         // The ledger prunes a cancelled modification at once: answer with
                         // what it was, now cancelled.
                         before.cancelled = true;
@@ -227,6 +229,7 @@ pub async fn cancel<B: Backend>(
                         convert::modification(m, after.now())
                     },
                     false,
+                    claim,
                 )
                 .await
         };

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use shardex_core::action::CreateReservation;
 use shardex_core::{Action, Event, Ledger, Reservation, ReservationId, Timestamp};
 
-use super::{acting_tenant, answer, body, once, path, query};
+use super::{Keep, acting_tenant, answer, body, once, path, query};
 use crate::auth::Principal;
 use crate::convert::{self, Scoped};
 use crate::idempotency::fingerprint;
@@ -106,23 +106,24 @@ pub async fn create<B: Backend>(
         "",
         raw.as_deref().unwrap_or_default(),
     );
-    once(&api, p, &headers, fp, || async {
+    once(&api, p, &headers, fp, Keep::Durably, |claim| async {
         let run = async {
             let tenant = acting_tenant(p)?;
             let req: NewReservation = body(raw, "a new reservation")?;
+            let sizes = api.backend.sizes();
             api.backend
                 .write(
-                    |ledger, now| {
+                    move |ledger, now| {
                         let a = CreateReservation::try_from(Scoped {
                             body: &req,
                             tenant,
                             now,
                             ledger,
-                            sizes: api.backend.sizes(),
+                            sizes,
                         })?;
                         Ok((Action::CreateReservation(a), ()))
                     },
-                    |after, events, ()| {
+                    move |after, events, ()| {
                         events.iter().find_map(|e| match e {
                             Event::ReservationCreated { reservation, .. } => after
                                 .reservation(*reservation)
@@ -131,6 +132,7 @@ pub async fn create<B: Backend>(
                         })
                     },
                     false,
+                    claim,
                 )
                 .await
                 .map_err(infeasible)?
@@ -181,26 +183,27 @@ pub async fn cancel<B: Backend>(
     id: Result<Path<u64>, PathRejection>,
 ) -> Response {
     let fp = fingerprint("DELETE", uri.path(), "", b"");
-    once(&api, p, &headers, fp, || async {
+    once(&api, p, &headers, fp, Keep::Durably, |claim| async {
         let run = async {
             let id = path(id)?;
             let tenant = acting_tenant(p)?;
             api.backend
                 .write(
-                    |ledger, _| {
+                    move |ledger, _| {
                         let before = visible(ledger, p, id)?.clone();
                         Ok((
                             Action::CancelReservation(convert::cancel_reservation(tenant, id)),
                             before,
                         ))
                     },
-                    |after, _, mut before| {
+                    move |after, _, mut before| {
                         // Answer what was done even if the ledger has pruned it already.
                         before.cancelled = true;
                         let r = after.reservation(before.id).unwrap_or(&before);
                         convert::reservation(after, r, after.now())
                     },
                     false,
+                    claim,
                 )
                 .await
         };

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use shardex_core::{Action, Event, Ledger, TenantId, Timestamp, action};
 
-use super::{answer, body, once, path};
+use super::{Keep, answer, body, once, path};
 use crate::auth::{self, Principal, TokenRecord};
 use crate::idempotency::fingerprint;
 use crate::moment::{self, rfc3339};
@@ -119,7 +119,7 @@ pub async fn create<B: Backend>(
         "",
         raw.as_deref().unwrap_or_default(),
     );
-    once(&api, p, &headers, fp, || async {
+    once(&api, p, &headers, fp, Keep::InMemory, |claim| async {
         let run = async {
             admin_only(p)?;
             let req: NewTenant = body(raw, "a new tenant")?;
@@ -129,14 +129,15 @@ pub async fn create<B: Backend>(
             let tenant = api
                 .backend
                 .write(
-                    |_, _| Ok((Action::CreateTenant(action::CreateTenant { name }), ())),
-                    |_, events, ()| {
+                    move |_, _| Ok((Action::CreateTenant(action::CreateTenant { name }), ())),
+                    move |_, events, ()| {
                         events.iter().find_map(|e| match e {
                             Event::TenantCreated { tenant, .. } => Some(*tenant),
                             _ => None,
                         })
                     },
                     false,
+                    claim,
                 )
                 .await?
                 .ok_or_else(|| {

@@ -1,5 +1,6 @@
-//! The daemon as the tenant-facing API's backend (`shardex_api::Backend`): the store under its
-//! lock, the wall clock, the metered charges and the tokens table.
+//! The daemon as the tenant-facing API's backend (`shardex_api::Backend`): reads from the
+//! published ledger, writes through the single writer, the wall clock, the metered charges,
+//! the tokens and the idempotency keys.
 
 use std::sync::Arc;
 
@@ -9,7 +10,9 @@ use shardex_core::ports::LedgerStore;
 use shardex_core::{Action, Event, Ledger, PriceTable, TenantId, Timestamp};
 use shardex_store::StoredToken;
 
+use super::writer::{Job, Reply};
 use super::{App, wall_clock};
+use shardex_api::idempotency::{Claim, Kept};
 
 /// The API's view of the daemon.
 pub(super) struct Daemon(pub(super) Arc<App>);
@@ -27,8 +30,13 @@ fn record(t: StoredToken) -> TokenRecord {
 }
 
 impl Daemon {
-    async fn now(&self) -> Timestamp {
-        let floor = self.0.store.lock().await.ledger().now();
+    /// The ledger as of the last commit (a cheap copy: its maps are shared).
+    fn ledger(&self) -> Ledger {
+        self.0.ledger.borrow().clone()
+    }
+
+    fn now(&self) -> Timestamp {
+        let floor = self.0.ledger.borrow().now();
         wall_clock(floor).unwrap_or(floor)
     }
 }
@@ -47,35 +55,85 @@ impl Backend for Daemon {
     }
 
     async fn read<R: Send>(&self, f: impl FnOnce(&Ledger, Timestamp) -> R + Send) -> R {
-        let store = self.0.store.lock().await;
-        let floor = store.ledger().now();
-        f(store.ledger(), wall_clock(floor).unwrap_or(floor))
+        let ledger = self.ledger();
+        let floor = ledger.now();
+        f(&ledger, wall_clock(floor).unwrap_or(floor))
     }
 
-    async fn write<P: Send, T: Send>(
+    async fn write<P: Send + 'static, T: Send + 'static>(
         &self,
-        plan: impl FnOnce(&Ledger, Timestamp) -> Result<(Action, P), Problem> + Send,
-        describe: impl FnOnce(&Ledger, &[Event], P) -> T + Send,
+        plan: impl FnOnce(&Ledger, Timestamp) -> Result<(Action, P), Problem> + Send + 'static,
+        describe: impl FnOnce(&Ledger, &[Event], P) -> T + Send + 'static,
         dry_run: bool,
+        claim: Option<Claim>,
     ) -> Result<T, Problem> {
-        let mut store = self.0.store.lock().await;
-        let now = wall_clock(store.ledger().now()).map_err(Problem::store)?;
-        let (action, p) = plan(store.ledger(), now)?;
         if dry_run {
-            let (after, events) = store
-                .ledger()
+            let ledger = self.ledger();
+            let now = wall_clock(ledger.now()).map_err(Problem::store)?;
+            let (action, p) = plan(&ledger, now)?;
+            let (after, events) = ledger
                 .applied(&action, now)
                 .map_err(|e| Problem::ledger(&e))?;
             return Ok(describe(&after, &events, p));
         }
-        match store.apply(action, now).await {
-            Ok(Ok(events)) => {
-                self.0.changed.notify_one();
-                Ok(describe(store.ledger(), &events, p))
-            }
-            Ok(Err(e)) => Err(Problem::ledger(&e)),
-            Err(e) => Err(Problem::store(e)),
-        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(
+            move |batch: &mut shardex_store::Batch, now: Timestamp| -> Reply {
+                let claim = claim.map(|c| shardex_store::Claim {
+                    caller: c.caller,
+                    key: c.key,
+                    fingerprint: c.fingerprint.to_vec(),
+                });
+                let done = plan(batch.ledger(), now).and_then(|(action, p)| {
+                    match batch.apply(action, now, claim) {
+                        Ok(Ok(events)) => Ok(describe(batch.ledger(), &events, p)),
+                        Ok(Err(e)) => Err(Problem::ledger(&e)),
+                        Err(e) => Err(Problem::store(e)),
+                    }
+                });
+                Box::new(move |committed: Result<(), Problem>| {
+                    // A request that went away no longer wants its answer.
+                    let _ = tx.send(committed.and(done));
+                })
+            },
+        );
+        self.0
+            .writer
+            .send(job)
+            .await
+            .map_err(|_| Problem::store("the writer has stopped"))?;
+        rx.await
+            .map_err(|_| Problem::store("the write was dropped before it was committed"))?
+    }
+
+    async fn kept(&self, caller: &str, key: &str, now: Timestamp) -> Result<Option<Kept>, Problem> {
+        let k = self
+            .0
+            .idempotency
+            .get(caller, key, now)
+            .await
+            .map_err(Problem::store)?;
+        Ok(k.map(|k| Kept {
+            fingerprint: k.fingerprint,
+            seq: k.seq,
+            answer: k.answer,
+        }))
+    }
+
+    async fn keep(
+        &self,
+        caller: &str,
+        key: &str,
+        fingerprint: &[u8; 32],
+        at: Timestamp,
+        answer: (u16, &str, &[u8]),
+    ) -> Result<(), Problem> {
+        let (status, content_type, body) = answer;
+        self.0
+            .idempotency
+            .keep(caller, key, fingerprint, at, status, content_type, body)
+            .await
+            .map_err(Problem::store)
     }
 
     async fn charges(
@@ -171,7 +229,7 @@ impl Backend for Daemon {
     }
 
     async fn revoke_token(&self, id: &str) -> Result<bool, Problem> {
-        let now = self.now().await;
+        let now = self.now();
         self.0.tokens.revoke(id, now).await.map_err(Problem::store)
     }
 }

@@ -30,6 +30,12 @@ use crate::{RunArgs, machine};
 /// Shared by the API handlers and the expiry loop.
 struct App {
     store: Mutex<SqliteStore>,
+    /// The ledger as of the last commit, published by the store: what readers use.
+    ledger: tokio::sync::watch::Receiver<shardex_core::Ledger>,
+    /// The API's writes, to the single writer (`writer.rs`).
+    writer: tokio::sync::mpsc::Sender<writer::Job>,
+    /// `Idempotency-Key` claims and answers, beside the ledger.
+    idempotency: shardex_store::Idempotency,
     admin_token: String,
     /// Tenants' API tokens (hashes), beside the ledger.
     tokens: shardex_store::Tokens,
@@ -118,11 +124,21 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
     }
 
     let tokens = store.tokens();
+    let idempotency = store.idempotency();
+    match idempotency.forget_old(now).await {
+        Ok(n) => tracing::debug!(forgotten = n, "old idempotency keys forgotten"),
+        Err(e) => tracing::warn!(error = %e, "could not forget old idempotency keys"),
+    }
+    let ledger = store.published();
+    let (jobs_tx, jobs) = tokio::sync::mpsc::channel(writer::QUEUE);
     // Every commit from here on, whoever makes it, reaches the event stream once durable.
     let (commits_tx, mut commits) = tokio::sync::mpsc::unbounded_channel();
     store.notify_commits(commits_tx);
     let app = Arc::new(App {
         store: Mutex::new(store),
+        ledger,
+        writer: jobs_tx,
+        idempotency,
         admin_token,
         tokens,
         sizes: config.shards,
@@ -193,6 +209,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("could not write {}", addr_file.display()))?;
     tracing::info!(listen = %bound, data = %data.display(), "shardex is running; Ctrl-C stops it");
 
+    let writes = tokio::spawn(writer::run(app.clone(), jobs));
     let expiry = tokio::spawn(expire_when_due(app.clone()));
     let agent = tokio::spawn(control_loop(
         app.clone(),
@@ -209,12 +226,14 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
     ));
     http::serve(listener, router, shutdown).await;
     let _ = std::fs::remove_file(&addr_file);
+    writes.abort();
     expiry.abort();
     pricing.abort();
     agent.abort();
     let _ = agent.await;
     let _ = expiry.await;
     let _ = pricing.await;
+    let _ = writes.await;
     // Every handler has finished; the store is ours alone again.
     let app = Arc::try_unwrap(app).map_err(|_| anyhow::anyhow!("the API still holds the store"))?;
     let store = app.store.into_inner();
@@ -408,6 +427,7 @@ mod control_loop;
 mod http;
 mod lock;
 mod routes;
+mod writer;
 
 pub use control_loop::WorkloadView;
 use control_loop::control_loop;
