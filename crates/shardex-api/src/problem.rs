@@ -195,6 +195,7 @@ impl Problem {
             }
             E::NegativePrice { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "negative-price"),
             E::AlreadyReclaiming(_) => (StatusCode::CONFLICT, "already-reclaiming"),
+            E::NotProviderLease(_) => (StatusCode::CONFLICT, "not-provider-lease"),
             E::PriceUnderFloor { .. } => (StatusCode::CONFLICT, "price-under-floor"),
             E::OverLendingCap { .. } => (StatusCode::CONFLICT, "over-lending-cap"),
             E::NestedBatch => (StatusCode::UNPROCESSABLE_ENTITY, "nested-batch"),

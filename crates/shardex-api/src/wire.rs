@@ -241,8 +241,14 @@ pub struct Quote {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ModificationOutcome {
     /// `applied` (the reservation holds the new shards now), `scheduled` (it will at its
-    /// start); refusals are problem documents with `outcome: infeasible`.
+    /// start), `deferred` (it did not fit now only because the provider lent shards out: those
+    /// leases are being taken back with the reclaim notice and it starts then, for the
+    /// duration asked; see `reason`); refusals are problem documents with
+    /// `outcome: infeasible`.
     pub outcome: String,
+    /// Why it is deferred, and until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// True when nothing was committed.
     pub dry_run: bool,
     /// The modification (on a dry run, what it would be; its id is not kept).

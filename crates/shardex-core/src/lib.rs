@@ -31,6 +31,7 @@
 
 pub mod billing;
 pub mod control;
+pub mod deferral;
 pub mod domain;
 pub mod engine;
 pub mod entitlement;

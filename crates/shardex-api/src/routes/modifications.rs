@@ -11,7 +11,9 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use shardex_core::action::ModifyReservation;
-use shardex_core::{Action, Event, ModificationId};
+use shardex_core::billing::BillingError;
+use shardex_core::deferral::defer_modification;
+use shardex_core::{Action, Event, LedgerError, ModificationId};
 
 use super::reservations::{infeasible, visible};
 use super::{Keep, acting_tenant, answer, body, once, path, query};
@@ -111,6 +113,11 @@ pub async fn create<B: Backend>(
             let dry_run = query(q)?.dry_run;
             let tenant = acting_tenant(p)?;
             let req: NewModification = body(raw, "a modification")?;
+            let immediate = req
+                .delivery
+                .as_deref()
+                .filter(|d| *d == "immediate")
+                .map(str::to_string);
             let sizes = api.backend.sizes();
             let prices = api.backend.prices().clone();
             api.backend
@@ -132,20 +139,50 @@ pub async fn create<B: Backend>(
                         let until = start
                             .checked_add(m.duration)
                             .map_err(Problem::bad_request)?;
-                        let action = Action::ModifyReservation(m);
+                        let action = Action::ModifyReservation(m.clone());
                         // Priced before it is applied: what the tenant pays with it minus without.
-                        let cost = shardex_core::billing::quote_action(
-                            ledger, &prices, &action, tenant, until,
-                        )
-                        .map_err(|e| unpriceable(&e))?;
+                        let priced = |action: &Action, until| {
+                            shardex_core::billing::quote_action_at(
+                                ledger, &prices, action, tenant, now, until,
+                            )
+                        };
+                        let (action, cost, deferred) = match priced(&action, until) {
+                            Ok(cost) => (action, cost, None),
+                            // Short only because the provider lent shards out: deferred until
+                            // they come back, unless the tenant asked for immediate delivery.
+                            Err(BillingError::Ledger(e @ LedgerError::HostCapacityExceeded { .. }))
+                                if m.start.is_none() && immediate.is_none() =>
+                            {
+                                let Some(d) = defer_modification(ledger, &m, now) else {
+                                    return Err(Problem::ledger(&e));
+                                };
+                                let until = d
+                                    .start
+                                    .checked_add(m.duration)
+                                    .map_err(Problem::bad_request)?;
+                                let cost = priced(&d.action, until).map_err(|e| unpriceable(&e))?;
+                                let reason = format!(
+                                    "{e}; the provider is taking back {} lease(s) of its unreserved shards on the host ({}), with the reclaim notice: the modification starts at {}",
+                                    d.reclaimed.len(),
+                                    d.reclaimed
+                                        .iter()
+                                        .map(ToString::to_string)
+                                        .collect::<Vec<_>>()
+                                        .join(", "),
+                                    rfc3339(d.start)
+                                );
+                                (d.action, cost, Some(reason))
+                            }
+                            Err(e) => return Err(unpriceable(&e)),
+                        };
                         let quote = Quote {
                             cost: cost.to_string(),
                             from: rfc3339(now),
                             until: rfc3339(until),
                         };
-                        Ok((action, quote))
+                        Ok((action, (quote, deferred)))
                     },
-                    move |after, events, quote| {
+                    move |after, events, (quote, deferred)| {
                         let now = after.now();
                         let m = events.iter().find_map(|e| match e {
                             Event::ModificationCreated { modification, .. } => {
@@ -154,13 +191,16 @@ pub async fn create<B: Backend>(
                             _ => None,
                         });
                         let r = visible(after, p, id)?;
-                        let outcome = if m.is_some_and(|m| m.window.start() > now) {
+                        let outcome = if deferred.is_some() {
+                            "deferred"
+                        } else if m.is_some_and(|m| m.window.start() > now) {
                             "scheduled"
                         } else {
                             "applied"
                         };
                         Ok::<_, Problem>(ModificationOutcome {
                             outcome: outcome.into(),
+                            reason: deferred,
                             dry_run,
                             modification: m.map(|m| convert::modification(m, now)),
                             reservation: convert::reservation(after, r, now),

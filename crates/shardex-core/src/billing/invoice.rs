@@ -112,7 +112,19 @@ pub fn quote_action(
     tenant: TenantId,
     until: Timestamp,
 ) -> Result<Decimal, BillingError> {
-    let now = ledger.now();
+    quote_action_at(ledger, prices, action, tenant, ledger.now(), until)
+}
+
+/// [`quote_action`] for the action applied at `now` (at or after the ledger's time), as a
+/// commit at `now` would apply it: over `[now, until)`.
+pub fn quote_action_at(
+    ledger: &Ledger,
+    prices: &PriceTable,
+    action: &crate::ledger::Action,
+    tenant: TenantId,
+    now: Timestamp,
+    until: Timestamp,
+) -> Result<Decimal, BillingError> {
     let until = until.max(now);
     let (after, events) = ledger.applied(action, now)?;
     let cost = |l: &Ledger, s: Subject| -> Result<Decimal, BillingError> {

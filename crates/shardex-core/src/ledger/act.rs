@@ -25,6 +25,7 @@ impl Ledger {
             Action::RequestLease(a) => self.request_lease(a, ev),
             Action::CancelRequest(a) => self.cancel_request(a, ev),
             Action::Reclaim(a) => self.reclaim_lease(a, ev),
+            Action::ReclaimProvider(a) => self.reclaim_provider_lease(a, ev),
             Action::Release(a) => self.release_lease(a, ev),
             Action::Expire => Ok(()),
             Action::Batch(_) => Err(LedgerError::NestedBatch),

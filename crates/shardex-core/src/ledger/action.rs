@@ -49,6 +49,9 @@ pub enum Action {
     Reclaim(Reclaim),
     /// The borrower gives a lease back now.
     Release(Release),
+    /// The provider takes back, after the reclaim notice, a lease of its unreserved shards,
+    /// because a reservation on the host needs them (a deferred reservation or modification).
+    ReclaimProvider(ReclaimProvider),
     /// Catches up with time only: processes every expiry up to now.
     Expire,
     /// Several actions applied in order as one, then matching once on the hosts they touched:
@@ -343,6 +346,14 @@ pub struct Reclaim {
     /// Owner of the lending reservation.
     pub tenant: TenantId,
     /// Which.
+    pub lease: LeaseId,
+}
+
+/// The provider takes back a lease of its unreserved shards, after the reclaim notice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReclaimProvider {
+    /// Which: a lease whose lender is the provider.
     pub lease: LeaseId,
 }
 

@@ -160,6 +160,7 @@ pub fn check(action: &Action, now: Timestamp) -> Result<(), LedgerError> {
         | Action::UnbindWorkload(_)
         | Action::CancelRequest(_)
         | Action::Reclaim(_)
+        | Action::ReclaimProvider(_)
         | Action::Release(_)
         | Action::Expire
         | Action::Batch(_) => Ok(()),

@@ -208,6 +208,9 @@ pub enum LedgerError {
     /// The lease is already being reclaimed.
     #[error("{0} is already being reclaimed")]
     AlreadyReclaiming(LeaseId),
+    /// Only a lease of the provider's unreserved shards can be taken back by the provider.
+    #[error("{0} was not lent by the provider")]
+    NotProviderLease(LeaseId),
     /// The lease was not lent by a reservation of this tenant.
     #[error("{lease} was not lent by {tenant}")]
     NotLender {

@@ -485,6 +485,25 @@ impl Ledger {
         Ok(())
     }
 
+    /// Applies [`Action::ReclaimProvider`].
+    pub(super) fn reclaim_provider_lease(
+        &mut self,
+        a: &action::ReclaimProvider,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), LedgerError> {
+        let l = self
+            .leases
+            .get(&a.lease)
+            .ok_or(LedgerError::UnknownLease(a.lease))?;
+        if !matches!(l.lender, Lender::Provider(_)) {
+            return Err(LedgerError::NotProviderLease(a.lease));
+        }
+        if l.reclaim.is_some() {
+            return Err(LedgerError::AlreadyReclaiming(a.lease));
+        }
+        self.reclaim(a.lease, ReclaimReason::Lender, ev)
+    }
+
     /// Applies [`Action::Release`].
     pub(super) fn release_lease(
         &mut self,

@@ -302,6 +302,7 @@ impl Ledger {
                 self.requests.get(request).map(|r| r.host)
             }
             Action::Reclaim(action::Reclaim { lease, .. })
+            | Action::ReclaimProvider(action::ReclaimProvider { lease })
             | Action::Release(action::Release { lease, .. }) => {
                 self.leases.get(lease).map(|l| l.host)
             }

@@ -760,3 +760,112 @@ fn actions_keep_their_json_and_tenant_actions_are_a_type_apart() {
         assert!(e.to_string().contains("unknown variant"), "{system}: {e}");
     }
 }
+
+#[test]
+fn the_provider_takes_back_what_it_lent_after_notice_so_a_reservation_can_start_then() {
+    let mut f = fixture(ShardVector::new(10, 10, 0, 0));
+    let br = f.reserve(
+        f.b,
+        ShardVector::of(ResourceKind::Memory, 1),
+        win(0, 10_000),
+        Tier::Standard,
+        0,
+    );
+    let w = f.bind(f.b, br, "w", 0);
+    f.ok(
+        Action::RequestLease(action::RequestLease {
+            tenant: f.b,
+            workload: w,
+            vector: cpu(6),
+            until: t(1000),
+            max_price: PriceVector::default(),
+            all_or_nothing: true,
+            start: None,
+        }),
+        0,
+    );
+    let lease = f.l.leases().next().unwrap().clone();
+    assert_eq!(lease.lender, Lender::Provider(f.host));
+    let (a, host) = (f.a, f.host);
+    let want = move |start: i64| {
+        Action::CreateReservation(action::CreateReservation {
+            tenant: a,
+            host,
+            vector: cpu(8),
+            window: win(start, 5_000),
+            tier: Tier::Standard,
+        })
+    };
+    // 6 of the host's 10 cpu shards are lent by the provider: 8 don't fit now.
+    assert!(matches!(
+        f.err(want(1), 1),
+        LedgerError::HostCapacityExceeded { .. }
+    ));
+    let ev = f.ok(
+        Action::ReclaimProvider(action::ReclaimProvider { lease: lease.id }),
+        1,
+    );
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::LeaseReclaiming { lease: l, at, .. } if *l == lease.id && *at == t(31)
+    )));
+    // Once the lease is back (after the 30 s notice) they fit, and not a moment earlier.
+    assert!(matches!(
+        f.err(want(30), 1),
+        LedgerError::HostCapacityExceeded { .. }
+    ));
+    f.ok(want(31), 1);
+    assert!(matches!(
+        f.err(
+            Action::ReclaimProvider(action::ReclaimProvider { lease: lease.id }),
+            2
+        ),
+        LedgerError::AlreadyReclaiming(_)
+    ));
+    f.ok(Action::Expire, 31);
+    assert_eq!(f.l.leases().count(), 0);
+    assert_eq!(f.l.check(), vec![]);
+}
+
+#[test]
+fn the_provider_cannot_take_back_what_a_tenant_lent() {
+    let mut f = fixture(ShardVector::new(10, 10, 0, 0));
+    let lender = f.reserve(f.a, cpu(8), win(0, 10_000), Tier::Standard, 0);
+    let br = f.reserve(
+        f.b,
+        ShardVector::of(ResourceKind::Memory, 1),
+        win(0, 10_000),
+        Tier::Standard,
+        0,
+    );
+    let w = f.bind(f.b, br, "w", 0);
+    f.ok(
+        Action::Offer(action::Offer {
+            tenant: f.a,
+            reservation: lender,
+            vector: cpu(8),
+            floor: PriceVector::default(),
+        }),
+        0,
+    );
+    f.ok(
+        Action::RequestLease(action::RequestLease {
+            tenant: f.b,
+            workload: w,
+            vector: cpu(6),
+            until: t(1000),
+            max_price: PriceVector::default(),
+            all_or_nothing: true,
+            start: None,
+        }),
+        0,
+    );
+    let lease = f.l.leases().next().unwrap().id;
+    assert!(matches!(
+        f.err(
+            Action::ReclaimProvider(action::ReclaimProvider { lease }),
+            1
+        ),
+        LedgerError::NotProviderLease(_)
+    ));
+}
