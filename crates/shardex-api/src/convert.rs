@@ -149,8 +149,14 @@ impl TryFrom<Scoped<'_, NewReservation>> for CreateReservation {
     }
 }
 
-/// Per-kind changes from `{"cpu": "+10%"}`.
-pub fn changes(map: &BTreeMap<String, String>) -> Result<Vec<KindChange>, Problem> {
+/// Per-kind changes from `{"cpu": "+10%"}`: `=N`, `+N`, `-N` shards, `+P%`/`-P%`, or a
+/// physical amount with its unit (`+500m` or `=2cores` of cpu, `+1GiB` of memory,
+/// `=100Mbit` of net, `+200iops`), turned into whole shards with `sizes`: rounded up for `=`
+/// and `+` (what was asked is covered), down for `-` (no more than asked is taken away).
+pub fn changes(
+    map: &BTreeMap<String, String>,
+    sizes: shardex_core::ShardSizes,
+) -> Result<Vec<KindChange>, Problem> {
     if map.is_empty() {
         return Err(bad(
             "changes: name at least one kind, e.g. {\"cpu\": \"+10%\"}",
@@ -163,7 +169,12 @@ pub fn changes(map: &BTreeMap<String, String>) -> Result<Vec<KindChange>, Proble
                     "changes: {k:?} is not a kind (cpu, memory, net, iops)"
                 ))
             })?;
-            let change: Change = v.parse().map_err(|e| bad(format!("changes.{k}: {e}")))?;
+            let change = match physical_change(kind, v, sizes) {
+                Some(c) => c.map_err(|e| bad(format!("changes.{k}: {e}")))?,
+                None => v
+                    .parse::<Change>()
+                    .map_err(|e| bad(format!("changes.{k}: {e}")))?,
+            };
             if let Change::Set(n) = change
                 && n > MAX_SHARDS
             {
@@ -183,6 +194,54 @@ pub fn changes(map: &BTreeMap<String, String>) -> Result<Vec<KindChange>, Proble
         .collect()
 }
 
+/// A change written as a physical amount with a unit, in shards; `None` when `v` has no
+/// unit (shards or a percentage: the core's own notation).
+fn physical_change(
+    kind: ResourceKind,
+    v: &str,
+    sizes: shardex_core::ShardSizes,
+) -> Option<Result<Change, String>> {
+    let t = v.trim();
+    let mut chars = t.chars();
+    let op = chars.next()?;
+    let amount = chars.as_str().trim();
+    if !matches!(op, '=' | '+' | '-') || amount.ends_with('%') {
+        return None;
+    }
+    if !amount.chars().any(|c| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    let physical = match kind {
+        ResourceKind::Cpu => match amount
+            .strip_suffix("cores")
+            .or_else(|| amount.strip_suffix("core"))
+        {
+            Some(cores) => crate::quantity::cpu(cores.trim()),
+            None if amount.ends_with('m') => crate::quantity::cpu(amount),
+            None => Err(format!(
+                "{v:?}: cpu is written in shards (=8), percent (+10%), millicores (+500m) or cores (=2cores)"
+            )),
+        },
+        _ => crate::quantity::of(kind, amount),
+    };
+    Some(physical.and_then(|n| {
+        let shards = if op == '-' {
+            sizes.supply_shards(kind, n)
+        } else {
+            sizes.demand_shards(kind, n)
+        };
+        if op == '-' && shards == 0 && n > 0 {
+            return Err(format!("{v:?} is less than one {kind} shard"));
+        }
+        let delta = i64::try_from(shards).map_err(|_| format!("{v:?} is too large"))?;
+        Ok(match op {
+            '=' => Change::Set(shards),
+            '+' => Change::Delta(delta),
+            _ => Change::Delta(-delta),
+        })
+    }))
+}
+
 /// A modification of the reservation named in the path.
 pub struct Modify<'a> {
     /// The reservation (from the path).
@@ -196,7 +255,7 @@ impl TryFrom<Scoped<'_, Modify<'_>>> for ModifyReservation {
     fn try_from(s: Scoped<'_, Modify<'_>>) -> Result<Self, Problem> {
         let reservation = s.body.reservation;
         let b = s.body.body;
-        let changes = changes(&b.changes)?;
+        let changes = changes(&b.changes, s.sizes)?;
         let duration = moment::duration("for", &b.duration).map_err(bad)?;
         let start = moment::at_or_after("start", b.start.as_deref().unwrap_or("now"), s.now)
             .map_err(bad)?;
@@ -316,5 +375,55 @@ pub fn modification(m: &Modification, now: Timestamp) -> ModificationView {
             .collect(),
         window: window(&m.window),
         state: state.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn one(kind: &str, v: &str) -> Result<Change, Problem> {
+        let map = BTreeMap::from([(kind.to_string(), v.to_string())]);
+        changes(&map, shardex_core::ShardSizes::default()).map(|c| c[0].change)
+    }
+
+    #[test]
+    fn changes_in_physical_units_become_whole_shards() {
+        // Default shards: 10 millicores, 16 MiB, 1 Mbit/s, 10 IOPS.
+        assert_eq!(one("cpu", "+500m").unwrap(), Change::Delta(50));
+        assert_eq!(one("cpu", "=2cores").unwrap(), Change::Set(200));
+        assert_eq!(one("cpu", "=1.5 cores").unwrap(), Change::Set(150));
+        assert_eq!(one("memory", "+1GiB").unwrap(), Change::Delta(64));
+        assert_eq!(
+            one("memory", "+1MiB").unwrap(),
+            Change::Delta(1),
+            "rounded up"
+        );
+        assert_eq!(
+            one("memory", "-20MiB").unwrap(),
+            Change::Delta(-1),
+            "rounded down"
+        );
+        assert_eq!(one("net", "=100Mbit").unwrap(), Change::Set(100));
+        assert_eq!(one("iops", "+200iops").unwrap(), Change::Delta(20));
+        // Shards and percentages as before.
+        assert_eq!(one("cpu", "=8").unwrap(), Change::Set(8));
+        assert_eq!(one("cpu", "+10%").unwrap(), Change::PercentBp(1000));
+    }
+
+    #[test]
+    fn a_bad_physical_change_names_the_kind_and_what_was_wrong() {
+        for (kind, v, needle) in [
+            ("cpu", "+2GiB", "millicores"),
+            ("memory", "-1MiB", "less than one"),
+            ("memory", "+1GB/s", "changes.memory"),
+            ("net", "+1GiB", "changes.net"),
+            ("cpu", "=1.5", "changes.cpu"),
+            ("memory", "*1GiB", "changes.memory"),
+        ] {
+            let e = one(kind, v).unwrap_err();
+            assert!(e.detail.contains(needle), "{v}: {}", e.detail);
+        }
     }
 }

@@ -197,7 +197,9 @@ pub struct ReservationFilter {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewModification {
-    /// Per kind: `"+10%"`, `"-25%"`, `"+4"`, `"-2"` or `"=8"` shards.
+    /// Per kind: `"+10%"`, `"-25%"`, `"+4"`, `"-2"` or `"=8"` shards, or a physical amount
+    /// with its unit, rounded to whole shards (up for `=` and `+`, down for `-`): cpu
+    /// `"+500m"` or `"=2cores"`, memory `"+1GiB"`, net `"=100Mbit"`, iops `"+200iops"`.
     #[schema(example = json!({"cpu": "+10%"}))]
     pub changes: BTreeMap<String, String>,
     /// How long it lasts, e.g. `"1h"`.

@@ -1101,3 +1101,32 @@ fn a_modification_short_only_of_what_the_provider_lent_is_deferred_until_it_come
     std::thread::sleep(Duration::from_millis(3_000));
     assert_eq!(now_cpu(), 30, "after it");
 }
+
+/// A modification in physical units: cores, millicores and bytes become whole shards (10
+/// millicores and 16 MiB each by default), rounded up when added; a unit that is not the
+/// kind's is a 400 naming the kind.
+#[test]
+fn a_modification_may_be_written_in_cores_and_bytes() {
+    let d = Daemon::start();
+    let (_, a) = d.tenant("acme");
+    let id = d.reserve(&a, 100, "1h")["id"].as_u64().unwrap();
+    let path = format!("/v1/reservations/{id}/modifications");
+    let body = json!({"changes": {"cpu": "+0.5cores", "memory": "+1GiB"}, "for": "1h"});
+    let (s, got) = send(&d.addr, "POST", &path, &a, &body.to_string());
+    assert_eq!(s, 201, "{got}");
+    let now = &parse(&got)["reservation"]["now"];
+    assert_eq!(
+        (now["cpu"].as_u64(), now["memory"].as_u64()),
+        (Some(150), Some(72))
+    );
+    let body = json!({"changes": {"net": "+1GiB"}, "for": "1h"});
+    let (s, got) = send(&d.addr, "POST", &path, &a, &body.to_string());
+    assert_problem(s, &got, 400, "bad-request");
+    assert!(
+        parse(&got)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("changes.net"),
+        "{got}"
+    );
+}
