@@ -1130,3 +1130,76 @@ fn a_modification_may_be_written_in_cores_and_bytes() {
         "{got}"
     );
 }
+
+/// 200 tenants ask at once for 2 more cpu shards each on a host that has room for about half
+/// of them: the host is never oversubscribed, each answer is either 201 or an infeasible 409,
+/// every acknowledged modification is there after a SIGKILL and a restart, and every refused
+/// one changed nothing.
+#[test]
+fn two_hundred_parallel_modifications_never_oversubscribe_and_survive_a_crash() {
+    let mut d = Daemon::start_with(
+        "[host]\nname = \"h-burst\"\ncpu_millicores = 2000\nmemory_bytes = 8589934592\n",
+    );
+    let n = 200;
+    let mut who = Vec::new();
+    for i in 0..n {
+        let (_, token) = d.tenant(&format!("t{i}"));
+        let body = json!({"host": "h-burst", "shards": {"cpu": 0, "memory": 1}, "for": "1h"});
+        let (s, b) = send(
+            &d.addr,
+            "POST",
+            "/v1/reservations",
+            &token,
+            &body.to_string(),
+        );
+        assert_eq!(s, 201, "{b}");
+        who.push((token, parse(&b)["id"].as_u64().unwrap()));
+    }
+    let change = json!({"changes": {"cpu": "+2"}, "for": "1h"}).to_string();
+    let answers: Vec<(u16, String)> = std::thread::scope(|s| {
+        let hs: Vec<_> = who
+            .iter()
+            .map(|(token, id)| {
+                let (addr, change) = (&d.addr, &change);
+                s.spawn(move || {
+                    let path = format!("/v1/reservations/{id}/modifications");
+                    send(addr, "POST", &path, token, change)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let accepted: Vec<bool> = answers
+        .iter()
+        .map(|(s, b)| match s {
+            201 => true,
+            409 => {
+                assert_eq!(parse(b)["outcome"], "infeasible", "{b}");
+                false
+            }
+            other => panic!("{other}: {b}"),
+        })
+        .collect();
+    let granted = accepted.iter().filter(|a| **a).count();
+    // 200 cpu shards on the host, none reserved before: exactly 100 fit.
+    assert_eq!(granted, 100, "{answers:?}");
+
+    d.crash_and_restart();
+    let (s, check) = get(&d.addr, "/v1/ledger/check", Some(&d.admin));
+    assert_eq!(s, 200, "{check}");
+    assert_eq!(parse(&check)["violations"], json!([]), "{check}");
+    for ((token, id), acked) in who.iter().zip(&accepted) {
+        let (s, r) = get(&d.addr, &format!("/v1/reservations/{id}"), Some(token));
+        assert_eq!(s, 200, "{r}");
+        let r = parse(&r);
+        let (cpu, mods) = (
+            r["now"]["cpu"].as_u64().unwrap(),
+            r["modifications"].as_array().unwrap().len(),
+        );
+        if *acked {
+            assert_eq!((cpu, mods), (2, 1), "acknowledged, then lost: {r}");
+        } else {
+            assert_eq!((cpu, mods), (0, 0), "refused, yet changed: {r}");
+        }
+    }
+}
