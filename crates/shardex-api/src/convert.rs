@@ -133,6 +133,7 @@ impl TryFrom<Scoped<'_, NewReservation>> for CreateReservation {
         let host = host(s.ledger, &b.host)?;
         let start = moment::at_or_after("start", b.start.as_deref().unwrap_or("now"), s.now)
             .map_err(bad)?;
+        delivery(b.delivery.as_deref(), start, s.now)?;
         let span = moment::duration("for", &b.duration).map_err(bad)?;
         let window = Window::starting(start, span).map_err(bad)?;
         let tier = match &b.tier {
@@ -259,25 +260,7 @@ impl TryFrom<Scoped<'_, Modify<'_>>> for ModifyReservation {
         let duration = moment::duration("for", &b.duration).map_err(bad)?;
         let start = moment::at_or_after("start", b.start.as_deref().unwrap_or("now"), s.now)
             .map_err(bad)?;
-        match b.delivery.as_deref() {
-            None | Some("immediate") if start > s.now => {
-                if b.delivery.is_some() {
-                    return Err(bad(
-                        "delivery: \"immediate\" needs a start of now; use \"scheduled\"",
-                    ));
-                }
-            }
-            None | Some("immediate") => {}
-            Some("scheduled") if start == s.now => {
-                return Err(bad("delivery: \"scheduled\" needs a start after now"));
-            }
-            Some("scheduled") => {}
-            Some(other) => {
-                return Err(bad(format!(
-                    "delivery: {other:?} is not \"immediate\" or \"scheduled\""
-                )));
-            }
-        }
+        delivery(b.delivery.as_deref(), start, s.now)?;
         // "For the next hour" of a reservation that ends sooner lasts until its end (the
         // answer shows the window); one that has ended is refused by the ledger.
         let duration = s
@@ -333,6 +316,24 @@ pub fn reservation_state(r: &Reservation, now: Timestamp) -> &'static str {
     }
 }
 
+/// `delivery` checked against the start: `immediate` needs a start of now, `scheduled` a
+/// later one.
+fn delivery(delivery: Option<&str>, start: Timestamp, now: Timestamp) -> Result<(), Problem> {
+    match delivery {
+        Some("immediate") if start > now => Err(bad(
+            "delivery: \"immediate\" needs a start of now; use \"scheduled\"",
+        )),
+        None | Some("immediate") => Ok(()),
+        Some("scheduled") if start == now => {
+            Err(bad("delivery: \"scheduled\" needs a start after now"))
+        }
+        Some("scheduled") => Ok(()),
+        Some(other) => Err(bad(format!(
+            "delivery: {other:?} is not \"immediate\" or \"scheduled\""
+        ))),
+    }
+}
+
 /// A reservation on the wire, as of `now`.
 pub fn reservation(ledger: &Ledger, r: &Reservation, now: Timestamp) -> ReservationView {
     ReservationView {
@@ -351,6 +352,7 @@ pub fn reservation(ledger: &Ledger, r: &Reservation, now: Timestamp) -> Reservat
         window: window(&r.window),
         offered: r.offered.into(),
         modifications: r.modifications.iter().map(|m| m.0).collect(),
+        deferred: None,
     }
 }
 

@@ -114,6 +114,11 @@ pub struct NewReservation {
     /// `best-effort`, `standard` (the default), `premium` or `critical`.
     #[serde(default)]
     pub tier: Option<String>,
+    /// `immediate` (now or not at all) or `scheduled` (it must start later). Without it, a
+    /// reservation from now that fits only once the provider takes back shards it lent is
+    /// deferred until then (answered with `state: scheduled` and the reason in `deferred`).
+    #[serde(default)]
+    pub delivery: Option<String>,
 }
 
 /// Amounts in physical units; a kind left out is 0.
@@ -166,6 +171,10 @@ pub struct ReservationView {
     pub offered: Shards,
     /// Its modifications, oldest first.
     pub modifications: Vec<u64>,
+    /// On the answer to its creation only: why it starts later than asked (it did not fit
+    /// now only because the provider lent shards out, which are being taken back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<String>,
 }
 
 /// One page of reservations.

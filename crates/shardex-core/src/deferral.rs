@@ -1,24 +1,25 @@
-//! Deferral: a modification that does not fit now, but will once shards the provider lent
-//! out of its unreserved capacity come back, is not refused: those leases are reclaimed with
-//! the usual notice and the modification starts when the notice is over, for the duration
-//! asked. Only the provider's own leases are taken back (a tenant's lending is its own
-//! choice), the fewest that make it fit, the largest first.
+//! Deferral: a reservation or a modification that does not fit now, but will once shards
+//! the provider lent out of its unreserved capacity come back, is not refused: those leases
+//! are reclaimed with the usual notice and it starts when the notice is over, for the
+//! duration asked (a modification within its reservation's window). Only the provider's own
+//! leases are taken back (a tenant's lending is its own choice), the fewest that make it fit,
+//! the largest first.
 
-use crate::action::{self, ModifyReservation};
-use crate::domain::{LeaseId, Lender};
+use crate::action::{self, CreateReservation, ModifyReservation};
+use crate::domain::{HostId, LeaseId, Lender};
 use crate::ledger::{Action, Ledger};
-use crate::time::Timestamp;
+use crate::time::{Timestamp, Window};
 
 /// Leases tried at most before giving up (each try applies the plan to a copy).
 const MAX_TRIES: usize = 32;
 
-/// A modification deferred: what to commit, and when it starts.
+/// Something deferred: what to commit, and when it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deferred {
-    /// The provider's reclaims, then the modification starting at `start`, as one batch (or
-    /// the modification alone when leases end by `start` anyway).
+    /// The provider's reclaims, then the action starting at `start`, as one batch (or the
+    /// action alone when leases end by `start` anyway).
     pub action: Action,
-    /// When the modification starts: now plus the reclaim notice.
+    /// When it starts: now plus the reclaim notice.
     pub start: Timestamp,
     /// The provider's leases taken back.
     pub reclaimed: Vec<LeaseId>,
@@ -32,18 +33,46 @@ pub fn defer_modification(
     now: Timestamp,
 ) -> Option<Deferred> {
     let r = ledger.reservation(m.reservation)?;
-    let host = r.host;
+    let end_of_reservation = r.window.end();
+    defer(ledger, r.host, now, |start| {
+        // For the duration asked, within the reservation (as the change it defers was).
+        let end = start.checked_add(m.duration).ok()?.min(end_of_reservation);
+        (end > start).then(|| {
+            Action::ModifyReservation(ModifyReservation {
+                start: Some(start),
+                duration: end.since(start),
+                ..m.clone()
+            })
+        })
+    })
+}
+
+/// How to defer `c`, a reservation asked for from now that the ledger refuses at `now`: the
+/// same length, from when the provider's leases are back; `None` as above.
+pub fn defer_reservation(
+    ledger: &Ledger,
+    c: &CreateReservation,
+    now: Timestamp,
+) -> Option<Deferred> {
+    let length = c.window.end().since(c.window.start());
+    defer(ledger, c.host, now, |start| {
+        let window = Window::starting(start, length).ok()?;
+        Some(Action::CreateReservation(CreateReservation {
+            window,
+            ..c.clone()
+        }))
+    })
+}
+
+/// The planner: `starting(start)` is the action deferred to `start`.
+fn defer(
+    ledger: &Ledger,
+    host: HostId,
+    now: Timestamp,
+    starting: impl Fn(Timestamp) -> Option<Action>,
+) -> Option<Deferred> {
     let start = now.checked_add(ledger.params().reclaim_notice).ok()?;
-    // For the duration asked, within the reservation (as the change it defers was).
-    let end = start.checked_add(m.duration).ok()?.min(r.window.end());
-    if end <= start {
-        return None;
-    }
-    let later = ModifyReservation {
-        start: Some(start),
-        duration: end.since(start),
-        ..m.clone()
-    };
+    let later = starting(start)?;
     let mut candidates: Vec<(u64, LeaseId)> = ledger
         .leases()
         .filter(|l| l.lender == Lender::Provider(host) && l.reclaim.is_none())
@@ -71,15 +100,15 @@ pub fn defer_modification(
     None
 }
 
-fn plan(reclaimed: &[LeaseId], later: &ModifyReservation) -> Action {
+fn plan(reclaimed: &[LeaseId], later: &Action) -> Action {
     if reclaimed.is_empty() {
-        return Action::ModifyReservation(later.clone());
+        return later.clone();
     }
     let mut actions: Vec<Action> = reclaimed
         .iter()
         .map(|&lease| Action::ReclaimProvider(action::ReclaimProvider { lease }))
         .collect();
-    actions.push(Action::ModifyReservation(later.clone()));
+    actions.push(later.clone());
     Action::Batch(action::Batch { actions })
 }
 
@@ -151,5 +180,30 @@ mod tests {
             ..m
         };
         assert_eq!(defer_modification(l, &too_much, l.now()), None);
+        // A new reservation of 5 cpu shards for an hour: deferred the same way.
+        let c = CreateReservation {
+            tenant: b,
+            host: w.host,
+            vector: ShardVector::new(5, 0, 0, 0),
+            window: crate::Window::starting(l.now(), Span::from_secs(3600)).unwrap(),
+            tier: crate::domain::Tier::Standard,
+        };
+        assert!(
+            l.applied(&Action::CreateReservation(c.clone()), l.now())
+                .is_err()
+        );
+        let d = defer_reservation(l, &c, l.now()).expect("deferred");
+        let Action::Batch(b) = &d.action else {
+            panic!("{:?}", d.action)
+        };
+        let Some(Action::CreateReservation(later)) = b.actions.last() else {
+            panic!("{b:?}")
+        };
+        assert_eq!(later.window.start(), d.start);
+        assert_eq!(
+            later.window.end(),
+            d.start.checked_add(Span::from_secs(3600)).unwrap()
+        );
+        assert!(l.applied(&d.action, l.now()).is_ok());
     }
 }

@@ -1043,12 +1043,10 @@ fn an_idempotent_retry_after_a_crash_gets_the_first_answer_and_applies_nothing_t
     assert_eq!(named_beta, 1, "{tenants}");
 }
 
-/// A modification short only of shards the provider lent out of its unreserved capacity is
-/// deferred, not refused: the provider takes those leases back with the reclaim notice (2 s
-/// here) and the modification starts then, for the duration asked; the answer says so and
-/// why. Asked for with `"delivery": "immediate"`, the same change is infeasible.
-#[test]
-fn a_modification_short_only_of_what_the_provider_lent_is_deferred_until_it_comes_back() {
+/// A host of 100 cpu shards, `acme` with 10 of them reserved (its token and reservation),
+/// and 80 of the other 89 lent by the provider to a workload of `beta`; the reclaim notice is
+/// 2 s.
+fn host_with_a_provider_lease() -> (Daemon, String, u64) {
     let d = Daemon::start_with(
         "[host]\nname = \"h-defer\"\ncpu_millicores = 1000\nmemory_bytes = 1073741824\n[ledger]\nreclaim_notice = \"2s\"\n",
     );
@@ -1067,13 +1065,22 @@ fn a_modification_short_only_of_what_the_provider_lent_is_deferred_until_it_come
         .unwrap()
         .as_millis()
         + 3_600_000;
-    // 100 cpu shards on the host, 11 reserved: the provider lends 80 of the other 89.
     let leased = act(
         json!({"action": "request_lease", "tenant": b_id, "workload": 1,
         "vector": {"cpu": 80}, "until": u64::try_from(until).unwrap(), "max_price": {"cpu": "10"},
         "all_or_nothing": true}),
     );
     assert!(leased.to_string().contains("lease_created"), "{leased}");
+    (d, a, id)
+}
+
+/// A modification short only of shards the provider lent out of its unreserved capacity is
+/// deferred, not refused: the provider takes those leases back with the reclaim notice (2 s
+/// here) and the modification starts then, for the duration asked; the answer says so and
+/// why. Asked for with `"delivery": "immediate"`, the same change is infeasible.
+#[test]
+fn a_modification_short_only_of_what_the_provider_lent_is_deferred_until_it_comes_back() {
+    let (d, a, id) = host_with_a_provider_lease();
     let path = format!("/v1/reservations/{id}/modifications");
     let now_cpu = || {
         let (_, r) = get(&d.addr, &format!("/v1/reservations/{id}"), Some(&a));
@@ -1202,4 +1209,42 @@ fn two_hundred_parallel_modifications_never_oversubscribe_and_survive_a_crash() 
             assert_eq!((cpu, mods), (0, 0), "refused, yet changed: {r}");
         }
     }
+}
+
+/// A reservation from now that fits only once the provider takes back what it lent is
+/// deferred the same way: it starts after the notice, as long as asked, and says why; with
+/// `"delivery": "immediate"` it is infeasible.
+#[test]
+fn a_reservation_short_only_of_what_the_provider_lent_is_deferred_until_it_comes_back() {
+    let (d, _, _) = host_with_a_provider_lease();
+    let (_, c) = d.tenant("gamma");
+    let ask = |delivery: Option<&str>| {
+        let mut body = json!({"host": "h-defer", "shards": {"cpu": 20}, "for": "1h"});
+        if let Some(x) = delivery {
+            body["delivery"] = json!(x);
+        }
+        send(&d.addr, "POST", "/v1/reservations", &c, &body.to_string())
+    };
+    let (s, body) = ask(Some("immediate"));
+    assert_problem(s, &body, 409, "host-capacity-exceeded");
+    let (s, body) = ask(None);
+    assert_eq!(s, 201, "{body}");
+    let v = parse(&body);
+    assert_eq!(v["state"], "scheduled", "{body}");
+    assert!(
+        v["deferred"]
+            .as_str()
+            .unwrap()
+            .contains("taking back 1 lease"),
+        "{body}"
+    );
+    let id = v["id"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(3_000));
+    let (_, r) = get(&d.addr, &format!("/v1/reservations/{id}"), Some(&c));
+    let r = parse(&r);
+    assert_eq!(
+        (r["state"].as_str(), r["now"]["cpu"].as_u64()),
+        (Some("active"), Some(20)),
+        "{r}"
+    );
 }

@@ -15,7 +15,7 @@ use shardex_core::billing::BillingError;
 use shardex_core::deferral::defer_modification;
 use shardex_core::{Action, Event, LedgerError, ModificationId};
 
-use super::reservations::{infeasible, visible};
+use super::reservations::{deferral_reason, infeasible, visible};
 use super::{Keep, acting_tenant, answer, body, once, path, query};
 use crate::auth::Principal;
 use crate::convert::{self, Modify, Scoped};
@@ -150,9 +150,9 @@ pub async fn create<B: Backend>(
                             Ok(cost) => (action, cost, None),
                             // Short only because the provider lent shards out: deferred until
                             // they come back, unless the tenant asked for immediate delivery.
-                            Err(BillingError::Ledger(e @ LedgerError::HostCapacityExceeded { .. }))
-                                if m.start.is_none() && immediate.is_none() =>
-                            {
+                            Err(BillingError::Ledger(
+                                e @ LedgerError::HostCapacityExceeded { .. },
+                            )) if m.start.is_none() && immediate.is_none() => {
                                 let Some(d) = defer_modification(ledger, &m, now) else {
                                     return Err(Problem::ledger(&e));
                                 };
@@ -161,16 +161,7 @@ pub async fn create<B: Backend>(
                                     .checked_add(m.duration)
                                     .map_err(Problem::bad_request)?;
                                 let cost = priced(&d.action, until).map_err(|e| unpriceable(&e))?;
-                                let reason = format!(
-                                    "{e}; the provider is taking back {} lease(s) of its unreserved shards on the host ({}), with the reclaim notice: the modification starts at {}",
-                                    d.reclaimed.len(),
-                                    d.reclaimed
-                                        .iter()
-                                        .map(ToString::to_string)
-                                        .collect::<Vec<_>>()
-                                        .join(", "),
-                                    rfc3339(d.start)
-                                );
+                                let reason = deferral_reason(&e, &d);
                                 (d.action, cost, Some(reason))
                             }
                             Err(e) => return Err(unpriceable(&e)),

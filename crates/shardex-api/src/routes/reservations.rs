@@ -9,7 +9,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use shardex_core::action::CreateReservation;
-use shardex_core::{Action, Event, Ledger, Reservation, ReservationId, Timestamp};
+use shardex_core::deferral::{Deferred, defer_reservation};
+use shardex_core::{Action, Event, Ledger, LedgerError, Reservation, ReservationId, Timestamp};
 
 use super::{Keep, acting_tenant, answer, body, once, path, query};
 use crate::auth::Principal;
@@ -121,13 +122,29 @@ pub async fn create<B: Backend>(
                             ledger,
                             sizes,
                         })?;
-                        Ok((Action::CreateReservation(a), ()))
+                        let action = Action::CreateReservation(a.clone());
+                        // Short only because the provider lent shards out: deferred until they
+                        // come back, unless asked to start later or for immediate delivery.
+                        match ledger.applied(&action, now) {
+                            Err(e @ LedgerError::HostCapacityExceeded { .. })
+                                if a.window.start() == now && req.delivery.is_none() =>
+                            {
+                                let d = defer_reservation(ledger, &a, now)
+                                    .ok_or_else(|| Problem::ledger(&e))?;
+                                let reason = deferral_reason(&e, &d);
+                                Ok((d.action, Some(reason)))
+                            }
+                            _ => Ok((action, None)),
+                        }
                     },
-                    move |after, events, ()| {
+                    move |after, events, deferred| {
                         events.iter().find_map(|e| match e {
-                            Event::ReservationCreated { reservation, .. } => after
-                                .reservation(*reservation)
-                                .map(|r| convert::reservation(after, r, after.now())),
+                            Event::ReservationCreated { reservation, .. } => {
+                                after.reservation(*reservation).map(|r| ReservationView {
+                                    deferred: deferred.clone(),
+                                    ..convert::reservation(after, r, after.now())
+                                })
+                            }
                             _ => None,
                         })
                     },
@@ -144,6 +161,20 @@ pub async fn create<B: Backend>(
         }
     })
     .await
+}
+
+/// Why something was deferred: the refusal now, and what is being done about it.
+pub fn deferral_reason(refusal: &LedgerError, d: &Deferred) -> String {
+    format!(
+        "{refusal}; the provider is taking back {} lease(s) of its unreserved shards on the host ({}), with the reclaim notice: it starts at {}",
+        d.reclaimed.len(),
+        d.reclaimed
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        crate::moment::rfc3339(d.start)
+    )
 }
 
 /// A refusal for lack of room is `infeasible`.
