@@ -59,7 +59,7 @@ pub trait Backend: Send + Sync + 'static {
     /// is a problem document and changes nothing.
     fn write<P: Send + 'static, T: Send + 'static>(
         &self,
-        plan: impl FnOnce(&Ledger, Timestamp) -> Result<(Action, P), Problem> + Send + 'static,
+        plan: impl FnOnce(&Ledger, Timestamp) -> Result<(Planned, P), Problem> + Send + 'static,
         describe: impl FnOnce(&Ledger, &[Event], P) -> T + Send + 'static,
         dry_run: bool,
         claim: Option<idempotency::Claim>,
@@ -124,6 +124,26 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Revokes a token now; false when it was not there or already revoked.
     fn revoke_token(&self, id: &str) -> impl Future<Output = Result<bool, Problem>> + Send;
+}
+
+/// What a write's plan decided: the action and, when the plan already applied it to the
+/// ledger it was given (to price it, say), that application (the ledger after and the
+/// events), so that it is not applied twice.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The action to commit.
+    pub action: Action,
+    /// `ledger.applied(&action, now)` on the ledger and time the plan was given, if done.
+    pub applied: Option<(Ledger, Vec<Event>)>,
+}
+
+impl From<Action> for Planned {
+    fn from(action: Action) -> Self {
+        Self {
+            action,
+            applied: None,
+        }
+    }
 }
 
 /// What the control loop reports of one workload (physical units).

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::Request;
 use proptest::prelude::*;
 use shardex_api::idempotency::{Claim, Kept};
-use shardex_api::{Api, Backend, Problem, TokenRecord};
+use shardex_api::{Api, Backend, Planned, Problem, TokenRecord};
 use shardex_core::billing::Charge;
 use shardex_core::{Action, Event, Ledger, PriceTable, ShardVector, TenantId, Timestamp, action};
 use tokio::sync::Mutex;
@@ -61,15 +61,21 @@ impl Backend for Mem {
     }
     async fn write<P: Send + 'static, T: Send + 'static>(
         &self,
-        plan: impl FnOnce(&Ledger, Timestamp) -> Result<(Action, P), Problem> + Send + 'static,
+        plan: impl FnOnce(&Ledger, Timestamp) -> Result<(Planned, P), Problem> + Send + 'static,
         describe: impl FnOnce(&Ledger, &[Event], P) -> T + Send + 'static,
         dry_run: bool,
         claim: Option<Claim>,
     ) -> Result<T, Problem> {
         let mut l = self.ledger.lock().await;
         let now = now_of(&l);
-        let (a, p) = plan(&l, now)?;
-        let (after, events) = l.applied(&a, now).map_err(|e| Problem::ledger(&e))?;
+        let (planned, p) = plan(&l, now)?;
+        // A plan that applied the action did it on this ledger at this time: the same.
+        let (after, events) = l
+            .applied(&planned.action, now)
+            .map_err(|e| Problem::ledger(&e))?;
+        if let Some((planned_after, planned_events)) = &planned.applied {
+            assert_eq!((planned_after, planned_events), (&after, &events));
+        }
         if !dry_run {
             *l = after.clone();
             let seq = self.commits.fetch_add(1, Ordering::SeqCst) + 1;

@@ -3,7 +3,9 @@
 //! durable. Rows go in with one multi-row statement per table, not one statement per row.
 
 use rust_decimal::Decimal;
-use shardex_core::billing::{BillingError, Charge, CommitError, Meter, charge_transaction, commit};
+use shardex_core::billing::{
+    BillingError, Charge, CommitError, Meter, charge_transaction, commit, commit_applied,
+};
 use shardex_core::{Action, Event, Ledger, LedgerError, PriceTable, Timestamp};
 use sqlx::{QueryBuilder, Sqlite};
 
@@ -84,6 +86,31 @@ impl Batch {
             Err(CommitError::Refused(e)) => return Ok(Err(e)),
             Err(CommitError::Metering(e)) => return Err(e),
         };
+        Ok(Ok(self.push(action, now, claim, c)))
+    }
+
+    /// [`Batch::apply`] for an action the caller already applied to [`Batch::ledger`] at
+    /// `now` (to price it, say): `applied` is what `ledger().applied(&action, now)` gave.
+    /// Applying is deterministic, so this is the same as applying it again, without the cost.
+    pub fn apply_applied(
+        &mut self,
+        action: Action,
+        now: Timestamp,
+        applied: (Ledger, Vec<Event>),
+        claim: Option<Claim>,
+    ) -> Result<Vec<Event>, BillingError> {
+        let (next, events) = applied;
+        let c = commit_applied(&self.ledger, &self.meter, &self.prices, next, events, now)?;
+        Ok(self.push(action, now, claim, c))
+    }
+
+    fn push(
+        &mut self,
+        action: Action,
+        now: Timestamp,
+        claim: Option<Claim>,
+        c: shardex_core::billing::Committed,
+    ) -> Vec<Event> {
         self.ledger = c.ledger;
         self.meter = c.meter;
         self.rows.push(Row {
@@ -93,7 +120,7 @@ impl Batch {
             charges: c.charges,
             claim,
         });
-        Ok(Ok(c.events))
+        c.events
     }
 
     /// Every event of the batch, in order.

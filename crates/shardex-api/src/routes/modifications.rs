@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use shardex_core::action::ModifyReservation;
-use shardex_core::billing::BillingError;
+use shardex_core::billing::{quote_action_at, quote_applied};
 use shardex_core::deferral::defer_modification;
 use shardex_core::{Action, Event, LedgerError, ModificationId};
 
@@ -22,7 +22,7 @@ use crate::convert::{self, Modify, Scoped};
 use crate::idempotency::fingerprint;
 use crate::moment::rfc3339;
 use crate::wire::{DryRun, ModificationOutcome, ModificationView, NewModification, Quote};
-use crate::{Api, Backend, Problem};
+use crate::{Api, Backend, Planned, Problem};
 
 /// `GET /v1/reservations/{id}/modifications`: oldest first.
 #[utoipa::path(get, path = "/v1/reservations/{id}/modifications", tag = "modifications",
@@ -140,19 +140,22 @@ pub async fn create<B: Backend>(
                             .checked_add(m.duration)
                             .map_err(Problem::bad_request)?;
                         let action = Action::ModifyReservation(m.clone());
-                        // Priced before it is applied: what the tenant pays with it minus without.
-                        let priced = |action: &Action, until| {
-                            shardex_core::billing::quote_action_at(
-                                ledger, &prices, action, tenant, now, until,
-                            )
-                        };
-                        let (action, cost, deferred) = match priced(&action, until) {
-                            Ok(cost) => (action, cost, None),
+                        // Priced on the ledger it applies to (what the tenant pays with it minus
+                        // without), and that application is the one committed.
+                        let (planned, cost, deferred) = match ledger.applied(&action, now) {
+                            Ok((after, events)) => {
+                                let cost = quote_applied(
+                                    ledger, &after, &events, &prices, tenant, now, until,
+                                )
+                                .map_err(|e| unpriceable(&e))?;
+                                let applied = Some((after, events));
+                                (Planned { action, applied }, cost, None)
+                            }
                             // Short only because the provider lent shards out: deferred until
                             // they come back, unless the tenant asked for immediate delivery.
-                            Err(BillingError::Ledger(
-                                e @ LedgerError::HostCapacityExceeded { .. },
-                            )) if m.start.is_none() && immediate.is_none() => {
+                            Err(e @ LedgerError::HostCapacityExceeded { .. })
+                                if m.start.is_none() && immediate.is_none() =>
+                            {
                                 let Some(d) = defer_modification(ledger, &m, now) else {
                                     return Err(Problem::ledger(&e));
                                 };
@@ -160,18 +163,20 @@ pub async fn create<B: Backend>(
                                     .start
                                     .checked_add(m.duration)
                                     .map_err(Problem::bad_request)?;
-                                let cost = priced(&d.action, until).map_err(|e| unpriceable(&e))?;
+                                let cost =
+                                    quote_action_at(ledger, &prices, &d.action, tenant, now, until)
+                                        .map_err(|e| unpriceable(&e))?;
                                 let reason = deferral_reason(&e, &d);
-                                (d.action, cost, Some(reason))
+                                (d.action.into(), cost, Some(reason))
                             }
-                            Err(e) => return Err(unpriceable(&e)),
+                            Err(e) => return Err(Problem::ledger(&e)),
                         };
                         let quote = Quote {
                             cost: cost.to_string(),
                             from: rfc3339(now),
                             until: rfc3339(until),
                         };
-                        Ok((action, (quote, deferred)))
+                        Ok((planned, (quote, deferred)))
                     },
                     move |after, events, (quote, deferred)| {
                         let now = after.now();
@@ -248,7 +253,8 @@ pub async fn cancel<B: Backend>(
                             .cloned()
                             .ok_or_else(missing)?;
                         Ok((
-                            Action::CancelModification(convert::cancel_modification(tenant, mid)),
+                            Action::CancelModification(convert::cancel_modification(tenant, mid))
+                                .into(),
                             before,
                         ))
                     },

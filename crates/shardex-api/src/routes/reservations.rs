@@ -17,7 +17,7 @@ use crate::auth::Principal;
 use crate::convert::{self, Scoped};
 use crate::idempotency::fingerprint;
 use crate::wire::{NewReservation, ReservationFilter, ReservationPage, ReservationView};
-use crate::{Api, Backend, Problem};
+use crate::{Api, Backend, Planned, Problem};
 
 /// A reservation the caller may see; 404 otherwise (missing and foreign alike).
 pub fn visible(ledger: &Ledger, p: Principal, id: u64) -> Result<&Reservation, Problem> {
@@ -126,15 +126,22 @@ pub async fn create<B: Backend>(
                         // Short only because the provider lent shards out: deferred until they
                         // come back, unless asked to start later or for immediate delivery.
                         match ledger.applied(&action, now) {
+                            Ok(applied) => Ok((
+                                Planned {
+                                    action,
+                                    applied: Some(applied),
+                                },
+                                None,
+                            )),
                             Err(e @ LedgerError::HostCapacityExceeded { .. })
                                 if a.window.start() == now && req.delivery.is_none() =>
                             {
                                 let d = defer_reservation(ledger, &a, now)
                                     .ok_or_else(|| Problem::ledger(&e))?;
                                 let reason = deferral_reason(&e, &d);
-                                Ok((d.action, Some(reason)))
+                                Ok((d.action.into(), Some(reason)))
                             }
-                            _ => Ok((action, None)),
+                            Err(e) => Err(Problem::ledger(&e)),
                         }
                     },
                     move |after, events, deferred| {
@@ -223,7 +230,8 @@ pub async fn cancel<B: Backend>(
                     move |ledger, _| {
                         let before = visible(ledger, p, id)?.clone();
                         Ok((
-                            Action::CancelReservation(convert::cancel_reservation(tenant, id)),
+                            Action::CancelReservation(convert::cancel_reservation(tenant, id))
+                                .into(),
                             before,
                         ))
                     },

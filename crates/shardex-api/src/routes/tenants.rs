@@ -129,7 +129,12 @@ pub async fn create<B: Backend>(
             let tenant = api
                 .backend
                 .write(
-                    move |_, _| Ok((Action::CreateTenant(action::CreateTenant { name }), ())),
+                    move |_, _| {
+                        Ok((
+                            Action::CreateTenant(action::CreateTenant { name }).into(),
+                            (),
+                        ))
+                    },
                     move |_, events, ()| {
                         events.iter().find_map(|e| match e {
                             Event::TenantCreated { tenant, .. } => Some(*tenant),

@@ -125,8 +125,23 @@ pub fn quote_action_at(
     now: Timestamp,
     until: Timestamp,
 ) -> Result<Decimal, BillingError> {
-    let until = until.max(now);
     let (after, events) = ledger.applied(action, now)?;
+    quote_applied(ledger, &after, &events, prices, tenant, now, until)
+}
+
+/// What an action that turned `before` into `after` with `events` at `now` costs `tenant`
+/// over `[now, until)`, compared with not taking it. Only the reservations and leases the
+/// events name can cost differently, so only those are metered, both ways.
+pub fn quote_applied(
+    before: &Ledger,
+    after: &Ledger,
+    events: &[Event],
+    prices: &PriceTable,
+    tenant: TenantId,
+    now: Timestamp,
+    until: Timestamp,
+) -> Result<Decimal, BillingError> {
+    let until = until.max(now);
     let cost = |l: &Ledger, s: Subject| -> Result<Decimal, BillingError> {
         let mut out = Vec::new();
         super::metering::subject_charges(l, prices, s, now, until, &mut out)?;
@@ -137,8 +152,8 @@ pub fn quote_action_at(
             .sum())
     };
     let mut total = Decimal::ZERO;
-    for (s, _) in super::meter::touched(ledger, &events) {
-        total += cost(&after, s)? - cost(ledger, s)?;
+    for (s, _) in super::meter::touched(before, events) {
+        total += cost(after, s)? - cost(before, s)?;
     }
     Ok(total)
 }

@@ -106,9 +106,21 @@ pub fn commit(
     now: Timestamp,
 ) -> Result<Committed, CommitError> {
     let (next, events) = ledger.applied(action, now).map_err(CommitError::Refused)?;
-    let (meter, charges) = meter
-        .charge(ledger, &events, prices, now)
-        .map_err(CommitError::Metering)?;
+    commit_applied(ledger, meter, prices, next, events, now).map_err(CommitError::Metering)
+}
+
+/// [`commit`] for an action already applied to `ledger` at `now`: `next` and `events` must
+/// be what `ledger.applied(action, now)` gave (applying is deterministic, so a caller that
+/// applied it to price it need not apply it twice). Meters what it makes due.
+pub fn commit_applied(
+    ledger: &Ledger,
+    meter: &Meter,
+    prices: &PriceTable,
+    next: Ledger,
+    events: Vec<Event>,
+    now: Timestamp,
+) -> Result<Committed, BillingError> {
+    let (meter, charges) = meter.charge(ledger, &events, prices, now)?;
     Ok(Committed {
         ledger: next,
         meter,

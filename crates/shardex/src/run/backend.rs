@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use shardex_api::{Backend, Problem, TokenRecord, WorkloadState};
+use shardex_api::{Backend, Planned, Problem, TokenRecord, WorkloadState};
 use shardex_core::billing::Charge;
 use shardex_core::ports::LedgerStore;
-use shardex_core::{Action, Event, Ledger, PriceTable, TenantId, Timestamp};
+use shardex_core::{Event, Ledger, PriceTable, TenantId, Timestamp};
 use shardex_store::StoredToken;
 
 use super::writer::{Job, Reply};
@@ -62,7 +62,7 @@ impl Backend for Daemon {
 
     async fn write<P: Send + 'static, T: Send + 'static>(
         &self,
-        plan: impl FnOnce(&Ledger, Timestamp) -> Result<(Action, P), Problem> + Send + 'static,
+        plan: impl FnOnce(&Ledger, Timestamp) -> Result<(Planned, P), Problem> + Send + 'static,
         describe: impl FnOnce(&Ledger, &[Event], P) -> T + Send + 'static,
         dry_run: bool,
         claim: Option<Claim>,
@@ -70,10 +70,13 @@ impl Backend for Daemon {
         if dry_run {
             let ledger = self.ledger();
             let now = wall_clock(ledger.now()).map_err(Problem::store)?;
-            let (action, p) = plan(&ledger, now)?;
-            let (after, events) = ledger
-                .applied(&action, now)
-                .map_err(|e| Problem::ledger(&e))?;
+            let (planned, p) = plan(&ledger, now)?;
+            let (after, events) = match planned.applied {
+                Some(applied) => applied,
+                None => ledger
+                    .applied(&planned.action, now)
+                    .map_err(|e| Problem::ledger(&e))?,
+            };
             return Ok(describe(&after, &events, p));
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -84,8 +87,16 @@ impl Backend for Daemon {
                     key: c.key,
                     fingerprint: c.fingerprint.to_vec(),
                 });
-                let done = plan(batch.ledger(), now).and_then(|(action, p)| {
-                    match batch.apply(action, now, claim) {
+                let done = plan(batch.ledger(), now).and_then(|(planned, p)| {
+                    // The plan ran on this batch's ledger at this time: what it applied is
+                    // what applying again would give.
+                    let applied = match planned.applied {
+                        Some(applied) => batch
+                            .apply_applied(planned.action, now, applied, claim)
+                            .map(Ok),
+                        None => batch.apply(planned.action, now, claim),
+                    };
+                    match applied {
                         Ok(Ok(events)) => Ok(describe(batch.ledger(), &events, p)),
                         Ok(Err(e)) => Err(Problem::ledger(&e)),
                         Err(e) => Err(Problem::store(e)),
