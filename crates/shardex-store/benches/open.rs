@@ -1,9 +1,13 @@
 //! How long opening a store takes: a log of a million actions (SHARDEX_BENCH_ACTIONS to
-//! change it) made of what a busy host writes (100 tenants, a reservation each, and
-//! modifications of a few seconds in a stream), opened from its snapshot (what `shardex run`
-//! does) and replayed whole (what `shardex ledger check` does). Prints one line per figure.
+//! change it), opened from its snapshot (what `shardex run` does) and replayed whole (what
+//! `shardex ledger check` does). Prints one line per figure. Two logs:
+//! SHARDEX_BENCH_MIX=modifications (the default) is what a busy host writes (100 tenants, a
+//! reservation each, and modifications of a few seconds in a stream: a long log, a small
+//! state); SHARDEX_BENCH_MIX=tenants is a million tenants (a long log and a large state, the
+//! snapshot's worst case).
 //!
 //!     cargo bench -p shardex-store --bench open
+//!     SHARDEX_BENCH_MIX=tenants cargo bench -p shardex-store --bench open
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -29,6 +33,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    let tenants_only = std::env::var("SHARDEX_BENCH_MIX").as_deref() == Ok("tenants");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
     let mut store = SqliteStore::open(&path, ShardSizes::default())
@@ -66,6 +71,14 @@ async fn main() {
         let mut batch = store.batch();
         for _ in 0..10_000.min(n - i) {
             i += 1;
+            let now = at(i64::try_from(i).unwrap());
+            if tenants_only {
+                let create = Action::CreateTenant(action::CreateTenant {
+                    name: format!("tenant-{i}"),
+                });
+                batch.apply(create, now, None).unwrap().unwrap();
+                continue;
+            }
             let t = (i % TENANTS) + 1;
             let modify = Action::ModifyReservation(ModifyReservation {
                 tenant: TenantId(t),
@@ -77,7 +90,6 @@ async fn main() {
                 start: None,
                 duration: Span::from_secs(2),
             });
-            let now = at(i64::try_from(i).unwrap());
             batch.apply(modify, now, None).unwrap().unwrap();
         }
         store.commit_batch(batch).await.unwrap();
@@ -88,7 +100,12 @@ async fn main() {
     store.close().await;
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!(
-        "log: {seq} actions written in {:.1} s ({:.0} a second, batches of 10,000); ledger.db {} MB",
+        "log ({}): {seq} actions written in {:.1} s ({:.0} a second, batches of 10,000); ledger.db {} MB",
+        if tenants_only {
+            "tenants"
+        } else {
+            "modifications"
+        },
         wrote.as_secs_f64(),
         seq as f64 / wrote.as_secs_f64(),
         size / 1_000_000
