@@ -77,6 +77,42 @@ impl Fixture {
             other => panic!("{other:?}"),
         }
     }
+    /// `b` reserves one memory shard, binds a workload to it and leases 6 cpu shards for
+    /// 1,000 s, at time 0, after `a`'s reservation `lender` (if any) offered 8: the lease.
+    fn borrow_six_cpu(&mut self, lender: Option<ReservationId>) -> Lease {
+        let br = self.reserve(
+            self.b,
+            ShardVector::of(ResourceKind::Memory, 1),
+            win(0, 10_000),
+            Tier::Standard,
+            0,
+        );
+        let w = self.bind(self.b, br, "w", 0);
+        if let Some(reservation) = lender {
+            self.ok(
+                Action::Offer(action::Offer {
+                    tenant: self.a,
+                    reservation,
+                    vector: cpu(8),
+                    floor: PriceVector::default(),
+                }),
+                0,
+            );
+        }
+        self.ok(
+            Action::RequestLease(action::RequestLease {
+                tenant: self.b,
+                workload: w,
+                vector: cpu(6),
+                until: t(1000),
+                max_price: PriceVector::default(),
+                all_or_nothing: true,
+                start: None,
+            }),
+            0,
+        );
+        self.l.leases().next().unwrap().clone()
+    }
     fn share(&self, w: WorkloadId) -> ShardVector {
         self.l.workload(w).unwrap().share
     }
@@ -465,36 +501,7 @@ fn automatic_offers_keep_the_owners_need_and_obey_opt_out_and_cap() {
 fn lender_reclaim_returns_shards_to_the_lender_after_notice() {
     let mut f = fixture(ShardVector::new(10, 10, 0, 0));
     let lender = f.reserve(f.a, cpu(8), win(0, 10_000), Tier::Standard, 0);
-    let br = f.reserve(
-        f.b,
-        ShardVector::of(ResourceKind::Memory, 1),
-        win(0, 10_000),
-        Tier::Standard,
-        0,
-    );
-    let w = f.bind(f.b, br, "w", 0);
-    f.ok(
-        Action::Offer(action::Offer {
-            tenant: f.a,
-            reservation: lender,
-            vector: cpu(8),
-            floor: PriceVector::default(),
-        }),
-        0,
-    );
-    f.ok(
-        Action::RequestLease(action::RequestLease {
-            tenant: f.b,
-            workload: w,
-            vector: cpu(6),
-            until: t(1000),
-            max_price: PriceVector::default(),
-            all_or_nothing: true,
-            start: None,
-        }),
-        0,
-    );
-    let lease = f.l.leases().next().unwrap().clone();
+    let lease = f.borrow_six_cpu(Some(lender));
     assert_eq!(
         lease.lender,
         Lender::Reservation(lender),
@@ -764,27 +771,7 @@ fn actions_keep_their_json_and_tenant_actions_are_a_type_apart() {
 #[test]
 fn the_provider_takes_back_what_it_lent_after_notice_so_a_reservation_can_start_then() {
     let mut f = fixture(ShardVector::new(10, 10, 0, 0));
-    let br = f.reserve(
-        f.b,
-        ShardVector::of(ResourceKind::Memory, 1),
-        win(0, 10_000),
-        Tier::Standard,
-        0,
-    );
-    let w = f.bind(f.b, br, "w", 0);
-    f.ok(
-        Action::RequestLease(action::RequestLease {
-            tenant: f.b,
-            workload: w,
-            vector: cpu(6),
-            until: t(1000),
-            max_price: PriceVector::default(),
-            all_or_nothing: true,
-            start: None,
-        }),
-        0,
-    );
-    let lease = f.l.leases().next().unwrap().clone();
+    let lease = f.borrow_six_cpu(None);
     assert_eq!(lease.lender, Lender::Provider(f.host));
     let (a, host) = (f.a, f.host);
     let want = move |start: i64| {
@@ -831,36 +818,7 @@ fn the_provider_takes_back_what_it_lent_after_notice_so_a_reservation_can_start_
 fn the_provider_cannot_take_back_what_a_tenant_lent() {
     let mut f = fixture(ShardVector::new(10, 10, 0, 0));
     let lender = f.reserve(f.a, cpu(8), win(0, 10_000), Tier::Standard, 0);
-    let br = f.reserve(
-        f.b,
-        ShardVector::of(ResourceKind::Memory, 1),
-        win(0, 10_000),
-        Tier::Standard,
-        0,
-    );
-    let w = f.bind(f.b, br, "w", 0);
-    f.ok(
-        Action::Offer(action::Offer {
-            tenant: f.a,
-            reservation: lender,
-            vector: cpu(8),
-            floor: PriceVector::default(),
-        }),
-        0,
-    );
-    f.ok(
-        Action::RequestLease(action::RequestLease {
-            tenant: f.b,
-            workload: w,
-            vector: cpu(6),
-            until: t(1000),
-            max_price: PriceVector::default(),
-            all_or_nothing: true,
-            start: None,
-        }),
-        0,
-    );
-    let lease = f.l.leases().next().unwrap().id;
+    let lease = f.borrow_six_cpu(Some(lender)).id;
     assert!(matches!(
         f.err(
             Action::ReclaimProvider(action::ReclaimProvider { lease }),
