@@ -40,6 +40,9 @@ impl Ledger {
         for w in self.workloads.values() {
             index_add(&mut idx.workloads, w.reservation, w.id);
         }
+        for t in self.tenants.values() {
+            idx.tenant_names.insert(t.name.clone(), t.id);
+        }
         if by_lender != self.by_lender || by_borrower != self.by_borrower || idx != self.idx {
             v(
                 Rule::Consistency,

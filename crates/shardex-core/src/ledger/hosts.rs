@@ -92,6 +92,7 @@ impl Ledger {
             });
         }
         let id = TenantId(next(&mut self.counters.tenant));
+        self.idx.tenant_names.insert(name.clone(), id);
         self.tenants.insert(
             id,
             Tenant {

@@ -154,6 +154,8 @@ struct Indexes {
     requests: Map<HostId, Set<RequestId>>,
     leases: Map<HostId, Set<LeaseId>>,
     workloads: Map<ReservationId, Set<WorkloadId>>,
+    /// Tenants by name (names are unique), so a new tenant's name is checked without a scan.
+    tenant_names: Map<String, TenantId>,
 }
 
 fn index_add<K: Ord + Clone, V: Ord + Clone>(m: &mut Map<K, Set<V>>, k: K, v: V) {
@@ -353,7 +355,10 @@ impl Ledger {
 
     /// A tenant by name.
     pub fn tenant_named(&self, name: &str) -> Option<&Tenant> {
-        self.tenants.values().find(|t| t.name == name)
+        self.idx
+            .tenant_names
+            .get(name)
+            .and_then(|id| self.tenants.get(id))
     }
 
     /// Reservations not yet over (ended ones leave the state; the log keeps their history).
