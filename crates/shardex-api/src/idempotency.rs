@@ -8,19 +8,25 @@
 //! If the process stops between the two, a retry finds the claim without an answer and gets a
 //! 409 naming the log entry the request made, never a second application. An answer that
 //! carries a secret (a new tenant's first token) is kept in memory only: after a restart its
-//! retry gets that 409 too. Requests with a key are served one at a time, so concurrent
-//! duplicates see one another.
+//! retry gets that 409 too. Requests with the same caller and key are served one at a time,
+//! so concurrent duplicates see one another; other keys go on meanwhile.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, PoisonError};
 
 use sha2::{Digest, Sha256};
 use shardex_core::{Span, Timestamp};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// How long a key and its answer are kept.
 pub const KEEP: Span = Span::from_millis(24 * 3_600_000);
 /// How many answers holding secrets are kept in memory at most.
 pub const MAX_SECRET_ANSWERS: usize = 10_000;
+/// A caller and one of its keys.
+type CallerKey = (String, String);
+
+/// Keys' locks kept before those nobody holds are swept.
+const SWEEP_AT: usize = 1024;
 /// The longest key accepted.
 pub const MAX_KEY_LEN: usize = 255;
 
@@ -60,23 +66,78 @@ pub struct Answer {
     pub at: Timestamp,
 }
 
-/// Serves keyed requests one at a time and keeps the answers that hold secrets.
+/// Serves the requests with the same caller and key one at a time (requests with other keys
+/// go on meanwhile) and keeps the answers that hold secrets.
 #[derive(Debug, Default)]
 pub struct Cache {
-    inner: Mutex<Entries>,
+    keys: std::sync::Mutex<HashMap<CallerKey, Arc<Mutex<()>>>>,
+    secrets: std::sync::Mutex<Entries>,
 }
 
-/// The secret answers and the order they came in.
+/// The answers that hold secrets and the order they came in.
 #[derive(Debug, Default)]
 pub struct Entries {
     map: HashMap<(String, String), Answer>,
     order: VecDeque<(String, String)>,
 }
 
+/// Held while one request with `caller`'s `key` runs; dropping it lets the next one in.
+#[derive(Debug)]
+pub struct KeyGuard<'a> {
+    cache: &'a Cache,
+    key: CallerKey,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
 impl Cache {
-    /// Locks keyed requests for one request, from lookup to keeping its answer.
-    pub async fn lock(&self) -> MutexGuard<'_, Entries> {
-        self.inner.lock().await
+    /// Waits until no other request with `caller`'s `key` runs, and holds the key.
+    pub async fn lock(&self, caller: &str, key: &str) -> KeyGuard<'_> {
+        let k = (caller.to_string(), key.to_string());
+        let lock = {
+            let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            // A waiter that went away (its client hung up) leaves its key's lock behind when
+            // the holder was already gone: sweep such leftovers now and then.
+            if keys.len() >= SWEEP_AT {
+                keys.retain(|_, l| Arc::strong_count(l) > 1);
+            }
+            keys.entry(k.clone()).or_default().clone()
+        };
+        KeyGuard {
+            cache: self,
+            key: k,
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+
+    /// The secret answer kept for `caller`'s `key`, if still fresh at `now`.
+    pub fn secret(&self, caller: &str, key: &str, now: Timestamp) -> Option<Answer> {
+        let mut e = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
+        e.get(caller, key, now).cloned()
+    }
+
+    /// Keeps a secret answer.
+    pub fn keep_secret(&self, caller: &str, key: &str, answer: Answer) {
+        let mut e = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
+        e.put(caller, key, answer);
+    }
+}
+
+impl Drop for KeyGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        // Forget the key's lock once nobody holds or waits for it (they clone it under the
+        // map's lock, so a count of one here means the map's own).
+        let mut keys = self
+            .cache
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if keys
+            .get(&self.key)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            keys.remove(&self.key);
+        }
     }
 }
 
@@ -145,6 +206,26 @@ mod tests {
         assert_eq!(e.get("tenant 2", "k", t).unwrap().body, vec![2]);
         let later = Timestamp::from_secs(86_401).unwrap();
         assert!(e.get("tenant 1", "k", later).is_none());
+    }
+
+    #[tokio::test]
+    async fn one_request_per_key_at_a_time_and_other_keys_go_on() {
+        let cache = Cache::default();
+        let held = cache.lock("tenant 1", "k").await;
+        // Another key, and the same key of another caller, are not held up.
+        drop(cache.lock("tenant 1", "other").await);
+        drop(cache.lock("tenant 2", "k").await);
+        // The same key waits until the first is done.
+        let waiting = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            cache.lock("tenant 1", "k"),
+        )
+        .await;
+        assert!(waiting.is_err(), "the same key went in twice");
+        drop(held);
+        drop(cache.lock("tenant 1", "k").await);
+        // Nobody holds or waits for any key: none is kept.
+        assert!(cache.keys.lock().unwrap().is_empty());
     }
 
     #[test]

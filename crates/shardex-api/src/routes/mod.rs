@@ -253,7 +253,7 @@ where
         Principal::Admin => "admin".to_string(),
         Principal::Tenant(t) => t.to_string(),
     };
-    let mut secrets = api.idempotency.lock().await;
+    let _held = api.idempotency.lock(&who, &key).await;
     let now = api.backend.read(|_, now| now).await;
     let kept = match api.backend.kept(&who, &key, now).await {
         Ok(k) => k,
@@ -263,7 +263,7 @@ where
         if k.fingerprint.as_slice() != fingerprint.as_slice() {
             return Problem::idempotency_mismatch().into_response();
         }
-        let replay = match (&k.answer, secrets.get(&who, &key, now)) {
+        let replay = match (&k.answer, api.idempotency.secret(&who, &key, now)) {
             (Some((status, content_type, body)), _) => {
                 Some((*status, content_type.clone(), body.clone()))
             }
@@ -312,7 +312,7 @@ where
         };
         let kept = match keep {
             Keep::InMemory if parts.status.is_success() => {
-                secrets.put(
+                api.idempotency.keep_secret(
                     &who,
                     &key,
                     idempotency::Answer {
