@@ -129,7 +129,8 @@ impl Batch {
     }
 }
 
-fn encode<T: serde::Serialize>(what: &'static str, v: &T) -> Result<String, StoreError> {
+/// `v` as JSON text for a column; `what` names it in the error.
+pub(crate) fn encode<T: serde::Serialize>(what: &'static str, v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|source| StoreError::Encode { what, source })
 }
 

@@ -18,7 +18,7 @@ use sqlx::sqlite::{
 };
 
 use crate::StoreError;
-use crate::batch::{Batch, db_id, write_rows};
+use crate::batch::{Batch, db_id, encode, write_rows};
 use crate::snapshot::{self, LOG_FORMAT, SNAPSHOT_EVERY};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -68,10 +68,6 @@ fn parse_account(s: &str) -> Option<Account> {
         .parse()
         .ok()
         .map(|n| Account::Tenant(TenantId(n)))
-}
-
-fn encode<T: serde::Serialize>(what: &'static str, v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|source| StoreError::Encode { what, source })
 }
 
 impl SqliteStore {

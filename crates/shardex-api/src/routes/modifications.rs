@@ -113,11 +113,7 @@ pub async fn create<B: Backend>(
             let dry_run = query(q)?.dry_run;
             let tenant = acting_tenant(p)?;
             let req: NewModification = body(raw, "a modification")?;
-            let immediate = req
-                .delivery
-                .as_deref()
-                .filter(|d| *d == "immediate")
-                .map(str::to_string);
+            let immediate = req.delivery.as_deref() == Some("immediate");
             let sizes = api.backend.sizes();
             let prices = api.backend.prices().clone();
             api.backend
@@ -154,7 +150,7 @@ pub async fn create<B: Backend>(
                             // Short only because the provider lent shards out: deferred until
                             // they come back, unless the tenant asked for immediate delivery.
                             Err(e @ LedgerError::HostCapacityExceeded { .. })
-                                if m.start.is_none() && immediate.is_none() =>
+                                if m.start.is_none() && !immediate =>
                             {
                                 let Some(d) = defer_modification(ledger, &m, now) else {
                                     return Err(Problem::ledger(&e));
