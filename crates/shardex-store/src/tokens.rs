@@ -48,8 +48,11 @@ const CACHE_MAX: usize = 100_000;
 #[derive(Debug, Clone)]
 pub struct Tokens {
     pool: SqlitePool,
-    cache: Arc<RwLock<HashMap<String, (Instant, Option<StoredToken>)>>>,
+    cache: Arc<RwLock<Cache>>,
 }
+
+/// Token id -> when it was read, and what (`None`: no such token).
+type Cache = HashMap<String, (Instant, Option<StoredToken>)>;
 
 impl SqliteStore {
     /// A handle on the tokens table that shares this store's pool.
