@@ -1,6 +1,7 @@
 //! The tokens table and its cache: what one handle writes its own reads see at once, and a
 //! handle that has not read a token yet reads it from the store.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 use shardex_core::{ShardSizes, TenantId, Timestamp};
 use shardex_store::{SqliteStore, StoredToken};
 
