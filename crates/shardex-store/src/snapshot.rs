@@ -17,8 +17,10 @@ pub const SNAPSHOT_EVERY: u64 = 100_000;
 /// Snapshots kept: the newest ones; older ones are deleted when a new one is written.
 pub const KEEP: i64 = 2;
 
-/// The encoding written now: CBOR of [`State`].
-const FORMAT: i64 = 1;
+/// The encoding written now: CBOR of [`State`]. 2: the ledger's indexes hold what falls due
+/// when; a snapshot of format 1 is passed over (the log after the one before it, or all of it,
+/// is replayed instead).
+const FORMAT: i64 = 2;
 
 /// The log entry format written now (`actions.format`): the core action's JSON.
 pub(crate) const LOG_FORMAT: i64 = 1;

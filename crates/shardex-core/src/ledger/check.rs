@@ -43,6 +43,7 @@ impl Ledger {
         for t in self.tenants.values() {
             idx.tenant_names.insert(t.name.clone(), t.id);
         }
+        (idx.dues, idx.ends) = self.rebuilt_dues();
         if by_lender != self.by_lender || by_borrower != self.by_borrower || idx != self.idx {
             v(
                 Rule::Consistency,

@@ -11,6 +11,7 @@ impl Ledger {
     ) {
         if let Some(r) = self.requests.remove(&id) {
             index_remove(&mut self.idx.requests, &r.host, &id);
+            self.undue(Self::request_dues(&r));
             ev.push(Event::LeaseRequestEnded {
                 request: id,
                 filled: r.filled,
@@ -31,6 +32,7 @@ impl Ledger {
             .ok_or(LedgerError::UnknownLease(id))?;
         index_remove(&mut self.by_lender, &l.lender, &id);
         index_remove(&mut self.idx.leases, &l.host, &id);
+        self.undue([Self::lease_due(&l)]);
         if let Some(set) = self.by_borrower.get_mut(&l.borrower) {
             set.remove(&id);
             if set.is_empty() {
@@ -64,13 +66,18 @@ impl Ledger {
             .leases
             .get_mut(&id)
             .ok_or(LedgerError::UnknownLease(id))?;
+        let was = Self::lease_due(l);
         l.reclaim = Some(reason);
         l.window = l.window.cut_at(at);
+        let end = l.window.end();
+        let is = Self::lease_due(l);
         ev.push(Event::LeaseReclaiming {
             lease: id,
-            at: l.window.end(),
+            at: end,
             reason,
         });
+        self.undue([was]);
+        self.due([is]);
         Ok(())
     }
 
@@ -247,21 +254,20 @@ impl Ledger {
                     .entry(req.workload)
                     .or_default()
                     .insert(lease);
-                self.leases.insert(
-                    lease,
-                    Lease {
-                        id: lease,
-                        lender,
-                        borrower: req.workload,
-                        tier: req.tier,
-                        host,
-                        vector,
-                        price,
-                        window,
-                        reclaim: None,
-                        request: id,
-                    },
-                );
+                let l = Lease {
+                    id: lease,
+                    lender,
+                    borrower: req.workload,
+                    tier: req.tier,
+                    host,
+                    vector,
+                    price,
+                    window,
+                    reclaim: None,
+                    request: id,
+                };
+                self.due([Self::lease_due(&l)]);
+                self.leases.insert(lease, l);
                 ev.push(Event::LeaseCreated {
                     lease,
                     request: id,
@@ -408,22 +414,21 @@ impl Ledger {
         }
         let id = RequestId(next(&mut self.counters.request));
         index_add(&mut self.idx.requests, w.host, id);
-        self.requests.insert(
+        let q = LeaseRequest {
             id,
-            LeaseRequest {
-                id,
-                workload: w.id,
-                host: w.host,
-                tier,
-                wanted: *vector,
-                filled: ShardVector::ZERO,
-                max_price: *max_price,
-                until: *until,
-                start: start.unwrap_or(now).max(now),
-                delivery,
-                all_or_nothing: *all_or_nothing,
-            },
-        );
+            workload: w.id,
+            host: w.host,
+            tier,
+            wanted: *vector,
+            filled: ShardVector::ZERO,
+            max_price: *max_price,
+            until: *until,
+            start: start.unwrap_or(now).max(now),
+            delivery,
+            all_or_nothing: *all_or_nothing,
+        };
+        self.due(Self::request_dues(&q));
+        self.requests.insert(id, q);
         ev.push(Event::LeaseRequested {
             request: id,
             workload: w.id,

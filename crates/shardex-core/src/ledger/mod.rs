@@ -60,6 +60,7 @@ pub mod action;
 mod admission;
 pub mod bounds;
 mod check;
+mod dues;
 mod error;
 pub mod event;
 mod hosts;
@@ -156,6 +157,10 @@ struct Indexes {
     workloads: Map<ReservationId, Set<WorkloadId>>,
     /// Tenants by name (names are unique), so a new tenant's name is checked without a scan.
     tenant_names: Map<String, TenantId>,
+    /// What falls due when (see `dues.rs`).
+    dues: dues::Dues,
+    /// When reservations and modifications leave the state (see `dues.rs`).
+    ends: dues::Ends,
 }
 
 fn index_add<K: Ord + Clone, V: Ord + Clone>(m: &mut Map<K, Set<V>>, k: K, v: V) {

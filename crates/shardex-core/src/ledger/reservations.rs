@@ -182,22 +182,22 @@ impl Ledger {
         }
         let id = ReservationId(next(&mut self.counters.reservation));
         index_add(&mut self.idx.reservations, *host, id);
-        self.reservations.insert(
+        let r = Reservation {
             id,
-            Reservation {
-                id,
-                tenant: *tenant,
-                host: *host,
-                base: *vector,
-                window: *window,
-                tier: *tier,
-                modifications: Vec::new(),
-                offered: ShardVector::ZERO,
-                floor: PriceVector::default(),
-                lending: Lending::default(),
-                cancelled: false,
-            },
-        );
+            tenant: *tenant,
+            host: *host,
+            base: *vector,
+            window: *window,
+            tier: *tier,
+            modifications: Vec::new(),
+            offered: ShardVector::ZERO,
+            floor: PriceVector::default(),
+            lending: Lending::default(),
+            cancelled: false,
+        };
+        self.due(Self::reservation_dues(&r));
+        self.ends_at(dues::End::Reservation(id), window.end(), None);
+        self.reservations.insert(id, r);
         self.admit(*host)?;
         ev.push(Event::ReservationCreated {
             reservation: id,
@@ -252,16 +252,16 @@ impl Ledger {
             return Err(LedgerError::BadChanges("a kind appears twice".into()));
         }
         let id = ModificationId(next(&mut self.counters.modification));
-        self.modifications.insert(
+        let m = Modification {
             id,
-            Modification {
-                id,
-                reservation: r.id,
-                changes: changes.clone(),
-                window,
-                cancelled: false,
-            },
-        );
+            reservation: r.id,
+            changes: changes.clone(),
+            window,
+            cancelled: false,
+        };
+        self.due(Self::modification_dues(&m));
+        self.ends_at(dues::End::Modification(id), window.end(), None);
+        self.modifications.insert(id, m);
         let before = self.reserved_at(&r, now)?;
         if let Some(res) = self.reservations.get_mut(&r.id) {
             res.modifications.push(id);
@@ -301,6 +301,8 @@ impl Ledger {
         if let Some(m) = self.modifications.get_mut(modification) {
             m.cancelled = true;
         }
+        self.undue(Self::modification_dues(&m));
+        self.ends_at(dues::End::Modification(m.id), now, Some(m.window.end()));
         self.admit(r.host)?;
         ev.push(Event::ModificationEnded {
             modification: m.id,
@@ -342,6 +344,16 @@ impl Ledger {
             res.cancelled = true;
             res.offered = ShardVector::ZERO;
         }
+        self.undue(Self::reservation_dues(&r));
+        let mods: Vec<[(Timestamp, dues::Due); 2]> = r
+            .modifications
+            .iter()
+            .filter_map(|m| self.modifications.get(m))
+            .filter(|m| !m.cancelled)
+            .map(Self::modification_dues)
+            .collect();
+        self.undue(mods.into_iter().flatten());
+        self.ends_at(dues::End::Reservation(r.id), now, Some(r.window.end()));
         if !before.is_zero() {
             ev.push(Event::ReservationResized {
                 reservation: r.id,

@@ -19,41 +19,27 @@ impl Ledger {
     /// Drops reservations and modifications that are over: the log keeps their history, and
     /// keeping them here would make every later action slower.
     pub(super) fn prune(&mut self) {
-        let now = self.now;
-        let over = |cancelled: bool, w: &Window| cancelled || w.end() <= now;
-        let ended: Vec<ModificationId> = self
-            .modifications
-            .iter()
-            .filter(|(_, m)| over(m.cancelled, &m.window))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &ended {
-            self.modifications.remove(id);
-        }
-        let gone: Vec<(ReservationId, HostId)> = self
-            .reservations
-            .values()
-            .filter(|r| over(r.cancelled, &r.window))
-            .map(|r| (r.id, r.host))
-            .collect();
-        for (id, host) in gone {
-            self.reservations.remove(&id);
-            index_remove(&mut self.idx.reservations, &host, &id);
-            self.idx.workloads.remove(&id);
-        }
-        if ended.is_empty() {
-            return;
+        // What is over is found in the index of ends (`dues.rs`), not by a scan.
+        let mut stale: BTreeSet<ReservationId> = BTreeSet::new();
+        for end in self.take_over() {
+            match end {
+                dues::End::Modification(id) => {
+                    if let Some(m) = self.modifications.remove(&id) {
+                        stale.insert(m.reservation);
+                    }
+                }
+                dues::End::Reservation(id) => {
+                    if let Some(r) = self.reservations.remove(&id) {
+                        index_remove(&mut self.idx.reservations, &r.host, &id);
+                        self.idx.workloads.remove(&id);
+                    }
+                }
+            }
         }
         // Only the reservations that listed an ended modification change (a write to a
         // persistent map copies the path it touches, so untouched ones stay shared).
-        let mods = &self.modifications;
-        let stale: Vec<ReservationId> = self
-            .reservations
-            .values()
-            .filter(|r| r.modifications.iter().any(|m| !mods.contains_key(m)))
-            .map(|r| r.id)
-            .collect();
         for id in stale {
+            let mods = &self.modifications;
             if let Some(r) = self.reservations.get_mut(&id) {
                 r.modifications.retain(|m| mods.contains_key(m));
             }
@@ -76,38 +62,17 @@ impl Ledger {
         Ok(())
     }
 
+    /// The first time after `after` at which something changes by itself: a start or end of a
+    /// reservation or modification not cancelled, a lease's end, a request's start or end.
     pub(super) fn next_change_after(&self, after: Timestamp) -> Option<Timestamp> {
-        let res = self
-            .reservations
-            .values()
-            .filter(|r| !r.cancelled)
-            .flat_map(|r| {
-                [r.window.start(), r.window.end()].into_iter().chain(
-                    r.modifications
-                        .iter()
-                        .filter_map(|m| self.modifications.get(m))
-                        .filter(|m| !m.cancelled)
-                        .flat_map(|m| [m.window.start(), m.window.end()]),
-                )
-            });
-        let leases = self.leases.values().map(|l| l.window.end());
-        let requests = self.requests.values().flat_map(|r| [r.start, r.until]);
-        res.chain(leases)
-            .chain(requests)
-            .filter(|&t| t > after)
-            .min()
+        self.next_due_after(after)
     }
 
     /// Processes everything that happens at `self.now`, coming from `prev`.
     pub(super) fn step(&mut self, prev: Timestamp, ev: &mut Vec<Event>) -> Result<(), LedgerError> {
         let now = self.now;
-        let ending: Vec<LeaseId> = self
-            .leases
-            .values()
-            .filter(|l| l.window.end() <= now)
-            .map(|l| l.id)
-            .collect();
-        for id in ending {
+        let due = self.dues_in(prev, now);
+        for id in self.leases_due_by(now) {
             let reason = match self.leases.get(&id).and_then(|l| l.reclaim) {
                 None => LeaseEnd::Expired,
                 Some(ReclaimReason::Lender) => LeaseEnd::Reclaimed,
@@ -115,31 +80,26 @@ impl Ledger {
             };
             self.end_lease(id, reason, ev)?;
         }
-        let expired: Vec<RequestId> = self
-            .requests
-            .values()
-            .filter(|r| r.until <= now)
-            .map(|r| r.id)
+        let expired: BTreeSet<RequestId> = due
+            .iter()
+            .filter_map(|d| match d {
+                dues::Due::Request(q) => self.requests.get(q).filter(|q| q.until <= now),
+                _ => None,
+            })
+            .map(|q| q.id)
             .collect();
         for id in expired {
             self.end_request(id, RequestOutcome::Expired, ev);
         }
         // Only reservations with an edge in (prev, now] can have changed.
-        let edge = |t: Timestamp| prev < t && t <= now;
-        let ids: Vec<ReservationId> = self
-            .reservations
-            .values()
-            .filter(|r| {
-                !r.cancelled
-                    && (edge(r.window.start())
-                        || edge(r.window.end())
-                        || r.modifications.iter().any(|m| {
-                            self.modifications
-                                .get(m)
-                                .is_some_and(|m| edge(m.window.start()) || edge(m.window.end()))
-                        }))
+        let ids: BTreeSet<ReservationId> = due
+            .iter()
+            .filter_map(|d| match d {
+                dues::Due::Reservation(r) => Some(*r),
+                dues::Due::Modification(m) => self.modifications.get(m).map(|m| m.reservation),
+                _ => None,
             })
-            .map(|r| r.id)
+            .filter(|r| self.reservations.get(r).is_some_and(|r| !r.cancelled))
             .collect();
         for id in ids {
             let r = self.reservations[&id].clone();
