@@ -99,6 +99,61 @@ impl Ledger {
         below.map_or(Ok(()), |(_, e)| Err(e))
     }
 
+    /// Admission after a change of one reservation `changed` (or of the host's capacity, when
+    /// `None`), given that the host was admissible before: the peak of its committed shards
+    /// from now on (kept in step, see `committed.rs`) fits the capacity, and the changed
+    /// reservation holds at least what it lent at each of its own change points. Nothing else
+    /// changed, so nothing else can break. When either fails, the full sweep
+    /// ([`Ledger::admit`]) finds the first failure in time and names it.
+    pub(super) fn admit_change(
+        &self,
+        host: HostId,
+        changed: Option<ReservationId>,
+    ) -> Result<(), LedgerError> {
+        let h = self
+            .hosts
+            .get(&host)
+            .ok_or(LedgerError::UnknownHost(host))?;
+        let peak = self
+            .idx
+            .committed
+            .get(&host)
+            .map(|c| c.peak_from(self.now))
+            .unwrap_or_default();
+        let fits = ResourceKind::ALL
+            .into_iter()
+            .all(|k| peak[k.index()] <= i128::from(h.capacity.get(k)));
+        let covered = match changed.and_then(|r| self.reservations.get(&r)) {
+            Some(r) => self.holds_what_it_lent(r)?,
+            None => true,
+        };
+        if fits && covered {
+            debug_assert_eq!(self.admit(host), Ok(()), "the fast admission disagrees");
+            return Ok(());
+        }
+        self.admit(host)
+    }
+
+    /// True when `r` holds at least what it has lent at every point where either changes.
+    fn holds_what_it_lent(&self, r: &Reservation) -> Result<bool, LedgerError> {
+        let mut points: Vec<Timestamp> = self.holdings(r, self.now)?.iter().map(|p| p.0).collect();
+        for l in self
+            .by_lender
+            .get(&Lender::Reservation(r.id))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.leases.get(id))
+        {
+            points.extend([l.window.start(), l.window.end()]);
+        }
+        points.retain(|&t| t >= self.now);
+        points.sort_unstable();
+        points.dedup();
+        let reserved = self.reserved_steps(r, &points)?;
+        let lent = self.lent_steps(Lender::Reservation(r.id), &points)?;
+        Ok(first_below_lent(r.id, &reserved, &lent, &points).is_none())
+    }
+
     /// What `r` holds over the host's change points `points`, as steps: (index of the first
     /// point it holds it at, the vector); the first step is at index 0 (now).
     fn reserved_steps(&self, r: &Reservation, points: &[Timestamp]) -> Result<Steps, LedgerError> {

@@ -44,6 +44,8 @@ impl Ledger {
             idx.tenant_names.insert(t.name.clone(), t.id);
         }
         (idx.dues, idx.ends) = self.rebuilt_dues();
+        // Compared from now on, below: its past may be folded or not.
+        idx.committed = self.idx.committed.clone();
         if by_lender != self.by_lender || by_borrower != self.by_borrower || idx != self.idx {
             v(
                 Rule::Consistency,
@@ -131,6 +133,15 @@ impl Ledger {
             // The future too: reservations and provider leases fit, and leases stay covered.
             if let Err(e) = self.admit(h.id) {
                 v(Rule::Conservation, format!("at a future change point: {e}"));
+            }
+            if !self.committed_agrees(h.id)? {
+                v(
+                    Rule::Consistency,
+                    format!(
+                        "the committed shards kept for {} disagree with its reservations and leases",
+                        h.id
+                    ),
+                );
             }
         }
         for l in self.leases.values() {

@@ -68,7 +68,7 @@ impl Ledger {
             .ok_or(LedgerError::UnknownHost(*host))?;
         let from = h.capacity;
         h.capacity = *capacity;
-        self.admit(*host)?;
+        self.admit_change(*host, None)?;
         ev.push(Event::HostCapacityChanged {
             host: *host,
             from,

@@ -33,6 +33,8 @@ impl Ledger {
         index_remove(&mut self.by_lender, &l.lender, &id);
         index_remove(&mut self.idx.leases, &l.host, &id);
         self.undue([Self::lease_due(&l)]);
+        // Ended early (released): the provider's shards are free again from now.
+        self.commit_provider_lease(&l, self.now, l.window.end(), -1);
         if let Some(set) = self.by_borrower.get_mut(&l.borrower) {
             set.remove(&id);
             if set.is_empty() {
@@ -67,10 +69,13 @@ impl Ledger {
             .get_mut(&id)
             .ok_or(LedgerError::UnknownLease(id))?;
         let was = Self::lease_due(l);
+        let old_end = l.window.end();
         l.reclaim = Some(reason);
         l.window = l.window.cut_at(at);
         let end = l.window.end();
         let is = Self::lease_due(l);
+        let cut = l.clone();
+        self.commit_provider_lease(&cut, end, old_end, -1);
         ev.push(Event::LeaseReclaiming {
             lease: id,
             at: end,
@@ -267,6 +272,7 @@ impl Ledger {
                     request: id,
                 };
                 self.due([Self::lease_due(&l)]);
+                self.commit_provider_lease(&l, l.window.start(), l.window.end(), 1);
                 self.leases.insert(lease, l);
                 ev.push(Event::LeaseCreated {
                     lease,

@@ -60,6 +60,7 @@ pub mod action;
 mod admission;
 pub mod bounds;
 mod check;
+mod committed;
 mod dues;
 mod error;
 pub mod event;
@@ -161,6 +162,9 @@ struct Indexes {
     dues: dues::Dues,
     /// When reservations and modifications leave the state (see `dues.rs`).
     ends: dues::Ends,
+    /// Each host's committed shards over time (see `committed.rs`); checked by `check()`
+    /// from now on, not compared here.
+    committed: Map<HostId, committed::Committed>,
 }
 
 fn index_add<K: Ord + Clone, V: Ord + Clone>(m: &mut Map<K, Set<V>>, k: K, v: V) {

@@ -198,7 +198,8 @@ impl Ledger {
         self.due(Self::reservation_dues(&r));
         self.ends_at(dues::End::Reservation(id), window.end(), None);
         self.reservations.insert(id, r);
-        self.admit(*host)?;
+        self.recommit(id, &[])?;
+        self.admit_change(*host, Some(id))?;
         ev.push(Event::ReservationCreated {
             reservation: id,
             tenant: *tenant,
@@ -263,10 +264,12 @@ impl Ledger {
         self.ends_at(dues::End::Modification(id), window.end(), None);
         self.modifications.insert(id, m);
         let before = self.reserved_at(&r, now)?;
+        let old = self.holdings(&r, now)?;
         if let Some(res) = self.reservations.get_mut(&r.id) {
             res.modifications.push(id);
         }
-        self.admit(r.host)?;
+        self.recommit(r.id, &old)?;
+        self.admit_change(r.host, Some(r.id))?;
         ev.push(Event::ModificationCreated {
             modification: id,
             reservation: r.id,
@@ -298,12 +301,14 @@ impl Ledger {
             return Err(LedgerError::ModificationEnded(m.id));
         }
         let before = self.reserved_at(&r, now)?;
+        let old = self.holdings(&r, now)?;
         if let Some(m) = self.modifications.get_mut(modification) {
             m.cancelled = true;
         }
+        self.recommit(r.id, &old)?;
         self.undue(Self::modification_dues(&m));
         self.ends_at(dues::End::Modification(m.id), now, Some(m.window.end()));
-        self.admit(r.host)?;
+        self.admit_change(r.host, Some(r.id))?;
         ev.push(Event::ModificationEnded {
             modification: m.id,
             cancelled: true,
@@ -339,11 +344,13 @@ impl Ledger {
             });
         }
         let before = self.reserved_at(&r, now)?;
+        let old = self.holdings(&r, now)?;
         self.unbind_all(r.id, ev)?;
         if let Some(res) = self.reservations.get_mut(&r.id) {
             res.cancelled = true;
             res.offered = ShardVector::ZERO;
         }
+        self.recommit(r.id, &old)?;
         self.undue(Self::reservation_dues(&r));
         let mods: Vec<[(Timestamp, dues::Due); 2]> = r
             .modifications

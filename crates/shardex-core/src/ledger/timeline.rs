@@ -36,6 +36,11 @@ impl Ledger {
                 }
             }
         }
+        let now = self.now;
+        let hosts: Vec<HostId> = self.idx.committed.keys().copied().collect();
+        for host in hosts {
+            self.committed_mut(host).fold(now);
+        }
         // Only the reservations that listed an ended modification change (a write to a
         // persistent map copies the path it touches, so untouched ones stay shared).
         for id in stale {
