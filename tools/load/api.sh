@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Load benchmark of the tenant-facing API against a real `shardex run` on loopback (wrk).
 #
-#   bash tools/load/api.sh [CLIENTS] [SECONDS]      # defaults: 64 clients, 20 s
+#   bash tools/load/api.sh [CLIENTS] [SECONDS] [TENANTS]   # defaults: 64 clients, 20 s, 64
 #
-# Starts a daemon on a fresh data folder (simulated actuator, no rate limit), makes 64
-# tenants with one reservation each, then measures: GETs per second (a reservation), and
+# Starts a daemon on a fresh data folder (simulated actuator, no rate limit), makes TENANTS
+# tenants with one reservation each (the clients go round them), then measures: GETs per second (a reservation), and
 # durable modifications per second with p50/p99 latency (each one acknowledged only after its
 # SQLite transaction committed with synchronous=FULL). Prints one line per figure.
 set -euo pipefail
 clients=${1:-64}
 seconds=${2:-20}
+tenants=${3:-64}
 threads=$(( clients < 2 ? clients : 2 ))
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -37,20 +38,27 @@ addr=$(cat "$dir/data/api.addr")
 admin=$(cat "$dir/data/admin.token")
 url="http://$addr"
 
-: >"$dir/tenants.txt"
-for i in $(seq 64); do
-  token=$(curl -sf -X POST "$url/v1/tenants" -H "Authorization: Bearer $admin" \
-    -H 'Content-Type: application/json' -d "{\"name\":\"t$i\"}" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"]["token"])')
-  res=$(curl -sf -X POST "$url/v1/reservations" -H "Authorization: Bearer $token" \
-    -H 'Content-Type: application/json' \
-    -d '{"host":"load-1","shards":{"cpu":10,"memory":8},"for":"24h"}' |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  echo "$token $res" >>"$dir/tenants.txt"
-done
+# The tenants and their reservations, over one kept-alive connection.
+python3 - "$addr" "$admin" "$tenants" >"$dir/tenants.txt" <<'PY'
+import http.client, json, sys
+addr, admin, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+host, port = addr.rsplit(":", 1)
+c = http.client.HTTPConnection(host, int(port))
+def post(path, token, body):
+    c.request("POST", path, json.dumps(body), {"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    r = c.getresponse()
+    doc = json.loads(r.read())
+    if r.status >= 300:
+        sys.exit(f"{path}: {r.status} {doc}")
+    return doc
+for i in range(n):
+    token = post("/v1/tenants", admin, {"name": f"t{i}"})["token"]["token"]
+    res = post("/v1/reservations", token, {"host": "load-1", "shards": {"cpu": 10, "memory": 8}, "for": "24h"})["id"]
+    print(token, res)
+PY
 read -r token res < "$dir/tenants.txt"
 
-echo "# shardex API load: $clients clients, $seconds s each, on $(nproc) cores"
+echo "# shardex API load: $clients clients, $tenants tenants, $seconds s each, on $(nproc) cores"
 echo "## GET /v1/reservations/$res"
 wrk -t"$threads" -c"$clients" -d"${seconds}s" --latency -H "Authorization: Bearer $token" \
   "$url/v1/reservations/$res" | grep -E 'Requests/sec|50%|99%|Non-2xx'

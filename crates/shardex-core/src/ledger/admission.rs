@@ -108,7 +108,7 @@ impl Ledger {
     pub(super) fn admit_change(
         &self,
         host: HostId,
-        changed: Option<ReservationId>,
+        changed: Option<(ReservationId, &[(Timestamp, ShardVector)])>,
     ) -> Result<(), LedgerError> {
         let h = self
             .hosts
@@ -123,8 +123,8 @@ impl Ledger {
         let fits = ResourceKind::ALL
             .into_iter()
             .all(|k| peak[k.index()] <= i128::from(h.capacity.get(k)));
-        let covered = match changed.and_then(|r| self.reservations.get(&r)) {
-            Some(r) => self.holds_what_it_lent(r)?,
+        let covered = match changed {
+            Some((r, held)) => self.holds_what_it_lent(r, held)?,
             None => true,
         };
         if fits && covered {
@@ -134,12 +134,21 @@ impl Ledger {
         self.admit(host)
     }
 
-    /// True when `r` holds at least what it has lent at every point where either changes.
-    fn holds_what_it_lent(&self, r: &Reservation) -> Result<bool, LedgerError> {
-        let mut points: Vec<Timestamp> = self.holdings(r, self.now)?.iter().map(|p| p.0).collect();
+    /// True when `r`, holding `held` from now on, holds at least what it has lent at every
+    /// point where either changes.
+    fn holds_what_it_lent(
+        &self,
+        r: ReservationId,
+        held: &[(Timestamp, ShardVector)],
+    ) -> Result<bool, LedgerError> {
+        let lender = Lender::Reservation(r);
+        if self.by_lender.get(&lender).is_none_or(|s| s.is_empty()) {
+            return Ok(true);
+        }
+        let mut points: Vec<Timestamp> = held.iter().map(|p| p.0).collect();
         for l in self
             .by_lender
-            .get(&Lender::Reservation(r.id))
+            .get(&lender)
             .into_iter()
             .flatten()
             .filter_map(|id| self.leases.get(id))
@@ -149,21 +158,15 @@ impl Ledger {
         points.retain(|&t| t >= self.now);
         points.sort_unstable();
         points.dedup();
-        let reserved = self.reserved_steps(r, &points)?;
-        let lent = self.lent_steps(Lender::Reservation(r.id), &points)?;
-        Ok(first_below_lent(r.id, &reserved, &lent, &points).is_none())
+        let reserved = steps_over(held, &points);
+        let lent = self.lent_steps(lender, &points)?;
+        Ok(first_below_lent(r, &reserved, &lent, &points).is_none())
     }
 
     /// What `r` holds over the host's change points `points`, as steps: (index of the first
     /// point it holds it at, the vector); the first step is at index 0 (now).
     fn reserved_steps(&self, r: &Reservation, points: &[Timestamp]) -> Result<Steps, LedgerError> {
-        let mut steps: Steps = Vec::new();
-        for (t, v) in self.holdings(r, self.now)? {
-            if steps.last().is_none_or(|(_, last)| *last != v) {
-                steps.push((points.partition_point(|&p| p < t), v));
-            }
-        }
-        Ok(steps)
+        Ok(steps_over(&self.holdings(r, self.now)?, points))
     }
 
     /// What `lender` has lent over `points`, as steps (see [`Ledger::reserved_steps`]).
@@ -197,6 +200,17 @@ impl Ledger {
 /// A vector over a host's change points that changes only at some of them: (index of the first
 /// point it holds at, value), in order, the first at index 0.
 type Steps = Vec<(usize, ShardVector)>;
+
+/// Holdings from now on as steps over `points` (which include each holding's time).
+fn steps_over(held: &[(Timestamp, ShardVector)], points: &[Timestamp]) -> Steps {
+    let mut steps: Steps = Vec::new();
+    for (t, v) in held {
+        if steps.last().is_none_or(|(_, last)| last != v) {
+            steps.push((points.partition_point(|&p| p < *t), *v));
+        }
+    }
+    steps
+}
 
 /// Adds `steps` to the per-point differences `deltas`.
 fn add_steps(deltas: &mut [[i128; 4]], steps: &Steps) {

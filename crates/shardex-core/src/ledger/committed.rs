@@ -267,12 +267,12 @@ impl Ledger {
     }
 
     /// Enters a change of `r`'s holdings (`old` as they were from now on) into its host's
-    /// committed shards.
+    /// committed shards; returns what it holds from now on.
     pub(super) fn recommit(
         &mut self,
         r: ReservationId,
         old: &[(Timestamp, ShardVector)],
-    ) -> Result<(), LedgerError> {
+    ) -> Result<Vec<(Timestamp, ShardVector)>, LedgerError> {
         let res = self
             .reservations
             .get(&r)
@@ -280,7 +280,7 @@ impl Ledger {
         let host = res.host;
         let new = self.holdings(res, self.now)?;
         self.committed_mut(host).replace_steps(old, &new);
-        Ok(())
+        Ok(new)
     }
 
     /// Enters a provider lease's shards over `[from, until)` (`sign` +1 or -1).

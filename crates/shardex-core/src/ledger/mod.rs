@@ -498,6 +498,37 @@ impl Ledger {
             .collect()
     }
 
+    /// What `r` holds from `from` on once `m`, its newest modification, is added, given what
+    /// it held from `from` on before (`old`, from [`Ledger::holdings`]): modifications compose
+    /// in creation order, so the newest applies last, on top of the rest, and only inside its
+    /// window. Costs a pass over `old`, not a composition at every point.
+    pub(super) fn holdings_after(
+        old: &[(Timestamp, ShardVector)],
+        m: &Modification,
+        from: Timestamp,
+    ) -> Result<Vec<(Timestamp, ShardVector)>, LedgerError> {
+        let mut at: Vec<Timestamp> = old.iter().map(|p| p.0).collect();
+        at.extend([m.window.start(), m.window.end()]);
+        at.retain(|&t| t >= from);
+        at.sort_unstable();
+        at.dedup();
+        let mut out = Vec::with_capacity(at.len());
+        let mut i = 0;
+        for t in at {
+            while i + 1 < old.len() && old[i + 1].0 <= t {
+                i += 1;
+            }
+            let mut v = old.get(i).map_or(ShardVector::ZERO, |p| p.1);
+            if m.in_force(t) {
+                for kc in &m.changes {
+                    v = v.with(kc.kind, kc.change.apply(kc.kind, v.get(kc.kind))?);
+                }
+            }
+            out.push((t, v));
+        }
+        Ok(out)
+    }
+
     fn modifications_of(&self, r: &Reservation) -> Result<Vec<&Modification>, LedgerError> {
         r.modifications
             .iter()

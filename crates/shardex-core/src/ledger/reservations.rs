@@ -198,8 +198,8 @@ impl Ledger {
         self.due(Self::reservation_dues(&r));
         self.ends_at(dues::End::Reservation(id), window.end(), None);
         self.reservations.insert(id, r);
-        self.recommit(id, &[])?;
-        self.admit_change(*host, Some(id))?;
+        let new = self.recommit(id, &[])?;
+        self.admit_change(*host, Some((id, &new)))?;
         ev.push(Event::ReservationCreated {
             reservation: id,
             tenant: *tenant,
@@ -263,13 +263,19 @@ impl Ledger {
         self.due(Self::modification_dues(&m));
         self.ends_at(dues::End::Modification(id), window.end(), None);
         self.modifications.insert(id, m);
-        let before = self.reserved_at(&r, now)?;
         let old = self.holdings(&r, now)?;
+        let before = old.first().map_or(ShardVector::ZERO, |p| p.1);
+        let new = Self::holdings_after(&old, &self.modifications[&id], now)?;
         if let Some(res) = self.reservations.get_mut(&r.id) {
             res.modifications.push(id);
         }
-        self.recommit(r.id, &old)?;
-        self.admit_change(r.host, Some(r.id))?;
+        debug_assert_eq!(
+            Ok(&new),
+            self.holdings(&self.reservations[&r.id], now).as_ref(),
+            "holdings with the newest modification"
+        );
+        self.committed_mut(r.host).replace_steps(&old, &new);
+        self.admit_change(r.host, Some((r.id, &new)))?;
         ev.push(Event::ModificationCreated {
             modification: id,
             reservation: r.id,
@@ -305,10 +311,10 @@ impl Ledger {
         if let Some(m) = self.modifications.get_mut(modification) {
             m.cancelled = true;
         }
-        self.recommit(r.id, &old)?;
+        let new = self.recommit(r.id, &old)?;
         self.undue(Self::modification_dues(&m));
         self.ends_at(dues::End::Modification(m.id), now, Some(m.window.end()));
-        self.admit_change(r.host, Some(r.id))?;
+        self.admit_change(r.host, Some((r.id, &new)))?;
         ev.push(Event::ModificationEnded {
             modification: m.id,
             cancelled: true,
