@@ -20,7 +20,8 @@ command -v curl >/dev/null || { echo "curl is missing" >&2; exit 1; }
 [ -x "$bin" ] || (cd "$root" && cargo build --release -p shardex)
 
 dir=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
+# LOG=FILE keeps the daemon's log (e.g. with SHARDEX_LOG=shardex::run::writer=debug: each batch's size and times).
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; [ -n "${LOG:-}" ] && cp "$dir/log" "$LOG"; rm -rf "$dir"' EXIT
 cat >"$dir/shardex.toml" <<TOML
 [host]
 name = "load-1"
@@ -31,7 +32,7 @@ rate_limit = 0
 [engine]
 actuator = "simulated"
 TOML
-SHARDEX_LOG=warn "$bin" run --data "$dir/data" --listen 127.0.0.1:0 2>"$dir/log" &
+SHARDEX_LOG=${SHARDEX_LOG:-warn} "$bin" run --data "$dir/data" --listen 127.0.0.1:0 2>"$dir/log" &
 pid=$!
 for _ in $(seq 100); do [ -s "$dir/data/api.addr" ] && break; sleep 0.1; done
 addr=$(cat "$dir/data/api.addr")

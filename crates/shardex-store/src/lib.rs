@@ -29,6 +29,7 @@
 
 pub mod batch;
 pub mod idempotency;
+pub mod inflight;
 pub mod memory;
 pub mod profiles;
 pub mod snapshot;
@@ -40,6 +41,7 @@ use thiserror::Error;
 
 pub use batch::{Batch, Claim};
 pub use idempotency::{Idempotency, KeptAnswer};
+pub use inflight::InFlight;
 pub use memory::MemoryStore;
 pub use profiles::OomRecord;
 pub use sqlite::{Commit, SqliteStore};
@@ -89,6 +91,9 @@ pub enum StoreError {
     /// Metering what the ledger held failed.
     #[error("metering failed")]
     Metering(#[from] shardex_core::billing::BillingError),
+    /// A batch's write ended without an answer (its task failed or was never started).
+    #[error("the write did not finish: {0}")]
+    Unfinished(String),
     /// A value could not be encoded.
     #[error("could not encode {what}")]
     Encode {

@@ -18,7 +18,7 @@ use sqlx::sqlite::{
 };
 
 use crate::StoreError;
-use crate::batch::{Batch, db_id, encode, write_rows};
+use crate::batch::{Batch, db_id, encode};
 use crate::snapshot::{self, LOG_FORMAT, SNAPSHOT_EVERY};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -543,20 +543,23 @@ impl SqliteStore {
     /// the current state ([`SqliteStore::batch`] with no commit in between). Returns the
     /// events of all its actions, in order.
     pub async fn commit_batch(&mut self, batch: Batch) -> Result<Vec<Event>, StoreError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.pool.begin().await?;
-        write_rows(&mut tx, self.seq + 1, &batch.rows, self.lender_share).await?;
-        tx.commit().await?;
-        let events = batch.events();
-        self.seq += batch.rows.len() as u64;
-        self.meter = batch.meter;
-        let before = std::mem::replace(&mut self.ledger, batch.ledger);
+        let f = self.start_commit(batch);
+        self.finish_commit(f).await
+    }
+
+    /// After a durable commit of `rows` actions: the state they left, published.
+    pub(crate) fn switch_to(&mut self, ledger: Ledger, meter: Meter, rows: u64, events: &[Event]) {
+        self.seq += rows;
+        self.meter = meter;
+        let before = std::mem::replace(&mut self.ledger, ledger);
         self.published.send_replace(self.ledger.clone());
-        self.committed(&before, &events);
+        self.committed(&before, events);
         self.snapshot_when_due();
-        Ok(events)
+    }
+
+    /// The lenders' share of what borrowers pay, for postings.
+    pub(crate) fn lender_share(&self) -> Decimal {
+        self.lender_share
     }
 
     /// The ledger as of every commit, published: a reader clones it and never waits for a

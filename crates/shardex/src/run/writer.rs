@@ -2,13 +2,19 @@
 //! applied one after another on one batch (each on the ledger the earlier ones left) and
 //! committed in one transaction (group commit: one fsync for all of them), and only then is
 //! each answered. Readers use the ledger the store publishes and never wait for a write.
+//!
+//! Pipelined: while one batch's transaction is being written, the jobs that arrived meanwhile
+//! are applied on the state it leaves; that next batch is written only once the one before is
+//! durable, and if the one before fails, the next is answered with the failure and nothing of
+//! it is written. The writer holds the store while a batch is in flight, at most
+//! [`HOLD`] at a stretch, so that the daemon's other writers (expiry, the control loop,
+//! repricing) get their turn under a steady load.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use shardex_api::Problem;
-use shardex_core::Timestamp;
-use shardex_core::ports::LedgerStore;
-use shardex_store::Batch;
+use shardex_store::{Batch, InFlight, SqliteStore};
 use tokio::sync::mpsc;
 
 use super::{App, wall_clock};
@@ -19,42 +25,120 @@ pub(super) const MAX_BATCH: usize = 1024;
 /// Jobs waiting at most; a writer that is this far behind makes new writes wait to enqueue.
 pub(super) const QUEUE: usize = 4096;
 
+/// The longest the writer keeps the store through back-to-back batches.
+pub(super) const HOLD: Duration = Duration::from_millis(20);
+
 /// What the writer does with the answer once the batch is committed (or not).
 pub(super) type Reply = Box<dyn FnOnce(Result<(), Problem>) + Send>;
 
 /// One write: applied to the batch at the commit's time; returns how to answer it.
-pub(super) type Job = Box<dyn FnOnce(&mut Batch, Timestamp) -> Reply + Send>;
+pub(super) type Job = Box<dyn FnOnce(&mut Batch, shardex_core::Timestamp) -> Reply + Send>;
+
+/// A batch being written and the answers that wait for it.
+struct Writing {
+    batch: InFlight,
+    replies: Vec<Reply>,
+    started: Instant,
+}
 
 /// Serves jobs until every sender is gone.
 pub(super) async fn run(app: Arc<App>, mut jobs: mpsc::Receiver<Job>) {
     let mut waiting = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut waiting, MAX_BATCH).await > 0 {
         let mut store = app.store.lock().await;
-        let now = match wall_clock(store.ledger().now()) {
-            Ok(now) => now,
-            Err(e) => {
-                // Dropping a job answers its request with a store failure; nothing applied.
-                tracing::error!(error = %e, jobs = waiting.len(), "no time to commit at");
-                waiting.clear();
-                continue;
+        let held = Instant::now();
+        let mut writing: Option<Writing> = None;
+        loop {
+            if !waiting.is_empty() {
+                let (batch, replies) = apply(&store, writing.as_ref(), &mut waiting);
+                // The batch before must be durable before this one is written or answered.
+                if let Some(w) = writing.take()
+                    && !finish(&app, &mut store, w).await
+                {
+                    let failed =
+                        Problem::store("an earlier write failed; this one was not applied");
+                    for reply in replies {
+                        reply(Err(failed.clone()));
+                    }
+                    continue;
+                }
+                writing = Some(Writing {
+                    batch: store.start_commit(batch),
+                    replies,
+                    started: Instant::now(),
+                });
             }
-        };
-        let mut batch = store.batch();
-        let replies: Vec<Reply> = waiting.drain(..).map(|job| job(&mut batch, now)).collect();
-        let applied = batch.len();
-        let outcome = store
-            .commit_batch(batch)
-            .await
-            .map(|_| ())
-            .map_err(Problem::store);
+            let Some(w) = writing.as_mut() else { break };
+            if held.elapsed() >= HOLD {
+                break;
+            }
+            // More jobs arriving while this batch is written are the next batch; a write that
+            // ends first with nothing else waiting lets the store go.
+            tokio::select! {
+                n = jobs.recv_many(&mut waiting, MAX_BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                () = w.batch.written() => break,
+            }
+        }
+        if let Some(w) = writing.take() {
+            finish(&app, &mut store, w).await;
+        }
         drop(store);
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, actions = applied, "a batch of writes was not committed; none of it was applied");
-        } else if applied > 0 {
-            app.changed.notify_one();
-        }
-        for reply in replies {
-            reply(outcome.clone());
-        }
     }
+}
+
+/// Applies the waiting jobs on the state the batch being written leaves (or the store's),
+/// at one time; returns the batch and how to answer each job.
+fn apply(
+    store: &SqliteStore,
+    writing: Option<&Writing>,
+    waiting: &mut Vec<Job>,
+) -> (Batch, Vec<Reply>) {
+    let mut batch = writing.map_or_else(|| store.batch(), |w| w.batch.next_batch());
+    let now = match wall_clock(batch.ledger().now()) {
+        Ok(now) => now,
+        Err(e) => {
+            // Dropping a job answers its request with a store failure; nothing applied.
+            tracing::error!(error = %e, jobs = waiting.len(), "no time to commit at");
+            waiting.clear();
+            return (batch, Vec::new());
+        }
+    };
+    let started = Instant::now();
+    let replies: Vec<Reply> = waiting.drain(..).map(|job| job(&mut batch, now)).collect();
+    tracing::debug!(
+        jobs = replies.len(),
+        actions = batch.len(),
+        apply_us = started.elapsed().as_micros(),
+        "batch applied"
+    );
+    (batch, replies)
+}
+
+/// Waits until `w` is durable and answers its jobs; false when it failed.
+async fn finish(app: &App, store: &mut SqliteStore, w: Writing) -> bool {
+    let actions = w.batch.len();
+    let outcome = store
+        .finish_commit(w.batch)
+        .await
+        .map(|_| ())
+        .map_err(Problem::store);
+    tracing::debug!(
+        actions,
+        commit_us = w.started.elapsed().as_micros(),
+        "batch committed"
+    );
+    let ok = outcome.is_ok();
+    if let Err(e) = &outcome {
+        tracing::error!(error = %e, actions, "a batch of writes was not committed; none of it was applied");
+    } else if actions > 0 {
+        app.changed.notify_one();
+    }
+    for reply in w.replies {
+        reply(outcome.clone());
+    }
+    ok
 }
