@@ -57,6 +57,10 @@ impl Timestamp {
     /// The epoch.
     pub const EPOCH: Timestamp = Timestamp(0);
 
+    /// The latest time there is (an open end, never a ledger time: the ledger's bounds keep
+    /// times within years of now).
+    pub const MAX: Timestamp = Timestamp(i64::MAX);
+
     /// A timestamp from milliseconds since the epoch; negative values are rejected.
     pub fn from_millis(ms: i64) -> Result<Self, TimeError> {
         if ms < 0 {

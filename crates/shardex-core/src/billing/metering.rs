@@ -163,19 +163,29 @@ pub(super) fn reservation_charges(
     to: Timestamp,
     out: &mut Vec<Charge>,
 ) -> Result<(), BillingError> {
-    let mut held = ledger.holdings(r, from)?;
+    let mut held = ledger.holdings_until(r, from, to)?;
     held.retain(|(t, _)| *t < to);
     let ends: Vec<Timestamp> = held.iter().skip(1).map(|(t, _)| *t).chain([to]).collect();
     let commitment = r.window.end().since(r.window.start());
+    // A stretch's unit price depends only on the kind and count: the same ones recur.
+    let mut units: Vec<(ResourceKind, u64, Decimal)> = Vec::new();
     for ((start, held), end) in held.into_iter().zip(ends) {
         let ms = u128::from(end.since(start).millis());
         for kind in held.kinds() {
             let shards = held.get(kind);
-            let hourly = prices.hourly(kind, shards, commitment, r.tier, Delivery::Scheduled);
-            let unit = if shards == 0 {
-                Decimal::ZERO
-            } else {
-                hourly / Decimal::from(shards)
+            let unit = match units.iter().find(|u| u.0 == kind && u.1 == shards) {
+                Some(u) => u.2,
+                None => {
+                    let hourly =
+                        prices.hourly(kind, shards, commitment, r.tier, Delivery::Scheduled);
+                    let unit = if shards == 0 {
+                        Decimal::ZERO
+                    } else {
+                        hourly / Decimal::from(shards)
+                    };
+                    units.push((kind, shards, unit));
+                    unit
+                }
             };
             out.push(
                 Charge {

@@ -485,12 +485,23 @@ impl Ledger {
         r: &Reservation,
         from: Timestamp,
     ) -> Result<Vec<(Timestamp, ShardVector)>, LedgerError> {
+        self.holdings_until(r, from, Timestamp::MAX)
+    }
+
+    /// [`Ledger::holdings`] for the times before `to` only (`from` always): what metering a
+    /// stretch needs, without composing the reservation at every later change.
+    pub fn holdings_until(
+        &self,
+        r: &Reservation,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(Timestamp, ShardVector)>, LedgerError> {
         let mods = self.modifications_of(r)?;
         let mut at = vec![from, r.window.start(), r.window.end()];
         for m in &mods {
             at.extend([m.window.start(), m.window.end()]);
         }
-        at.retain(|&t| t >= from);
+        at.retain(|&t| t == from || (t > from && t < to));
         at.sort_unstable();
         at.dedup();
         at.into_iter()
