@@ -1,18 +1,11 @@
 //! Group commit: actions applied in memory one after another, each on the state the earlier
-//! ones left, then written together in one transaction, so that one fsync makes all of them
-//! durable. Rows go in with one multi-row statement per table, not one statement per row.
+//! ones left, then written together in one transaction (`log_writer.rs`), so that one fsync
+//! makes all of them durable.
 
-use rust_decimal::Decimal;
-use shardex_core::billing::{
-    BillingError, Charge, CommitError, Meter, charge_transaction, commit, commit_applied,
-};
+use shardex_core::billing::{BillingError, Charge, CommitError, Meter, commit, commit_applied};
 use shardex_core::{Action, Event, Ledger, LedgerError, PriceTable, Timestamp};
-use sqlx::{QueryBuilder, Sqlite};
 
 use crate::StoreError;
-
-/// Rows bound per statement: SQLite allows 32,766 variables; the widest row binds 8.
-const ROWS_PER_STATEMENT: usize = 1000;
 
 /// A claim on an `Idempotency-Key`, stored in the same transaction as the action it made, so
 /// that a retry after a crash finds the key taken and applies nothing twice.
@@ -134,7 +127,7 @@ pub(crate) fn encode<T: serde::Serialize>(what: &'static str, v: &T) -> Result<S
     serde_json::to_string(v).map_err(|source| StoreError::Encode { what, source })
 }
 
-fn event_kind(e: &Event) -> Result<String, StoreError> {
+pub(crate) fn event_kind(e: &Event) -> Result<String, StoreError> {
     let v = serde_json::to_value(e).map_err(|source| StoreError::Encode {
         what: "event",
         source,
@@ -145,14 +138,14 @@ fn event_kind(e: &Event) -> Result<String, StoreError> {
         .to_string())
 }
 
-fn db_seq(seq: u64) -> Result<i64, StoreError> {
+pub(crate) fn db_seq(seq: u64) -> Result<i64, StoreError> {
     i64::try_from(seq).map_err(|_| StoreError::Corrupt {
         seq,
         reason: "log too long".into(),
     })
 }
 
-fn db_idx(i: usize) -> i64 {
+pub(crate) fn db_idx(i: usize) -> i64 {
     i64::try_from(i).unwrap_or(i64::MAX)
 }
 
@@ -167,105 +160,4 @@ pub(crate) fn account_key(a: shardex_core::billing::Account) -> String {
         shardex_core::billing::Account::Provider => "provider".into(),
         shardex_core::billing::Account::Tenant(t) => format!("tenant:{}", t.0),
     }
-}
-
-/// Writes `rows` as the log's entries `first_seq`, `first_seq + 1`, ... inside `tx`: the
-/// actions, their events, their charges with the journal's postings, and their claims.
-pub(crate) async fn write_rows(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
-    first_seq: u64,
-    rows: &[Row],
-    lender_share: Decimal,
-) -> Result<(), StoreError> {
-    let mut actions = Vec::with_capacity(rows.len());
-    let mut events = Vec::new();
-    let mut charges = Vec::new();
-    let mut postings = Vec::new();
-    let mut claims = Vec::new();
-    for (i, r) in rows.iter().enumerate() {
-        let seq = db_seq(first_seq + i as u64)?;
-        actions.push((seq, r.at.millis(), encode("action", &r.action)?));
-        for (idx, e) in r.events.iter().enumerate() {
-            events.push((seq, db_idx(idx), event_kind(e)?, encode("event", e)?));
-        }
-        for (idx, c) in r.charges.iter().enumerate() {
-            charges.push((seq, db_idx(idx), c, encode("charge", c)?));
-            let t = charge_transaction(c, lender_share)?;
-            for (pidx, p) in t.postings.iter().enumerate() {
-                postings.push((
-                    seq,
-                    db_idx(idx),
-                    db_idx(pidx),
-                    account_key(p.account),
-                    p.amount,
-                ));
-            }
-        }
-        if let Some(c) = &r.claim {
-            claims.push((seq, r.at.millis(), c));
-        }
-    }
-    for chunk in actions.chunks(ROWS_PER_STATEMENT) {
-        let mut q =
-            QueryBuilder::<Sqlite>::new("INSERT INTO actions (seq, at_ms, action, format) ");
-        q.push_values(chunk, |mut b, (seq, at, action)| {
-            b.push_bind(*seq)
-                .push_bind(*at)
-                .push_bind(action.as_str())
-                .push_bind(crate::snapshot::LOG_FORMAT);
-        });
-        q.build().execute(&mut **tx).await?;
-    }
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO events (seq, idx, kind, event) ");
-        q.push_values(chunk, |mut b, (seq, idx, kind, event)| {
-            b.push_bind(*seq)
-                .push_bind(*idx)
-                .push_bind(kind.as_str())
-                .push_bind(event.as_str());
-        });
-        q.build().execute(&mut **tx).await?;
-    }
-    for chunk in charges.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO charges (seq, idx, from_ms, to_ms, payer, lender, charge, amount) ",
-        );
-        q.push_values(chunk, |mut b, (seq, idx, c, text)| {
-            b.push_bind(*seq)
-                .push_bind(*idx)
-                .push_bind(c.from.millis())
-                .push_bind(c.to.millis())
-                .push_bind(db_id(c.payer.0))
-                .push_bind(c.lender.map(|l| db_id(l.0)))
-                .push_bind(text.as_str())
-                .push_bind(c.amount.to_string());
-        });
-        q.build().execute(&mut **tx).await?;
-    }
-    for chunk in postings.chunks(ROWS_PER_STATEMENT) {
-        let mut q =
-            QueryBuilder::<Sqlite>::new("INSERT INTO postings (seq, idx, pidx, account, amount) ");
-        q.push_values(chunk, |mut b, (seq, idx, pidx, account, amount)| {
-            b.push_bind(*seq)
-                .push_bind(*idx)
-                .push_bind(*pidx)
-                .push_bind(account.as_str())
-                .push_bind(amount.to_string());
-        });
-        q.build().execute(&mut **tx).await?;
-    }
-    for chunk in claims.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT OR REPLACE INTO idempotency (caller, key, fingerprint, seq, at_ms) ",
-        );
-        q.push_values(chunk, |mut b, (seq, at, c)| {
-            b.push_bind(c.caller.as_str())
-                .push_bind(c.key.as_str())
-                .push_bind(c.fingerprint.as_slice())
-                .push_bind(*seq)
-                .push_bind(*at);
-        });
-        q.build().execute(&mut **tx).await?;
-    }
-    Ok(())
 }

@@ -7,10 +7,10 @@
 
 use shardex_core::billing::Meter;
 use shardex_core::{Event, Ledger, PriceTable};
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
 use crate::StoreError;
-use crate::batch::{Batch, write_rows};
+use crate::batch::Batch;
 use crate::sqlite::SqliteStore;
 
 /// A batch whose transaction is running; see the module's doc. Finish it with
@@ -25,7 +25,7 @@ pub struct InFlight {
     rows: u64,
     /// The store's sequence number the batch was made after.
     after_seq: u64,
-    write: Option<JoinHandle<Result<(), StoreError>>>,
+    write: Option<oneshot::Receiver<Result<(), StoreError>>>,
     written: Option<Result<(), StoreError>>,
 }
 
@@ -41,7 +41,7 @@ impl InFlight {
         if let Some(write) = &mut self.write {
             let r = match write.await {
                 Ok(r) => r,
-                Err(e) => Err(StoreError::Unfinished(format!("its task failed: {e}"))),
+                Err(_) => Err(StoreError::Unfinished("the log's writer stopped".into())),
             };
             self.written = Some(r);
             self.write = None;
@@ -72,16 +72,7 @@ impl SqliteStore {
         let events: Vec<Event> = rows.iter().flat_map(|r| r.events.clone()).collect();
         let count = rows.len() as u64;
         let first_seq = self.seq() + 1;
-        let pool = self.pool().clone();
-        let lender_share = self.lender_share();
-        let write = (!rows.is_empty()).then(|| {
-            tokio::spawn(async move {
-                let mut tx = pool.begin().await?;
-                write_rows(&mut tx, first_seq, &rows, lender_share).await?;
-                tx.commit().await?;
-                Ok(())
-            })
-        });
+        let write = (!rows.is_empty()).then(|| self.write_log(first_seq, rows));
         InFlight {
             ledger,
             meter,

@@ -28,8 +28,10 @@
 //! ```
 
 pub mod batch;
+mod checkpoint;
 pub mod idempotency;
 pub mod inflight;
+mod log_writer;
 pub mod memory;
 pub mod profiles;
 pub mod snapshot;
@@ -91,6 +93,9 @@ pub enum StoreError {
     /// Metering what the ledger held failed.
     #[error("metering failed")]
     Metering(#[from] shardex_core::billing::BillingError),
+    /// The log's writer failed (its connection, or a row it was given).
+    #[error("the log's writer: {0}")]
+    Log(String),
     /// A batch's write ended without an answer (its task failed or was never started).
     #[error("the write did not finish: {0}")]
     Unfinished(String),

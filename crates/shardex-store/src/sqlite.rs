@@ -18,7 +18,8 @@ use sqlx::sqlite::{
 };
 
 use crate::StoreError;
-use crate::batch::{Batch, db_id, encode};
+use crate::batch::{Batch, Row as LogRow, db_id, encode};
+use crate::log_writer::LogWriter;
 use crate::snapshot::{self, LOG_FORMAT, SNAPSHOT_EVERY};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -44,6 +45,8 @@ pub struct SqliteStore {
     published: tokio::sync::watch::Sender<Ledger>,
     /// Told of every commit, once it is durable (see [`SqliteStore::notify_commits`]).
     commits: Option<tokio::sync::mpsc::UnboundedSender<Commit>>,
+    /// Writes the log (none when read-only).
+    log: Option<LogWriter>,
 }
 
 /// One durable commit, for those who follow the log live (the event stream): the ledger
@@ -97,6 +100,8 @@ impl SqliteStore {
             // power loss, not only a crash of this process.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Checkpoints run beside the writers (`checkpoint.rs`), not inside their commits.
+            .pragma("wal_autocheckpoint", "0")
             .busy_timeout(Duration::from_secs(5));
         // One connection: the ledger has a single writer, and this keeps the log's order total.
         let pool = SqlitePoolOptions::new()
@@ -119,8 +124,13 @@ impl SqliteStore {
             lender_share: DEFAULT_LENDER_SHARE,
             published: tokio::sync::watch::Sender::new(Ledger::new()),
             commits: None,
+            log: None,
         };
         store.check_sizes(read_only).await?;
+        if !read_only {
+            store.log = Some(LogWriter::open(path)?);
+            crate::checkpoint::spawn(store.pool.clone());
+        }
         // A read-only open (`shardex ledger check`) verifies the whole log; the daemon starts
         // from the newest snapshot and replays only what follows it.
         if !read_only {
@@ -529,6 +539,8 @@ impl SqliteStore {
         {
             tracing::warn!(error = %e, "could not write a snapshot at close");
         }
+        // The writer finishes what it was given and closes its connection first.
+        drop(self.log.take());
         self.pool.close().await;
     }
 
@@ -557,9 +569,21 @@ impl SqliteStore {
         self.snapshot_when_due();
     }
 
-    /// The lenders' share of what borrowers pay, for postings.
-    pub(crate) fn lender_share(&self) -> Decimal {
-        self.lender_share
+    /// Starts writing `rows` to the log from `first_seq` on; the answer says when they are
+    /// durable.
+    pub(crate) fn write_log(
+        &self,
+        first_seq: u64,
+        rows: Vec<LogRow>,
+    ) -> tokio::sync::oneshot::Receiver<Result<(), StoreError>> {
+        match &self.log {
+            Some(log) => log.write(first_seq, rows, self.lender_share),
+            None => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _ = tx.send(Err(StoreError::Log("the store is read-only".into())));
+                rx
+            }
+        }
     }
 
     /// The ledger as of every commit, published: a reader clones it and never waits for a
