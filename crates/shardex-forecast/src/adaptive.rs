@@ -558,6 +558,7 @@ mod tests {
 
     fn config(policies: Vec<Policy>) -> ReplayConfig {
         ReplayConfig {
+            mode: crate::replay::Loop::OpenLoop,
             policies,
             kinds: vec![ResourceKind::Cpu],
             lead: Span::from_secs(300),

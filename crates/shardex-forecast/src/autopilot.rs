@@ -236,6 +236,13 @@ impl MlRecommender {
 }
 
 impl Forecaster for MlRecommender {
+    /// An OOM is an overrun of the limit in force (Eq. 4's `o`): the least usage that killed
+    /// the task, one unit over the limit. A throttled sample is usage at the limit.
+    fn observe_limited(&mut self, time: Timestamp, limit: u64, oom: bool) {
+        let value = if oom { limit.saturating_add(1) } else { limit };
+        self.observe(Sample { time, value }, Some(limit));
+    }
+
     fn observe(&mut self, sample: Sample, _: Option<u64>) {
         let x = sample.value as f64;
         // Eq. 8, judged on the window during which each model's limit was in force.

@@ -28,6 +28,7 @@
 
 pub mod adaptive;
 pub mod autopilot;
+pub mod censoring;
 mod convert;
 pub mod histogram;
 pub mod reactive;
@@ -105,7 +106,9 @@ impl Policy {
             Policy::Vpa => Box::new(vpa::Vpa::new(kind)),
             Policy::Autopilot => Box::new(autopilot::MlRecommender::new(kind)),
             Policy::AutopilotWindow => Box::new(autopilot::MovingWindow::new(kind)),
-            Policy::Shardex => Box::new(adaptive::Adaptive::new(kind, *shardex)),
+            Policy::Shardex => Box::new(censoring::Censored::new(adaptive::Adaptive::new(
+                kind, *shardex,
+            ))),
         })
     }
 }

@@ -5,6 +5,16 @@
 //! before that moment (through [`Causal`], which refuses anything else), rounded up to whole
 //! shards. Samples in the first `warmup` of a workload are fed but not scored, for every
 //! policy alike.
+//!
+//! **Closed loop** (the default, [`Loop::ClosedLoop`]): each policy is fed what a host would show
+//! it under its own allocations, not the trace's true usage. Cpu, net and iops above the
+//! allocation in force are throttled: the policy sees the allocation and a throttled flag
+//! ([`shardex_core::ports::Forecaster::observe_limited`]). Memory above it is an OOM kill: the
+//! policy sees the event and the limit, never the usage; the workload is taken to restart and
+//! goes on at the trace's next value. Every figure is still measured against the true usage.
+//! In a workload's warm-up (not scored) it runs on what it reserved, so every policy sees its
+//! true usage there: a policy is not judged on a start it had no data for.
+//! [`Loop::OpenLoop`] feeds every policy the true usage (the figures before closed loops).
 
 use std::collections::BTreeMap;
 
@@ -35,9 +45,32 @@ pub struct WorkloadTrace {
     pub rows: Vec<TraceRow>,
 }
 
+/// What the policies are fed (see the module's doc).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Loop {
+    /// What a host shows: usage capped at the allocation, OOM kills as events.
+    #[default]
+    ClosedLoop,
+    /// The trace's true usage, whatever the allocation was.
+    OpenLoop,
+}
+
+impl Loop {
+    /// Its name in reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Loop::ClosedLoop => "closed_loop",
+            Loop::OpenLoop => "open_loop",
+        }
+    }
+}
+
 /// What a replay runs and how.
 #[derive(Debug, Clone)]
 pub struct ReplayConfig {
+    /// What the policies are fed.
+    pub mode: Loop,
     /// Policies to compare.
     pub policies: Vec<Policy>,
     /// Kinds to score.
@@ -202,6 +235,35 @@ fn nominal_step(times: &[Timestamp]) -> u64 {
     *gaps.select_nth_unstable(mid).1.max(&mut 1)
 }
 
+/// What a policy is shown of one sample measured under `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// The sample as measured.
+    Sample(Sample),
+    /// Held at the limit: throttled, or (`oom`) killed for going past it.
+    Limited {
+        /// When.
+        time: Timestamp,
+        /// The allocation in force.
+        limit: u64,
+        /// Memory past its limit: an OOM kill.
+        oom: bool,
+    },
+}
+
+/// The censoring rule: in a closed loop a sample above its allocation is shown as held at it
+/// (memory: an OOM kill); in an open loop every sample is shown as measured.
+pub fn shown(mode: Loop, kind: ResourceKind, sample: Sample, limit: u64) -> Shown {
+    match mode {
+        Loop::ClosedLoop if sample.value > limit => Shown::Limited {
+            time: sample.time,
+            limit,
+            oom: kind == ResourceKind::Memory,
+        },
+        _ => Shown::Sample(sample),
+    }
+}
+
 /// Replays one workload; returns its tallies (and plot points when `plot` is set).
 pub fn replay_workload(
     trace: &WorkloadTrace,
@@ -272,8 +334,19 @@ pub fn replay_workload(
                 // Feed everything measured strictly before the decision, with the allocation
                 // that was in force for it.
                 while r.fed < i && series[r.fed].time < decided_at {
-                    let s = series[r.fed];
-                    r.causal.observe(s, Some(r.allocations[r.fed]))?;
+                    let limit = r.allocations[r.fed];
+                    // In its warm-up a workload runs on what it reserved: nothing held back.
+                    let mode = if series[r.fed].time < scored_from {
+                        Loop::OpenLoop
+                    } else {
+                        config.mode
+                    };
+                    match shown(mode, kind, series[r.fed], limit) {
+                        Shown::Sample(s) => r.causal.observe(s, Some(limit))?,
+                        Shown::Limited { time, limit, oom } => {
+                            r.causal.observe_limited(time, limit, oom)?;
+                        }
+                    }
                     r.fed += 1;
                 }
                 let raw = r.causal.recommend(decided_at, config.lead)?;
@@ -339,6 +412,8 @@ pub fn replay_workload(
 /// The report of a whole replay, in the shape other tools read.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// What the policies were fed: `closed_loop` or `open_loop`.
+    pub mode: Loop,
     /// The trace's name.
     pub trace: String,
     /// One entry per policy.
@@ -402,6 +477,7 @@ impl Report {
             })
             .collect();
         Report {
+            mode: config.mode,
             trace: trace.to_string(),
             policies,
         }
@@ -423,6 +499,7 @@ mod tests {
 
     fn config(policies: Vec<Policy>) -> ReplayConfig {
         ReplayConfig {
+            mode: Loop::OpenLoop,
             policies,
             kinds: vec![ResourceKind::Cpu],
             lead: Span::from_secs(300),
@@ -533,6 +610,68 @@ mod tests {
             "out of order"
         );
         assert!(c.recommend(t(1001), Span::from_secs(300)).is_ok());
+    }
+
+    #[test]
+    fn closed_loop_shows_no_sample_above_its_allocation_and_memory_past_it_is_an_oom() {
+        let at = |v: u64| Sample {
+            time: t(600),
+            value: v,
+        };
+        for kind in [ResourceKind::Cpu, ResourceKind::Net, ResourceKind::Iops] {
+            assert_eq!(
+                shown(Loop::ClosedLoop, kind, at(250), 200),
+                Shown::Limited {
+                    time: t(600),
+                    limit: 200,
+                    oom: false
+                },
+                "{kind}: throttled at the quota"
+            );
+        }
+        assert_eq!(
+            shown(Loop::ClosedLoop, ResourceKind::Memory, at(250), 200),
+            Shown::Limited {
+                time: t(600),
+                limit: 200,
+                oom: true
+            }
+        );
+        for v in [0, 150, 200] {
+            assert_eq!(
+                shown(Loop::ClosedLoop, ResourceKind::Memory, at(v), 200),
+                Shown::Sample(at(v))
+            );
+        }
+        assert_eq!(
+            shown(Loop::OpenLoop, ResourceKind::Cpu, at(250), 200),
+            Shown::Sample(at(250))
+        );
+    }
+
+    #[test]
+    fn in_a_closed_loop_a_policy_learns_only_what_its_allocation_let_through() {
+        // Reactive (last value + 20 %) under a spike from 100 to 1000 millicores, five minutes
+        // of lead: open loop it sees 1000 and asks for 1200; closed loop it was held at 120 and
+        // climbs from what it saw: 144, 173, ... Scores use the true usage either way.
+        // The first hour (12 samples) is warm-up: seen as measured.
+        let mut values = vec![100; 14];
+        values.extend([1000; 6]);
+        let trace = cpu_trace(&values, None);
+        let mut cfg = config(vec![Policy::Reactive]);
+        cfg.warmup = Span::from_secs(3600);
+        let mut open = Vec::new();
+        replay_workload(&trace, &cfg, Some(&mut open)).unwrap();
+        cfg.mode = Loop::ClosedLoop;
+        let mut closed = Vec::new();
+        let tallies = replay_workload(&trace, &cfg, Some(&mut closed)).unwrap();
+        assert_eq!(open[16].allocated[0], Some(1200));
+        // Sample 14 (1000) was held at 120: seen as 120, + 20 % = 144, whole shards: 150.
+        assert_eq!(closed[14].allocated[0], Some(120));
+        assert_eq!(closed[16].allocated[0], Some(150));
+        assert_eq!(closed[18].allocated[0], Some(180));
+        let f = tallies.0[&(Policy::Reactive, ResourceKind::Cpu)].figures();
+        assert_eq!(f.shortfall_samples_pct, 75.0, "6 of 8 scored samples short");
     }
 
     #[test]

@@ -174,7 +174,33 @@ impl Vpa {
     }
 }
 
+impl Vpa {
+    /// RecordOOM: the request was too small; remember a bumped peak (the OOM record and a
+    /// usage sample at the limit: a container can't use more than its limit).
+    fn record_oom(&mut self, t: i64, request: u64) {
+        let used = (request as f64).max(self.memory_peak);
+        let needed = (used + OOM_MIN_BUMP_BYTES).max(used * OOM_BUMP_RATIO);
+        self.add_memory_sample(t, needed, true);
+        self.add_memory_sample(t, request as f64, false);
+        self.oom_since_update = true;
+    }
+}
+
 impl Forecaster for Vpa {
+    fn observe_limited(&mut self, time: Timestamp, limit: u64, oom: bool) {
+        if oom && self.kind == ResourceKind::Memory {
+            // The OOM event with its limit: what VPA's recommender gets from the kubelet.
+            let t = time.millis();
+            self.first.get_or_insert(t);
+            self.last = Some(t);
+            self.samples += 1;
+            self.record_oom(t, limit);
+        } else {
+            // Throttling is not a VPA signal: it sees the usage, capped at the quota.
+            self.observe(Sample { time, value: limit }, Some(limit));
+        }
+    }
+
     fn observe(&mut self, sample: Sample, allocated: Option<u64>) {
         let t = sample.time.millis();
         let value = sample.value as f64;
@@ -183,14 +209,7 @@ impl Forecaster for Vpa {
         self.samples += 1;
         if self.kind == ResourceKind::Memory {
             match allocated {
-                Some(request) if sample.value > request => {
-                    // RecordOOM: the request was too small; remember a bumped peak.
-                    let used = (request as f64).max(self.memory_peak);
-                    let needed = (used + OOM_MIN_BUMP_BYTES).max(used * OOM_BUMP_RATIO);
-                    self.add_memory_sample(t, needed, true);
-                    self.add_memory_sample(t, request as f64, false);
-                    self.oom_since_update = true;
-                }
+                Some(request) if sample.value > request => self.record_oom(t, request),
                 _ => self.add_memory_sample(t, value, false),
             }
         } else {

@@ -11,7 +11,7 @@ use clap::Args;
 use shardex_core::{PriceTable, ResourceKind, ShardSizes, Span};
 use shardex_forecast::Policy;
 use shardex_forecast::replay::{
-    PlotPoint, ReplayConfig, Report, Tallies, WorkloadTrace, replay_workload,
+    Loop, PlotPoint, ReplayConfig, Report, Tallies, WorkloadTrace, replay_workload,
 };
 
 use crate::plot;
@@ -38,6 +38,10 @@ pub struct ReplayArgs {
     /// Print one JSON document instead of a table.
     #[arg(long)]
     json: bool,
+    /// Feed every policy the trace's true usage, whatever its allocation (the figures before
+    /// closed loops); by default each policy sees what a host would show it.
+    #[arg(long)]
+    open_loop: bool,
     /// Draw this workload's usage, forecast band and allocations.
     #[arg(long, value_name = "WORKLOAD", requires = "out")]
     plot: Option<String>,
@@ -92,6 +96,11 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let config = ReplayConfig {
+        mode: if args.open_loop {
+            Loop::OpenLoop
+        } else {
+            Loop::ClosedLoop
+        },
         policies,
         kinds,
         lead,
@@ -242,10 +251,14 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     } else {
         out!("{}", table(&report));
         outln!(
-            "{workloads} workloads, {rows_scored} policy-scored samples in {elapsed:.1} s ({:.0} per second); lead {}, warm-up {}",
+            "{workloads} workloads, {rows_scored} policy-scored samples in {elapsed:.1} s ({:.0} per second); lead {}, warm-up {}; {}",
             rows_scored as f64 / elapsed,
             config.lead,
-            config.warmup
+            config.warmup,
+            match config.mode {
+                Loop::ClosedLoop => "closed loop (each policy sees what a host shows it)",
+                Loop::OpenLoop => "open loop (each policy sees the true usage)",
+            }
         );
     }
     Ok(ExitCode::SUCCESS)

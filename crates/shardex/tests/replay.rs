@@ -92,6 +92,33 @@ fn replay_prints_the_documented_json_for_a_slice_of_bitbrains() {
         vpa["kinds"]["cpu"].get("coverage_p95_pct").is_none(),
         "VPA gives no quantiles"
     );
+    assert_eq!(doc["mode"], "closed_loop", "closed loop by default");
+    let open = replay_json(&[
+        "--trace",
+        dir.to_str().unwrap(),
+        "--limit",
+        "4",
+        "--kinds",
+        "cpu,memory",
+        "--open-loop",
+    ]);
+    assert_eq!(open["mode"], "open_loop");
+    // Same trace, same names: only what the policies were shown differs.
+    let slack = |d: &serde_json::Value, name: &str| {
+        d["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["kinds"]["cpu"]["slack_pct"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(
+        slack(&doc, "static"),
+        slack(&open, "static"),
+        "static ignores what it is shown"
+    );
 }
 
 #[test]

@@ -67,6 +67,15 @@ pub trait Forecaster: Send {
     /// a sample above it was a shortfall (throttling for cpu, an OOM for memory).
     fn observe(&mut self, sample: Sample, allocated: Option<u64>);
 
+    /// What a host shows when it held the workload at `limit` at `time`: cpu (net, iops)
+    /// throttled at its quota, so demand was at least `limit` (`oom` false), or memory past its
+    /// limit, killed (`oom` true). The usage itself is not known. By default, a sample at the
+    /// limit with the limit in force; policies that know better override it.
+    fn observe_limited(&mut self, time: Timestamp, limit: u64, oom: bool) {
+        let _ = oom;
+        self.observe(Sample { time, value: limit }, Some(limit));
+    }
+
     /// Demand quantiles for each step of `horizon` after `now`, physical units.
     fn forecast(&mut self, now: Timestamp, horizon: Horizon) -> Vec<Quantiles>;
 
@@ -82,6 +91,9 @@ pub trait Forecaster: Send {
 impl<F: Forecaster + ?Sized> Forecaster for Box<F> {
     fn observe(&mut self, sample: Sample, allocated: Option<u64>) {
         (**self).observe(sample, allocated);
+    }
+    fn observe_limited(&mut self, time: Timestamp, limit: u64, oom: bool) {
+        (**self).observe_limited(time, limit, oom);
     }
     fn forecast(&mut self, now: Timestamp, horizon: Horizon) -> Vec<Quantiles> {
         (**self).forecast(now, horizon)
@@ -132,6 +144,22 @@ impl<F: Forecaster> Causal<F> {
         }
         self.newest = Some(sample.time);
         self.inner.observe(sample, allocated);
+        Ok(())
+    }
+
+    /// Feeds what a host showed of a sample held at `limit` (see
+    /// [`Forecaster::observe_limited`]); an out-of-order one is refused.
+    pub fn observe_limited(
+        &mut self,
+        time: Timestamp,
+        limit: u64,
+        oom: bool,
+    ) -> Result<(), Peeking> {
+        if let Some(seen) = self.newest.filter(|&s| time <= s) {
+            return Err(Peeking { asked: time, seen });
+        }
+        self.newest = Some(time);
+        self.inner.observe_limited(time, limit, oom);
         Ok(())
     }
 

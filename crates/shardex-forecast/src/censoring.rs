@@ -1,0 +1,126 @@
+//! What shardex does with what a host shows when a workload was held at its limit: the rules
+//! of the daemon's profiler (`shardex-agent/src/profiler.rs`), around any forecaster, so that
+//! `replay` scores the policy the daemon runs.
+//!
+//! * A throttled sample (cpu, net, iops at the quota) is a lower bound on demand: it is not fed
+//!   to the forecaster (which would learn "demand = limit"); the next decision is at least
+//!   twice the limit, so a workload held down climbs fast.
+//! * An OOM kill raises the memory decision to at least [`OOM_BUMP_PCT`] % over the limit it
+//!   was killed at, for [`OOM_HOLD_MS`], and the next decision is at least twice the limit.
+//!   The floor comes from the limit the kernel enforced, never from the previous floor.
+
+use shardex_core::ports::Forecaster;
+use shardex_core::{Horizon, Quantiles, Sample, Span, Timestamp};
+
+/// An OOM floor is this many percent above the limit the workload was killed at.
+pub const OOM_BUMP_PCT: u64 = 20;
+
+/// How long an OOM floor holds, ms (a day).
+pub const OOM_HOLD_MS: i64 = 86_400_000;
+
+/// A forecaster with the censoring rules around it.
+pub struct Censored<F> {
+    inner: F,
+    /// The next decision is at least this (twice the limit a sample was held at).
+    raise: Option<u64>,
+    /// An OOM floor and until when it holds (ms).
+    floor: Option<(u64, i64)>,
+}
+
+impl<F: Forecaster> Censored<F> {
+    /// Wraps `inner`.
+    pub fn new(inner: F) -> Self {
+        Self {
+            inner,
+            raise: None,
+            floor: None,
+        }
+    }
+
+    fn at_least(&mut self, now: Timestamp, q: u64) -> u64 {
+        let raise = self.raise.take().unwrap_or(0);
+        let floor = match self.floor {
+            Some((f, until)) if now.millis() < until => f,
+            _ => 0,
+        };
+        q.max(raise).max(floor)
+    }
+}
+
+impl<F: Forecaster> Forecaster for Censored<F> {
+    fn observe(&mut self, sample: Sample, allocated: Option<u64>) {
+        self.inner.observe(sample, allocated);
+    }
+
+    fn observe_limited(&mut self, time: Timestamp, limit: u64, oom: bool) {
+        self.raise = Some(limit.saturating_mul(2));
+        if oom {
+            let floor = limit.saturating_add(limit.saturating_mul(OOM_BUMP_PCT) / 100);
+            self.floor = Some((floor, time.millis().saturating_add(OOM_HOLD_MS)));
+        }
+    }
+
+    fn forecast(&mut self, now: Timestamp, horizon: Horizon) -> Vec<Quantiles> {
+        self.inner.forecast(now, horizon)
+    }
+
+    fn recommend(&mut self, now: Timestamp, lead: Span) -> u64 {
+        let q = self.inner.recommend(now, lead);
+        self.at_least(now, q)
+    }
+
+    fn has_quantiles(&self) -> bool {
+        self.inner.has_quantiles()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reactive::Reactive;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_secs(s).unwrap()
+    }
+
+    #[test]
+    fn a_throttled_sample_is_not_learned_and_doubles_the_next_decision_only() {
+        let mut c = Censored::new(Reactive::new(0.0));
+        c.observe(
+            Sample {
+                time: t(0),
+                value: 100,
+            },
+            Some(200),
+        );
+        c.observe_limited(t(300), 200, false);
+        let lead = Span::from_secs(300);
+        assert_eq!(
+            c.recommend(t(301), lead),
+            400,
+            "twice the limit it was held at"
+        );
+        assert_eq!(
+            c.recommend(t(302), lead),
+            100,
+            "the forecaster never saw 200"
+        );
+    }
+
+    #[test]
+    fn an_oom_floors_memory_above_the_limit_for_a_day() {
+        let mut c = Censored::new(Reactive::new(0.0));
+        c.observe(
+            Sample {
+                time: t(0),
+                value: 100,
+            },
+            Some(1000),
+        );
+        c.observe_limited(t(300), 1000, true);
+        let lead = Span::from_secs(300);
+        assert_eq!(c.recommend(t(301), lead), 2000);
+        assert_eq!(c.recommend(t(302), lead), 1200, "20 % over the limit");
+        assert_eq!(c.recommend(t(300 + 86_400), lead), 100, "a day later");
+    }
+}
