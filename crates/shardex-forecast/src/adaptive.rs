@@ -71,6 +71,9 @@ pub struct Params {
     /// Minutes the allocation stays at least at a sample that exceeded it (a spike the model
     /// missed), whatever the candidates say.
     pub spike_hold_min: f64,
+    /// Shortfall budgets per kind, in `ResourceKind::ALL` order, as shares of samples (0: none,
+    /// the levels above decide); a budget sets its kind's allocation level (see `budget.rs`).
+    pub budgets: [f64; 4],
 }
 
 impl Default for Params {
@@ -88,11 +91,18 @@ impl Default for Params {
             only: -1.0,
             spike_hold_min: 10.0,
             ceiling: 1.1,
+            budgets: [0.0; 4],
         }
     }
 }
 
 impl Params {
+    /// The shortfall budget of `kind`, if one is set.
+    pub fn budget(&self, kind: ResourceKind) -> Option<f64> {
+        let b = self.budgets[kind.index()];
+        (b > 0.0).then_some(b)
+    }
+
     /// These parameters with `name=value` overrides, comma-separated (for experiments).
     pub fn with_overrides(mut self, text: &str) -> Result<Self, String> {
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -392,10 +402,9 @@ impl Adaptive {
     }
 }
 
-impl Forecaster for Adaptive {
-    fn observe(&mut self, sample: Sample, _: Option<u64>) {
-        let t = sample.time.millis();
-        let y = sample.value as f64;
+impl Adaptive {
+    /// The forecast made for the slot of `t`, if one was (older ones are dropped).
+    fn take_pending(&mut self, t: i64) -> Option<Pending> {
         while self
             .pending
             .front()
@@ -403,13 +412,65 @@ impl Forecaster for Adaptive {
         {
             self.pending.pop_front();
         }
-        if let Some(pending) = self
+        let p = self
             .pending
             .front()
             .filter(|q| (q.target - t).abs() <= SLOT_MS / 2)
-            .cloned()
-        {
+            .cloned();
+        if p.is_some() {
             self.pending.pop_front();
+        }
+        p
+    }
+
+    /// A sample known only to be above `y` (held at its limit): a miss for every quantile at
+    /// or under `y`, whose tracker moves up; for those above it, nothing is known, so they are
+    /// not moved. Each candidate's loss takes the least it can be (`level × (y − pred)` under
+    /// `y`, 0 above): leaving held samples out of the losses would favour the candidates
+    /// that predicted low, since their misses would never count.
+    fn score_censored(&mut self, pending: &Pending, y: f64) {
+        let p = self.params;
+        let floor = self.floor();
+        for i in 0..N {
+            for l in 0..LEVELS {
+                let b = pending.base[i][l] + floor;
+                let level = self.levels[l];
+                let pred = b * self.mult[i][l].exp() - floor;
+                let loss = if y >= pred {
+                    self.mult[i][l] += p.eta * level;
+                    level * (y - pred)
+                } else {
+                    0.0
+                };
+                self.loss[i][l] += p.loss_alpha * (loss - self.loss[i][l]);
+            }
+        }
+    }
+}
+
+impl Forecaster for Adaptive {
+    /// Demand was above `limit`: the level, seasons and history learn nothing from it (they
+    /// would learn "demand = limit"); the quantile trackers count a miss wherever the limit is
+    /// at or above their quantile, and the windows' maxima take the limit as a floor.
+    fn observe_limited(&mut self, time: Timestamp, limit: u64, _oom: bool) {
+        let t = time.millis();
+        let y = limit as f64;
+        if let Some(pending) = self.take_pending(t) {
+            if y >= self.predict(&pending.base, LEVELS - 1) {
+                let hold = to_i64(self.params.spike_hold_min * 60_000.0);
+                self.spike = Some((t + hold, y));
+            }
+            self.score_censored(&pending, y);
+        }
+        for w in &mut self.maxima {
+            w.push(t, y);
+        }
+    }
+
+    fn observe(&mut self, sample: Sample, _: Option<u64>) {
+        let t = sample.time.millis();
+        let y = sample.value as f64;
+        if let Some(pending) = self.take_pending(t) {
             if y > self.predict(&pending.base, LEVELS - 1) {
                 let hold = to_i64(self.params.spike_hold_min * 60_000.0);
                 self.spike = Some((t + hold, y));

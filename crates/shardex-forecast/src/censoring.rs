@@ -2,9 +2,10 @@
 //! of the daemon's profiler (`shardex-agent/src/profiler.rs`), around any forecaster, so that
 //! `replay` scores the policy the daemon runs.
 //!
-//! * A throttled sample (cpu, net, iops at the quota) is a lower bound on demand: it is not fed
-//!   to the forecaster (which would learn "demand = limit"); the next decision is at least
-//!   twice the limit, so a workload held down climbs fast.
+//! * A throttled sample (cpu, net, iops at the quota) is a lower bound on demand: it reaches
+//!   the forecaster only as one (`observe_limited`: shardex's counts a miss for its quantiles
+//!   under the limit and never learns "demand = limit"); the next decision is at least twice
+//!   the limit, so a workload held down climbs fast.
 //! * An OOM kill raises the memory decision to at least [`OOM_BUMP_PCT`] % over the limit it
 //!   was killed at, for [`OOM_HOLD_MS`], and the next decision is at least twice the limit.
 //!   The floor comes from the limit the kernel enforced, never from the previous floor.
@@ -58,6 +59,9 @@ impl<F: Forecaster> Forecaster for Censored<F> {
             let floor = limit.saturating_add(limit.saturating_mul(OOM_BUMP_PCT) / 100);
             self.floor = Some((floor, time.millis().saturating_add(OOM_HOLD_MS)));
         }
+        // The forecaster learns it as a lower bound, if it knows how (shardex's does: its
+        // quantile trackers count the miss); one that does not would learn "demand = limit".
+        self.inner.observe_limited(time, limit, oom);
     }
 
     fn forecast(&mut self, now: Timestamp, horizon: Horizon) -> Vec<Quantiles> {
@@ -77,7 +81,7 @@ impl<F: Forecaster> Forecaster for Censored<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reactive::Reactive;
+    use crate::static_policy::Static;
 
     fn t(s: i64) -> Timestamp {
         Timestamp::from_secs(s).unwrap()
@@ -85,7 +89,7 @@ mod tests {
 
     #[test]
     fn a_throttled_sample_is_not_learned_and_doubles_the_next_decision_only() {
-        let mut c = Censored::new(Reactive::new(0.0));
+        let mut c = Censored::new(Static::new(100));
         c.observe(
             Sample {
                 time: t(0),
@@ -109,7 +113,7 @@ mod tests {
 
     #[test]
     fn an_oom_floors_memory_above_the_limit_for_a_day() {
-        let mut c = Censored::new(Reactive::new(0.0));
+        let mut c = Censored::new(Static::new(100));
         c.observe(
             Sample {
                 time: t(0),

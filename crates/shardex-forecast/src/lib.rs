@@ -28,6 +28,7 @@
 
 pub mod adaptive;
 pub mod autopilot;
+pub mod budget;
 pub mod censoring;
 mod convert;
 pub mod histogram;
@@ -106,9 +107,19 @@ impl Policy {
             Policy::Vpa => Box::new(vpa::Vpa::new(kind)),
             Policy::Autopilot => Box::new(autopilot::MlRecommender::new(kind)),
             Policy::AutopilotWindow => Box::new(autopilot::MovingWindow::new(kind)),
-            Policy::Shardex => Box::new(censoring::Censored::new(adaptive::Adaptive::new(
-                kind, *shardex,
-            ))),
+            Policy::Shardex => {
+                // A budget is the allocation's quantile level, held online (`budget.rs`).
+                let mut params = *shardex;
+                if let Some(b) = shardex.budget(kind) {
+                    match kind {
+                        ResourceKind::Memory => params.memory_level = 1.0 - b,
+                        _ => params.throttle_level = 1.0 - b,
+                    }
+                }
+                Box::new(censoring::Censored::new(adaptive::Adaptive::new(
+                    kind, params,
+                )))
+            }
         })
     }
 }

@@ -57,6 +57,10 @@ pub struct ReplayArgs {
     /// Also write per-workload figures to this CSV file.
     #[arg(long, value_name = "FILE.csv")]
     by_workload: Option<PathBuf>,
+    /// Shortfall budgets of the shardex policy per kind, e.g. `cpu=1%,memory=0.1%`: the
+    /// share of samples its allocation may leave short, tracked online.
+    #[arg(long, value_name = "KIND=P%,...")]
+    budget: Option<String>,
     /// Override parameters of the shardex policy, `name=value,...` (for experiments).
     #[arg(long, value_name = "PARAMS", hide = true)]
     tune: Option<String>,
@@ -95,6 +99,13 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
             "--lead must be longer than zero: a decision can't take effect at the moment it is made"
         );
     }
+    let mut shardex = shardex_forecast::adaptive::Params::default()
+        .with_overrides(args.tune.as_deref().unwrap_or(""))
+        .map_err(|e| anyhow::anyhow!("in --tune: {e}"))?;
+    if let Some(b) = &args.budget {
+        shardex.budgets =
+            shardex_forecast::budget::parse(b).map_err(|e| anyhow::anyhow!("in --budget: {e}"))?;
+    }
     let config = ReplayConfig {
         mode: if args.open_loop {
             Loop::OpenLoop
@@ -107,9 +118,7 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         warmup,
         sizes: ShardSizes::default(),
         prices: PriceTable::default(),
-        shardex: shardex_forecast::adaptive::Params::default()
-            .with_overrides(args.tune.as_deref().unwrap_or(""))
-            .map_err(|e| anyhow::anyhow!("in --tune: {e}"))?,
+        shardex,
     };
     let mut reader = TraceReader::open(&args.trace)?;
     let threads = args
