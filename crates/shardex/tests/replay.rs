@@ -180,7 +180,10 @@ fn replay_refuses_bad_arguments_clearly() {
     assert!(run(&["--kinds", "gpu"]).contains("gpu"));
     assert!(run(&["--lead", "5 minutes"]).contains("invalid duration"));
     let budget = run(&["--budget", "cpu=1"]);
-    assert!(budget.contains("--budget") && budget.contains("percentage"), "{budget}");
+    assert!(
+        budget.contains("--budget") && budget.contains("percentage"),
+        "{budget}"
+    );
     assert!(run(&["--budget", "cpu=80%"]).contains("outside"));
     assert!(
         run(&["--limit", "1", "--plot", "nope", "--out", "/tmp/x.svg"])

@@ -66,6 +66,7 @@ fn simulate_prints_the_documented_json_and_beats_static_reservations_on_a_slice(
     assert!(lent > 0.0, "the market lent nothing: {doc}");
     let u = doc["mean_utilisation_pct"].as_f64().unwrap();
     assert!(u > 0.0 && u < 100.0, "{doc}");
+    assert_eq!(doc["mode"], "closed_loop", "closed loop by default");
 }
 
 #[test]

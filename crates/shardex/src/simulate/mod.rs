@@ -75,6 +75,10 @@ pub struct SimulateArgs {
     /// Print one JSON document instead of a table.
     #[arg(long)]
     json: bool,
+    /// Feed the forecasters every workload's true usage, whatever its allocation (the figures
+    /// before closed loops); by default they see what the simulated host shows.
+    #[arg(long)]
+    open_loop: bool,
     /// Engine: headroom added on a change, in percent of the target.
     #[arg(long, value_name = "PCT", default_value_t = EngineParams::default().headroom_pct)]
     headroom: u64,
@@ -150,6 +154,7 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     };
     let mut sim = Sim::new(&series, &kinds, policy, host_cap, timing, engine)?;
     sim.daily = args.daily;
+    sim.open_loop = args.open_loop;
     let last_slot = series
         .iter()
         .filter_map(|s| s.slots.last().copied())

@@ -62,6 +62,8 @@ pub(super) struct Sim<'a> {
     pub(super) moves_abandoned: usize,
     pub(super) tenants: u64,
     pub(super) daily: bool,
+    /// Feed the profiler the true usage rather than what the simulated host shows.
+    pub(super) open_loop: bool,
 }
 
 impl<'a> Sim<'a> {
@@ -131,6 +133,7 @@ impl<'a> Sim<'a> {
             moves_abandoned: 0,
             tenants: 0,
             daily: false,
+            open_loop: false,
         })
     }
 
@@ -325,15 +328,34 @@ impl<'a> Sim<'a> {
             let alloc = held.get(&live.id).copied();
             let mut reading = shardex_core::ports::Reading::default();
             let mut limits = [None; 4];
+            // Closed loop (after the warm-up, in which a workload runs on what it reserved):
+            // what a host shows. Usage above the allocation is held at it and flagged; memory
+            // above it is an OOM kill at the limit, as the daemon's sampler reports them.
+            let closed = !self.open_loop && now.millis() - live.first_ms >= self.warmup_ms;
+            let mut oom = None;
             for &k in &self.kinds {
                 let v = values[k.index()];
                 if v == MISSING {
                     continue;
                 }
-                reading.usage[k.index()] = Some(v);
-                limits[k.index()] = alloc.and_then(|a| self.sizes.physical(k, a.get(k)).ok());
+                let limit = alloc.and_then(|a| self.sizes.physical(k, a.get(k)).ok());
+                limits[k.index()] = limit;
+                match limit {
+                    Some(l) if closed && v > l => {
+                        reading.usage[k.index()] = Some(l);
+                        reading.censored[k.index()] = true;
+                        if k == ResourceKind::Memory {
+                            reading.oom_kills = 1;
+                            oom = Some(l);
+                        }
+                    }
+                    _ => reading.usage[k.index()] = Some(v),
+                }
             }
             self.profiler.observe(live.id, now, &reading, limits);
+            if let Some(l) = oom {
+                self.profiler.oom(live.id, l, now);
+            }
             live.next += 1;
         }
         Ok(())
@@ -577,6 +599,7 @@ impl<'a> Sim<'a> {
             .unwrap_or_default();
         let scored: u64 = self.tallies.values().map(|t| t.samples).sum();
         json!({
+            "mode": if self.open_loop { "open_loop" } else { "closed_loop" },
             "trace": trace,
             "policy": policy.to_string(),
             "workloads": self.series.len(),
