@@ -31,6 +31,7 @@ pub mod autopilot;
 pub mod budget;
 pub mod censoring;
 mod convert;
+pub mod frontier;
 pub mod histogram;
 pub mod reactive;
 pub mod replay;

@@ -8,6 +8,7 @@ mod check;
 mod client;
 mod config;
 mod ctl;
+mod frontier;
 mod launch;
 mod load;
 mod machine;

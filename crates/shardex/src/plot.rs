@@ -37,7 +37,8 @@ fn nice_step(range: f64, ticks: f64) -> f64 {
         .unwrap_or(10.0 * mag)
 }
 
-fn escape(s: &str) -> String {
+/// `s` as SVG text.
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -14,6 +14,8 @@ use shardex_forecast::replay::{
     Loop, PlotPoint, ReplayConfig, Report, Tallies, WorkloadTrace, replay_workload,
 };
 
+use shardex_forecast::frontier::BUDGETS_PCT;
+
 use crate::plot;
 use crate::trace::TraceReader;
 
@@ -45,9 +47,14 @@ pub struct ReplayArgs {
     /// Draw this workload's usage, forecast band and allocations.
     #[arg(long, value_name = "WORKLOAD", requires = "out")]
     plot: Option<String>,
-    /// SVG file for --plot.
-    #[arg(long, value_name = "FILE.svg", requires = "plot")]
+    /// SVG file for --plot or --frontier.
+    #[arg(long, value_name = "FILE.svg")]
     out: Option<PathBuf>,
+    /// Also run shardex at a range of shortfall budgets and report, per kind and baseline,
+    /// shardex's slack at that baseline's realised shortfall (interpolated); with --out, draw
+    /// slack against shortfall.
+    #[arg(long, conflicts_with_all = ["budget", "plot"])]
+    frontier: bool,
     /// Replay only the first N workloads of the trace.
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
@@ -99,6 +106,9 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
             "--lead must be longer than zero: a decision can't take effect at the moment it is made"
         );
     }
+    if args.out.is_some() && args.plot.is_none() && !args.frontier {
+        bail!("--out names the SVG of --plot or --frontier: give one of them");
+    }
     let mut shardex = shardex_forecast::adaptive::Params::default()
         .with_overrides(args.tune.as_deref().unwrap_or(""))
         .map_err(|e| anyhow::anyhow!("in --tune: {e}"))?;
@@ -120,6 +130,20 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         prices: PriceTable::default(),
         shardex,
     };
+    // The frontier's sweep: shardex alone at each budget, on the same workloads in one pass.
+    let sweep: Vec<ReplayConfig> = if args.frontier {
+        BUDGETS_PCT
+            .iter()
+            .map(|b| {
+                let mut c = config.clone();
+                c.policies = vec![Policy::Shardex];
+                c.shardex.budgets = [b / 100.0; 4];
+                c
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut reader = TraceReader::open(&args.trace)?;
     let threads = args
         .threads
@@ -135,91 +159,113 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let rx = Mutex::new(rx);
     let plot_points: Mutex<Option<Vec<PlotPoint>>> = Mutex::new(None);
     let per_workload: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let (tallies, workloads) = std::thread::scope(|scope| -> anyhow::Result<(Tallies, usize)> {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<Tallies> {
-                    let mut mine = Tallies::default();
-                    loop {
-                        let next = rx
-                            .lock()
-                            .map_err(|_| anyhow::anyhow!("a worker panicked"))?
-                            .recv();
-                        let Ok(w) = next else { return Ok(mine) };
-                        let wants_plot = args.plot.as_deref() == Some(w.name.as_str());
-                        let mut points = Vec::new();
-                        let t = replay_workload(&w, &config, wants_plot.then_some(&mut points))?;
-                        if args.by_workload.is_some() {
-                            let mut rows = Vec::new();
-                            for ((p, k), tally) in &t.0 {
-                                let f = tally.figures();
-                                let mean = if tally.samples > 0 {
-                                    tally.used / u128::from(tally.samples)
-                                } else {
-                                    0
-                                };
-                                rows.push(format!(
-                                    "{},{},{},{},{},{},{},{}",
-                                    w.name,
-                                    p,
-                                    k,
-                                    f.samples,
-                                    mean,
-                                    f.slack_pct,
-                                    f.shortfall_samples_pct,
-                                    f.changes_per_hour
-                                ));
-                            }
-                            per_workload
+    type Totals = (Tallies, Vec<Tallies>);
+    let ((tallies, swept), workloads) =
+        std::thread::scope(|scope| -> anyhow::Result<(Totals, usize)> {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| -> anyhow::Result<Totals> {
+                        let mut mine = Tallies::default();
+                        let mut mine_swept = vec![Tallies::default(); sweep.len()];
+                        loop {
+                            let next = rx
                                 .lock()
                                 .map_err(|_| anyhow::anyhow!("a worker panicked"))?
-                                .extend(rows);
+                                .recv();
+                            let Ok(w) = next else {
+                                return Ok((mine, mine_swept));
+                            };
+                            for (c, t) in sweep.iter().zip(mine_swept.iter_mut()) {
+                                t.merge(&replay_workload(&w, c, None)?);
+                            }
+                            let wants_plot = args.plot.as_deref() == Some(w.name.as_str());
+                            let mut points = Vec::new();
+                            let t =
+                                replay_workload(&w, &config, wants_plot.then_some(&mut points))?;
+                            if args.by_workload.is_some() {
+                                let mut rows = Vec::new();
+                                for ((p, k), tally) in &t.0 {
+                                    let f = tally.figures();
+                                    let mean = if tally.samples > 0 {
+                                        tally.used / u128::from(tally.samples)
+                                    } else {
+                                        0
+                                    };
+                                    rows.push(format!(
+                                        "{},{},{},{},{},{},{},{}",
+                                        w.name,
+                                        p,
+                                        k,
+                                        f.samples,
+                                        mean,
+                                        f.slack_pct,
+                                        f.shortfall_samples_pct,
+                                        f.changes_per_hour
+                                    ));
+                                }
+                                per_workload
+                                    .lock()
+                                    .map_err(|_| anyhow::anyhow!("a worker panicked"))?
+                                    .extend(rows);
+                            }
+                            if wants_plot {
+                                *plot_points
+                                    .lock()
+                                    .map_err(|_| anyhow::anyhow!("a worker panicked"))? =
+                                    Some(points);
+                            }
+                            mine.merge(&t);
                         }
-                        if wants_plot {
-                            *plot_points
-                                .lock()
-                                .map_err(|_| anyhow::anyhow!("a worker panicked"))? = Some(points);
-                        }
-                        mine.merge(&t);
-                    }
+                    })
                 })
-            })
-            .collect();
-        let mut count = 0usize;
-        let read_result = (|| -> anyhow::Result<()> {
-            while let Some(w) = reader.next_workload()? {
-                count += 1;
-                if let Some(b) = &bar {
-                    b.set_position(reader.progress.load(Ordering::Relaxed));
+                .collect();
+            let mut count = 0usize;
+            let read_result = (|| -> anyhow::Result<()> {
+                while let Some(w) = reader.next_workload()? {
+                    count += 1;
+                    if let Some(b) = &bar {
+                        b.set_position(reader.progress.load(Ordering::Relaxed));
+                    }
+                    if tx.send(w).is_err() {
+                        break;
+                    }
+                    if args.limit.is_some_and(|l| count >= l) {
+                        break;
+                    }
                 }
-                if tx.send(w).is_err() {
-                    break;
-                }
-                if args.limit.is_some_and(|l| count >= l) {
-                    break;
+                Ok(())
+            })();
+            drop(tx);
+            let mut total = Tallies::default();
+            let mut total_swept = vec![Tallies::default(); sweep.len()];
+            for w in workers {
+                let (t, s) = w
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("a replay worker panicked"))??;
+                total.merge(&t);
+                for (a, b) in total_swept.iter_mut().zip(&s) {
+                    a.merge(b);
                 }
             }
-            Ok(())
-        })();
-        drop(tx);
-        let mut total = Tallies::default();
-        for w in workers {
-            let t = w
-                .join()
-                .map_err(|_| anyhow::anyhow!("a replay worker panicked"))??;
-            total.merge(&t);
-        }
-        read_result?;
-        Ok((total, count))
-    })?;
+            read_result?;
+            Ok(((total, total_swept), count))
+        })?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     let elapsed = started.elapsed().as_secs_f64();
     let report = Report::new(&reader.name, &config, &tallies);
+    let frontier = args
+        .frontier
+        .then(|| crate::frontier::Frontier::new(&config, &tallies, &swept));
     // Each sample of each kind, decided by every policy.
     let rows_scored = tallies.samples();
 
+    if let (Some(f), Some(out)) = (&frontier, &args.out) {
+        std::fs::write(out, f.svg(&reader.name))
+            .with_context(|| format!("could not write {}", out.display()))?;
+        eprintln!("wrote {}", out.display());
+    }
     if let (Some(name), Some(out)) = (&args.plot, &args.out) {
         let points = plot_points
             .into_inner()
@@ -255,10 +301,16 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
                 "scored_per_s".into(),
                 ((rows_scored as f64 / elapsed).round()).into(),
             );
+            if let Some(f) = &frontier {
+                obj.insert("frontier".into(), serde_json::to_value(f)?);
+            }
         }
         outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         out!("{}", table(&report));
+        if let Some(f) = &frontier {
+            out!("{}", f.table());
+        }
         outln!(
             "{workloads} workloads, {rows_scored} policy-scored samples in {elapsed:.1} s ({:.0} per second); lead {}, warm-up {}; {}",
             rows_scored as f64 / elapsed,

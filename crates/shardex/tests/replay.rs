@@ -190,3 +190,62 @@ fn replay_refuses_bad_arguments_clearly() {
             .contains("not in the trace")
     );
 }
+
+#[test]
+fn replay_frontier_reports_shardex_at_each_baselines_shortfall_and_draws_it() {
+    let dir = trace("azure-v1-100vms");
+    let svg = tempfile::NamedTempFile::new().unwrap();
+    let doc = replay_json(&[
+        "--trace",
+        dir.to_str().unwrap(),
+        "--limit",
+        "6",
+        "--kinds",
+        "cpu",
+        "--frontier",
+        "--out",
+        svg.path().to_str().unwrap(),
+    ]);
+    let cpu = &doc["frontier"]["cpu"];
+    let curve = cpu["curve"].as_array().unwrap();
+    assert_eq!(curve.len(), 9, "one point per budget: {cpu}");
+    // A larger budget never realises much less shortfall than a smaller one.
+    let short: Vec<f64> = curve
+        .iter()
+        .map(|c| c["shortfall_pct"].as_f64().unwrap())
+        .collect();
+    assert!(short.first().unwrap() < short.last().unwrap(), "{short:?}");
+    for b in cpu["baselines"].as_array().unwrap() {
+        assert_ne!(b["name"], "shardex");
+        let s = b["shortfall_pct"].as_f64().unwrap();
+        let inside = short.iter().any(|&x| x <= s) && short.iter().any(|&x| x >= s);
+        // Interpolated exactly where the curve reaches, and only there.
+        assert_eq!(b["shardex_slack_pct"].is_f64(), inside, "{b}");
+        if inside {
+            let by = b["slack_pct"].as_f64().unwrap() - b["shardex_slack_pct"].as_f64().unwrap();
+            assert!(
+                (by - b["slack_lower_by"].as_f64().unwrap()).abs() < 0.02,
+                "{b}"
+            );
+        }
+    }
+    let text = std::fs::read_to_string(svg.path()).unwrap();
+    assert!(text.starts_with("<svg") && text.contains("polyline") && text.contains("vpa"));
+}
+
+#[test]
+fn replay_out_without_plot_or_frontier_is_refused() {
+    let dir = trace("azure-v1-100vms");
+    let out = Command::new(BIN)
+        .args([
+            "replay",
+            "--trace",
+            dir.to_str().unwrap(),
+            "--out",
+            "/tmp/x.svg",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--plot or --frontier"));
+}
