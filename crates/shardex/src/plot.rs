@@ -45,15 +45,24 @@ pub(crate) fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Renders the plot.
-pub fn render(workload: &str, config: &ReplayConfig, points: &[PlotPoint]) -> String {
+/// Renders the plot; times are labelled in hours since `since` (the workload's first sample).
+pub fn render(
+    workload: &str,
+    config: &ReplayConfig,
+    points: &[PlotPoint],
+    since: shardex_core::Timestamp,
+) -> String {
     let kinds: Vec<ResourceKind> = config
         .kinds
         .iter()
         .copied()
         .filter(|k| points.iter().any(|p| p.kind == *k))
         .collect();
-    let height = TOP + kinds.len().max(1) as f64 * (PANEL + BOTTOM) + 10.0;
+    let band = points.iter().any(|p| p.band.is_some());
+    // The legend's height first (it wraps), so that the panels start below it.
+    let legend_h = legend(&mut String::new(), config, band, 0.0);
+    let first = TOP + legend_h;
+    let height = first + kinds.len().max(1) as f64 * (PANEL + BOTTOM) + 10.0;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -66,10 +75,11 @@ pub fn render(workload: &str, config: &ReplayConfig, points: &[PlotPoint]) -> St
         escape(workload),
         config.lead
     );
+    legend(&mut s, config, band, TOP - 14.0);
     for (panel, &kind) in kinds.iter().enumerate() {
         let pts: Vec<&PlotPoint> = points.iter().filter(|p| p.kind == kind).collect();
-        let top = TOP + panel as f64 * (PANEL + BOTTOM);
-        draw_panel(&mut s, kind, config, &pts, top);
+        let top = first + panel as f64 * (PANEL + BOTTOM);
+        draw_panel(&mut s, kind, config, &pts, top, since.millis());
     }
     s.push_str("</svg>\n");
     s
@@ -81,11 +91,13 @@ fn draw_panel(
     config: &ReplayConfig,
     pts: &[&PlotPoint],
     top: f64,
+    since: i64,
 ) {
     let (div, label) = unit(kind);
     let t0 = pts.first().map_or(0, |p| p.time.millis());
     let t1 = pts.last().map_or(1, |p| p.time.millis()).max(t0 + 1);
     let hours = (t1 - t0) as f64 / 3_600_000.0;
+    let offset = (t0 - since) as f64 / 3_600_000.0;
     let mut ymax = 0f64;
     for p in pts {
         ymax = ymax.max(p.used as f64);
@@ -120,8 +132,9 @@ fn draw_panel(
         );
         v += ystep;
     }
+    // Ticks at round hours since the workload's first sample, within the range drawn.
     let xstep = nice_step(hours, 10.0);
-    let mut h = 0.0;
+    let mut h = (offset / xstep).ceil() * xstep - offset;
     while h <= hours + 1e-9 {
         let xx = LEFT + h / hours.max(1e-9) * plot_w;
         let _ = writeln!(
@@ -133,7 +146,7 @@ fn draw_panel(
             s,
             r#"<text x="{xx:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
             top + PANEL + 16.0,
-            trim(h)
+            trim(h + offset)
         );
         h += xstep;
     }
@@ -177,12 +190,6 @@ fn draw_panel(
             .collect();
         polyline(s, &line, "#1f77b4", 1.0, Some("4 3"));
     }
-    // Usage.
-    let used: Vec<(f64, f64)> = pts
-        .iter()
-        .map(|p| (x(p.time.millis()), y(p.used as f64)))
-        .collect();
-    polyline(s, &used, "#000000", 1.2, None);
     // Allocations, as steps.
     for (i, policy) in config.policies.iter().enumerate() {
         let mut line = Vec::new();
@@ -199,10 +206,31 @@ fn draw_panel(
             polyline(s, &line, color(*policy), 1.3, None);
         }
     }
-    // Legend.
-    let mut lx = LEFT + 8.0;
-    let ly = top + 14.0;
-    let mut item = |s: &mut String, name: &str, color: &str, dash: Option<&str>| {
+    // Usage, drawn last so that no allocation hides it.
+    let used: Vec<(f64, f64)> = pts
+        .iter()
+        .map(|p| (x(p.time.millis()), y(p.used as f64)))
+        .collect();
+    polyline(s, &used, "#000000", 1.4, None);
+}
+
+/// The legend, above every panel and outside them, wrapped to the figure's width; returns
+/// the height it takes.
+fn legend(s: &mut String, config: &ReplayConfig, band: bool, top: f64) -> f64 {
+    let mut items: Vec<(String, &str, Option<&str>)> = vec![("used".into(), "#000000", None)];
+    for policy in &config.policies {
+        items.push((format!("{policy} allocation"), color(*policy), None));
+    }
+    if band {
+        items.push(("shardex p95 (band p50–p99)".into(), "#1f77b4", Some("4 3")));
+    }
+    let (mut lx, mut ly) = (LEFT, top + 12.0);
+    for (name, color, dash) in items {
+        let w = 34.0 + name.chars().count() as f64 * 7.0;
+        if lx + w > WIDTH - RIGHT && lx > LEFT {
+            lx = LEFT;
+            ly += 18.0;
+        }
         let d = dash.map_or(String::new(), |d| format!(r#" stroke-dasharray="{d}""#));
         let _ = writeln!(
             s,
@@ -214,17 +242,11 @@ fn draw_panel(
             r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
             lx + 26.0,
             ly + 4.0,
-            escape(name)
+            escape(&name)
         );
-        lx += 34.0 + name.len() as f64 * 7.0;
-    };
-    item(s, "used", "#000000", None);
-    for policy in &config.policies {
-        item(s, &format!("{policy} allocation"), color(*policy), None);
+        lx += w;
     }
-    if !band.is_empty() {
-        item(s, "shardex p95 (band p50–p99)", "#1f77b4", Some("4 3"));
-    }
+    ly - top + 16.0
 }
 
 fn color(p: Policy) -> &'static str {

@@ -47,6 +47,12 @@ pub struct ReplayArgs {
     /// Draw this workload's usage, forecast band and allocations.
     #[arg(long, value_name = "WORKLOAD", requires = "out")]
     plot: Option<String>,
+    /// With --plot: draw from this long after the workload's first sample (e.g. `2d`).
+    #[arg(long, value_name = "DURATION", requires = "plot")]
+    from: Option<String>,
+    /// With --plot: draw up to this long after the workload's first sample (e.g. `3d`).
+    #[arg(long, value_name = "DURATION", requires = "plot")]
+    to: Option<String>,
     /// SVG file for --plot or --frontier.
     #[arg(long, value_name = "FILE.svg")]
     out: Option<PathBuf>,
@@ -144,7 +150,27 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     } else {
         Vec::new()
     };
+    let range = |d: &Option<String>, what: &str| -> anyhow::Result<Option<Span>> {
+        d.as_deref()
+            .map(|d| d.parse::<Span>().with_context(|| format!("in {what}")))
+            .transpose()
+    };
+    let (from, to) = (range(&args.from, "--from")?, range(&args.to, "--to")?);
+    if let (Some(f), Some(t)) = (from, to)
+        && f >= t
+    {
+        bail!("--from ({f}) must come before --to ({t})");
+    }
     let mut reader = TraceReader::open(&args.trace)?;
+    if let Some(name) = &args.plot
+        && !reader.lists(name)
+    {
+        // Before reading a single sample: the trace's list of workloads says it.
+        bail!(
+            "workload {name:?} is not in {}",
+            args.trace.join("workloads.csv").display()
+        );
+    }
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -267,11 +293,24 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         eprintln!("wrote {}", out.display());
     }
     if let (Some(name), Some(out)) = (&args.plot, &args.out) {
-        let points = plot_points
+        let mut points = plot_points
             .into_inner()
             .map_err(|_| anyhow::anyhow!("a worker panicked"))?
             .with_context(|| format!("workload {name:?} is not in the trace (or past --limit)"))?;
-        let svg = plot::render(name, &config, &points);
+        let since = points
+            .iter()
+            .map(|p| p.time)
+            .min()
+            .unwrap_or(shardex_core::Timestamp::EPOCH);
+        if let Some(t0) = points.iter().map(|p| p.time).min() {
+            let at = |s: Option<Span>| s.map(|s| t0.checked_add(s)).transpose();
+            let (a, b) = (at(from)?, at(to)?);
+            points.retain(|p| a.is_none_or(|a| p.time >= a) && b.is_none_or(|b| p.time < b));
+            if points.is_empty() {
+                bail!("no sample of {name:?} between --from and --to");
+            }
+        }
+        let svg = plot::render(name, &config, &points, since);
         std::fs::write(out, svg).with_context(|| format!("could not write {}", out.display()))?;
         eprintln!("wrote {}", out.display());
     }

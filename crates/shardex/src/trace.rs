@@ -131,6 +131,11 @@ pub struct TraceReader {
 }
 
 impl TraceReader {
+    /// True when `workloads.csv` lists `name`.
+    pub fn lists(&self, name: &str) -> bool {
+        self.provisioned.contains_key(name)
+    }
+
     /// Opens a trace folder and checks the header of its samples.
     pub fn open(dir: &Path) -> Result<Self, TraceError> {
         let provisioned = read_workloads(&dir.join("workloads.csv"))?;

@@ -162,6 +162,51 @@ fn replay_plots_one_workload_as_a_readable_svg() {
         table.contains("slack %") && table.contains("shardex"),
         "{table}"
     );
+    // The legend sits above the panel, outside the curves; usage is drawn after (over) the
+    // allocations.
+    let legend_y = text.find("vpa allocation").unwrap();
+    let first_curve = text.find("<polyline").unwrap();
+    assert!(legend_y < first_curve, "legend drawn before any curve");
+    let usage = text.rfind(r##"stroke="#000000""##).unwrap();
+    let last_alloc = text.rfind(r##"stroke="#d62728""##).unwrap();
+    assert!(usage > last_alloc, "usage on top");
+    // A time range draws only its samples: a day of 5-minute samples is 288 points.
+    let day = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new(BIN)
+        .args(["replay", "--trace", dir.to_str().unwrap(), "--limit", "2"])
+        .args([
+            "--kinds",
+            "cpu",
+            "--plot",
+            "az-1023683",
+            "--from",
+            "2d",
+            "--to",
+            "3d",
+        ])
+        .arg("--out")
+        .arg(day.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(day.path()).unwrap();
+    let usage_line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains(r##"stroke="#000000""##) && l.contains("<polyline"))
+        .unwrap();
+    let points = usage_line
+        .split("points=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert_eq!(points.split_whitespace().count(), 288, "one day of samples");
 }
 
 #[test]
@@ -185,9 +230,23 @@ fn replay_refuses_bad_arguments_clearly() {
         "{budget}"
     );
     assert!(run(&["--budget", "cpu=80%"]).contains("outside"));
+    let unknown = run(&["--plot", "nope", "--out", "/tmp/x.svg"]);
     assert!(
-        run(&["--limit", "1", "--plot", "nope", "--out", "/tmp/x.svg"])
-            .contains("not in the trace")
+        unknown.contains("\"nope\" is not in") && unknown.contains("workloads.csv"),
+        "{unknown}"
+    );
+    assert!(
+        run(&[
+            "--plot",
+            "x",
+            "--out",
+            "/tmp/x.svg",
+            "--from",
+            "2d",
+            "--to",
+            "1d"
+        ])
+        .contains("before --to")
     );
 }
 

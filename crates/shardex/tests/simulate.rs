@@ -44,6 +44,8 @@ fn simulate_prints_the_documented_json_and_beats_static_reservations_on_a_slice(
         "migrations",
         "shard_hours_lent",
         "money",
+        "hosts_mean",
+        "migrations_per_workload_day",
     ] {
         assert!(doc.get(key).is_some(), "{key} missing: {doc}");
     }
@@ -67,6 +69,15 @@ fn simulate_prints_the_documented_json_and_beats_static_reservations_on_a_slice(
     let u = doc["mean_utilisation_pct"].as_f64().unwrap();
     assert!(u > 0.0 && u < 100.0, "{doc}");
     assert_eq!(doc["mode"], "closed_loop", "closed loop by default");
+    let mean = doc["hosts_mean"].as_f64().unwrap();
+    assert!(
+        mean >= 1.0 && mean <= shardex as f64,
+        "time-averaged hosts {mean}: {doc}"
+    );
+    assert!(
+        doc["migrations_per_workload_day"].as_f64().unwrap() >= 0.0,
+        "{doc}"
+    );
 }
 
 #[test]

@@ -48,6 +48,10 @@ pub(super) struct Sim<'a> {
     pub(super) hosts_peak: usize,
     pub(super) util_sum: BTreeMap<ResourceKind, f64>,
     pub(super) util_steps: u64,
+    /// Σ hosts in use over the steps with any (for the time-averaged count).
+    pub(super) hosts_sum: u64,
+    /// Σ workloads live over the steps (workload-steps, for migrations per workload-day).
+    pub(super) workload_steps: u64,
     /// Account balances of the double-entry journal (a month of transactions would not fit
     /// in memory; each is checked to balance as it is posted).
     pub(super) balances: BTreeMap<Account, Decimal>,
@@ -122,6 +126,8 @@ impl<'a> Sim<'a> {
             hosts_peak: 1,
             util_sum: BTreeMap::new(),
             util_steps: 0,
+            hosts_sum: 0,
+            workload_steps: 0,
             balances: BTreeMap::new(),
             prices: PriceTable::default(),
             book: PriceBook::new(PriceCurve::default()),
@@ -274,8 +280,10 @@ impl<'a> Sim<'a> {
                 alloc
             );
         }
+        self.workload_steps += self.live.len() as u64;
         if !in_use.is_empty() {
             self.util_steps += 1;
+            self.hosts_sum += in_use.len() as u64;
             for &k in &self.kinds {
                 let cap = self.sizes.physical(k, self.host_cap.get(k)).unwrap_or(0) as f64
                     * in_use.len() as f64;
@@ -609,6 +617,12 @@ impl<'a> Sim<'a> {
             },
             "hosts_static": hosts_static,
             "hosts_shardex": self.hosts_peak,
+            "hosts_mean": round(self.hosts_sum as f64 / self.util_steps.max(1) as f64, 2),
+            "migrations_per_workload_day": round(
+                self.controller.migrator.moves as f64
+                    / (self.workload_steps.max(1) as f64 * STEP_S as f64 / 86_400.0),
+                4
+            ),
             "hosts_saved_pct": round((1.0 - self.hosts_peak as f64 / hosts_static.max(1) as f64) * 100.0, 1),
             "mean_utilisation_pct": round(util_total / kinds.len().max(1) as f64, 2),
             "utilisation_pct": util,
