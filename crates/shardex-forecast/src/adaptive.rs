@@ -379,15 +379,19 @@ impl Adaptive {
         }
     }
 
+    /// Candidate `i`'s quantile at level `l` for `pending`, as its tracker stands, shifted
+    /// back by `floor` so that a quantile can reach zero for idle series.
+    fn tracked(&self, pending: &Pending, i: usize, l: usize, floor: f64) -> f64 {
+        (pending.base[i][l] + floor) * self.mult[i][l].exp() - floor
+    }
+
     fn score(&mut self, pending: &Pending, y: f64) {
         let p = self.params;
         let floor = self.floor();
         for i in 0..N {
             for l in 0..LEVELS {
-                let b = pending.base[i][l] + floor;
                 let level = self.levels[l];
-                // Shifted back by the floor, so a quantile can reach zero for idle series.
-                let pred = b * self.mult[i][l].exp() - floor;
+                let pred = self.tracked(pending, i, l, floor);
                 let miss = if y > pred { 1.0 } else { 0.0 };
                 self.mult[i][l] += p.eta * (miss - (1.0 - level));
                 let loss = if y >= pred {
@@ -433,9 +437,8 @@ impl Adaptive {
         let floor = self.floor();
         for i in 0..N {
             for l in 0..LEVELS {
-                let b = pending.base[i][l] + floor;
                 let level = self.levels[l];
-                let pred = b * self.mult[i][l].exp() - floor;
+                let pred = self.tracked(pending, i, l, floor);
                 let loss = if y >= pred {
                     self.mult[i][l] += p.eta * level;
                     level * (y - pred)

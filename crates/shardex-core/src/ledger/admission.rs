@@ -146,13 +146,7 @@ impl Ledger {
             return Ok(true);
         }
         let mut points: Vec<Timestamp> = held.iter().map(|p| p.0).collect();
-        for l in self
-            .by_lender
-            .get(&lender)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.leases.get(id))
-        {
+        for l in self.lent_leases(lender) {
             points.extend([l.window.start(), l.window.end()]);
         }
         points.retain(|&t| t >= self.now);
@@ -172,13 +166,7 @@ impl Ledger {
     /// What `lender` has lent over `points`, as steps (see [`Ledger::reserved_steps`]).
     fn lent_steps(&self, lender: Lender, points: &[Timestamp]) -> Result<Steps, LedgerError> {
         let mut at = vec![0];
-        for l in self
-            .by_lender
-            .get(&lender)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.leases.get(id))
-        {
+        for l in self.lent_leases(lender) {
             for t in [l.window.start(), l.window.end()] {
                 at.push(points.partition_point(|&p| p < t));
             }

@@ -250,13 +250,7 @@ impl Ledger {
     }
 
     fn provider_leases_into(&self, host: HostId, c: &mut Committed) {
-        for l in self
-            .by_lender
-            .get(&Lender::Provider(host))
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.leases.get(id))
-        {
+        for l in self.lent_leases(Lender::Provider(host)) {
             c.add_window(l.window.start().max(self.now), l.window.end(), &l.vector, 1);
         }
     }

@@ -598,14 +598,15 @@ impl Ledger {
 
     pub(super) fn lent_by(&self, lender: Lender, t: Timestamp) -> Result<ShardVector, LedgerError> {
         Ok(ShardVector::checked_sum(
-            self.by_lender
-                .get(&lender)
-                .into_iter()
-                .flatten()
-                .filter_map(|id| self.leases.get(id))
+            self.lent_leases(lender)
                 .filter(|l| l.window.contains(t))
                 .map(|l| &l.vector),
         )?)
+    }
+
+    /// The leases `lender` has out (indexed).
+    pub(super) fn lent_leases(&self, lender: Lender) -> impl Iterator<Item = &Lease> {
+        indexed(&self.by_lender, &lender, &self.leases)
     }
 
     pub(super) fn allocated(&self, r: ReservationId) -> Result<ShardVector, LedgerError> {
