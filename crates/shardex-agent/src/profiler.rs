@@ -18,17 +18,14 @@ use std::collections::{BTreeMap, HashMap};
 use shardex_core::engine::Demand;
 use shardex_core::ports::{Causal, Forecaster, Reading};
 use shardex_core::{
-    Horizon, KindForecast, Quantiles, Rdv, ResourceKind, Sample, ShardSizes, ShardVector, Span,
+    Horizon, KindForecast, Quantiles, Rdv, ResourceKind, Sample, ShardSizes, ShardVector,
     Timestamp, WorkloadId,
 };
 
 /// Builds a workload's forecaster for one kind.
 pub type Factory = Box<dyn Fn(ResourceKind) -> Box<dyn Forecaster> + Send>;
 
-/// How long an OOM floor holds.
-pub const OOM_HOLD: Span = Span::from_secs(86_400);
-/// An OOM floor is this many percent above the limit the workload was killed at.
-pub const OOM_BUMP_PCT: u64 = 20;
+pub use shardex_core::censoring::{OOM_BUMP_PCT, OOM_HOLD};
 
 /// What the profiler knows of one workload besides its forecasters.
 #[derive(Debug, Clone, Default)]
@@ -107,7 +104,7 @@ impl Profiler {
     /// Records an OOM kill of `workload` at `limit` bytes: its memory forecast stays at least
     /// [`OOM_BUMP_PCT`] above that limit for [`OOM_HOLD`].
     pub fn oom(&mut self, workload: WorkloadId, limit: u64, now: Timestamp) {
-        let floor = limit.saturating_add(limit.saturating_mul(OOM_BUMP_PCT) / 100);
+        let floor = shardex_core::censoring::oom_floor(limit);
         let until = now.checked_add(OOM_HOLD).unwrap_or(now);
         let p = self.profiles.entry(workload).or_default();
         // From the limit the kernel enforced, never from the previous floor.
@@ -259,6 +256,7 @@ impl Profiler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shardex_core::Span;
     use shardex_forecast::Policy;
 
     fn t(s: i64) -> Timestamp {

@@ -30,6 +30,7 @@
 //! ```
 
 pub mod billing;
+pub mod censoring;
 pub mod control;
 pub mod deferral;
 pub mod domain;

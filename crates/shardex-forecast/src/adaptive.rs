@@ -404,9 +404,14 @@ impl Adaptive {
         }
         self.scored += 1;
     }
-}
 
-impl Adaptive {
+    /// A sample above the allocation the model predicted: the allocation stays at least at it
+    /// for `spike_hold_min`.
+    fn hold_spike(&mut self, t: i64, y: f64) {
+        let hold = to_i64(self.params.spike_hold_min * 60_000.0);
+        self.spike = Some((t + hold, y));
+    }
+
     /// The forecast made for the slot of `t`, if one was (older ones are dropped).
     fn take_pending(&mut self, t: i64) -> Option<Pending> {
         while self
@@ -460,8 +465,7 @@ impl Forecaster for Adaptive {
         let y = limit as f64;
         if let Some(pending) = self.take_pending(t) {
             if y >= self.predict(&pending.base, LEVELS - 1) {
-                let hold = to_i64(self.params.spike_hold_min * 60_000.0);
-                self.spike = Some((t + hold, y));
+                self.hold_spike(t, y);
             }
             self.score_censored(&pending, y);
         }
@@ -475,8 +479,7 @@ impl Forecaster for Adaptive {
         let y = sample.value as f64;
         if let Some(pending) = self.take_pending(t) {
             if y > self.predict(&pending.base, LEVELS - 1) {
-                let hold = to_i64(self.params.spike_hold_min * 60_000.0);
-                self.spike = Some((t + hold, y));
+                self.hold_spike(t, y);
             }
             self.score(&pending, y);
         }

@@ -1,23 +1,13 @@
-//! What shardex does with what a host shows when a workload was held at its limit: the rules
-//! of the daemon's profiler (`shardex-agent/src/profiler.rs`), around any forecaster, so that
-//! `replay` scores the policy the daemon runs.
-//!
-//! * A throttled sample (cpu, net, iops at the quota) is a lower bound on demand: it reaches
-//!   the forecaster only as one (`observe_limited`: shardex's counts a miss for its quantiles
-//!   under the limit and never learns "demand = limit"); the next decision is at least twice
-//!   the limit, so a workload held down climbs fast.
-//! * An OOM kill raises the memory decision to at least [`OOM_BUMP_PCT`] % over the limit it
-//!   was killed at, for [`OOM_HOLD_MS`], and the next decision is at least twice the limit.
-//!   The floor comes from the limit the kernel enforced, never from the previous floor.
+//! What shardex does with what a host shows when a workload was held at its limit: the rule
+//! of `shardex_core::censoring` (the daemon's profiler runs the same), around any forecaster,
+//! so that `replay` scores the policy the daemon runs. A held sample reaches the forecaster
+//! only as a lower bound (`observe_limited`: shardex's counts a miss for its quantiles under
+//! the limit and never learns "demand = limit"); the next decision is at least twice the
+//! limit; an OOM floors memory over the limit for a day.
 
+use shardex_core::censoring::{OOM_HOLD, oom_floor, raised};
 use shardex_core::ports::Forecaster;
 use shardex_core::{Horizon, Quantiles, Sample, Span, Timestamp};
-
-/// An OOM floor is this many percent above the limit the workload was killed at.
-pub const OOM_BUMP_PCT: u64 = 20;
-
-/// How long an OOM floor holds, ms (a day).
-pub const OOM_HOLD_MS: i64 = 86_400_000;
 
 /// A forecaster with the censoring rules around it.
 pub struct Censored<F> {
@@ -54,10 +44,12 @@ impl<F: Forecaster> Forecaster for Censored<F> {
     }
 
     fn observe_limited(&mut self, time: Timestamp, limit: u64, oom: bool) {
-        self.raise = Some(limit.saturating_mul(2));
+        self.raise = Some(raised(limit));
         if oom {
-            let floor = limit.saturating_add(limit.saturating_mul(OOM_BUMP_PCT) / 100);
-            self.floor = Some((floor, time.millis().saturating_add(OOM_HOLD_MS)));
+            let until = time
+                .checked_add(OOM_HOLD)
+                .map_or(i64::MAX, Timestamp::millis);
+            self.floor = Some((oom_floor(limit), until));
         }
         // The forecaster learns it as a lower bound, if it knows how (shardex's does: its
         // quantile trackers count the miss); one that does not would learn "demand = limit".

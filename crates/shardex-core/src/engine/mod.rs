@@ -423,7 +423,7 @@ impl Engine {
                     // reservation not lent, plus its leases).
                     let may_use =
                         reserved.excess_over(&lent).get(kind) + (held - w.share.get(kind));
-                    target = target.max(may_use.max(held).max(1).saturating_mul(2));
+                    target = target.max(crate::censoring::raised(may_use.max(held).max(1)));
                 }
                 if let Some(cap) = demand.cap {
                     target = target.min(cap.get(kind));

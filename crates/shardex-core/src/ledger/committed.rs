@@ -194,16 +194,21 @@ impl Committed {
         out
     }
 
-    /// Folds the points at or before `now` into one (the values from `now` on are unchanged),
-    /// once they fill a block, so that the past costs nothing.
-    pub(super) fn fold(&mut self, now: Timestamp) {
+    /// True when a block's worth of points lie at or before `now` (see [`Committed::fold`]).
+    pub(super) fn past_to_fold(&self, now: Timestamp) -> bool {
         let past: usize = self
             .blocks
             .iter()
             .take_while(|b| b.first().is_some_and(|f| f <= now))
             .map(|b| b.points.partition_point(|p| p.0 <= now))
             .sum();
-        if past < BLOCK {
+        past >= BLOCK
+    }
+
+    /// Folds the points at or before `now` into one (the values from `now` on are unchanged),
+    /// once they fill a block, so that the past costs nothing.
+    pub(super) fn fold(&mut self, now: Timestamp) {
+        if !self.past_to_fold(now) {
             return;
         }
         let mut run = [0i128; 4];

@@ -37,7 +37,15 @@ impl Ledger {
             }
         }
         let now = self.now;
-        let hosts: Vec<HostId> = self.idx.committed.keys().copied().collect();
+        // Written to (a copy of its path, for a persistent map) only where there is a full
+        // block of the past to fold: most actions fold nothing.
+        let hosts: Vec<HostId> = self
+            .idx
+            .committed
+            .iter()
+            .filter(|(_, c)| c.past_to_fold(now))
+            .map(|(h, _)| *h)
+            .collect();
         for host in hosts {
             self.committed_mut(host).fold(now);
         }
