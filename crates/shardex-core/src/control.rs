@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::action;
-use crate::domain::{HostId, TenantId, Tier, WorkloadId};
+use crate::domain::{HostId, Lender, TenantId, Tier, WorkloadId};
 use crate::engine::{Decision, Demand, Engine, Move};
 use crate::ledger::{Action, Event, Ledger, LedgerError};
 use crate::ports::{Migrator, ProvisionRequest, Provisioner};
@@ -39,6 +39,8 @@ pub struct TickReport {
     pub moved: Vec<(WorkloadId, WorkloadId)>,
     /// Hosts the provisioner added.
     pub provisioned: Vec<HostId>,
+    /// Hosts consolidation started to drain (their moves are in `moves_started`).
+    pub drains: Vec<HostId>,
     /// Moves dropped because their workload left before they finished: nothing to move.
     pub abandoned: Vec<WorkloadId>,
     /// What went wrong without stopping the tick (a refused batch, a failed provisioner).
@@ -55,6 +57,7 @@ pub struct ControllerState {
     engine: Engine,
     in_flight: Vec<InFlight>,
     short_since: BTreeMap<HostId, Timestamp>,
+    drain_since: Option<(HostId, Timestamp)>,
 }
 
 /// The engine with its provisioner and migrator.
@@ -71,6 +74,8 @@ pub struct Controller<P, M> {
     pub recommend_only: bool,
     /// Since when each host has been short without a break.
     short_since: BTreeMap<HostId, Timestamp>,
+    /// The host consolidation would drain, and since when it has been the one.
+    drain_since: Option<(HostId, Timestamp)>,
 }
 
 impl<P: Provisioner, M: Migrator> Controller<P, M> {
@@ -83,6 +88,7 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
             in_flight: Vec::new(),
             recommend_only: false,
             short_since: BTreeMap::new(),
+            drain_since: None,
         }
     }
 
@@ -92,6 +98,7 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
             engine: self.engine.clone(),
             in_flight: self.in_flight.clone(),
             short_since: self.short_since.clone(),
+            drain_since: self.drain_since,
         }
     }
 
@@ -100,6 +107,7 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
         self.engine = state.engine;
         self.in_flight = state.in_flight;
         self.short_since = state.short_since;
+        self.drain_since = state.drain_since;
     }
 
     fn commit(
@@ -188,6 +196,7 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
         }
         self.short_since
             .retain(|h, _| res.short_hosts.contains_key(h));
+        let calm = res.short_hosts.is_empty() && self.in_flight.is_empty();
         for (host, short) in res.short_hosts {
             let since = *self.short_since.entry(host).or_insert(now);
             if now.since(since) < self.engine.params.move_after {
@@ -209,17 +218,58 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
                         None => continue,
                     },
                 };
-                match self.migrator.start(mv.workload, mv.from, to, now) {
-                    Ok(done_at) => {
-                        let f = InFlight { mv, to, done_at };
-                        report.moves_started.push(f.clone());
-                        self.in_flight.push(f);
-                    }
-                    Err(e) => report.problems.push(e.to_string()),
-                }
+                self.start_move(mv, to, now, &mut report);
             }
         }
+        if calm {
+            self.consolidate(ledger, &needs, &pending, now, &mut report);
+        } else {
+            self.drain_since = None;
+        }
         report
+    }
+
+    fn start_move(&mut self, mv: Move, to: HostId, now: Timestamp, report: &mut TickReport) {
+        match self.migrator.start(mv.workload, mv.from, to, now) {
+            Ok(done_at) => {
+                let f = InFlight { mv, to, done_at };
+                report.moves_started.push(f.clone());
+                self.in_flight.push(f);
+            }
+            Err(e) => report.problems.push(e.to_string()),
+        }
+    }
+
+    /// Drains the host [`Engine::choose_drain`] names once it has named it for
+    /// `consolidate_after` without a break (the tick calls this only when no host is short and
+    /// no move is under way).
+    fn consolidate(
+        &mut self,
+        ledger: &Ledger,
+        needs: &BTreeMap<WorkloadId, ShardVector>,
+        pending: &BTreeMap<HostId, ShardVector>,
+        now: Timestamp,
+        report: &mut TickReport,
+    ) {
+        let Some(drain) = self.engine.choose_drain(ledger, needs, pending) else {
+            self.drain_since = None;
+            return;
+        };
+        let since = match self.drain_since {
+            Some((h, s)) if h == drain.host => s,
+            _ => now,
+        };
+        if now.since(since) < self.engine.params.consolidate_after {
+            self.drain_since = Some((drain.host, since));
+            return;
+        }
+        self.drain_since = None;
+        report.drains.push(drain.host);
+        for mv in drain.moves {
+            if let Some(to) = mv.to {
+                self.start_move(mv, to, now, report);
+            }
+        }
     }
 
     fn provision(
@@ -293,6 +343,7 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
         let (done, waiting): (Vec<InFlight>, Vec<InFlight>) =
             self.in_flight.drain(..).partition(|f| f.done_at <= now);
         self.in_flight = waiting;
+        self.release_among(ledger, &done, now, report);
         for f in done {
             match self.move_actions(ledger, &f, now) {
                 Some((actions, tenant, name)) => match self.commit(ledger, actions, now, report) {
@@ -307,6 +358,40 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
                 },
                 None => report.abandoned.push(f.mv.workload),
             }
+        }
+    }
+
+    /// Leases between workloads that move at the same moment (a drained host's lenders and
+    /// borrowers) end first, so that each lender's reservation can be given up as it leaves.
+    fn release_among(
+        &self,
+        ledger: &mut Ledger,
+        done: &[InFlight],
+        now: Timestamp,
+        report: &mut TickReport,
+    ) {
+        let moving: std::collections::BTreeSet<WorkloadId> =
+            done.iter().map(|f| f.mv.workload).collect();
+        let lenders: std::collections::BTreeSet<Lender> = moving
+            .iter()
+            .filter_map(|w| ledger.workload(*w))
+            .map(|w| Lender::Reservation(w.reservation))
+            .collect();
+        let releases: Vec<Action> = ledger
+            .leases()
+            .filter(|l| moving.contains(&l.borrower) && lenders.contains(&l.lender))
+            .filter_map(|l| {
+                let tenant = ledger.workload(l.borrower)?.tenant;
+                Some(Action::Release(action::Release {
+                    tenant,
+                    lease: l.id,
+                }))
+            })
+            .collect();
+        if let Err(e) = self.commit(ledger, releases, now, report) {
+            report
+                .problems
+                .push(format!("ending the leases among moving workloads: {e}"));
         }
     }
 

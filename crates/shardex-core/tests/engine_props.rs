@@ -75,7 +75,8 @@ fn rdv(cpu50: u64, cpu99: u64, mem99: u64, now: Timestamp) -> Rdv {
     }
 }
 
-fn run(ws: &[(u8, u8, u8, u8)], plan: &[Vec<(u8, u8, u8, bool)>]) -> Result<(), TestCaseError> {
+/// Runs the ticks, checking every invariant after each; returns how many hosts were drained.
+fn run(ws: &[(u8, u8, u8, u8)], plan: &[Vec<(u8, u8, u8, bool)>]) -> Result<usize, TestCaseError> {
     let mut l = Ledger::new();
     for h in 0..3 {
         l.apply(
@@ -137,6 +138,8 @@ fn run(ws: &[(u8, u8, u8, u8)], plan: &[Vec<(u8, u8, u8, bool)>]) -> Result<(), 
         move_after: Span::from_secs(120),
         // Short enough for scale-downs (and share give-backs) to happen within a case.
         down_after: Span::from_secs(180),
+        // Soon enough for hosts to be drained within a case.
+        consolidate_after: Span::from_secs(120),
         ..EngineParams::default()
     };
     let mut c = Controller::new(
@@ -146,6 +149,7 @@ fn run(ws: &[(u8, u8, u8, u8)], plan: &[Vec<(u8, u8, u8, bool)>]) -> Result<(), 
     );
     let sizes = ShardSizes::default();
     let mut actuator = SimulatedActuator::default();
+    let mut drains = 0;
     for (i, tick) in plan.iter().enumerate() {
         let now = t(60 * i as i64);
         let mut demands = BTreeMap::new();
@@ -174,6 +178,26 @@ fn run(ws: &[(u8, u8, u8, u8)], plan: &[Vec<(u8, u8, u8, bool)>]) -> Result<(), 
         );
         let violations = l.check();
         prop_assert!(violations.is_empty(), "tick {i}: {violations:#?}");
+        // Consolidation never makes a host short: what is on its way to a drain's destination
+        // fits in what that host has not committed, and the fill rule holds.
+        if !report.drains.is_empty() {
+            let mut incoming: BTreeMap<HostId, ShardVector> = BTreeMap::new();
+            for f in &c.in_flight {
+                let e = incoming.entry(f.to).or_default();
+                *e = e.saturating_add(&f.mv.needs);
+            }
+            for (h, v) in &incoming {
+                let b = l.balance(*h).unwrap();
+                let committed = b.reserved.saturating_add(&b.lent_by_provider);
+                prop_assert!(
+                    committed.saturating_add(v).fits_in(&b.capacity),
+                    "tick {i}: {h} gets {v} with {committed} of {} committed",
+                    b.capacity
+                );
+                prop_assert!(!report.drains.contains(h), "a drain onto itself");
+            }
+            drains += report.drains.len();
+        }
         // Invariant 8, through the actuator port: what is in force is never under the
         // entitlement, and the shared limits of a host's reservations fit its capacity.
         for w in l.workloads() {
@@ -236,7 +260,7 @@ fn run(ws: &[(u8, u8, u8, u8)], plan: &[Vec<(u8, u8, u8, bool)>]) -> Result<(), 
             }
         }
     }
-    Ok(())
+    Ok(drains)
 }
 
 proptest! {
@@ -248,4 +272,12 @@ proptest! {
     ) {
         run(&ws, &plan)?;
     }
+}
+
+#[test]
+fn the_property_s_runs_do_drain_hosts() {
+    // Three lightly used hosts: two are drained, one after the other, under the same checks.
+    let ws = [(0, 5, 5, 1), (1, 5, 5, 1), (2, 5, 5, 1)];
+    let plan = vec![vec![(5, 5, 5, false)]; 12];
+    assert_eq!(run(&ws, &plan).unwrap(), 2);
 }

@@ -500,3 +500,157 @@ fn recommend_only_decides_but_changes_nothing() {
     assert!(r.applied.is_empty());
     assert_eq!(w.ledger, before);
 }
+
+/// The controller of these scenarios with consolidation after `after` seconds.
+fn consolidating(after: u64) -> Controller<StaticProvisioner, SimulatedMigrator> {
+    let mut c = controller(StaticProvisioner::default());
+    c.engine.params.consolidate_after = Span::from_secs(after);
+    c
+}
+
+fn host_of(w: &World, name: &str) -> HostId {
+    w.ledger.workload(w.w(name)).unwrap().host
+}
+
+#[test]
+fn underused_hosts_are_drained_cheapest_first_onto_hosts_in_use_and_stay_empty() {
+    let mut w = World::new(
+        &[100, 100, 100],
+        &[
+            ("a", 1, 30, Tier::Standard),
+            ("b", 2, 20, Tier::Standard),
+            ("c", 3, 10, Tier::Standard),
+        ],
+    );
+    let mut c = consolidating(0);
+    let wants = [("a", 30), ("b", 20), ("c", 10)];
+    let r = w.tick(&mut c, &wants, 0);
+    // h3 is the cheapest to empty; c goes where it fits with the most headroom among hosts in
+    // use (h2: 80 free).
+    assert_eq!(r.drains, vec![HostId(3)], "{r:?}");
+    assert_eq!(r.moves_started.len(), 1);
+    assert_eq!(r.moves_started[0].to, HostId(2));
+    let r = w.tick(&mut c, &wants, 30);
+    assert!(r.drains.is_empty(), "one drain at a time: {r:?}");
+    // At 60 s c lands on h2; then h1 (a: 30) and h2 (b + c: 30) tie: the lower id drains at
+    // once (h2 ends 60 % committed).
+    let r = w.tick(&mut c, &wants, 60);
+    assert_eq!(host_of(&w, "c"), HostId(2));
+    assert_eq!(w.held("c"), 10, "it holds its whole need where it landed");
+    assert_eq!(r.drains, vec![HostId(1)], "{r:?}");
+    w.tick(&mut c, &wants, 120);
+    for n in ["a", "b", "c"] {
+        assert_eq!(host_of(&w, n), HostId(2), "{n}");
+    }
+    assert_eq!((w.held("a"), w.held("b"), w.held("c")), (30, 20, 10));
+    // One host in use: nothing more to drain, and a newcomer lands on the host in use.
+    let r = w.tick(&mut c, &wants, 180);
+    assert!(r.drains.is_empty() && r.moves_started.is_empty(), "{r:?}");
+    let pending = BTreeMap::new();
+    assert_eq!(
+        Engine::place(&w.ledger, &cpu(10), None, &pending),
+        Some(HostId(2)),
+        "the drained hosts stay empty while the host in use has room"
+    );
+    assert_eq!(c.migrator.moves, 2);
+}
+
+#[test]
+fn no_drain_past_the_fill_limit_and_none_before_its_hysteresis() {
+    // Draining either would leave the other 80 % committed (limit 70 %).
+    let mut w = World::new(
+        &[100, 100],
+        &[("a", 1, 40, Tier::Standard), ("b", 2, 40, Tier::Standard)],
+    );
+    let mut c = consolidating(0);
+    for at in [0, 60, 120] {
+        let r = w.tick(&mut c, &[("a", 40), ("b", 40)], at);
+        assert!(r.drains.is_empty(), "{r:?}");
+    }
+    // At 30 % it drains, but only once b's host has been the one to drain for 30 min.
+    let mut w = World::new(
+        &[100, 100],
+        &[("a", 1, 15, Tier::Standard), ("b", 2, 15, Tier::Standard)],
+    );
+    let mut c = consolidating(1800);
+    let wants = [("a", 15), ("b", 15)];
+    for at in [0, 600, 1200, 1799] {
+        let r = w.tick(&mut c, &wants, at);
+        assert!(r.drains.is_empty(), "at {at}: {r:?}");
+    }
+    let r = w.tick(&mut c, &wants, 1800);
+    assert_eq!(r.drains, vec![HostId(1)], "{r:?}");
+}
+
+#[test]
+fn a_short_host_resets_the_hysteresis() {
+    let mut w = World::new(
+        &[100, 100],
+        &[
+            ("a", 1, 50, Tier::Standard),
+            ("b", 1, 50, Tier::Standard),
+            ("c", 2, 10, Tier::Standard),
+        ],
+    );
+    let mut c = consolidating(600);
+    c.engine.params.move_after = Span::from_secs(3600);
+    // h1 is full and not short: h2 (c) would drain... but 110 of 100 does not fit.
+    let r = w.tick(&mut c, &[("a", 50), ("b", 50), ("c", 10)], 0);
+    assert!(r.drains.is_empty(), "{r:?}");
+    // a and b shrink; h2 is the candidate from 60 s on; a spike of a at 300 s makes h1 short
+    // and starts the count again.
+    let small = [("a", 20), ("b", 20), ("c", 10)];
+    w.tick(&mut c, &small, 60);
+    w.tick(&mut c, &small, 60 + 900);
+    let r = w.tick(&mut c, &[("a", 90), ("b", 20), ("c", 10)], 60 + 960);
+    assert!(r.drains.is_empty(), "{r:?}");
+    w.tick(&mut c, &small, 60 + 1020);
+    let r = w.tick(&mut c, &small, 60 + 1020 + 599);
+    assert!(r.drains.is_empty(), "the count restarted: {r:?}");
+}
+
+#[test]
+fn a_drained_hosts_lenders_and_borrowers_move_together() {
+    // h2 is all reserved, so b leases a's idle shards; both move to h1 at once, and the lease
+    // between them is ended first so that a's reservation can be given up.
+    let mut w = World::new(
+        &[200, 40],
+        &[
+            ("x", 1, 60, Tier::Standard),
+            ("a", 2, 30, Tier::Standard),
+            ("b", 2, 10, Tier::Standard),
+        ],
+    );
+    // a holds 10 of its 30: its idle 20 is on the market.
+    w.ledger
+        .apply(
+            &Action::Allocate(action::Allocate {
+                tenant: TenantId(2),
+                workload: w.w("a"),
+                share: cpu(10),
+            }),
+            t(0),
+        )
+        .unwrap();
+    let mut c = consolidating(600);
+    let wants = [("x", 60), ("a", 10), ("b", 25)];
+    w.tick(&mut c, &wants, 0);
+    let a_res = w.ledger.workload(w.w("a")).unwrap().reservation;
+    assert!(
+        w.ledger
+            .leases()
+            .any(|l| l.lender == shardex_core::Lender::Reservation(a_res)),
+        "a lends to b before the drain"
+    );
+    let mut drained = false;
+    for at in (60..=1200).step_by(60) {
+        let r = w.tick(&mut c, &wants, at);
+        assert!(r.problems.is_empty(), "{r:?}");
+        drained |= r.drains == vec![HostId(2)];
+    }
+    assert!(drained);
+    for n in ["x", "a", "b"] {
+        assert_eq!(host_of(&w, n), HostId(1), "{n}");
+    }
+    assert!(w.held("b") >= 25 && w.held("a") >= 10 && w.held("x") >= 60);
+}

@@ -46,6 +46,10 @@ fn simulate_prints_the_documented_json_and_beats_static_reservations_on_a_slice(
         "money",
         "hosts_mean",
         "migrations_per_workload_day",
+        "hosts_drained",
+        "host_hours",
+        "host_hours_static",
+        "host_hours_saved_pct",
     ] {
         assert!(doc.get(key).is_some(), "{key} missing: {doc}");
     }
@@ -77,6 +81,16 @@ fn simulate_prints_the_documented_json_and_beats_static_reservations_on_a_slice(
     assert!(
         doc["migrations_per_workload_day"].as_f64().unwrap() >= 0.0,
         "{doc}"
+    );
+    // Host-hours: the time-averaged count over the same steps as the static cloud's.
+    let (hh, hs) = (
+        doc["host_hours"].as_f64().unwrap(),
+        doc["host_hours_static"].as_f64().unwrap(),
+    );
+    let ratio = hh / hs;
+    assert!(
+        (ratio - mean / stat as f64).abs() < 0.01,
+        "host-hours {hh} / {hs} against {mean} / {stat} hosts: {doc}"
     );
 }
 

@@ -52,9 +52,11 @@ use crate::rdv::{Quantiles, Rdv};
 use crate::shard::{ResourceKind, ShardSizes, ShardVector};
 use crate::time::{Span, Timestamp};
 
+mod consolidate;
 mod moves;
 mod requests;
 
+pub use consolidate::Drain;
 pub use moves::Move;
 pub use requests::{RequestStatus, Resolution, ShardRequest, Step};
 
@@ -146,12 +148,18 @@ pub struct EngineParams {
     /// How long a host must stay short before workloads move off it (and hosts are
     /// provisioned): a brief spike costs less in shortfall than a live migration and a host.
     pub move_after: Span,
+    /// Consolidation drains a host only when the hosts left would commit at most this percent
+    /// of their capacity in every kind (0 turns consolidation off).
+    pub consolidate_fill_pct: u64,
+    /// How long a host must stay the one to drain, with no host short, before it is drained.
+    pub consolidate_after: Span,
 }
 
 impl Default for EngineParams {
     /// A 60 s lead, 5 % headroom, 15 min before scaling down, 10 % memory margin, day-long
     /// leases renewed 10 min before their end, up to 0.01 per shard-hour (25 × the cpu list
-    /// price), and moves off a host short for 10 min.
+    /// price), moves off a host short for 10 min, and a host drained when the others would
+    /// be at most 70 % committed, for 30 min on end.
     fn default() -> Self {
         Self {
             lead: Span::from_secs(60),
@@ -163,6 +171,8 @@ impl Default for EngineParams {
             renew_before: Span::from_secs(600),
             max_price: PriceVector::uniform(rust_decimal::Decimal::new(1, 2)),
             move_after: Span::from_secs(600),
+            consolidate_fill_pct: 70,
+            consolidate_after: Span::from_secs(1800),
         }
     }
 }

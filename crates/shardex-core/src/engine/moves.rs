@@ -1,7 +1,7 @@
 //! When a host itself is short: which workloads move off it, and where a workload goes.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -141,43 +141,95 @@ impl Engine {
     /// Placement: the host (other than `exclude`) where `needs` fits with the most headroom,
     /// headroom being capacity − reserved − lent by the provider − waiting requests − what is
     /// already on its way there, and "most" the largest smallest share of capacity left over
-    /// any kind after placing (ties: lowest host id). `None` when no host has room.
+    /// any kind after placing (ties: lowest host id). Hosts in use (with a workload) come
+    /// first, so that a host consolidation emptied stays empty while the others have room; an
+    /// idle host only when none in use fits. `None` when no host has room.
     pub fn place(
         ledger: &Ledger,
         needs: &ShardVector,
         exclude: Option<HostId>,
         pending: &BTreeMap<HostId, ShardVector>,
     ) -> Option<HostId> {
-        let mut waiting: HashMap<HostId, ShardVector> = HashMap::new();
-        for r in ledger.requests() {
-            let e = waiting.entry(r.host).or_default();
-            *e = e.saturating_add(&r.remaining());
-        }
-        let mut best: Option<(u64, HostId)> = None;
-        for h in ledger.hosts().filter(|h| Some(h.id) != exclude) {
-            let Ok(b) = ledger.balance(h.id) else {
-                continue;
-            };
-            let used = b
-                .reserved
-                .saturating_add(&b.lent_by_provider)
-                .saturating_add(&waiting.get(&h.id).copied().unwrap_or_default())
-                .saturating_add(&pending.get(&h.id).copied().unwrap_or_default());
-            let room = h.capacity.excess_over(&used);
-            if !needs.fits_in(&room) {
-                continue;
-            }
-            // Per-mille of capacity left in the tightest kind the host has.
-            let left = ResourceKind::ALL
-                .into_iter()
-                .filter(|&k| h.capacity.get(k) > 0)
-                .map(|k| (room.get(k) - needs.get(k)).saturating_mul(1000) / h.capacity.get(k))
-                .min()
-                .unwrap_or(0);
-            if best.is_none_or(|(l, _)| left > l) {
-                best = Some((left, h.id));
-            }
-        }
-        best.map(|(_, h)| h)
+        let in_use = hosts_in_use(ledger);
+        let rooms = rooms(ledger, &waiting_by_host(ledger), |h| Some(h) != exclude);
+        let (used, idle): (Vec<Room>, Vec<Room>) =
+            rooms.into_iter().partition(|r| in_use.contains(&r.host));
+        place_among(&used, needs, pending).or_else(|| place_among(&idle, needs, pending))
     }
+}
+
+/// A host's capacity and what it has committed for placement: reserved, lent by the
+/// provider, and held back for waiting requests (what is on its way there is added apart).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Room {
+    pub(super) host: HostId,
+    pub(super) capacity: ShardVector,
+    pub(super) committed: ShardVector,
+}
+
+/// The rooms of the hosts `allowed` lets through, read from the ledger once.
+pub(super) fn rooms(
+    ledger: &Ledger,
+    waiting: &HashMap<HostId, ShardVector>,
+    allowed: impl Fn(HostId) -> bool,
+) -> Vec<Room> {
+    ledger
+        .hosts()
+        .filter(|h| allowed(h.id))
+        .filter_map(|h| {
+            let b = ledger.balance(h.id).ok()?;
+            Some(Room {
+                host: h.id,
+                capacity: h.capacity,
+                committed: b
+                    .reserved
+                    .saturating_add(&b.lent_by_provider)
+                    .saturating_add(&waiting.get(&h.id).copied().unwrap_or_default()),
+            })
+        })
+        .collect()
+}
+
+/// Hosts with at least one workload.
+pub(super) fn hosts_in_use(ledger: &Ledger) -> BTreeSet<HostId> {
+    ledger.workloads().map(|w| w.host).collect()
+}
+
+/// Shards waiting requests hold back on each host.
+pub(super) fn waiting_by_host(ledger: &Ledger) -> HashMap<HostId, ShardVector> {
+    let mut waiting: HashMap<HostId, ShardVector> = HashMap::new();
+    for r in ledger.requests() {
+        let e = waiting.entry(r.host).or_default();
+        *e = e.saturating_add(&r.remaining());
+    }
+    waiting
+}
+
+/// [`Engine::place`] among `rooms`, with `pending` on its way to them.
+pub(super) fn place_among(
+    rooms: &[Room],
+    needs: &ShardVector,
+    pending: &BTreeMap<HostId, ShardVector>,
+) -> Option<HostId> {
+    let mut best: Option<(u64, HostId)> = None;
+    for r in rooms {
+        let used = r
+            .committed
+            .saturating_add(&pending.get(&r.host).copied().unwrap_or_default());
+        let room = r.capacity.excess_over(&used);
+        if !needs.fits_in(&room) {
+            continue;
+        }
+        // Per-mille of capacity left in the tightest kind the host has.
+        let left = ResourceKind::ALL
+            .into_iter()
+            .filter(|&k| r.capacity.get(k) > 0)
+            .map(|k| (room.get(k) - needs.get(k)).saturating_mul(1000) / r.capacity.get(k))
+            .min()
+            .unwrap_or(0);
+        if best.is_none_or(|(l, _)| left > l) {
+            best = Some((left, r.host));
+        }
+    }
+    best.map(|(_, h)| h)
 }

@@ -64,6 +64,8 @@ pub(super) struct Sim<'a> {
     pub(super) problems: Vec<String>,
     pub(super) problem_count: usize,
     pub(super) moves_abandoned: usize,
+    /// Hosts consolidation drained.
+    pub(super) drains: usize,
     pub(super) tenants: u64,
     pub(super) daily: bool,
     /// Feed the profiler the true usage rather than what the simulated host shows.
@@ -137,6 +139,7 @@ impl<'a> Sim<'a> {
             problems: Vec::new(),
             problem_count: 0,
             moves_abandoned: 0,
+            drains: 0,
             tenants: 0,
             daily: false,
             open_loop: false,
@@ -324,6 +327,7 @@ impl<'a> Sim<'a> {
                 );
             }
         }
+        self.drains += report.drains.len();
         self.note(report.problems, report.abandoned.len());
         self.remap(&report.moved);
         // Now the forecasters see this step's samples, with the allocation they were under.
@@ -606,6 +610,11 @@ impl<'a> Sim<'a> {
             .copied()
             .unwrap_or_default();
         let scored: u64 = self.tallies.values().map(|t| t.samples).sum();
+        // Host-hours: the shardex cloud's hosts in use at each step, against the static
+        // cloud's hosts over the same steps.
+        let step_h = STEP_S as f64 / 3600.0;
+        let host_hours = self.hosts_sum as f64 * step_h;
+        let host_hours_static = hosts_static as f64 * self.util_steps as f64 * step_h;
         json!({
             "mode": if self.open_loop { "open_loop" } else { "closed_loop" },
             "trace": trace,
@@ -623,6 +632,10 @@ impl<'a> Sim<'a> {
                     / (self.workload_steps.max(1) as f64 * STEP_S as f64 / 86_400.0),
                 4
             ),
+            "hosts_drained": self.drains,
+            "host_hours": round(host_hours, 1),
+            "host_hours_static": round(host_hours_static, 1),
+            "host_hours_saved_pct": round((1.0 - host_hours / host_hours_static.max(f64::MIN_POSITIVE)) * 100.0, 1),
             "hosts_saved_pct": round((1.0 - self.hosts_peak as f64 / hosts_static.max(1) as f64) * 100.0, 1),
             "mean_utilisation_pct": round(util_total / kinds.len().max(1) as f64, 2),
             "utilisation_pct": util,
