@@ -26,6 +26,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+/// mimalloc: per-thread free lists suit the daemon's many small, short-lived allocations.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// shardex: turns a host's capacity into small shards and moves them between workloads before
 /// they need them.
 #[derive(Debug, Parser)]

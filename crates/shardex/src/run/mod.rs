@@ -352,29 +352,51 @@ fn admin_token(data: &Path) -> anyhow::Result<String> {
 }
 
 /// Applies `Expire` whenever something falls due, so expiries don't wait for the next request.
+/// It goes through the writer like an API write: under load it joins a batch (and every write
+/// catches up with time anyway, so it is then a no-op), instead of a transaction of its own
+/// that would hold the store between two batches.
 async fn expire_when_due(app: Arc<App>) {
     let mut wait = Duration::from_millis(500);
     loop {
         tokio::time::sleep(wait).await;
-        let mut store = app.store.lock().await;
         wait = Duration::from_millis(500);
-        let Ok(now) = wall_clock(store.ledger().now()) else {
-            continue;
+        let (now, due) = {
+            let ledger = app.ledger.borrow();
+            let Ok(now) = wall_clock(ledger.now()) else {
+                continue;
+            };
+            (now, ledger.next_change().is_some_and(|t| t <= now))
         };
-        if store.ledger().next_change().is_some_and(|t| t <= now) {
-            match store.apply(Action::Expire, now).await {
-                Ok(Ok(events)) => {
+        if due {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let job: writer::Job = Box::new(move |batch: &mut shardex_store::Batch, now| {
+                // Still due on the batch's state at the batch's time? (Writes since may have
+                // caught up already.)
+                let done = if batch.ledger().next_change().is_some_and(|t| t <= now) {
+                    batch.apply(Action::Expire, now, None)
+                } else {
+                    Ok(Ok(Vec::new()))
+                };
+                Box::new(move |committed| {
+                    let _ = tx.send(committed.map(|()| done));
+                })
+            });
+            if app.writer.send(job).await.is_err() {
+                return; // The writer has stopped: the daemon is stopping.
+            }
+            match rx.await {
+                Ok(Ok(Ok(Ok(events)))) => {
                     tracing::debug!(events = events.len(), "expiries applied");
-                    if !events.is_empty() {
-                        app.changed.notify_one();
-                    }
                 }
-                Ok(Err(e)) => tracing::error!(error = %e, "the ledger refused to expire"),
-                Err(e) => tracing::error!(error = %e, "the store failed while expiring"),
+                Ok(Ok(Ok(Err(e)))) => tracing::error!(error = %e, "the ledger refused to expire"),
+                Ok(Ok(Err(e))) => tracing::error!(error = %e, "metering failed while expiring"),
+                Ok(Err(e)) => tracing::error!(error = %e.detail, "the store failed while expiring"),
+                Err(_) => tracing::error!("the expiry was dropped before it was committed"),
             }
         }
         // Wake at the next change itself (a lease's end, a modification's), at most 500 ms on.
-        if let Some(next) = store.ledger().next_change().filter(|&t| t > now) {
+        let next = app.ledger.borrow().next_change();
+        if let Some(next) = next.filter(|&t| t > now) {
             wait = Duration::from_millis(next.since(now).millis().saturating_add(1).min(500));
         }
     }

@@ -41,6 +41,18 @@ struct Writing {
     started: Instant,
 }
 
+/// The next batch: open, taking jobs as they arrive, until the one before is durable.
+struct Next {
+    batch: Batch,
+    replies: Vec<Reply>,
+}
+
+/// What woke the writer while a batch was being written.
+enum Woke {
+    Jobs(usize),
+    Written,
+}
+
 /// Serves jobs until every sender is gone.
 pub(super) async fn run(app: Arc<App>, mut jobs: mpsc::Receiver<Job>) {
     let mut waiting = Vec::with_capacity(MAX_BATCH);
@@ -48,74 +60,96 @@ pub(super) async fn run(app: Arc<App>, mut jobs: mpsc::Receiver<Job>) {
         let mut store = app.store.lock().await;
         let held = Instant::now();
         let mut writing: Option<Writing> = None;
+        let mut next: Option<Next> = None;
+        let mut failed = false;
         loop {
             if !waiting.is_empty() {
-                let (batch, replies) = apply(&store, writing.as_ref(), &mut waiting);
-                // The batch before must be durable before this one is written or answered.
-                if let Some(w) = writing.take()
-                    && !finish(&app, &mut store, w).await
-                {
-                    let failed =
-                        Problem::store("an earlier write failed; this one was not applied");
-                    for reply in replies {
-                        reply(Err(failed.clone()));
-                    }
-                    continue;
-                }
+                let n = next.get_or_insert_with(|| Next {
+                    batch: writing
+                        .as_ref()
+                        .map_or_else(|| store.batch(), |w| w.batch.next_batch()),
+                    replies: Vec::new(),
+                });
+                apply(&mut n.batch, &mut n.replies, &mut waiting);
+            }
+            // A batch is sealed and written only once the one before it is durable: jobs that
+            // arrive meanwhile join it, so that a straggler never costs a transaction alone.
+            if writing.is_none() {
+                let Some(n) = next.take() else { break };
                 writing = Some(Writing {
-                    batch: store.start_commit(batch),
-                    replies,
+                    batch: store.start_commit(n.batch),
+                    replies: n.replies,
                     started: Instant::now(),
                 });
             }
             let Some(w) = writing.as_mut() else { break };
-            if held.elapsed() >= HOLD {
-                break;
-            }
-            // More jobs arriving while this batch is written are the next batch; a write that
-            // ends first with nothing else waiting lets the store go.
-            tokio::select! {
-                n = jobs.recv_many(&mut waiting, MAX_BATCH) => {
-                    if n == 0 {
+            let room = MAX_BATCH.saturating_sub(next.as_ref().map_or(0, |n| n.replies.len()));
+            let woke = tokio::select! {
+                n = jobs.recv_many(&mut waiting, room), if room > 0 && held.elapsed() < HOLD => {
+                    Woke::Jobs(n)
+                }
+                () = w.batch.written() => Woke::Written,
+            };
+            match woke {
+                Woke::Jobs(0) => break,
+                Woke::Jobs(_) => {}
+                Woke::Written => {
+                    if let Some(w) = writing.take() {
+                        failed = !finish(&app, &mut store, w).await;
+                    }
+                    if failed {
+                        break;
+                    }
+                    if held.elapsed() >= HOLD && waiting.is_empty() {
+                        // Let the daemon's other writers have the store; the open batch is
+                        // written first (it was made on this state).
                         break;
                     }
                 }
-                () = w.batch.written() => break,
             }
         }
         if let Some(w) = writing.take() {
-            finish(&app, &mut store, w).await;
+            failed = !finish(&app, &mut store, w).await;
+        }
+        if let Some(n) = next.take() {
+            if failed {
+                let why = Problem::store("an earlier write failed; this one was not applied");
+                for reply in n.replies {
+                    reply(Err(why.clone()));
+                }
+            } else {
+                let w = Writing {
+                    batch: store.start_commit(n.batch),
+                    replies: n.replies,
+                    started: Instant::now(),
+                };
+                finish(&app, &mut store, w).await;
+            }
         }
         drop(store);
     }
 }
 
-/// Applies the waiting jobs on the state the batch being written leaves (or the store's),
-/// at one time; returns the batch and how to answer each job.
-fn apply(
-    store: &SqliteStore,
-    writing: Option<&Writing>,
-    waiting: &mut Vec<Job>,
-) -> (Batch, Vec<Reply>) {
-    let mut batch = writing.map_or_else(|| store.batch(), |w| w.batch.next_batch());
+/// Applies the waiting jobs on `batch`, at one time; adds how to answer each job.
+fn apply(batch: &mut Batch, replies: &mut Vec<Reply>, waiting: &mut Vec<Job>) {
     let now = match wall_clock(batch.ledger().now()) {
         Ok(now) => now,
         Err(e) => {
             // Dropping a job answers its request with a store failure; nothing applied.
             tracing::error!(error = %e, jobs = waiting.len(), "no time to commit at");
             waiting.clear();
-            return (batch, Vec::new());
+            return;
         }
     };
     let started = Instant::now();
-    let replies: Vec<Reply> = waiting.drain(..).map(|job| job(&mut batch, now)).collect();
+    let before = replies.len();
+    replies.extend(waiting.drain(..).map(|job| job(batch, now)));
     tracing::debug!(
-        jobs = replies.len(),
+        jobs = replies.len() - before,
         actions = batch.len(),
         apply_us = started.elapsed().as_micros(),
         "batch applied"
     );
-    (batch, replies)
 }
 
 /// Waits until `w` is durable and answers its jobs; false when it failed.
