@@ -43,6 +43,16 @@ impl Ledger {
         for t in self.tenants.values() {
             idx.tenant_names.insert(t.name.clone(), t.id);
         }
+        for r in self.reservations.values() {
+            let list: Vec<Modification> = r
+                .modifications
+                .iter()
+                .filter_map(|m| self.modifications.get(m).cloned())
+                .collect();
+            if !list.is_empty() {
+                idx.mods.insert(r.id, list.into());
+            }
+        }
         (idx.dues, idx.ends) = self.rebuilt_dues();
         // Compared from now on, below: its past may be folded or not.
         idx.committed = self.idx.committed.clone();

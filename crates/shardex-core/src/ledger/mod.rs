@@ -165,6 +165,10 @@ struct Indexes {
     /// Each host's committed shards over time (see `committed.rs`); checked by `check()`
     /// from now on, not compared here.
     committed: Map<HostId, committed::Committed>,
+    /// Each reservation's modifications as values, in its order: composing a reservation (what
+    /// admission, metering and quotes do for every action) reads them here rather than looking
+    /// each up in `modifications`.
+    mods: Map<ReservationId, std::sync::Arc<[Modification]>>,
 }
 
 fn index_add<K: Ord + Clone, V: Ord + Clone>(m: &mut Map<K, Set<V>>, k: K, v: V) {
@@ -498,7 +502,7 @@ impl Ledger {
     ) -> Result<Vec<(Timestamp, ShardVector)>, LedgerError> {
         let mods = self.modifications_of(r)?;
         let mut at = vec![from, r.window.start(), r.window.end()];
-        for m in &mods {
+        for m in mods.iter() {
             at.extend([m.window.start(), m.window.end()]);
         }
         at.retain(|&t| t == from || (t > from && t < to));
@@ -540,15 +544,50 @@ impl Ledger {
         Ok(out)
     }
 
-    fn modifications_of(&self, r: &Reservation) -> Result<Vec<&Modification>, LedgerError> {
+    fn modifications_of<'a>(
+        &'a self,
+        r: &Reservation,
+    ) -> Result<std::borrow::Cow<'a, [Modification]>, LedgerError> {
+        let listed: &[Modification] = self.idx.mods.get(&r.id).map_or(&[], |m| m);
+        let same = listed.len() == r.modifications.len()
+            && listed
+                .iter()
+                .zip(&r.modifications)
+                .all(|(m, id)| m.id == *id);
+        if same {
+            return Ok(std::borrow::Cow::Borrowed(listed));
+        }
+        // `r` is not the reservation this state holds (e.g. a copy from before a change).
         r.modifications
             .iter()
             .map(|id| {
                 self.modifications
                     .get(id)
+                    .cloned()
                     .ok_or(LedgerError::UnknownModification(*id))
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()
+            .map(std::borrow::Cow::Owned)
+    }
+
+    /// Brings `id`'s entry of the index of modifications by reservation in step with the
+    /// reservation's list (after a modification is added, changed or dropped).
+    pub(super) fn refresh_mods(&mut self, id: ReservationId) {
+        let list: Vec<Modification> = self
+            .reservations
+            .get(&id)
+            .map(|r| {
+                r.modifications
+                    .iter()
+                    .filter_map(|m| self.modifications.get(m).cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if list.is_empty() {
+            self.idx.mods.remove(&id);
+        } else {
+            self.idx.mods.insert(id, list.into());
+        }
     }
 
     /// A workload's allocation: its share plus what it borrows.
@@ -619,7 +658,7 @@ impl Ledger {
 /// A reservation's vector at `t` with `mods` (its modifications, in order) applied.
 fn compose(
     r: &Reservation,
-    mods: &[&Modification],
+    mods: &[Modification],
     t: Timestamp,
 ) -> Result<ShardVector, LedgerError> {
     if r.cancelled || !r.window.contains(t) {

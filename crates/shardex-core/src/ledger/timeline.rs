@@ -32,6 +32,7 @@ impl Ledger {
                     if let Some(r) = self.reservations.remove(&id) {
                         index_remove(&mut self.idx.reservations, &r.host, &id);
                         self.idx.workloads.remove(&id);
+                        self.idx.mods.remove(&id);
                     }
                 }
             }
@@ -56,6 +57,7 @@ impl Ledger {
             if let Some(r) = self.reservations.get_mut(&id) {
                 r.modifications.retain(|m| mods.contains_key(m));
             }
+            self.refresh_mods(id);
         }
     }
 
