@@ -264,11 +264,17 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
             return;
         }
         self.drain_since = None;
-        report.drains.push(drain.host);
+        let planned = drain.moves.len();
+        let before = report.moves_started.len();
         for mv in drain.moves {
             if let Some(to) = mv.to {
                 self.start_move(mv, to, now, report);
             }
+        }
+        // A drain is reported only when every one of its moves is under way (a migrator that
+        // refuses, e.g. none configured, leaves its reasons in the problems instead).
+        if report.moves_started.len() - before == planned {
+            report.drains.push(drain.host);
         }
     }
 

@@ -654,3 +654,35 @@ fn a_drained_hosts_lenders_and_borrowers_move_together() {
     }
     assert!(w.held("b") >= 25 && w.held("a") >= 10 && w.held("x") >= 60);
 }
+
+#[test]
+fn without_a_migrator_a_drain_is_a_recommendation_never_reported_as_done() {
+    let mut w = World::new(
+        &[100, 100],
+        &[("a", 1, 15, Tier::Standard), ("b", 2, 15, Tier::Standard)],
+    );
+    let mut params = controller(StaticProvisioner::default()).engine.params;
+    params.consolidate_after = Span::from_secs(0);
+    let mut c = Controller::new(
+        Engine::new(params),
+        StaticProvisioner::default(),
+        shardex_core::ports::NoMigrator,
+    );
+    let demands: BTreeMap<WorkloadId, Demand> = [("a", 15), ("b", 15)]
+        .iter()
+        .map(|&(n, s)| (w.w(n), demand(s, t(0))))
+        .collect();
+    let before = w.ledger.clone();
+    let r = c.tick(&mut w.ledger, &demands, &ShardSizes::default(), t(0));
+    assert!(r.drains.is_empty(), "{r:?}");
+    assert!(
+        r.moves_started.is_empty() && c.in_flight.is_empty(),
+        "{r:?}"
+    );
+    assert!(
+        r.problems.iter().any(|p| p.contains("recommendation")),
+        "the refused move is said: {r:?}"
+    );
+    assert_eq!(w.ledger.workloads().count(), before.workloads().count());
+    assert_eq!(host_of(&w, "a"), HostId(1));
+}
