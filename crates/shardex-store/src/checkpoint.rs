@@ -3,14 +3,16 @@
 //! while the log was copied into the database file. Here a task copies it every
 //! [`EVERY`] in a PASSIVE checkpoint (it never blocks a writer or a reader), and the
 //! connections' own automatic checkpoints are off. A crash in between loses nothing: the WAL
-//! is the durable copy until it is checkpointed, and opening replays it.
+//! is the durable copy until it is checkpointed, and opening replays it. Often (every 50 ms),
+//! so that what the log's writer copies itself to start the WAL over (`log_writer.rs`) is
+//! little: with 250 ms its own checkpoint took 6-20 ms, with 50 ms 1-4 ms.
 
 use std::time::Duration;
 
 use sqlx::sqlite::SqlitePool;
 
 /// How often the WAL is copied into the database.
-pub const EVERY: Duration = Duration::from_millis(250);
+pub const EVERY: Duration = Duration::from_millis(50);
 
 /// Checkpoints `pool`'s database every [`EVERY`] until the pool is closed.
 pub(crate) fn spawn(pool: SqlitePool) {

@@ -109,9 +109,10 @@ fn serve(mut conn: Connection, jobs: &mpsc::Receiver<Job>) {
         );
         // The asker may have gone; the write stands either way.
         let _ = job.done.send(r);
-        if checkpointed.elapsed() >= RESET_EVERY {
+        // A checkpoint that found the one beside it running is tried again after the next
+        // transaction rather than a second later.
+        if checkpointed.elapsed() >= RESET_EVERY && reset_point(&conn) {
             checkpointed = std::time::Instant::now();
-            reset_point(&conn);
         }
     }
 }
@@ -126,7 +127,8 @@ const RESET_EVERY: Duration = Duration::from_secs(1);
 /// index (throughput fell as it grew). They copy most of it; this copies the rest, when no
 /// commit can land in between. A checkpoint that is busy (theirs is running) waits for the next
 /// turn; either way nothing is lost: the WAL is the durable copy until it is copied.
-fn reset_point(conn: &Connection) {
+/// Returns false when the checkpoint was busy or failed.
+fn reset_point(conn: &Connection) -> bool {
     let started = std::time::Instant::now();
     let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
         Ok((
@@ -136,14 +138,20 @@ fn reset_point(conn: &Connection) {
         ))
     });
     match r {
-        Ok((busy, frames, copied)) => tracing::debug!(
-            busy,
-            frames,
-            copied,
-            us = started.elapsed().as_micros(),
-            "writer's checkpoint"
-        ),
-        Err(e) => tracing::debug!(error = %e, "the writer's checkpoint did not run"),
+        Ok((busy, frames, copied)) => {
+            tracing::debug!(
+                busy,
+                frames,
+                copied,
+                us = started.elapsed().as_micros(),
+                "writer's checkpoint"
+            );
+            busy == 0
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "the writer's checkpoint did not run");
+            false
+        }
     }
 }
 
