@@ -796,11 +796,26 @@ fn run(mut world: World, ops: &[(Op, bool, u8)]) -> Result<(), TestCaseError> {
         let before = world.ledger.clone();
         // A quote meters only what the action touches: the same as metering everything.
         if before.applied(&action, before.now()).is_ok() {
-            let until = before.now().checked_add(secs(7200)).unwrap();
-            for &tenant in &world.tenants {
-                let fast = quote_action(&before, &prices, &action, tenant, until).unwrap();
-                let full = quote_by_full_accrual(&before, &prices, &action, tenant, until);
-                prop_assert_eq!(fast, full, "quote of {:?} for {}", action, tenant);
+            let mut spans = vec![before.now().checked_add(secs(7200)).unwrap()];
+            // Over a modification's own window too, as the API quotes it: where the reservation
+            // with and without it splits the span alike, only what differs is priced.
+            if let Action::ModifyReservation(m) = &action {
+                let start = m.start.unwrap_or(before.now());
+                spans.push(start.checked_add(m.duration).unwrap());
+            }
+            for until in spans {
+                for &tenant in &world.tenants {
+                    let fast = quote_action(&before, &prices, &action, tenant, until).unwrap();
+                    let full = quote_by_full_accrual(&before, &prices, &action, tenant, until);
+                    prop_assert_eq!(
+                        fast,
+                        full,
+                        "quote of {:?} for {} until {}",
+                        action,
+                        tenant,
+                        until
+                    );
+                }
             }
         }
         // What the ledger held up to this action, metered before it changes anything.

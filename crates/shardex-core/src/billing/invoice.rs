@@ -153,9 +153,63 @@ pub fn quote_applied(
     };
     let mut total = Decimal::ZERO;
     for (s, _) in super::meter::touched(before, events) {
+        if let Subject::Reservation(id) = s
+            && let Some(d) = reservation_difference(before, after, prices, tenant, id, now, until)?
+        {
+            total += d;
+            continue;
+        }
         total += cost(after, s)? - cost(before, s)?;
     }
     Ok(total)
+}
+
+/// What reservation `id` costs `tenant` over `[now, until)` in `after` minus in `before`, priced
+/// only where the two differ: when both split the span at the same times (e.g. a modification
+/// over exactly that span), every stretch and kind they hold alike prices to the same charge
+/// and cancels. `None` when they split it differently or differ in owner, tier or window:
+/// then both are metered whole.
+fn reservation_difference(
+    before: &Ledger,
+    after: &Ledger,
+    prices: &PriceTable,
+    tenant: TenantId,
+    id: crate::domain::ReservationId,
+    now: Timestamp,
+    until: Timestamp,
+) -> Result<Option<Decimal>, BillingError> {
+    let (Some(rb), Some(ra)) = (before.reservation(id), after.reservation(id)) else {
+        return Ok(None);
+    };
+    if rb.tenant != ra.tenant || rb.tier != ra.tier || rb.window != ra.window {
+        return Ok(None);
+    }
+    let sb = super::metering::reservation_stretches(before, rb, now, until)?;
+    let sa = super::metering::reservation_stretches(after, ra, now, until)?;
+    if sb.len() != sa.len() || sb.iter().zip(&sa).any(|(b, a)| (b.0, b.1) != (a.0, a.1)) {
+        return Ok(None);
+    }
+    if rb.tenant != tenant {
+        return Ok(Some(Decimal::ZERO));
+    }
+    let mut pricer = super::metering::ReservationPricer::new(prices, rb);
+    let mut amount = |kind, shards, start, end| {
+        if shards == 0 {
+            Decimal::ZERO
+        } else {
+            pricer.charge(kind, shards, start, end).amount
+        }
+    };
+    let mut total = Decimal::ZERO;
+    for ((start, end, was), (_, _, is)) in sb.into_iter().zip(sa) {
+        for kind in ResourceKind::ALL {
+            let (x, y) = (was.get(kind), is.get(kind));
+            if x != y {
+                total += amount(kind, y, start, end) - amount(kind, x, start, end);
+            }
+        }
+    }
+    Ok(Some(total))
 }
 
 /// Hours between two times, exactly (for display).

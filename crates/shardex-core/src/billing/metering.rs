@@ -163,48 +163,94 @@ pub(super) fn reservation_charges(
     to: Timestamp,
     out: &mut Vec<Charge>,
 ) -> Result<(), BillingError> {
-    let mut held = ledger.holdings_until(r, from, to)?;
-    held.retain(|(t, _)| *t < to);
-    let ends: Vec<Timestamp> = held.iter().skip(1).map(|(t, _)| *t).chain([to]).collect();
-    let commitment = r.window.end().since(r.window.start());
-    // A stretch's unit price depends only on the kind and count: the same ones recur.
-    let mut units: Vec<(ResourceKind, u64, Decimal)> = Vec::new();
-    for ((start, held), end) in held.into_iter().zip(ends) {
-        let ms = u128::from(end.since(start).millis());
+    let mut pricer = ReservationPricer::new(prices, r);
+    for (start, end, held) in reservation_stretches(ledger, r, from, to)? {
         for kind in held.kinds() {
-            let shards = held.get(kind);
-            let unit = match units.iter().find(|u| u.0 == kind && u.1 == shards) {
-                Some(u) => u.2,
-                None => {
-                    let hourly =
-                        prices.hourly(kind, shards, commitment, r.tier, Delivery::Scheduled);
-                    let unit = if shards == 0 {
-                        Decimal::ZERO
-                    } else {
-                        hourly / Decimal::from(shards)
-                    };
-                    units.push((kind, shards, unit));
-                    unit
-                }
-            };
-            out.push(
-                Charge {
-                    from: start,
-                    to: end,
-                    payer: r.tenant,
-                    lender: None,
-                    subject: Subject::Reservation(r.id),
-                    kind,
-                    tier: r.tier,
-                    shard_ms: u128::from(shards) * ms,
-                    unit_price: unit,
-                    amount: Decimal::ZERO,
-                }
-                .priced(),
-            );
+            out.push(pricer.charge(kind, held.get(kind), start, end));
         }
     }
     Ok(())
+}
+
+/// What reservation `r` holds over `[from, to)`, as stretches `[start, end)` of one vector.
+pub(super) fn reservation_stretches(
+    ledger: &Ledger,
+    r: &crate::domain::Reservation,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<(Timestamp, Timestamp, crate::shard::ShardVector)>, BillingError> {
+    let mut held = ledger.holdings_until(r, from, to)?;
+    held.retain(|(t, _)| *t < to);
+    let ends: Vec<Timestamp> = held.iter().skip(1).map(|(t, _)| *t).chain([to]).collect();
+    Ok(held
+        .into_iter()
+        .zip(ends)
+        .map(|((start, v), end)| (start, end, v))
+        .collect())
+}
+
+/// Prices one reservation's stretches: a stretch's unit price depends only on the kind and
+/// count (and the reservation's commitment and tier), and the same ones recur.
+pub(super) struct ReservationPricer<'a> {
+    prices: &'a PriceTable,
+    r: &'a crate::domain::Reservation,
+    commitment: Span,
+    units: Vec<(ResourceKind, u64, Decimal)>,
+}
+
+impl<'a> ReservationPricer<'a> {
+    /// A pricer for `r`'s stretches at `prices`.
+    pub(super) fn new(prices: &'a PriceTable, r: &'a crate::domain::Reservation) -> Self {
+        Self {
+            prices,
+            r,
+            commitment: r.window.end().since(r.window.start()),
+            units: Vec::new(),
+        }
+    }
+
+    /// The priced charge for `shards` of `kind` held over `[start, end)`.
+    pub(super) fn charge(
+        &mut self,
+        kind: ResourceKind,
+        shards: u64,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Charge {
+        let unit = match self.units.iter().find(|u| u.0 == kind && u.1 == shards) {
+            Some(u) => u.2,
+            None => {
+                let hourly = self.prices.hourly(
+                    kind,
+                    shards,
+                    self.commitment,
+                    self.r.tier,
+                    Delivery::Scheduled,
+                );
+                let unit = if shards == 0 {
+                    Decimal::ZERO
+                } else {
+                    hourly / Decimal::from(shards)
+                };
+                self.units.push((kind, shards, unit));
+                unit
+            }
+        };
+        let ms = u128::from(end.since(start).millis());
+        Charge {
+            from: start,
+            to: end,
+            payer: self.r.tenant,
+            lender: None,
+            subject: Subject::Reservation(self.r.id),
+            kind,
+            tier: self.r.tier,
+            shard_ms: u128::from(shards) * ms,
+            unit_price: unit,
+            amount: Decimal::ZERO,
+        }
+        .priced()
+    }
 }
 
 /// The charges for what lease `l` lent over `[from, to)` (nothing once its borrower is gone).
