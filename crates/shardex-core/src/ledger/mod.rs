@@ -61,6 +61,7 @@ mod admission;
 pub mod bounds;
 mod check;
 mod committed;
+mod compose;
 mod dues;
 mod error;
 pub mod event;
@@ -83,6 +84,7 @@ pub use event::{AllocationReason, Event, LeaseEnd, OfferReason, RequestOutcome};
 pub use params::LedgerParams;
 
 use admission::{check_name, check_workload_name, same_thing};
+use compose::compose;
 
 /// Where every shard of one host is, per kind, at the ledger's time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -477,7 +479,8 @@ impl Ledger {
 
     /// The vector a reservation holds at `t`, with its modifications applied.
     pub fn reserved_at(&self, r: &Reservation, t: Timestamp) -> Result<ShardVector, LedgerError> {
-        compose(r, &self.modifications_of(r)?, t)
+        let mods = self.modifications_of(r)?;
+        compose(r, &mods, &compose::touched(&mods), t)
     }
 
     /// What a reservation holds from `from` on: at `from` and at each later time its vector
@@ -508,8 +511,9 @@ impl Ledger {
         at.retain(|&t| t == from || (t > from && t < to));
         at.sort_unstable();
         at.dedup();
+        let touched = compose::touched(&mods);
         at.into_iter()
-            .map(|t| Ok((t, compose(r, &mods, t)?)))
+            .map(|t| Ok((t, compose(r, &mods, &touched, t)?)))
             .collect()
     }
 
@@ -653,22 +657,4 @@ impl Ledger {
             self.reservation_workloads(r).map(|w| &w.share),
         )?)
     }
-}
-
-/// A reservation's vector at `t` with `mods` (its modifications, in order) applied.
-fn compose(
-    r: &Reservation,
-    mods: &[Modification],
-    t: Timestamp,
-) -> Result<ShardVector, LedgerError> {
-    if r.cancelled || !r.window.contains(t) {
-        return Ok(ShardVector::ZERO);
-    }
-    let mut v = r.base;
-    for m in mods.iter().filter(|m| m.in_force(t)) {
-        for kc in &m.changes {
-            v = v.with(kc.kind, kc.change.apply(kc.kind, v.get(kc.kind))?);
-        }
-    }
-    Ok(v)
 }
