@@ -10,7 +10,7 @@ use shardex_forecast::Policy;
 use shardex_forecast::frontier::{BUDGETS_PCT, Point, slack_at};
 use shardex_forecast::replay::{ReplayConfig, Tallies};
 
-use crate::plot::escape;
+use crate::plot::{color as policy_color, escape};
 
 /// One budget's point of the shardex curve.
 #[derive(Debug, Clone, Serialize)]
@@ -151,15 +151,7 @@ impl Frontier {
         const T: f64 = 80.0;
         const PW: f64 = 440.0;
         const PH: f64 = 280.0;
-        let colors = [
-            ("static", "#7f7f7f"),
-            ("reactive", "#ff7f0e"),
-            ("vpa", "#d62728"),
-            ("autopilot", "#9467bd"),
-            ("autopilot-window", "#8c564b"),
-            ("shardex", "#1f77b4"),
-        ];
-        let color = |n: &str| colors.iter().find(|c| c.0 == n).map_or("#000000", |c| c.1);
+        let color = |n: &str| n.parse::<Policy>().map_or("#000000", policy_color);
         let width = W * self.0.len().max(1) as f64;
         let mut s = String::new();
         let _ = writeln!(
@@ -175,7 +167,8 @@ impl Frontier {
         );
         // The legend, above every panel.
         let mut x = 10.0;
-        for (name, c) in colors {
+        for p in Policy::ALL {
+            let (name, c) = (p.name(), policy_color(p));
             let _ = writeln!(
                 s,
                 r#"<rect x="{x}" y="34" width="12" height="12" fill="{c}"/><text x="{}" y="45">{name}</text>"#,

@@ -249,7 +249,8 @@ fn legend(s: &mut String, config: &ReplayConfig, band: bool, top: f64) -> f64 {
     ly - top + 16.0
 }
 
-fn color(p: Policy) -> &'static str {
+/// A policy's colour, the same in every picture.
+pub(crate) fn color(p: Policy) -> &'static str {
     COLORS[Policy::ALL.iter().position(|x| *x == p).unwrap_or(0) % COLORS.len()]
 }
 
