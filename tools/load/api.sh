@@ -64,8 +64,8 @@ echo "## GET /v1/reservations/$res"
 wrk -t"$threads" -c"$clients" -d"${seconds}s" --latency -H "Authorization: Bearer $token" \
   "$url/v1/reservations/$res" | grep -E 'Requests/sec|50%|99%|Non-2xx'
 echo "## POST /v1/reservations/{id}/modifications (durable)"
-# PERF=FILE records the daemon's profile during the modifications (perf record -g).
-[ -n "${PERF:-}" ] && { perf record -F 499 -g -p "$pid" -o "$PERF" -- sleep "$seconds" >/dev/null 2>&1 & }
+# PERF=FILE records the daemon's profile during the modifications (perf record, dwarf call graphs).
+[ -n "${PERF:-}" ] && { perf record -F 200 --call-graph dwarf,16384 -p "$pid" -o "$PERF" -- sleep "$seconds" >/dev/null 2>&1 & }
 TENANTS="$dir/tenants.txt" wrk -t"$threads" -c"$clients" -d"${seconds}s" -s "$here/modify.lua" "$url" |
   grep -E 'Requests/sec|p50|non-2xx|Non-2xx'
 seq_after=$(curl -sf "$url/v1/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["seq"])')

@@ -135,7 +135,7 @@ fn world(
             },
         );
         l.reservations.get_mut(&rid).unwrap().modifications.push(id);
-        l.refresh_mods(rid);
+        l.refresh_mods(rid, None);
     }
     for (i, loan) in loans.iter().enumerate() {
         let lender = match loan.lender {

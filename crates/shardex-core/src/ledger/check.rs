@@ -44,10 +44,10 @@ impl Ledger {
             idx.tenant_names.insert(t.name.clone(), t.id);
         }
         for r in self.reservations.values() {
-            let list: Vec<Modification> = r
+            let list: Vec<std::sync::Arc<Modification>> = r
                 .modifications
                 .iter()
-                .filter_map(|m| self.modifications.get(m).cloned())
+                .filter_map(|m| self.modifications.get(m).cloned().map(std::sync::Arc::new))
                 .collect();
             if !list.is_empty() {
                 idx.mods.insert(r.id, list.into());

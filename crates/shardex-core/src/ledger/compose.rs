@@ -5,6 +5,8 @@
 //! (composition runs at every change point of every reservation an action touches, and the
 //! API's modifications are mostly `set`s).
 
+use std::borrow::Borrow;
+
 use crate::domain::{Change, Modification, Reservation};
 use crate::shard::{ResourceKind, ShardVector};
 use crate::time::Timestamp;
@@ -12,9 +14,9 @@ use crate::time::Timestamp;
 use super::LedgerError;
 
 /// Which kinds any of `mods` changes: the others are the reservation's base at every time.
-pub(super) fn touched(mods: &[Modification]) -> [bool; 4] {
+pub(super) fn touched<M: Borrow<Modification>>(mods: &[M]) -> [bool; 4] {
     let mut out = [false; 4];
-    for kc in mods.iter().flat_map(|m| &m.changes) {
+    for kc in mods.iter().flat_map(|m| &m.borrow().changes) {
         out[kc.kind.index()] = true;
     }
     out
@@ -22,9 +24,9 @@ pub(super) fn touched(mods: &[Modification]) -> [bool; 4] {
 
 /// What `r` holds at `t` with `mods` (its modifications, oldest first; `touched` from
 /// [`touched`] of them). Fails only when an increase applied after the newest `set` overflows.
-pub(super) fn compose(
+pub(super) fn compose<M: Borrow<Modification>>(
     r: &Reservation,
-    mods: &[Modification],
+    mods: &[M],
     touched: &[bool; 4],
     t: Timestamp,
 ) -> Result<ShardVector, LedgerError> {
@@ -37,7 +39,12 @@ pub(super) fn compose(
         // Newest first, down to the newest `set` in force.
         after_set.clear();
         let mut value = r.base.get(kind);
-        'newest: for m in mods.iter().rev().filter(|m| m.in_force(t)) {
+        'newest: for m in mods
+            .iter()
+            .map(Borrow::borrow)
+            .rev()
+            .filter(|m| m.in_force(t))
+        {
             for kc in m.changes.iter().rev().filter(|kc| kc.kind == kind) {
                 if let Change::Set(n) = kc.change {
                     value = n;

@@ -169,8 +169,9 @@ struct Indexes {
     committed: Map<HostId, committed::Committed>,
     /// Each reservation's modifications as values, in its order: composing a reservation (what
     /// admission, metering and quotes do for every action) reads them here rather than looking
-    /// each up in `modifications`.
-    mods: Map<ReservationId, std::sync::Arc<[Modification]>>,
+    /// each up in `modifications`. Shared, so that refreshing a reservation's list after one
+    /// modification changes copies pointers, not the others.
+    mods: Map<ReservationId, std::sync::Arc<[std::sync::Arc<Modification>]>>,
 }
 
 fn index_add<K: Ord + Clone, V: Ord + Clone>(m: &mut Map<K, Set<V>>, k: K, v: V) {
@@ -551,8 +552,8 @@ impl Ledger {
     fn modifications_of<'a>(
         &'a self,
         r: &Reservation,
-    ) -> Result<std::borrow::Cow<'a, [Modification]>, LedgerError> {
-        let listed: &[Modification] = self.idx.mods.get(&r.id).map_or(&[], |m| m);
+    ) -> Result<std::borrow::Cow<'a, [std::sync::Arc<Modification>]>, LedgerError> {
+        let listed: &[std::sync::Arc<Modification>] = self.idx.mods.get(&r.id).map_or(&[], |m| m);
         let same = listed.len() == r.modifications.len()
             && listed
                 .iter()
@@ -567,7 +568,7 @@ impl Ledger {
             .map(|id| {
                 self.modifications
                     .get(id)
-                    .cloned()
+                    .map(|m| std::sync::Arc::new(m.clone()))
                     .ok_or(LedgerError::UnknownModification(*id))
             })
             .collect::<Result<Vec<_>, _>>()
@@ -575,15 +576,30 @@ impl Ledger {
     }
 
     /// Brings `id`'s entry of the index of modifications by reservation in step with the
-    /// reservation's list (after a modification is added, changed or dropped).
-    pub(super) fn refresh_mods(&mut self, id: ReservationId) {
-        let list: Vec<Modification> = self
+    /// reservation's list (after a modification is added, `changed` or dropped). The entries
+    /// of the others are kept as they are: the list is in creation order, as is the one it
+    /// replaces, so one pass pairs them up.
+    pub(super) fn refresh_mods(&mut self, id: ReservationId, changed: Option<ModificationId>) {
+        let before = self
+            .idx
+            .mods
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| Vec::new().into());
+        let mut kept = before.iter().peekable();
+        let list: Vec<std::sync::Arc<Modification>> = self
             .reservations
             .get(&id)
             .map(|r| {
                 r.modifications
                     .iter()
-                    .filter_map(|m| self.modifications.get(m).cloned())
+                    .filter_map(|m| {
+                        while kept.next_if(|k| k.id < *m).is_some() {}
+                        match kept.next_if(|k| k.id == *m) {
+                            Some(k) if changed != Some(*m) => Some(std::sync::Arc::clone(k)),
+                            _ => self.modifications.get(m).cloned().map(std::sync::Arc::new),
+                        }
+                    })
                     .collect()
             })
             .unwrap_or_default();

@@ -269,7 +269,7 @@ impl Ledger {
         if let Some(res) = self.reservations.get_mut(&r.id) {
             res.modifications.push(id);
         }
-        self.refresh_mods(r.id);
+        self.refresh_mods(r.id, None);
         debug_assert_eq!(
             Ok(&new),
             self.holdings(&self.reservations[&r.id], now).as_ref(),
@@ -312,7 +312,7 @@ impl Ledger {
         if let Some(m) = self.modifications.get_mut(modification) {
             m.cancelled = true;
         }
-        self.refresh_mods(r.id);
+        self.refresh_mods(r.id, Some(m.id));
         let new = self.recommit(r.id, &old)?;
         self.undue(Self::modification_dues(&m));
         self.ends_at(dues::End::Modification(m.id), now, Some(m.window.end()));

@@ -57,7 +57,7 @@ impl Ledger {
             if let Some(r) = self.reservations.get_mut(&id) {
                 r.modifications.retain(|m| mods.contains_key(m));
             }
-            self.refresh_mods(id);
+            self.refresh_mods(id, None);
         }
     }
 
