@@ -74,6 +74,9 @@ pub struct Params {
     /// Shortfall budgets per kind, in `ResourceKind::ALL` order, as shares of samples (0: none,
     /// the levels above decide); a budget sets its kind's allocation level (see `budget.rs`).
     pub budgets: [f64; 4],
+    /// Step of the tracker on the memory allocation itself (log space; 0 turns it off): see
+    /// [`Adaptive::track_output`].
+    pub memory_output_eta: f64,
 }
 
 impl Default for Params {
@@ -92,6 +95,7 @@ impl Default for Params {
             spike_hold_min: 10.0,
             ceiling: 1.1,
             budgets: [0.0; 4],
+            memory_output_eta: 0.0,
         }
     }
 }
@@ -126,6 +130,7 @@ impl Params {
                 "only" => &mut self.only,
                 "spike_hold_min" => &mut self.spike_hold_min,
                 "ceiling" => &mut self.ceiling,
+                "memory_output_eta" => &mut self.memory_output_eta,
                 other => return Err(format!("unknown shardex parameter {other:?}")),
             };
             *slot = v;
@@ -136,6 +141,10 @@ impl Params {
 
 /// Quantile levels tracked, in this order: p50, p90, p95, p99, allocation.
 const LEVELS: usize = 5;
+
+/// The output tracker's multiplier stays within `e^±1`: it corrects the allocation's rate, it
+/// does not replace the candidates.
+const OUTPUT_BOUND: f64 = 1.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Candidate {
@@ -225,6 +234,10 @@ pub struct Adaptive {
     pending: VecDeque<Pending>,
     decisions: VecDeque<u64>,
     count: u64,
+    /// Log multiplier on the allocation itself, and its tracker's step (see
+    /// [`Adaptive::track_output`]).
+    output: f64,
+    output_eta: f64,
 }
 
 impl Adaptive {
@@ -257,6 +270,11 @@ impl Adaptive {
             pending: VecDeque::new(),
             decisions: VecDeque::new(),
             count: 0,
+            output: 0.0,
+            output_eta: match kind {
+                ResourceKind::Memory => params.memory_output_eta,
+                _ => 0.0,
+            },
         }
     }
 
@@ -351,6 +369,38 @@ impl Adaptive {
         ((base[best][level] + f) * self.mult[best][level].exp() - f).max(0.0)
     }
 
+    /// The allocation's quantile `q` with the output tracker's multiplier.
+    fn scaled(&self, q: f64) -> f64 {
+        let f = self.floor();
+        ((q + f) * self.output.exp() - f).max(0.0)
+    }
+
+    /// Moves the multiplier on the allocation itself by the sample it was made for: up by
+    /// `η (1 − α)` when `y` was above it, down by `η α` otherwise (quantile tracking on the
+    /// output, as in adaptive conformal inference). Each candidate's own tracker holds its
+    /// rate, but the allocation switches to whichever candidate scored best lately, and that
+    /// choice favours the ones that happened to predict low: at memory's rate (a miss in a
+    /// thousand samples, each an OOM kill) the allocation ends up short about twice as often as
+    /// its level says, and the candidates' trackers see too few misses to tell. This one sees
+    /// the allocation's own misses. `censored`: `y` is only a lower bound (the sample was held
+    /// at its limit), which says nothing when it is under the allocation. Off by default
+    /// (`memory_output_eta` 0): on bitbrains it meets memory's budget but costs more slack than
+    /// the same rate reached by a lower budget (see the README's shortfall budgets).
+    fn track_output(&mut self, base: &[[f64; LEVELS]; N], y: f64, censored: bool) {
+        if self.output_eta == 0.0 {
+            return;
+        }
+        let ceiling = self.week_max * self.params.ceiling + self.floor();
+        let a = self.scaled(self.predict(base, LEVELS - 1).min(ceiling));
+        let alpha = 1.0 - self.levels[LEVELS - 1];
+        let miss = if censored { y >= a } else { y > a };
+        if censored && !miss {
+            return;
+        }
+        let step = if miss { 1.0 - alpha } else { -alpha };
+        self.output = (self.output + self.output_eta * step).clamp(-OUTPUT_BOUND, OUTPUT_BOUND);
+    }
+
     fn quantiles(&mut self, target: i64) -> [f64; LEVELS] {
         let base = self.base(target);
         // A week's peak with headroom bounds every quantile: a multiplier that grew on a noisy
@@ -358,8 +408,14 @@ impl Adaptive {
         let ceiling = self.week_max * self.params.ceiling + self.floor();
         let mut q = [0.0; LEVELS];
         for (l, v) in q.iter_mut().enumerate() {
-            *v = self.predict(&base, l).min(ceiling);
+            *v = self.predict(&base, l);
         }
+        for v in &mut q {
+            *v = v.min(ceiling);
+        }
+        // After the ceiling: it bounds what a candidate's tracker may grow to; this tracker
+        // answers to the allocation's own misses, and those say when the ceiling is too low.
+        q[LEVELS - 1] = self.scaled(q[LEVELS - 1]);
         if let Some((until, spike)) = self.spike
             && self.last_time.is_some_and(|now| now < until)
         {
@@ -467,6 +523,7 @@ impl Forecaster for Adaptive {
             if y >= self.predict(&pending.base, LEVELS - 1) {
                 self.hold_spike(t, y);
             }
+            self.track_output(&pending.base, y, true);
             self.score_censored(&pending, y);
         }
         for w in &mut self.maxima {
@@ -481,6 +538,7 @@ impl Forecaster for Adaptive {
             if y > self.predict(&pending.base, LEVELS - 1) {
                 self.hold_spike(t, y);
             }
+            self.track_output(&pending.base, y, false);
             self.score(&pending, y);
         }
         let p = self.params;
