@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub mod guest;
+
 /// A real QEMU (TCG), paused, with one vCPU of `max_cpus` slots, 256 MiB, a virtio balloon
 /// (`balloon0`) and its QMP socket; killed when dropped.
 pub struct PausedQemu {
@@ -47,32 +49,7 @@ impl PausedQemu {
 
     /// QEMU's `return` to `command` (no arguments), asked on a session of its own.
     pub fn query(&self, command: &str) -> serde_json::Value {
-        let stream = std::os::unix::net::UnixStream::connect(&self.socket).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut writer = stream.try_clone().unwrap();
-        let mut lines = BufReader::new(stream).lines();
-        let greeting = lines.next().unwrap().unwrap();
-        assert!(greeting.contains("QMP"), "{greeting}");
-        let mut reply = |cmd: &str| -> serde_json::Value {
-            writer
-                .write_all(format!("{{\"execute\": \"{cmd}\"}}\n").as_bytes())
-                .unwrap();
-            loop {
-                let v: serde_json::Value =
-                    serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-                if v.get("event").is_none() {
-                    return v;
-                }
-            }
-        };
-        reply("qmp_capabilities");
-        let answer = reply(command);
-        answer
-            .get("return")
-            .cloned()
-            .unwrap_or_else(|| panic!("QMP {command} failed: {answer}"))
+        qmp_once(&self.socket, command, &serde_json::Value::Null)
     }
 
     /// How many vCPUs it has now.
@@ -86,6 +63,38 @@ impl Drop for PausedQemu {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// QEMU's `return` to `command` (with `arguments` unless null), on a QMP session of its own.
+pub fn qmp_once(socket: &Path, command: &str, arguments: &serde_json::Value) -> serde_json::Value {
+    let stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    let greeting = lines.next().unwrap().unwrap();
+    assert!(greeting.contains("QMP"), "{greeting}");
+    let mut reply = |msg: serde_json::Value| -> serde_json::Value {
+        writer.write_all(format!("{msg}\n").as_bytes()).unwrap();
+        loop {
+            let v: serde_json::Value =
+                serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+            if v.get("event").is_none() {
+                return v;
+            }
+        }
+    };
+    reply(serde_json::json!({ "execute": "qmp_capabilities" }));
+    let mut msg = serde_json::json!({ "execute": command });
+    if !arguments.is_null() {
+        msg["arguments"] = arguments.clone();
+    }
+    let answer = reply(msg);
+    answer
+        .get("return")
+        .cloned()
+        .unwrap_or_else(|| panic!("QMP {command} failed: {answer}"))
 }
 
 /// A laid-out v2 tree with the cgroup `name`, files as the kernel has them.

@@ -1,196 +1,25 @@
-//! The QMP actuator: a QEMU/KVM VM's cpu and memory allocation applied live over its QMP
-//! socket (`engine.qmp_sockets`, workload name → socket path). Memory: the balloon target
-//! (`balloon`), read back as what the guest actually holds (`query-balloon`). Cpu: whole vCPUs
-//! (`ceil(millicores / 1000)`), plugged into the free slots `query-hotpluggable-cpus` lists
-//! (`device_add`) or unplugged from the ones shardex plugged (`device_del`, which needs the
-//! guest's cooperation), read back by counting `query-cpus-fast`.
+//! The QMP actuator: a QEMU/KVM VM's allocation applied live over its QMP socket
+//! (`engine.qmp_sockets`, workload name → socket path): memory through the balloon
+//! (`memory.rs`), cpu as whole vCPUs (`vcpus.rs`), IOPS through QEMU's block throttling
+//! (`block.rs`), each read back from QEMU. Bandwidth is tc's, on the VM's tap device.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use serde_json::{Value, json};
 use shardex_core::ResourceKind;
 use shardex_core::domain::WorkloadId;
 use shardex_core::ports::{Actuator, Applied, KindState, Kinds, Limits};
 
+mod block;
 mod error;
+mod memory;
+mod session;
+mod vcpus;
 
 pub use error::QmpError;
+use session::Session;
 
-/// How long one QMP exchange may take.
-const TIMEOUT: Duration = Duration::from_secs(5);
-/// Ids of the vCPUs shardex plugs start with this, so it only ever unplugs its own.
-const CPU_ID_PREFIX: &str = "shardex-cpu";
-
-/// One QMP session, capabilities negotiated.
-struct Session {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-}
-
-impl Session {
-    fn open(path: &std::path::Path) -> Result<Self, QmpError> {
-        let connect = |source| QmpError::Connect {
-            path: path.to_path_buf(),
-            source,
-        };
-        let stream = UnixStream::connect(path).map_err(connect)?;
-        stream
-            .set_read_timeout(Some(TIMEOUT))
-            .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
-            .map_err(connect)?;
-        let writer = stream.try_clone().map_err(connect)?;
-        let mut session = Self {
-            reader: BufReader::new(stream),
-            writer,
-        };
-        let greeting = session.message()?;
-        if greeting.get("QMP").is_none() {
-            return Err(QmpError::NotQmp {
-                path: path.display().to_string(),
-                greeting,
-            });
-        }
-        session.execute("qmp_capabilities", None)?;
-        Ok(session)
-    }
-
-    /// The next message that is not an asynchronous event.
-    fn message(&mut self) -> Result<Value, QmpError> {
-        loop {
-            let mut line = String::new();
-            let n = self
-                .reader
-                .read_line(&mut line)
-                .map_err(|source| QmpError::Io {
-                    what: "reading from",
-                    source,
-                })?;
-            if n == 0 {
-                return Err(QmpError::Closed);
-            }
-            let v: Value = serde_json::from_str(&line).map_err(|source| QmpError::NotJson {
-                line: line.clone(),
-                source,
-            })?;
-            if v.get("event").is_none() {
-                return Ok(v);
-            }
-        }
-    }
-
-    fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value, QmpError> {
-        let mut msg = json!({ "execute": command });
-        if let Some(a) = arguments {
-            msg["arguments"] = a;
-        }
-        let mut text = msg.to_string();
-        text.push('\n');
-        self.writer
-            .write_all(text.as_bytes())
-            .map_err(|source| QmpError::Io {
-                what: "writing to",
-                source,
-            })?;
-        let reply = self.message()?;
-        if let Some(err) = reply.get("error") {
-            let class = err["class"].as_str().unwrap_or("no class").to_string();
-            let hint = if class == "DeviceNotActive" && command == "query-balloon" {
-                ": start the VM with a balloon device (-device virtio-balloon-pci)"
-            } else {
-                ""
-            };
-            return Err(QmpError::Command {
-                command: command.to_string(),
-                class,
-                desc: err["desc"].as_str().unwrap_or("no description").to_string(),
-                hint,
-            });
-        }
-        Ok(reply.get("return").cloned().unwrap_or(Value::Null))
-    }
-
-    fn balloon_actual(&mut self) -> Result<u64, QmpError> {
-        self.execute("query-balloon", None)?
-            .get("actual")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| QmpError::Answer("query-balloon answered without \"actual\"".into()))
-    }
-
-    fn vcpus(&mut self) -> Result<u64, QmpError> {
-        Ok(self
-            .execute("query-cpus-fast", None)?
-            .as_array()
-            .map_or(0, |a| a.len() as u64))
-    }
-
-    /// Plugs or unplugs vCPUs towards `want`.
-    fn set_vcpus(&mut self, want: u64) -> Result<(), QmpError> {
-        let slots = self.execute("query-hotpluggable-cpus", None)?;
-        let slots = slots.as_array().cloned().unwrap_or_default();
-        let plugged = slots.iter().filter(|s| s.get("qom-path").is_some()).count() as u64;
-        if want > plugged {
-            // Free slots, in the order of their properties, so plugging is deterministic.
-            let mut free: Vec<&Value> = slots
-                .iter()
-                .filter(|s| s.get("qom-path").is_none())
-                .collect();
-            free.sort_by_key(|s| s["props"].to_string());
-            if free.len() < usize::try_from(want - plugged).unwrap_or(usize::MAX) {
-                tracing::warn!(
-                    want,
-                    plugged,
-                    free = free.len(),
-                    "the VM has fewer vCPU slots than its allocation (start it with a higher maxcpus)"
-                );
-            }
-            for slot in free
-                .into_iter()
-                .take(usize::try_from(want - plugged).unwrap_or(0))
-            {
-                let props = slot["props"].as_object().cloned().unwrap_or_default();
-                let id = props
-                    .iter()
-                    .map(|(_, v)| v.to_string())
-                    .fold(CPU_ID_PREFIX.to_string(), |id, v| format!("{id}-{v}"));
-                let mut args = json!({ "driver": slot["type"], "id": id });
-                for (k, v) in props {
-                    args[k] = v;
-                }
-                self.execute("device_add", Some(args))?;
-            }
-        } else if want < plugged {
-            // Only vCPUs shardex plugged can go; the boot ones stay.
-            let ours = self.execute("query-cpus-fast", None)?;
-            let mut ids: Vec<String> = ours
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|c| {
-                    let path = c["qom-path"].as_str()?;
-                    let id = path.rsplit('/').next()?;
-                    id.starts_with(CPU_ID_PREFIX).then(|| id.to_string())
-                })
-                .collect();
-            ids.sort();
-            let n = usize::try_from(plugged - want).unwrap_or(0);
-            for id in ids.into_iter().rev().take(n) {
-                // An x86 vCPU leaves only once the guest's ACPI has taken over CPU hotplug; until
-                // then QEMU refuses. That is no reason to undo the memory change: the read-back
-                // shows the vCPUs still there, and the next tick asks again.
-                if let Err(e) = self.execute("device_del", Some(json!({ "id": id }))) {
-                    tracing::warn!(error = %e, "a vCPU could not be unplugged yet");
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Applies VMs' cpu and memory allocations over QMP.
+/// Applies VMs' cpu, memory and IOPS allocations over QMP.
 #[derive(Debug, Clone)]
 pub struct QmpActuator {
     sockets: BTreeMap<String, PathBuf>,
@@ -201,9 +30,7 @@ impl QmpActuator {
     pub fn new(sockets: BTreeMap<String, PathBuf>) -> Self {
         Self { sockets }
     }
-}
 
-impl QmpActuator {
     /// One session with the VM `name`, for the kinds asked that it manages: each kind's
     /// outcome on its own.
     fn session(
@@ -228,7 +55,7 @@ impl QmpActuator {
         };
         let mut out = Applied::default();
         // Memory first: the balloon answering is what tells a VM that can be resized.
-        for kind in [ResourceKind::Memory, ResourceKind::Cpu] {
+        for kind in [ResourceKind::Memory, ResourceKind::Cpu, ResourceKind::Iops] {
             if mine[kind.index()] {
                 out.set(
                     kind,
@@ -244,31 +71,12 @@ impl QmpActuator {
 }
 
 impl Session {
-    /// The VM's memory without the balloon: what "no limit" gives it back.
-    fn base_memory(&mut self) -> Result<u64, QmpError> {
-        self.execute("query-memory-size-summary", None)?
-            .get("base-memory")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| {
-                QmpError::Answer(
-                    "query-memory-size-summary answered without \"base-memory\"".into(),
-                )
-            })
-    }
-
-    /// Every vCPU slot the VM has, plugged or not.
-    fn slots(&mut self) -> Result<u64, QmpError> {
-        Ok(self
-            .execute("query-hotpluggable-cpus", None)?
-            .as_array()
-            .map_or(0, |a| a.len() as u64))
-    }
-
     fn read(&mut self, kind: ResourceKind) -> Result<Option<u64>, QmpError> {
         match kind {
             // What the guest actually holds, which follows the target only as fast as its
             // balloon driver gives memory back.
             ResourceKind::Memory => self.balloon_actual().map(Some),
+            ResourceKind::Iops => self.iops(),
             _ => Ok(Some(self.vcpus()?.saturating_mul(1000))),
         }
     }
@@ -288,9 +96,9 @@ impl Actuator for QmpActuator {
                         Some(b) => b,
                         None => s.base_memory()?,
                     };
-                    s.balloon_actual()?;
-                    s.execute("balloon", Some(json!({ "value": target })))?;
+                    s.set_memory(target)?;
                 }
+                ResourceKind::Iops => s.set_iops(limits.hard(kind))?,
                 _ => {
                     let vcpus = match limits.hard(kind) {
                         Some(m) => m.div_ceil(1000).max(1),
@@ -309,18 +117,23 @@ impl Actuator for QmpActuator {
 
     fn clear(&mut self, _: WorkloadId, name: &str, kinds: Kinds) -> Applied {
         self.session(name, kinds, |s, kind| {
-            // The guest gets its memory back; its vCPUs stay as they are (unplugging is the
-            // guest's to accept, and plugging more than it booted with is not "no limit").
-            if kind == ResourceKind::Memory {
-                let base = s.base_memory()?;
-                s.execute("balloon", Some(json!({ "value": base })))?;
+            // The guest gets its memory and disks back; its vCPUs stay as they are
+            // (unplugging is the guest's to accept, and plugging more than it booted with is
+            // not "no limit").
+            match kind {
+                ResourceKind::Memory => {
+                    let base = s.base_memory()?;
+                    s.set_memory(base)?;
+                }
+                ResourceKind::Iops => s.set_iops(None)?,
+                _ => {}
             }
             s.read(kind)
         })
     }
 
     fn manages(&self, name: &str, kind: ResourceKind) -> bool {
-        matches!(kind, ResourceKind::Cpu | ResourceKind::Memory) && self.sockets.contains_key(name)
+        kind != ResourceKind::Net && self.sockets.contains_key(name)
     }
 
     fn expected(&self, _: &str, kind: ResourceKind, hard: Option<u64>) -> Option<u64> {
@@ -336,6 +149,7 @@ impl Actuator for QmpActuator {
 mod tests {
     use super::*;
     use shardex_core::ports::ALL_KINDS;
+    use std::io::Write;
 
     const W: WorkloadId = WorkloadId(9);
 

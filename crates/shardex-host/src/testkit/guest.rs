@@ -1,0 +1,208 @@
+//! A booted test guest (`tools/guest/build.sh`: the Debian cloud kernel and a busybox
+//! initramfs) under QEMU with TCG: a virtio balloon, vCPU slots to hot-add, a virtio block
+//! disk, a virtio-serial port for the in-guest profiler, a QMP socket, and the guest's serial
+//! console as a shell the test drives. Killed when dropped.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The serial port's name inside the guest (`/sys/class/virtio-ports/*/name`).
+pub const GUEST_PORT: &str = "org.shardex.guest.0";
+
+/// How long the guest may take to boot to its shell (about 7 s under TCG here; CI is slower).
+const BOOT: Duration = Duration::from_secs(120);
+
+/// Where the guest's kernel and initramfs are: `SHARDEX_TEST_GUEST`, or `target/guest` of the
+/// workspace (where `.ci/run` builds it).
+pub fn guest_dir() -> PathBuf {
+    std::env::var_os("SHARDEX_TEST_GUEST").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/guest"),
+        PathBuf::from,
+    )
+}
+
+/// What the console printed, shared with the thread that reads it.
+#[derive(Default)]
+struct Console {
+    text: Mutex<String>,
+    more: Condvar,
+}
+
+/// A running test guest.
+pub struct Guest {
+    child: Child,
+    stdin: ChildStdin,
+    console: Arc<Console>,
+    /// Its QMP socket.
+    pub qmp: PathBuf,
+    /// The host's end of its virtio-serial port (QEMU listens; the host connects).
+    pub port: PathBuf,
+    /// Its virtio block device's QOM id.
+    pub disk_id: &'static str,
+    /// Boot to the shell.
+    pub booted_in: Duration,
+}
+
+impl Guest {
+    /// Boots one with `memory_mib` of RAM and one vCPU of `max_cpus` slots, its sockets in
+    /// `dir`, and waits for its shell.
+    pub fn boot(dir: &Path, memory_mib: u32, max_cpus: u32) -> Self {
+        let images = guest_dir();
+        let (kernel, initrd) = (images.join("vmlinuz"), images.join("initrd.img"));
+        assert!(
+            kernel.exists() && initrd.exists(),
+            "no test guest in {}: build it with `bash tools/guest/build.sh target/guest target/debug/shardex`",
+            images.display()
+        );
+        let disk = dir.join("disk.img");
+        std::fs::File::create(&disk)
+            .and_then(|f| f.set_len(32 << 20))
+            .unwrap();
+        let qmp = dir.join("vm.qmp");
+        let port = dir.join("guest.sock");
+        let started = Instant::now();
+        let mut child = Command::new("qemu-system-x86_64")
+            .args(["-machine", "q35,accel=tcg", "-cpu", "qemu64", "-m"])
+            .arg(format!("{memory_mib}M"))
+            .arg("-smp")
+            .arg(format!("1,maxcpus={max_cpus}"))
+            .args([
+                "-nodefaults",
+                "-display",
+                "none",
+                "-no-reboot",
+                "-serial",
+                "stdio",
+            ])
+            .arg("-kernel")
+            .arg(&kernel)
+            .arg("-initrd")
+            .arg(&initrd)
+            .args(["-append", "console=ttyS0 quiet panic=-1"])
+            .args(["-device", "virtio-balloon-pci,id=balloon0"])
+            .arg("-drive")
+            .arg(format!(
+                "file={},if=none,id=disk0,format=raw",
+                disk.display()
+            ))
+            .args(["-device", "virtio-blk-pci,drive=disk0,id=vblk0"])
+            .args(["-device", "virtio-serial-pci,id=vser0", "-chardev"])
+            .arg(format!(
+                "socket,id=gport,path={},server=on,wait=off",
+                port.display()
+            ))
+            .arg("-device")
+            .arg(format!("virtserialport,chardev=gport,name={GUEST_PORT}"))
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("no qemu-system-x86_64 here: {e}"));
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let console = Arc::new(Console::default());
+        let c = Arc::clone(&console);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut text = c.text.lock().unwrap();
+                text.push_str(&String::from_utf8_lossy(&buf[..n]).replace('\r', ""));
+                c.more.notify_all();
+            }
+        });
+        let mut guest = Self {
+            child,
+            stdin,
+            console,
+            qmp,
+            port,
+            disk_id: "vblk0",
+            booted_in: Duration::ZERO,
+        };
+        guest.wait_for(0, "shardex-guest ready", BOOT);
+        // The shell answers: the boot is over.
+        assert_eq!(guest.run("echo up"), "up");
+        guest.booted_in = started.elapsed();
+        guest
+    }
+
+    /// Waits until the console shows `what` after byte `from`; returns where it ends.
+    fn wait_for(&mut self, from: usize, what: &str, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        let mut text = self.console.text.lock().unwrap();
+        loop {
+            if let Some(i) = text.get(from..).and_then(|t| t.find(what)) {
+                return from + i + what.len();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the guest's QEMU exited with {status}; its console:\n{text}");
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the guest's console did not show {what:?} within {within:?}; it shows:\n{}",
+                &text[from.min(text.len())..]
+            );
+            text = self
+                .console
+                .more
+                .wait_timeout(text, left.min(Duration::from_millis(200)))
+                .unwrap()
+                .0;
+        }
+    }
+
+    /// Runs `command` in the guest's shell and returns what it printed, trimmed (60 s at most).
+    pub fn run(&mut self, command: &str) -> String {
+        self.run_within(command, Duration::from_secs(60))
+    }
+
+    /// [`Guest::run`] with its own time limit.
+    pub fn run_within(&mut self, command: &str, within: Duration) -> String {
+        let from = self.console.text.lock().unwrap().len();
+        // The markers are split by quotes on the command line, so its echo never matches.
+        writeln!(
+            self.stdin,
+            "echo '__SX''BEGIN__'; {command}; echo '__SX''END__'"
+        )
+        .unwrap();
+        self.stdin.flush().unwrap();
+        let begin = self.wait_for(from, "__SXBEGIN__\n", within);
+        let end = self.wait_for(begin, "__SXEND__", within);
+        let text = self.console.text.lock().unwrap();
+        text[begin..end - "__SXEND__".len()].trim().to_string()
+    }
+
+    /// A number the guest printed (e.g. `run("nproc")`).
+    pub fn number(&mut self, command: &str) -> u64 {
+        let out = self.run(command);
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{command:?} printed {out:?}, not a number"))
+    }
+
+    /// A line of the guest's `/proc/meminfo`, in bytes.
+    pub fn meminfo(&mut self, field: &str) -> u64 {
+        self.number(&format!("awk '/^{field}:/ {{print $2}}' /proc/meminfo")) * 1024
+    }
+
+    /// QEMU's `return` to `command` with `arguments`, on a QMP session of its own.
+    pub fn qmp(&self, command: &str, arguments: serde_json::Value) -> serde_json::Value {
+        super::qmp_once(&self.qmp, command, &arguments)
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
