@@ -1,9 +1,10 @@
 //! The adapters on a host, behind the core's ports: the cgroup sampler (`Sampler`) and the
 //! actuators (`Actuator`) that apply allocations live: cgroup v1 and v2 limits, tc shaping and
-//! QEMU over QMP. They touch the kernel and QEMU; the tests drive the real ones where the
+//! QEMU over QMP; and the in-guest profiler with its host side (`guest`). They touch the kernel and QEMU; the tests drive the real ones where the
 //! machine has them.
 
 pub mod cgroup;
+pub mod guest;
 pub mod qmp;
 pub mod sampler;
 pub mod tc;

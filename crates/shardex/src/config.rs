@@ -105,9 +105,13 @@ pub struct EngineConfig {
     /// Workload name → the network interface its traffic leaves by, which the tc actuator
     /// shapes to its network allocation; workloads not listed are not shaped.
     pub net_interfaces: std::collections::BTreeMap<String, String>,
-    /// Workload name → the QMP socket of the QEMU/KVM VM it is: its cpu (vCPU hot-plug) and
-    /// memory (balloon) are applied there instead of to its cgroup.
+    /// Workload name → the QMP socket of the QEMU/KVM VM it is: its cpu (vCPU hot-plug),
+    /// memory (balloon) and IOPS (block throttling) are applied there instead of to its cgroup.
     pub qmp_sockets: std::collections::BTreeMap<String, std::path::PathBuf>,
+    /// Workload name → the host's end of the VM's `org.shardex.guest.0` virtio-serial port (a
+    /// unix socket QEMU or libvirt listens on), where `shardex guest` inside it reports: the
+    /// VM's memory samples are then what its applications use.
+    pub guest_channels: std::collections::BTreeMap<String, std::path::PathBuf>,
 }
 
 /// Where `act` mode's allocations go.
@@ -147,6 +151,7 @@ impl Default for EngineConfig {
             iops_devices: Vec::new(),
             net_interfaces: std::collections::BTreeMap::new(),
             qmp_sockets: std::collections::BTreeMap::new(),
+            guest_channels: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -673,6 +678,15 @@ impl Config {
                 ));
             }
         }
+        for (workload, path) in &self.engine.guest_channels {
+            if !path.is_absolute() {
+                return Err(invalid(
+                    "engine.guest_channels",
+                    format!("{{ {workload:?} = {:?} }}", path.display().to_string()),
+                    "absolute paths of unix sockets (QEMU's -chardev socket,path=PATH,server=on,wait=off)",
+                ));
+            }
+        }
         if self.market.update_every.is_zero() {
             return Err(invalid(
                 "market.update_every",
@@ -786,9 +800,15 @@ iops_devices = []
 # workload's network allocation (a tbf root qdisc), e.g. net_interfaces = { "vm-1" = "tap0" }.
 net_interfaces = {}
 # Workload name -> the QMP socket of the QEMU/KVM VM it is (QEMU's -qmp unix:PATH,server=on,
-# wait=off): its cpu is applied as hot-plugged vCPUs and its memory as the balloon target,
-# instead of to its cgroup, e.g. qmp_sockets = { "machine.slice/vm-1.scope" = "/run/vm-1.qmp" }.
+# wait=off): its cpu is applied as hot-plugged vCPUs, its memory as the balloon target and its
+# IOPS as QEMU's block throttling, instead of to its cgroup,
+# e.g. qmp_sockets = { "machine.slice/vm-1.scope" = "/run/vm-1.qmp" }.
 qmp_sockets = {}
+# Workload name -> the host's end of the VM's virtio-serial port org.shardex.guest.0 (QEMU's
+# -chardev socket,id=g,path=PATH,server=on,wait=off -device virtserialport,chardev=g,
+# name=org.shardex.guest.0), where `shardex guest` inside the VM reports what its applications
+# use; the VM's memory samples are then theirs, e.g. guest_channels = { "vm-1" = "/run/vm-1.guest" }.
+guest_channels = {}
 "#;
 
 #[cfg(test)]

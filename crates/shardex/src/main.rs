@@ -9,6 +9,7 @@ mod client;
 mod config;
 mod ctl;
 mod frontier;
+mod guest;
 mod launch;
 mod load;
 mod machine;
@@ -65,6 +66,9 @@ enum Command {
     /// Run a command under shardex, like systemd-run: in a new managed cgroup, inside a
     /// reservation (an existing one or one made for it); its exit status is passed on.
     Launch(launch::LaunchArgs),
+    /// Inside a VM: sample its processes and stream them to the host's shardex over a
+    /// virtio-serial port, so the VM's forecast sees what its applications use.
+    Guest(guest::GuestArgs),
     /// Put workloads under shardex, see them, take them out.
     Workload {
         #[command(subcommand)]
@@ -193,6 +197,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::simulate(&args),
         Command::Load(args) => load::load(&args),
         Command::Launch(args) => launch::launch(&args),
+        Command::Guest(args) => guest::guest(&args),
         Command::Workload { command } => workload::workload(command),
         Command::Ctl(args) => ctl::ctl(args).map(|()| ExitCode::SUCCESS),
         Command::Completions { shell } => {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use shardex_core::ResourceKind;
 use shardex_core::domain::WorkloadId;
@@ -23,12 +24,29 @@ use session::Session;
 #[derive(Debug, Clone)]
 pub struct QmpActuator {
     sockets: BTreeMap<String, PathBuf>,
+    /// What each VM has at most, learned at each actuation: a limit above it leaves the VM
+    /// unlimited, and that is what its read-back shows and what [`Actuator::expected`] says.
+    most: Arc<Mutex<BTreeMap<String, Most>>>,
+}
+
+/// A VM's memory without the balloon and its vCPU slots.
+#[derive(Debug, Clone, Copy)]
+struct Most {
+    memory: u64,
+    vcpus: u64,
 }
 
 impl QmpActuator {
     /// For these VMs (workload name → QMP socket path).
     pub fn new(sockets: BTreeMap<String, PathBuf>) -> Self {
-        Self { sockets }
+        Self {
+            sockets,
+            most: Arc::default(),
+        }
+    }
+
+    fn most(&self, name: &str) -> Option<Most> {
+        self.most.lock().ok()?.get(name).copied()
     }
 
     /// One session with the VM `name`, for the kinds asked that it manages: each kind's
@@ -84,7 +102,15 @@ impl Session {
 
 impl Actuator for QmpActuator {
     fn apply(&mut self, _: WorkloadId, name: &str, limits: &Limits, kinds: Kinds) -> Applied {
+        let most = Arc::clone(&self.most);
         self.session(name, kinds, |s, kind| {
+            let vm = Most {
+                memory: s.base_memory()?,
+                vcpus: s.slots()?,
+            };
+            if let Ok(mut m) = most.lock() {
+                m.insert(name.to_string(), vm);
+            }
             match kind {
                 ResourceKind::Memory => {
                     let target = match limits.hard(kind) {
@@ -93,8 +119,8 @@ impl Actuator for QmpActuator {
                                 "a memory limit of 0 would take all of the guest's memory".into(),
                             ));
                         }
-                        Some(b) => b,
-                        None => s.base_memory()?,
+                        Some(b) => b.min(vm.memory),
+                        None => vm.memory,
                     };
                     s.set_memory(target)?;
                 }
@@ -102,7 +128,7 @@ impl Actuator for QmpActuator {
                 _ => {
                     let vcpus = match limits.hard(kind) {
                         Some(m) => m.div_ceil(1000).max(1),
-                        None => s.slots()?,
+                        None => vm.vcpus,
                     };
                     s.set_vcpus(vcpus)?;
                 }
@@ -136,10 +162,24 @@ impl Actuator for QmpActuator {
         kind != ResourceKind::Net && self.sockets.contains_key(name)
     }
 
-    fn expected(&self, _: &str, kind: ResourceKind, hard: Option<u64>) -> Option<u64> {
+    fn expected(&self, name: &str, kind: ResourceKind, hard: Option<u64>) -> Option<u64> {
+        let most = self.most(name);
         match kind {
-            // Whole vCPUs.
-            ResourceKind::Cpu => hard.map(|m| m.div_ceil(1000).max(1) * 1000),
+            // Whole vCPUs, as many as the VM has slots for at most.
+            ResourceKind::Cpu => {
+                let slots = most.map(|m| m.vcpus);
+                match (hard, slots) {
+                    (Some(m), Some(n)) => Some(m.div_ceil(1000).clamp(1, n.max(1)) * 1000),
+                    (Some(m), None) => Some(m.div_ceil(1000).max(1) * 1000),
+                    (None, n) => n.map(|n| n * 1000),
+                }
+            }
+            // The balloon gives the guest at most its memory.
+            ResourceKind::Memory => match (hard, most) {
+                (Some(h), Some(m)) => Some(h.min(m.memory)),
+                (None, Some(m)) => Some(m.memory),
+                (h, None) => h,
+            },
             _ => hard,
         }
     }
@@ -233,6 +273,18 @@ mod tests {
         // More than the VM has slots for: all 4, and the read-back shows 4.
         let most = a.apply(W, "vm", &lim(8000, 128 << 20), ALL_KINDS);
         assert_eq!(got(&most, ResourceKind::Cpu), 4000);
+        // ...which is what the agent is told to expect, as for memory above the VM's RAM: a
+        // limit above what the VM has leaves it unlimited, not short of its limit.
+        assert_eq!(a.expected("vm", ResourceKind::Cpu, Some(8000)), Some(4000));
+        assert_eq!(a.expected("vm", ResourceKind::Cpu, None), Some(4000));
+        assert_eq!(
+            a.expected("vm", ResourceKind::Memory, Some(1 << 30)),
+            Some(256 << 20)
+        );
+        assert_eq!(
+            a.expected("vm", ResourceKind::Memory, Some(64 << 20)),
+            Some(64 << 20)
+        );
         // Fewer: x86 vCPUs leave only once a guest has taken over CPU hotplug, and this
         // paused VM runs none, so QEMU refuses the unplug; memory is applied all the same and
         // the read-back honestly counts 4.

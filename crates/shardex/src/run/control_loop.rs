@@ -45,12 +45,12 @@ pub(super) async fn control_loop(
     app: Arc<App>,
     config: Config,
     mut agent: HostAgent,
-    mut sampler: shardex_host::sampler::CgroupSampler,
+    mut sampler: super::Sampler,
     mut actuator: shardex_core::ports::ActuatorRouter,
 ) {
     let act = config.engine.mode == crate::config::EngineMode::Act;
     let mode = if act { "act" } else { "recommend" };
-    tracing::info!(layout = ?sampler.layout(), mode, "control loop started");
+    tracing::info!(layout = ?sampler.inner().layout(), mode, "control loop started");
     let mut sample_tick =
         tokio::time::interval(Duration::from_millis(config.engine.sample_every.millis()));
     let mut decide_tick = tokio::time::interval_at(

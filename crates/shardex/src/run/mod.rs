@@ -550,18 +550,27 @@ fn build_agent(config: &Config) -> anyhow::Result<HostAgent> {
     ))
 }
 
-/// The sampler of this host, or why there is none.
+/// The sampler of this host, or why there is none: the cgroups', with each VM's memory from
+/// its guest where `engine.guest_channels` names its channel.
 fn build_sampler(
     config: &Config,
     hierarchy: Option<&shardex_host::cgroup::Hierarchy>,
-) -> anyhow::Result<shardex_host::sampler::CgroupSampler> {
+) -> anyhow::Result<Sampler> {
     let sampler = hierarchy
         .and_then(shardex_host::sampler::CgroupSampler::from_hierarchy)
         .context(
             "no cgroup filesystem at /sys/fs/cgroup: shardex run can't sample its workloads",
         )?;
-    Ok(sampler.with_interfaces(
+    let sampler = sampler.with_interfaces(
         config.engine.net_interfaces.clone(),
         std::path::Path::new("/sys/class/net"),
+    );
+    let channels = shardex_host::guest::GuestChannels::start(&config.engine.guest_channels);
+    Ok(shardex_host::guest::GuestAwareSampler::new(
+        sampler, channels,
     ))
 }
+
+/// The daemon's sampler.
+pub(super) type Sampler =
+    shardex_host::guest::GuestAwareSampler<shardex_host::sampler::CgroupSampler>;
