@@ -29,11 +29,12 @@ pub struct QmpActuator {
     most: Arc<Mutex<BTreeMap<String, Most>>>,
 }
 
-/// A VM's memory without the balloon and its vCPU slots.
+/// A VM's memory without the balloon, its vCPU slots and its disks.
 #[derive(Debug, Clone, Copy)]
 struct Most {
     memory: u64,
     vcpus: u64,
+    disks: u64,
 }
 
 impl QmpActuator {
@@ -107,6 +108,7 @@ impl Actuator for QmpActuator {
             let vm = Most {
                 memory: s.base_memory()?,
                 vcpus: s.slots()?,
+                disks: s.disks()?,
             };
             if let Ok(mut m) = most.lock() {
                 m.insert(name.to_string(), vm);
@@ -124,7 +126,8 @@ impl Actuator for QmpActuator {
                     };
                     s.set_memory(target)?;
                 }
-                ResourceKind::Iops => s.set_iops(limits.hard(kind))?,
+                // No IOPS reserved is no IOPS limit, as for cpu: QEMU can't hold a disk at 0.
+                ResourceKind::Iops => s.set_iops(limits.hard(kind).filter(|&l| l > 0))?,
                 _ => {
                     let vcpus = match limits.hard(kind) {
                         Some(m) => m.div_ceil(1000).max(1),
@@ -180,7 +183,10 @@ impl Actuator for QmpActuator {
                 (None, Some(m)) => Some(m.memory),
                 (h, None) => h,
             },
-            _ => hard,
+            // A VM without disks has no IOPS to limit.
+            ResourceKind::Iops if most.is_some_and(|m| m.disks == 0) => None,
+            ResourceKind::Iops => hard.filter(|&l| l > 0),
+            ResourceKind::Net => hard,
         }
     }
 }

@@ -50,6 +50,12 @@ impl Guest {
     /// Boots one with `memory_mib` of RAM and one vCPU of `max_cpus` slots, its sockets in
     /// `dir`, and waits for its shell.
     pub fn boot(dir: &Path, memory_mib: u32, max_cpus: u32) -> Self {
+        Self::boot_in(dir, memory_mib, max_cpus, &[])
+    }
+
+    /// [`Guest::boot`] with QEMU started inside a cgroup: its pid is written to each of
+    /// `procs` (`cgroup.procs` files) before it starts.
+    pub fn boot_in(dir: &Path, memory_mib: u32, max_cpus: u32, procs: &[PathBuf]) -> Self {
         let images = guest_dir();
         let (kernel, initrd) = (images.join("vmlinuz"), images.join("initrd.img"));
         assert!(
@@ -64,7 +70,19 @@ impl Guest {
         let qmp = dir.join("vm.qmp");
         let port = dir.join("guest.sock");
         let started = Instant::now();
-        let mut child = Command::new("qemu-system-x86_64")
+        let mut qemu = Command::new("sh");
+        qemu.arg("-c")
+            .arg(r#"for f in $CGROUP_PROCS; do echo $$ > "$f" || exit 97; done; exec "$0" "$@""#)
+            .arg("qemu-system-x86_64")
+            .env(
+                "CGROUP_PROCS",
+                procs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+        let mut child = qemu
             .args(["-machine", "q35,accel=tcg", "-cpu", "qemu64", "-m"])
             .arg(format!("{memory_mib}M"))
             .arg("-smp")
@@ -168,10 +186,16 @@ impl Guest {
     /// [`Guest::run`] with its own time limit.
     pub fn run_within(&mut self, command: &str, within: Duration) -> String {
         let from = self.console.text.lock().unwrap().len();
-        // The markers are split by quotes on the command line, so its echo never matches.
+        // The markers are split by quotes on the command line, so its echo never matches; a
+        // command sent to the background ends with its own `&`.
+        let body = if command.trim_end().ends_with('&') {
+            format!("{{ {command} }}")
+        } else {
+            format!("{{ {command}; }}")
+        };
         writeln!(
             self.stdin,
-            "echo '__SX''BEGIN__'; {command}; echo '__SX''END__'"
+            "echo '__SX''BEGIN__'; {body}; echo '__SX''END__'"
         )
         .unwrap();
         self.stdin.flush().unwrap();
