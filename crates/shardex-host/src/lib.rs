@@ -3,8 +3,11 @@
 //! QEMU over QMP; and the in-guest profiler with its host side (`guest`). They touch the kernel and QEMU; the tests drive the real ones where the
 //! machine has them.
 
+pub mod balloon;
 pub mod cgroup;
 pub mod guest;
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
 pub mod qmp;
 pub mod sampler;
 pub mod tc;

@@ -112,6 +112,8 @@ pub struct EngineConfig {
     /// unix socket QEMU or libvirt listens on), where `shardex guest` inside it reports: the
     /// VM's memory samples are then what its applications use.
     pub guest_channels: std::collections::BTreeMap<String, std::path::PathBuf>,
+    /// Where libvirt is, for `libvirt:DOMAIN` workloads (a build with the `libvirt` feature).
+    pub libvirt_uri: String,
 }
 
 /// Where `act` mode's allocations go.
@@ -152,6 +154,7 @@ impl Default for EngineConfig {
             net_interfaces: std::collections::BTreeMap::new(),
             qmp_sockets: std::collections::BTreeMap::new(),
             guest_channels: std::collections::BTreeMap::new(),
+            libvirt_uri: "qemu:///system".into(),
         }
     }
 }
@@ -678,6 +681,13 @@ impl Config {
                 ));
             }
         }
+        if self.engine.libvirt_uri.trim().is_empty() || !self.engine.libvirt_uri.contains(':') {
+            return Err(invalid(
+                "engine.libvirt_uri",
+                format!("{:?}", self.engine.libvirt_uri),
+                "a libvirt URI such as qemu:///system or xen:///system",
+            ));
+        }
         for (workload, path) in &self.engine.guest_channels {
             if !path.is_absolute() {
                 return Err(invalid(
@@ -809,6 +819,10 @@ qmp_sockets = {}
 # name=org.shardex.guest.0), where `shardex guest` inside the VM reports what its applications
 # use; the VM's memory samples are then theirs, e.g. guest_channels = { "vm-1" = "/run/vm-1.guest" }.
 guest_channels = {}
+# Where libvirt is, for workloads added with `shardex workload add --libvirt DOMAIN` (named
+# libvirt:DOMAIN; a shardex built with `--features libvirt`): their memory, vCPUs (with a CFS
+# quota) and IOPS are applied live through libvirt, and they are sampled from its statistics.
+libvirt_uri = "qemu:///system"
 "#;
 
 #[cfg(test)]

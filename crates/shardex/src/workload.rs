@@ -109,10 +109,22 @@ pub struct AddArgs {
     #[arg(
         long,
         value_name = "PATH",
-        conflicts_with = "pid",
-        required_unless_present = "pid"
+        conflicts_with_all = ["pid", "libvirt"],
+        required_unless_present_any = ["pid", "libvirt"]
     )]
     pub cgroup: Option<String>,
+    /// A running libvirt domain, by name or UUID: resized and sampled through libvirt (a
+    /// shardex built with `--features libvirt`); its workload is named `libvirt:DOMAIN`.
+    #[arg(long, value_name = "DOMAIN", conflicts_with = "pid")]
+    pub libvirt: Option<String>,
+    /// Where libvirt is, for --libvirt (the daemon's `engine.libvirt_uri`).
+    #[arg(
+        long,
+        value_name = "URI",
+        default_value = "qemu:///system",
+        requires = "libvirt"
+    )]
+    pub libvirt_uri: String,
     /// A running process: it and its descendants move into a new cgroup shardex/res-ID/NAME.
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
@@ -324,6 +336,9 @@ fn comm(pid: u32) -> String {
 }
 
 fn add(args: &AddArgs) -> anyhow::Result<ExitCode> {
+    if let Some(domain) = &args.libvirt {
+        return add_domain(args, domain);
+    }
     let client = args.daemon.client()?;
     let tree = CgroupTree::probe()?;
     // What is to be added is checked before anything is made.
@@ -407,6 +422,51 @@ fn add(args: &AddArgs) -> anyhow::Result<ExitCode> {
         reservation.0
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Workload names that are libvirt domains start with this (`libvirt:DOMAIN`).
+pub const LIBVIRT_PREFIX: &str = "libvirt:";
+
+/// `workload add --libvirt DOMAIN`: the domain checked in libvirt, then bound by name.
+fn add_domain(args: &AddArgs, domain: &str) -> anyhow::Result<ExitCode> {
+    if domain.trim().is_empty() || domain.contains(char::is_whitespace) {
+        bail!("--libvirt {domain:?}: a domain's name or UUID, without spaces");
+    }
+    #[cfg(feature = "libvirt")]
+    shardex_host::libvirt::check_domain(&args.libvirt_uri, domain)?;
+    #[cfg(not(feature = "libvirt"))]
+    bail!(
+        "this shardex was built without libvirt: build it with `cargo build --release --features libvirt` (needs libvirt-dev) to add {domain} at {}",
+        args.libvirt_uri
+    );
+    #[cfg_attr(not(feature = "libvirt"), allow(unreachable_code))]
+    {
+        let client = args.daemon.client()?;
+        let tenant = tenant(&client, &args.placement.tenant)?;
+        let (reservation, made_reservation) =
+            args.placement
+                .reservation(&client, &args.daemon.data, tenant)?;
+        let name = format!("{LIBVIRT_PREFIX}{domain}");
+        let workload = match bind(&client, tenant, reservation, &name) {
+            Ok(w) => w,
+            Err(e) => {
+                if made_reservation {
+                    let _ = client.act(&Action::CancelReservation(action::CancelReservation {
+                        tenant,
+                        reservation,
+                    }));
+                }
+                return Err(e);
+            }
+        };
+        wait_in_force(&client, workload, Duration::from_secs(15))?;
+        outln!(
+            "workload {} ({name}) in reservation {}",
+            workload.0,
+            reservation.0
+        );
+        Ok(ExitCode::SUCCESS)
+    }
 }
 
 /// One number of a view's `[Option<u64>; 4]` field, or "-".

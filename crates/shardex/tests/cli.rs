@@ -500,3 +500,20 @@ fn a_reader_that_goes_away_ends_a_command_quietly() {
     assert!(out.status.success(), "{:?}: {stderr}", out.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn a_libvirt_domain_needs_a_build_with_libvirt_and_a_name() {
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = run(&["workload", "add", "--libvirt", "web 1"]);
+    assert!(e.contains("without spaces"), "{e}");
+    let e = run(&["workload", "add", "--libvirt", "web-1", "--pid", "1"]);
+    assert!(e.contains("cannot be used with"), "{e}");
+    if cfg!(not(feature = "libvirt")) {
+        let e = run(&["workload", "add", "--libvirt", "web-1"]);
+        assert!(e.contains("--features libvirt"), "{e}");
+    }
+}

@@ -1,7 +1,6 @@
 //! Memory through the balloon: the target set with `balloon`, read back as what the guest
-//! actually holds (`query-balloon`). A shrink goes in steps, and never below what the guest
-//! reports it uses plus a margin (the balloon driver's statistics), so the balloon never makes
-//! a guest swap or kill its own processes; a grow is given at once.
+//! actually holds (`query-balloon`), moved by the balloon rule (`balloon.rs`) with what the
+//! guest uses from the balloon driver's statistics.
 
 use std::time::{Duration, Instant};
 
@@ -10,15 +9,10 @@ use serde_json::{Value, json};
 use super::QmpError;
 use super::session::Session;
 
-/// A shrink takes at most a quarter of what the guest holds per actuation: the guest gives up
-/// page cache as the balloon inflates, and its use is read again before the next step.
-const STEP_DIVISOR: u64 = 4;
-/// Kept above what the guest uses: the larger of 64 MiB and an eighth of its use.
-const MARGIN_MIN: u64 = 64 << 20;
 /// How often the balloon driver is asked to report the guest's statistics, in seconds.
 const STATS_INTERVAL: u64 = 2;
 /// How long an actuation waits for the guest to reach its target before reading back.
-pub(super) const SETTLE: Duration = Duration::from_secs(3);
+pub(super) const SETTLE: Duration = Duration::from_millis(500);
 
 impl Session {
     /// What the guest holds now.
@@ -96,21 +90,19 @@ impl Session {
     /// there; returns the target set (the read-back says what the guest holds).
     pub(super) fn set_memory(&mut self, target: u64) -> Result<u64, QmpError> {
         let actual = self.balloon_actual()?;
-        let mut set = target;
-        if target < actual {
-            let floor = self
-                .guest_used()?
-                .map_or(0, |used| used + (used / 8).max(MARGIN_MIN));
-            let step = actual - actual / STEP_DIVISOR;
-            set = target.max(floor).max(step);
-            if set > target {
-                tracing::debug!(
-                    target,
-                    set,
-                    floor,
-                    "the balloon shrinks in steps, above the guest's use"
-                );
-            }
+        let used = if target < actual {
+            self.guest_used()?
+        } else {
+            None
+        };
+        let set = crate::balloon::next_target(actual, target, used);
+        if set > target {
+            tracing::debug!(
+                target,
+                set,
+                ?used,
+                "the balloon shrinks in steps, above the guest's use"
+            );
         }
         self.execute("balloon", Some(json!({ "value": set })))?;
         let deadline = Instant::now() + SETTLE;

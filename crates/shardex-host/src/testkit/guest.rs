@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,8 +33,11 @@ struct Console {
 
 /// A running test guest.
 pub struct Guest {
-    child: Child,
-    stdin: ChildStdin,
+    /// QEMU, when this started it (not when libvirt did).
+    child: Option<Child>,
+    stdin: Box<dyn Write + Send>,
+    /// What ends the VM when this is dropped, when it is not `child`.
+    stop: Option<Box<dyn FnOnce() + Send>>,
     console: Arc<Console>,
     /// Its QMP socket.
     pub qmp: PathBuf,
@@ -121,24 +124,13 @@ impl Guest {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("no qemu-system-x86_64 here: {e}"));
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let console = Arc::new(Console::default());
-        let c = Arc::clone(&console);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let mut text = c.text.lock().unwrap();
-                text.push_str(&String::from_utf8_lossy(&buf[..n]).replace('\r', ""));
-                c.more.notify_all();
-            }
-        });
+        let stdin: Box<dyn Write + Send> = Box::new(child.stdin.take().unwrap());
+        let stdout = child.stdout.take().unwrap();
+        let console = read_console(stdout);
         let mut guest = Self {
-            child,
+            child: Some(child),
             stdin,
+            stop: None,
             console,
             qmp,
             port,
@@ -152,23 +144,91 @@ impl Guest {
         guest
     }
 
+    /// A guest libvirt runs, driven through its serial console's unix socket (`<serial
+    /// type='unix'>` in bind mode); `stop` ends it when this is dropped. Waits for its shell.
+    pub fn attach(console: &Path, port: PathBuf, stop: Box<dyn FnOnce() + Send>) -> Self {
+        let started = Instant::now();
+        let stream = loop {
+            match std::os::unix::net::UnixStream::connect(console) {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(
+                        started.elapsed() < BOOT,
+                        "no console at {}: {e}",
+                        console.display()
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        };
+        let reader = stream.try_clone().unwrap();
+        let mut guest = Self {
+            child: None,
+            stdin: Box::new(stream),
+            stop: Some(stop),
+            console: read_console(reader),
+            qmp: PathBuf::new(),
+            port,
+            disk_id: "vda",
+            booted_in: Duration::ZERO,
+        };
+        // The boot's banner may have gone by before this connected: ask until the shell answers.
+        while guest.try_run("echo up", Duration::from_secs(3)).as_deref() != Some("up") {
+            assert!(
+                started.elapsed() < BOOT,
+                "the guest's shell did not answer within {BOOT:?}"
+            );
+        }
+        guest.booted_in = started.elapsed();
+        guest
+    }
+}
+
+/// The console's text, read by a thread of its own as it comes.
+fn read_console(mut stdout: impl Read + Send + 'static) -> Arc<Console> {
+    let console = Arc::new(Console::default());
+    let c = Arc::clone(&console);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let mut text = c.text.lock().unwrap();
+            text.push_str(&String::from_utf8_lossy(&buf[..n]).replace('\r', ""));
+            c.more.notify_all();
+        }
+    });
+    console
+}
+
+impl Guest {
     /// Waits until the console shows `what` after byte `from`; returns where it ends.
     fn wait_for(&mut self, from: usize, what: &str, within: Duration) -> usize {
+        self.find(from, what, within).unwrap_or_else(|| {
+            let text = self.console.text.lock().unwrap();
+            panic!(
+                "the guest's console did not show {what:?} within {within:?}; it shows:\n{}",
+                &text[from.min(text.len())..]
+            )
+        })
+    }
+
+    /// [`Guest::wait_for`], or `None` when `within` passed first.
+    fn find(&mut self, from: usize, what: &str, within: Duration) -> Option<usize> {
         let deadline = Instant::now() + within;
         let mut text = self.console.text.lock().unwrap();
         loop {
             if let Some(i) = text.get(from..).and_then(|t| t.find(what)) {
-                return from + i + what.len();
+                return Some(from + i + what.len());
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!("the guest's QEMU exited with {status}; its console:\n{text}");
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "the guest's console did not show {what:?} within {within:?}; it shows:\n{}",
-                &text[from.min(text.len())..]
-            );
+            if left.is_zero() {
+                return None;
+            }
             text = self
                 .console
                 .more
@@ -185,6 +245,12 @@ impl Guest {
 
     /// [`Guest::run`] with its own time limit.
     pub fn run_within(&mut self, command: &str, within: Duration) -> String {
+        self.try_run(command, within)
+            .unwrap_or_else(|| panic!("{command:?} did not finish in the guest within {within:?}"))
+    }
+
+    /// [`Guest::run`], or `None` when it did not finish within `within`.
+    pub fn try_run(&mut self, command: &str, within: Duration) -> Option<String> {
         let from = self.console.text.lock().unwrap().len();
         // The markers are split by quotes on the command line, so its echo never matches; a
         // command sent to the background ends with its own `&`.
@@ -199,10 +265,10 @@ impl Guest {
         )
         .unwrap();
         self.stdin.flush().unwrap();
-        let begin = self.wait_for(from, "__SXBEGIN__\n", within);
-        let end = self.wait_for(begin, "__SXEND__", within);
+        let begin = self.find(from, "__SXBEGIN__\n", within)?;
+        let end = self.find(begin, "__SXEND__", within)?;
         let text = self.console.text.lock().unwrap();
-        text[begin..end - "__SXEND__".len()].trim().to_string()
+        Some(text[begin..end - "__SXEND__".len()].trim().to_string())
     }
 
     /// A number the guest printed (e.g. `run("nproc")`).
@@ -226,7 +292,12 @@ impl Guest {
 
 impl Drop for Guest {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(stop) = self.stop.take() {
+            stop();
+        }
     }
 }

@@ -50,7 +50,7 @@ pub(super) async fn control_loop(
 ) {
     let act = config.engine.mode == crate::config::EngineMode::Act;
     let mode = if act { "act" } else { "recommend" };
-    tracing::info!(layout = ?sampler.inner().layout(), mode, "control loop started");
+    tracing::info!(layout = ?sampler.inner().cgroups().layout(), mode, "control loop started");
     let mut sample_tick =
         tokio::time::interval(Duration::from_millis(config.engine.sample_every.millis()));
     let mut decide_tick = tokio::time::interval_at(
@@ -62,6 +62,10 @@ pub(super) async fn control_loop(
     let mut views: BTreeMap<shardex_core::WorkloadId, WorkloadView> = BTreeMap::new();
     let mut last_prune: Option<Timestamp> = None;
     loop {
+        // A stop aborts this task at its next await that waits; when actuation runs longer
+        // than a sample period every tick is already due and nothing below waits, so give the
+        // stop its chance here (it took 20 s with a VM whose balloon never moves).
+        tokio::task::yield_now().await;
         // A decision, a sample, or a ledger change made elsewhere (applied at once).
         let (deciding, sampling) = tokio::select! {
             _ = sample_tick.tick() => (false, true),

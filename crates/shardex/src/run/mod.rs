@@ -449,6 +449,7 @@ mod control_loop;
 mod http;
 mod lock;
 mod routes;
+mod sampler;
 mod writer;
 
 pub use control_loop::WorkloadView;
@@ -464,6 +465,11 @@ fn build_actuator(
 ) -> anyhow::Result<shardex_core::ports::ActuatorRouter> {
     use crate::config::{ActuatorKind, EngineMode};
     let mut parts: Vec<Box<dyn shardex_core::ports::Actuator + Send>> = Vec::new();
+    // `libvirt:DOMAIN` workloads (it manages no other name).
+    #[cfg(feature = "libvirt")]
+    parts.push(Box::new(shardex_host::libvirt::LibvirtActuator::new(
+        &engine.libvirt_uri,
+    )));
     if !engine.qmp_sockets.is_empty() {
         tracing::info!(vms = ?engine.qmp_sockets, "VM allocations are applied over QMP");
         parts.push(Box::new(shardex_host::qmp::QmpActuator::new(
@@ -567,10 +573,10 @@ fn build_sampler(
     );
     let channels = shardex_host::guest::GuestChannels::start(&config.engine.guest_channels);
     Ok(shardex_host::guest::GuestAwareSampler::new(
-        sampler, channels,
+        sampler::HostSampler::new(sampler, &config.engine.libvirt_uri),
+        channels,
     ))
 }
 
 /// The daemon's sampler.
-pub(super) type Sampler =
-    shardex_host::guest::GuestAwareSampler<shardex_host::sampler::CgroupSampler>;
+pub(super) type Sampler = sampler::DaemonSampler;

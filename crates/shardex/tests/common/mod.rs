@@ -94,8 +94,13 @@ pub fn interrupt_and_wait(mut child: Child) {
             .unwrap()
             .success()
     );
+    let asked = std::time::Instant::now();
     for _ in 0..300 {
         if let Some(status) = child.try_wait().unwrap() {
+            eprintln!("shardex run stopped {:?} after Ctrl-C", asked.elapsed());
+            if std::env::var_os("SHOW_LOG").is_some() {
+                eprintln!("{}", log_of(child.id()));
+            }
             assert!(
                 status.success(),
                 "shardex run exited with {status}; its log:\n{}",
