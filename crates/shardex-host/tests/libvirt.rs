@@ -6,7 +6,6 @@
 #![cfg(feature = "libvirt")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use shardex_core::ResourceKind;
 use shardex_core::domain::WorkloadId;
 use shardex_core::ports::{Actuator, Applied, KindState, Kinds, Limits};
 use shardex_host::libvirt::LibvirtActuator;
-use shardex_host::testkit::guest::{Guest, guest_dir};
+use shardex_host::testkit::guest::Guest;
 
 const W: WorkloadId = WorkloadId(1);
 const MIB: u64 = 1 << 20;
@@ -52,64 +51,12 @@ fn virsh(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The test guest as a transient TCG domain (facts measured here: TCG needs `svm` off with
-/// the qemu64 model), its files in `dir` (which libvirt's QEMU user must be able to read).
-fn define(dir: &Path, name: &str) -> Guest {
-    for f in ["vmlinuz", "initrd.img"] {
-        std::fs::copy(guest_dir().join(f), dir.join(f))
-            .unwrap_or_else(|e| panic!("no test guest ({e}): bash tools/guest/build.sh"));
-    }
-    std::fs::File::create(dir.join("disk.img"))
-        .and_then(|f| f.set_len(32 << 20))
-        .unwrap();
-    let d = dir.display();
-    let xml = format!(
-        "<domain type='qemu'><name>{name}</name>\
-         <memory unit='MiB'>512</memory><currentMemory unit='MiB'>512</currentMemory>\
-         <vcpu placement='static' current='1'>4</vcpu>\
-         <os><type arch='x86_64' machine='q35'>hvm</type><kernel>{d}/vmlinuz</kernel>\
-         <initrd>{d}/initrd.img</initrd><cmdline>console=ttyS0 quiet panic=-1</cmdline></os>\
-         <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model>\
-         <feature policy='disable' name='svm'/></cpu>\
-         <on_reboot>destroy</on_reboot><devices>\
-         <disk type='file' device='disk'><driver name='qemu' type='raw'/>\
-         <source file='{d}/disk.img'/><target dev='vda' bus='virtio'/></disk>\
-         <serial type='unix'><source mode='bind' path='{d}/console.sock'/><target port='0'/></serial>\
-         <channel type='unix'><source mode='bind' path='{d}/guest.sock'/>\
-         <target type='virtio' name='org.shardex.guest.0'/></channel>\
-         <memballoon model='virtio'><stats period='2'/></memballoon></devices></domain>"
-    );
-    std::fs::write(dir.join("domain.xml"), xml).unwrap();
-    virsh(&["create", &dir.join("domain.xml").display().to_string()]);
-    let owned = name.to_string();
-    Guest::attach(
-        &dir.join("console.sock"),
-        dir.join("guest.sock"),
-        Box::new(move || {
-            let _ = Command::new("virsh")
-                .args(["-c", URI, "destroy", &owned])
-                .output();
-        }),
-    )
-}
-
-/// A folder libvirt's QEMU (another user) can read.
-fn shared_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    dir
-}
-
 #[test]
 #[ignore = "needs libvirtd, QEMU and the test guest; CI installs, starts and builds them and runs this with --ignored"]
 fn a_libvirt_domain_is_resized_live_and_read_back_through_libvirt() {
-    let dir = shared_dir();
+    let dir = Guest::libvirt_dir();
     let name = format!("shardex-test-{}", std::process::id());
-    let mut g = define(dir.path(), &name);
+    let mut g = Guest::boot_libvirt(URI, dir.path(), &name);
     eprintln!("domain up, shell answering in {:?}", g.booted_in);
     let workload = format!("libvirt:{name}");
     let mut a = LibvirtActuator::new(URI);

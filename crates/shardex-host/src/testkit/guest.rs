@@ -184,6 +184,71 @@ impl Guest {
     }
 }
 
+impl Guest {
+    /// A folder libvirt's QEMU (another user) can read, for [`Guest::boot_libvirt`].
+    pub fn libvirt_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        dir
+    }
+
+    /// The test guest as a transient TCG domain `name` of libvirt at `uri` (facts measured
+    /// here: TCG needs `svm` off with the qemu64 model), its files in `dir` (see
+    /// [`Guest::libvirt_dir`]); destroyed when dropped. Waits for its shell.
+    pub fn boot_libvirt(uri: &str, dir: &Path, name: &str) -> Self {
+        for f in ["vmlinuz", "initrd.img"] {
+            std::fs::copy(guest_dir().join(f), dir.join(f)).unwrap_or_else(|e| {
+                panic!("no test guest ({e}): bash tools/guest/build.sh target/guest target/debug/shardex")
+            });
+        }
+        std::fs::File::create(dir.join("disk.img"))
+            .and_then(|f| f.set_len(32 << 20))
+            .unwrap();
+        let d = dir.display();
+        let xml = format!(
+            "<domain type='qemu'><name>{name}</name>\
+             <memory unit='MiB'>512</memory><currentMemory unit='MiB'>512</currentMemory>\
+             <vcpu placement='static' current='1'>4</vcpu>\
+             <os><type arch='x86_64' machine='q35'>hvm</type><kernel>{d}/vmlinuz</kernel>\
+             <initrd>{d}/initrd.img</initrd><cmdline>console=ttyS0 quiet panic=-1</cmdline></os>\
+             <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model>\
+             <feature policy='disable' name='svm'/></cpu>\
+             <on_reboot>destroy</on_reboot><devices>\
+             <disk type='file' device='disk'><driver name='qemu' type='raw'/>\
+             <source file='{d}/disk.img'/><target dev='vda' bus='virtio'/></disk>\
+             <serial type='unix'><source mode='bind' path='{d}/console.sock'/><target port='0'/></serial>\
+             <channel type='unix'><source mode='bind' path='{d}/guest.sock'/>\
+             <target type='virtio' name='{GUEST_PORT}'/></channel>\
+             <memballoon model='virtio'><stats period='2'/></memballoon></devices></domain>"
+        );
+        std::fs::write(dir.join("domain.xml"), xml).unwrap();
+        let out = Command::new("virsh")
+            .args(["-c", uri, "create"])
+            .arg(dir.join("domain.xml"))
+            .output()
+            .unwrap_or_else(|e| panic!("no virsh here (libvirt-clients): {e}"));
+        assert!(
+            out.status.success(),
+            "virsh create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (uri, owned) = (uri.to_string(), name.to_string());
+        Self::attach(
+            &dir.join("console.sock"),
+            dir.join("guest.sock"),
+            Box::new(move || {
+                let _ = Command::new("virsh")
+                    .args(["-c", &uri, "destroy", &owned])
+                    .output();
+            }),
+        )
+    }
+}
+
 /// The console's text, read by a thread of its own as it comes.
 fn read_console(mut stdout: impl Read + Send + 'static) -> Arc<Console> {
     let console = Arc::new(Console::default());
