@@ -135,8 +135,15 @@ fn a_booted_guest_is_resized_live_and_feels_it() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(g.number("nproc"), 3);
-    // Fewer: the guest ejects the ones shardex plugged in its own time; each actuation waits
-    // a little and reports what is left, and the next one asks again, as the agent does.
+    // Fewer: by default no vCPU is unplugged (QEMU 7.2 under TCG crashed, measured here, at the
+    // next plug after an unplug); the VM keeps its 3, and that is what is expected and read back.
+    let fewer = a.apply(W, "vm", &limits(Some(1000), None, None), CPU);
+    assert_eq!(got(&fewer, ResourceKind::Cpu), 3000);
+    assert_eq!(a.expected("vm", ResourceKind::Cpu, Some(1000)), Some(3000));
+    // With unplugging on, the guest ejects the ones shardex plugged in its own time; each
+    // actuation waits a little and reports what is left, and the next asks again.
+    let mut a =
+        QmpActuator::new(BTreeMap::from([("vm".to_string(), g.qmp.clone())])).with_unplug(true);
     let t = Instant::now();
     let n = apply_until(
         &mut a,
@@ -147,7 +154,11 @@ fn a_booted_guest_is_resized_live_and_feels_it() {
     );
     eprintln!("2 vCPUs unplugged in {:?} ({n} actuations)", t.elapsed());
     assert_eq!(g.run("cat /sys/devices/system/cpu/online"), "0");
-    assert_eq!(g.run("cat /sys/devices/system/cpu/online"), "0");
+    // After an unplug no vCPU is plugged into that QEMU again: the VM lives on with 1.
+    let again = a.apply(W, "vm", &limits(Some(2000), None, None), CPU);
+    assert_eq!(got(&again, ResourceKind::Cpu), 1000);
+    assert_eq!(a.expected("vm", ResourceKind::Cpu, Some(2000)), Some(1000));
+    assert_eq!(g.run("echo alive"), "alive");
 
     // IOPS: 20 a second, shown by query-block; 60 direct reads in the guest take ~3 s.
     let reads = "dd if=/dev/vda of=/dev/null bs=4k count=60 iflag=direct 2>/dev/null";

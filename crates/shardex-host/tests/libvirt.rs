@@ -106,9 +106,9 @@ fn a_libvirt_domain_is_resized_live_and_read_back_through_libvirt() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(virsh(&["schedinfo", &name, "--live"]).contains("vcpu_quota     : 83334"));
-    // Down to 1 core: libvirt 9 under TCG refuses the unplug (measured here: "acpi: device
-    // unplug request for not supported device type"), so the quota holds the 1 core among the
-    // vCPUs left, and the read-back says exactly that.
+    // Down to 1 core: no vCPU is unplugged (libvirt 9 under TCG refuses it anyway, measured:
+    // "acpi: device unplug request for not supported device type"), the quota holds the 1 core
+    // among the 3 vCPUs, and the read-back says exactly that.
     let one = a.apply(W, &workload, &limits(Some(1000), None, None), CPU);
     assert_eq!(got(&one, ResourceKind::Cpu), 1000);
     eprintln!(

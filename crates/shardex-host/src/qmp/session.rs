@@ -12,6 +12,9 @@ use super::QmpError;
 /// How long one QMP exchange may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a refused connection is tried again (QEMU busy with the client before).
+const BUSY: Duration = Duration::from_secs(1);
+
 /// One QMP session, capabilities negotiated.
 pub(super) struct Session {
     reader: BufReader<UnixStream>,
@@ -24,7 +27,22 @@ impl Session {
             path: path.to_path_buf(),
             source,
         };
-        let stream = UnixStream::connect(path).map_err(connect)?;
+        // QEMU serves one QMP client at a time and queues few: right after the previous
+        // session (ours or another tool's) the next connect can be refused until QEMU has
+        // seen that one close. Refused a second long, it is down.
+        let started = std::time::Instant::now();
+        let stream = loop {
+            match UnixStream::connect(path) {
+                Ok(s) => break s,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused
+                        && started.elapsed() < BUSY =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(connect(e)),
+            }
+        };
         stream
             .set_read_timeout(Some(TIMEOUT))
             .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))

@@ -1,6 +1,7 @@
-//! vCPUs: whole ones (`ceil(millicores / 1000)`), plugged into the free slots
-//! `query-hotpluggable-cpus` lists (`device_add`) or unplugged from the ones shardex plugged
-//! (`device_del`, which the guest must accept), counted back with `query-cpus-fast`.
+//! vCPUs: whole ones, plugged into the free slots `query-hotpluggable-cpus` lists
+//! (`device_add`) or unplugged from the ones shardex plugged (`device_del`, which the guest must
+//! accept), counted back with `query-cpus-fast`. Which count to aim for is the actuator's rule
+//! (`mod.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -31,15 +32,16 @@ impl Session {
     }
 
     /// Plugs or unplugs vCPUs towards `want`. An unplug is the guest's to accept: it is waited
-    /// for up to [`SETTLE`], and what is left is what the read-back reports.
-    pub(super) fn set_vcpus(&mut self, want: u64) -> Result<(), QmpError> {
+    /// for up to [`SETTLE`], and what is left is what the read-back reports; `unplugged` is set
+    /// once one was asked for (see `QmpActuator`'s rule about plugging after that).
+    pub(super) fn set_vcpus(&mut self, want: u64, unplugged: &mut bool) -> Result<(), QmpError> {
         let slots = self.execute("query-hotpluggable-cpus", None)?;
         let slots = slots.as_array().cloned().unwrap_or_default();
         let plugged = slots.iter().filter(|s| s.get("qom-path").is_some()).count() as u64;
         if want > plugged {
             self.plug(&slots, want, plugged)
         } else if want < plugged {
-            self.unplug(want, plugged)
+            self.unplug(want, plugged, unplugged)
         } else {
             Ok(())
         }
@@ -78,7 +80,7 @@ impl Session {
         Ok(())
     }
 
-    fn unplug(&mut self, want: u64, plugged: u64) -> Result<(), QmpError> {
+    fn unplug(&mut self, want: u64, plugged: u64, unplugged: &mut bool) -> Result<(), QmpError> {
         // Only vCPUs shardex plugged can go; the boot ones stay.
         let ours = self.execute("query-cpus-fast", None)?;
         let mut ids: Vec<String> = ours
@@ -97,8 +99,9 @@ impl Session {
             // An x86 vCPU leaves only once the guest's ACPI has taken over CPU hotplug; until
             // then QEMU refuses. That is no reason to undo the memory change: the read-back
             // shows the vCPUs still there, and the next tick asks again.
-            if let Err(e) = self.execute("device_del", Some(json!({ "id": id }))) {
-                tracing::warn!(error = %e, "a vCPU could not be unplugged yet");
+            match self.execute("device_del", Some(json!({ "id": id }))) {
+                Ok(_) => *unplugged = true,
+                Err(e) => tracing::warn!(error = %e, "a vCPU could not be unplugged yet"),
             }
         }
         // The guest ejects them in its own time (under a second here); what is left when the

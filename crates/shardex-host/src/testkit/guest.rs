@@ -121,7 +121,7 @@ impl Guest {
             .arg(format!("unix:{},server=on,wait=off", qmp.display()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("qemu.err")).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("no qemu-system-x86_64 here: {e}"));
         let stdin: Box<dyn Write + Send> = Box::new(child.stdin.take().unwrap());
@@ -334,6 +334,16 @@ impl Guest {
         let end = self.find(begin, "__SXEND__", within)?;
         let text = self.console.text.lock().unwrap();
         Some(text[begin..end - "__SXEND__".len()].trim().to_string())
+    }
+
+    /// The last `n` characters its console showed (to tell what became of it).
+    pub fn console_tail(&self, n: usize) -> String {
+        let text = self.console.text.lock().unwrap();
+        let from = text.len().saturating_sub(n);
+        let from = (from..text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(text.len());
+        text[from..].to_string()
     }
 
     /// A number the guest printed (e.g. `run("nproc")`).
