@@ -31,10 +31,16 @@ struct Shared {
     stop: AtomicBool,
 }
 
+/// How long after the readers start a VM with a channel waits for its guest's first report
+/// before its host-side figures are used instead.
+pub const FIRST_REPORT: Duration = Duration::from_secs(60);
+
 /// The VMs' channels (workload name → socket), read in the background while this lives.
 #[derive(Debug, Clone)]
 pub struct GuestChannels {
     shared: Arc<Shared>,
+    vms: Arc<std::collections::BTreeSet<String>>,
+    started: Instant,
 }
 
 impl GuestChannels {
@@ -50,7 +56,20 @@ impl GuestChannels {
                 tracing::error!(error = %e, "could not start a guest channel's reader");
             }
         }
-        Self { shared }
+        Self {
+            shared,
+            vms: Arc::new(channels.keys().cloned().collect()),
+            started: Instant::now(),
+        }
+    }
+
+    /// Whether `vm` has a channel whose first report has not come yet, within
+    /// [`FIRST_REPORT`] of the start: its memory is then unknown rather than the host's figure,
+    /// so that one series never mixes the two.
+    pub fn awaiting_first(&self, vm: &str) -> bool {
+        self.vms.contains(vm)
+            && self.started.elapsed() < FIRST_REPORT
+            && self.shared.latest.lock().is_ok_and(|l| !l.contains_key(vm))
     }
 
     /// The newest report of `vm` if it arrived within `fresh`.

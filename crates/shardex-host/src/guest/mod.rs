@@ -11,7 +11,7 @@ mod probe;
 mod report;
 mod sampler;
 
-pub use channel::GuestChannels;
+pub use channel::{FIRST_REPORT, GuestChannels};
 pub use probe::{Probe, ProbeError};
 pub use report::{AppUsage, GuestReport, Pressure, REPORT_VERSION, ReportError};
 pub use sampler::GuestAwareSampler;

@@ -43,8 +43,14 @@ impl<S: Sampler> Sampler for GuestAwareSampler<S> {
             return Ok(None);
         };
         let fresh = self.channels.current(workload);
+        let m = ResourceKind::Memory.index();
+        if fresh.is_none() && self.channels.awaiting_first(workload) {
+            // The guest's figure and the host's are different quantities: until the first
+            // report (a minute at most), nothing rather than the host's.
+            reading.usage[m] = None;
+            reading.censored[m] = false;
+        }
         if let Some(r) = fresh {
-            let m = ResourceKind::Memory.index();
             reading.usage[m] = Some(r.memory_used_bytes);
             reading.censored[m] |= r.memory_used_bytes * 100 >= r.memory_total_bytes * FULL_PERCENT;
         }
@@ -81,9 +87,10 @@ mod tests {
         let (mut guest, _) = listener.accept().unwrap();
         let mut s = GuestAwareSampler::new(Host, channels);
         let now = Timestamp::from_millis(1).unwrap();
-        // No report yet: the host's view.
+        // No report yet: nothing, rather than the host's view, for the first minute.
         let before = s.sample("vm", now).unwrap().unwrap();
-        assert_eq!(before.usage[1], Some(900 << 20));
+        assert_eq!(before.usage[1], None);
+        assert_eq!(before.usage[0], Some(300), "cpu stays the host's");
         let send = |guest: &mut std::os::unix::net::UnixStream, used: u64, seq: u64| {
             let r = GuestReport {
                 version: REPORT_VERSION,

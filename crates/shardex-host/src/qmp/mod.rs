@@ -31,7 +31,15 @@ pub struct QmpActuator {
     vcpus: Arc<Mutex<BTreeMap<String, Vcpus>>>,
     /// Whether vCPUs are unplugged to scale a VM down (see [`QmpActuator::with_unplug`]).
     unplug: bool,
+    /// The cgroups, to cap a VM's cpu exactly with a quota on its QEMU process (see
+    /// [`QmpActuator::with_cpu_quota`]).
+    cpu_quota: Option<crate::cgroup::CgroupActuator>,
+    /// Per VM, whether its last cpu actuation was capped by that quota.
+    capped: Arc<Mutex<BTreeMap<String, bool>>>,
 }
+
+/// Only cpu.
+const CPU_ONLY: Kinds = [true, false, false, false];
 
 /// What the vCPU rule remembers of a VM between actuations.
 #[derive(Debug, Clone, Copy, Default)]
@@ -60,6 +68,46 @@ impl QmpActuator {
             most: Arc::default(),
             vcpus: Arc::default(),
             unplug: false,
+            cpu_quota: None,
+            capped: Arc::default(),
+        }
+    }
+
+    /// Also caps each VM's cpu with a CFS quota on its QEMU process's cgroup, where the VM's
+    /// workload is its cgroup (e.g. `machine.slice/vm-1.scope`): vCPUs give it at least its
+    /// cores, the quota at most, so the cores in force are its allocation exactly (as libvirt's
+    /// `vcpu_quota`). A VM whose name is no cgroup gets vCPUs alone.
+    #[must_use]
+    pub fn with_cpu_quota(mut self, cgroups: crate::cgroup::CgroupActuator) -> Self {
+        self.cpu_quota = Some(cgroups);
+        self
+    }
+
+    /// `out`'s cpu (the VM's vCPUs) capped by the quota `quota` found for `name`, when there is
+    /// one; remembers whether there was.
+    fn cap(&self, name: &str, out: &mut Applied, quota: Option<Applied>) {
+        let Some(quota) = quota else {
+            return;
+        };
+        let vcpus = match out.get(ResourceKind::Cpu) {
+            KindState::InForce(Some(v)) => *v,
+            _ => return,
+        };
+        let capped = match quota.get(ResourceKind::Cpu) {
+            KindState::InForce(q) => {
+                out.set(
+                    ResourceKind::Cpu,
+                    KindState::InForce(Some(q.map_or(vcpus, |q| q.min(vcpus)))),
+                );
+                true
+            }
+            other => {
+                tracing::debug!(vm = name, quota = ?other, "no cgroup to cap this VM's cpu: its vCPUs alone");
+                false
+            }
+        };
+        if let Ok(mut c) = self.capped.lock() {
+            c.insert(name.to_string(), capped);
         }
     }
 
@@ -129,8 +177,9 @@ impl Session {
     }
 }
 
-impl Actuator for QmpActuator {
-    fn apply(&mut self, _: WorkloadId, name: &str, limits: &Limits, kinds: Kinds) -> Applied {
+impl QmpActuator {
+    /// What QMP applies: memory, vCPUs, IOPS.
+    fn apply_qmp(&mut self, name: &str, limits: &Limits, kinds: Kinds) -> Applied {
         let most = Arc::clone(&self.most);
         let vcpus_state = Arc::clone(&self.vcpus);
         let unplug = self.unplug;
@@ -198,11 +247,8 @@ impl Actuator for QmpActuator {
         })
     }
 
-    fn read(&mut self, _: WorkloadId, name: &str, kinds: Kinds) -> Applied {
-        self.session(name, kinds, |s, kind| s.read(kind))
-    }
-
-    fn clear(&mut self, _: WorkloadId, name: &str, kinds: Kinds) -> Applied {
+    /// Memory and IOPS back to the whole VM (vCPUs stay).
+    fn clear_qmp(&mut self, name: &str, kinds: Kinds) -> Applied {
         self.session(name, kinds, |s, kind| {
             // The guest gets its memory and disks back; its vCPUs stay as they are
             // (unplugging is the guest's to accept, and plugging more than it booted with is
@@ -217,6 +263,48 @@ impl Actuator for QmpActuator {
             }
             s.read(kind)
         })
+    }
+}
+
+impl Actuator for QmpActuator {
+    fn apply(&mut self, w: WorkloadId, name: &str, limits: &Limits, kinds: Kinds) -> Applied {
+        let mut out = self.apply_qmp(name, limits, kinds);
+        if kinds[ResourceKind::Cpu.index()] && self.manages(name, ResourceKind::Cpu) {
+            let cpu = Limits {
+                hard: [limits.hard(ResourceKind::Cpu), None, None, None],
+                soft: [limits.soft[0], 0, 0, 0],
+            };
+            let quota = self
+                .cpu_quota
+                .as_mut()
+                .map(|q| q.apply(w, name, &cpu, CPU_ONLY));
+            self.cap(name, &mut out, quota);
+        }
+        out
+    }
+
+    fn read(&mut self, w: WorkloadId, name: &str, kinds: Kinds) -> Applied {
+        let mut out = self.session(name, kinds, |s, kind| s.read(kind));
+        let capped = self
+            .capped
+            .lock()
+            .ok()
+            .and_then(|c| c.get(name).copied())
+            .unwrap_or(false);
+        if capped && kinds[ResourceKind::Cpu.index()] && self.manages(name, ResourceKind::Cpu) {
+            let quota = self.cpu_quota.as_mut().map(|q| q.read(w, name, CPU_ONLY));
+            self.cap(name, &mut out, quota);
+        }
+        out
+    }
+
+    fn clear(&mut self, w: WorkloadId, name: &str, kinds: Kinds) -> Applied {
+        if kinds[ResourceKind::Cpu.index()]
+            && let Some(q) = self.cpu_quota.as_mut()
+        {
+            let _ = q.clear(w, name, CPU_ONLY);
+        }
+        self.clear_qmp(name, kinds)
     }
 
     fn manages(&self, name: &str, kind: ResourceKind) -> bool {
@@ -235,7 +323,11 @@ impl Actuator for QmpActuator {
                     .and_then(|v| v.get(name).and_then(|v| v.aimed))
                     && h == hard =>
             {
-                Some(aim * 1000)
+                let capped = self.capped.lock().ok().and_then(|c| c.get(name).copied());
+                Some(match (capped, hard) {
+                    (Some(true), Some(h)) => h.min(aim * 1000),
+                    _ => aim * 1000,
+                })
             }
             // Whole vCPUs, as many as the VM has slots for at most.
             ResourceKind::Cpu => {

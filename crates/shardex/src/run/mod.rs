@@ -470,11 +470,25 @@ fn build_actuator(
     parts.push(Box::new(shardex_host::libvirt::LibvirtActuator::new(
         &engine.libvirt_uri,
     )));
+    let cgroups = match (
+        engine.actuator,
+        hierarchy.and_then(shardex_host::cgroup::CgroupActuator::from_hierarchy),
+    ) {
+        (ActuatorKind::Cgroup, Some(a)) => Some(a.with_iops_devices(engine.iops_devices.clone())),
+        // Acting without a way to act would record allocations the kernel never sees.
+        (ActuatorKind::Cgroup, None) if engine.mode == EngineMode::Act => anyhow::bail!(
+            "engine.mode = \"act\" with engine.actuator = \"cgroup\", but /sys/fs/cgroup has no cgroup filesystem with cpu and memory control; set engine.actuator = \"simulated\" or run where cgroups are mounted"
+        ),
+        _ => None,
+    };
     if !engine.qmp_sockets.is_empty() {
         tracing::info!(vms = ?engine.qmp_sockets, "VM allocations are applied over QMP");
-        parts.push(Box::new(shardex_host::qmp::QmpActuator::new(
-            engine.qmp_sockets.clone(),
-        )));
+        let mut qmp = shardex_host::qmp::QmpActuator::new(engine.qmp_sockets.clone());
+        if let Some(c) = &cgroups {
+            // A VM whose workload is its QEMU's cgroup gets its cpu capped exactly there.
+            qmp = qmp.with_cpu_quota(c.clone());
+        }
+        parts.push(Box::new(qmp));
     }
     if !engine.net_interfaces.is_empty() {
         tracing::info!(interfaces = ?engine.net_interfaces, "network allocations are shaped with tc");
@@ -482,20 +496,12 @@ fn build_actuator(
             engine.net_interfaces.clone(),
         )));
     }
-    match (
-        engine.actuator,
-        hierarchy.and_then(shardex_host::cgroup::CgroupActuator::from_hierarchy),
-    ) {
-        (ActuatorKind::Cgroup, Some(a)) => {
-            let a = a.with_iops_devices(engine.iops_devices.clone());
+    match cgroups {
+        Some(a) => {
             tracing::info!(layout = ?a.layout(), "allocations are applied to cgroups");
             parts.push(Box::new(a));
         }
-        // Acting without a way to act would record allocations the kernel never sees.
-        (ActuatorKind::Cgroup, None) if engine.mode == EngineMode::Act => anyhow::bail!(
-            "engine.mode = \"act\" with engine.actuator = \"cgroup\", but /sys/fs/cgroup has no cgroup filesystem with cpu and memory control; set engine.actuator = \"simulated\" or run where cgroups are mounted"
-        ),
-        _ => parts.push(Box::new(shardex_core::ports::SimulatedActuator::default())),
+        None => parts.push(Box::new(shardex_core::ports::SimulatedActuator::default())),
     }
     Ok(shardex_core::ports::ActuatorRouter(parts))
 }
