@@ -97,6 +97,26 @@ pub fn qmp_once(socket: &Path, command: &str, arguments: &serde_json::Value) -> 
         .unwrap_or_else(|| panic!("QMP {command} failed: {answer}"))
 }
 
+/// Hard limits of cpu (millicores), memory (bytes) and IOPS, no soft ones.
+pub fn limits(
+    cpu: Option<u64>,
+    memory: Option<u64>,
+    iops: Option<u64>,
+) -> shardex_core::ports::Limits {
+    shardex_core::ports::Limits {
+        hard: [cpu, memory, None, iops],
+        soft: [0; 4],
+    }
+}
+
+/// The limit `a` read back in force for `kind`; panics naming what it was otherwise.
+pub fn in_force(a: &shardex_core::ports::Applied, kind: shardex_core::ResourceKind) -> u64 {
+    match a.get(kind) {
+        shardex_core::ports::KindState::InForce(Some(v)) => *v,
+        other => panic!("{kind}: not in force: {other:?}"),
+    }
+}
+
 /// A laid-out v2 tree with the cgroup `name`, files as the kernel has them.
 pub fn laid_out_v2(base: &Path, name: &str) -> PathBuf {
     std::fs::write(base.join("cgroup.controllers"), "cpu io memory\n").unwrap();

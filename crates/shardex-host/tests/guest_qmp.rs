@@ -10,29 +10,16 @@ use std::time::{Duration, Instant};
 
 use shardex_core::ResourceKind;
 use shardex_core::domain::WorkloadId;
-use shardex_core::ports::{Actuator, Applied, KindState, Kinds, Limits};
+use shardex_core::ports::{Actuator, KindState, Kinds, Limits};
 use shardex_host::qmp::QmpActuator;
 use shardex_host::testkit::guest::Guest;
+use shardex_host::testkit::{in_force as got, limits};
 
 const W: WorkloadId = WorkloadId(1);
 const MIB: u64 = 1 << 20;
 const CPU: Kinds = [true, false, false, false];
 const MEMORY: Kinds = [false, true, false, false];
 const IOPS: Kinds = [false, false, false, true];
-
-fn limits(cpu: Option<u64>, memory: Option<u64>, iops: Option<u64>) -> Limits {
-    Limits {
-        hard: [cpu, memory, None, iops],
-        soft: [0; 4],
-    }
-}
-
-fn got(a: &Applied, kind: ResourceKind) -> u64 {
-    match a.get(kind) {
-        KindState::InForce(Some(v)) => *v,
-        other => panic!("{kind}: not in force: {other:?}"),
-    }
-}
 
 /// Applies `limits` for `kinds` until the read-back shows `want` for `kind` (a shrink goes in
 /// steps, as the agent's reconciler would see it through), at most 20 times; the actuations.

@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use shardex_core::ResourceKind;
 use shardex_core::domain::WorkloadId;
-use shardex_core::ports::{Actuator, Applied, KindState, Kinds, Limits};
-use shardex_host::libvirt::LibvirtActuator;
+use shardex_core::ports::Sampler;
+use shardex_core::ports::{Actuator, KindState, Kinds};
+use shardex_host::libvirt::{LibvirtActuator, LibvirtSampler};
 use shardex_host::testkit::guest::Guest;
+use shardex_host::testkit::{in_force as got, limits};
 
 const W: WorkloadId = WorkloadId(1);
 const MIB: u64 = 1 << 20;
@@ -21,20 +23,6 @@ const URI: &str = "qemu:///system";
 const CPU: Kinds = [true, false, false, false];
 const MEMORY: Kinds = [false, true, false, false];
 const IOPS: Kinds = [false, false, false, true];
-
-fn limits(cpu: Option<u64>, memory: Option<u64>, iops: Option<u64>) -> Limits {
-    Limits {
-        hard: [cpu, memory, None, iops],
-        soft: [0; 4],
-    }
-}
-
-fn got(a: &Applied, kind: ResourceKind) -> u64 {
-    match a.get(kind) {
-        KindState::InForce(Some(v)) => *v,
-        other => panic!("{kind}: not in force: {other:?}"),
-    }
-}
 
 fn virsh(args: &[&str]) -> String {
     let out = Command::new("virsh")
@@ -118,6 +106,29 @@ fn a_libvirt_domain_is_resized_live_and_read_back_through_libvirt() {
             .lines()
             .find(|l| l.starts_with("vcpu_quota"))
             .unwrap_or("")
+    );
+
+    // Sampling from libvirt's statistics: the guest's use by its balloon, then rates.
+    let mut sampler = LibvirtSampler::new(URI);
+    let at = |ms: i64| shardex_core::Timestamp::from_millis(ms).unwrap();
+    let first = sampler.sample(&workload, at(1_000)).unwrap().unwrap();
+    let used = first.usage[ResourceKind::Memory.index()].unwrap();
+    assert!(used > 16 * MIB && used < 512 * MIB, "sampled {used}");
+    std::thread::sleep(Duration::from_secs(1));
+    let second = sampler.sample(&workload, at(2_000)).unwrap().unwrap();
+    assert!(
+        second.usage[ResourceKind::Cpu.index()].is_some(),
+        "{second:?}"
+    );
+    assert!(
+        second.usage[ResourceKind::Iops.index()].is_some(),
+        "{second:?}"
+    );
+    assert!(
+        sampler
+            .sample("libvirt:no-such-domain", at(2_000))
+            .unwrap()
+            .is_none()
     );
 
     // IOPS: 20 a second on its disk, read back through libvirt, felt by a dd inside.

@@ -405,17 +405,31 @@ fn add(args: &AddArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => bail!("give --cgroup PATH or --pid PID"),
     };
-    let workload = match bind(&client, tenant, reservation, &name) {
+    bind_and_report(&client, tenant, reservation, &name, || {
+        if made {
+            let _ = tree.remove(&name);
+        }
+        cancel();
+    })
+}
+
+/// Binds `name` in `reservation`, undoing with `undo` if that fails, waits for its limits to
+/// be in force and says so.
+fn bind_and_report(
+    client: &Client,
+    tenant: TenantId,
+    reservation: ReservationId,
+    name: &str,
+    undo: impl FnOnce(),
+) -> anyhow::Result<ExitCode> {
+    let workload = match bind(client, tenant, reservation, name) {
         Ok(w) => w,
         Err(e) => {
-            if made {
-                let _ = tree.remove(&name);
-            }
-            cancel();
+            undo();
             return Err(e);
         }
     };
-    wait_in_force(&client, workload, Duration::from_secs(15))?;
+    wait_in_force(client, workload, Duration::from_secs(15))?;
     outln!(
         "workload {} ({name}) in reservation {}",
         workload.0,
@@ -447,25 +461,14 @@ fn add_domain(args: &AddArgs, domain: &str) -> anyhow::Result<ExitCode> {
             args.placement
                 .reservation(&client, &args.daemon.data, tenant)?;
         let name = format!("{LIBVIRT_PREFIX}{domain}");
-        let workload = match bind(&client, tenant, reservation, &name) {
-            Ok(w) => w,
-            Err(e) => {
-                if made_reservation {
-                    let _ = client.act(&Action::CancelReservation(action::CancelReservation {
-                        tenant,
-                        reservation,
-                    }));
-                }
-                return Err(e);
+        bind_and_report(&client, tenant, reservation, &name, || {
+            if made_reservation {
+                let _ = client.act(&Action::CancelReservation(action::CancelReservation {
+                    tenant,
+                    reservation,
+                }));
             }
-        };
-        wait_in_force(&client, workload, Duration::from_secs(15))?;
-        outln!(
-            "workload {} ({name}) in reservation {}",
-            workload.0,
-            reservation.0
-        );
-        Ok(ExitCode::SUCCESS)
+        })
     }
 }
 
