@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the test guest from Debian packages: the Debian cloud kernel and a busybox initramfs
-# with the virtio drivers (balloon, serial, block), an init that brings hot-added vCPUs online
+# with the virtio drivers (balloon, serial, block, net), an init that brings hot-added vCPUs online
 # (udev's job on a full system) and a shell on the serial console; with a shardex binary, it is
 # carried too (stripped, with the libraries it links), so `shardex guest` can run inside.
 #
@@ -45,7 +45,7 @@ mkdir -p "$r"/{bin,dev,proc,sys,tmp,run,lib/modules,etc}
 cp "$x/busybox/bin/busybox" "$r/bin/busybox"
 # The drivers the tests use, in load order (the Debian package has no modules.dep yet).
 mods=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
-      virtio_balloon virtio_console virtio_blk)
+      virtio_balloon virtio_console virtio_blk failover net_failover virtio_net)
 for m in "${mods[@]}"; do
     f=$(find "$x/kernel/lib/modules/$version" -name "$m.ko" | head -1)
     [ -n "$f" ] || { echo "module $m is not in $pkg" >&2; exit 1; }

@@ -59,6 +59,18 @@ impl Guest {
     /// [`Guest::boot`] with QEMU started inside a cgroup: its pid is written to each of
     /// `procs` (`cgroup.procs` files) before it starts.
     pub fn boot_in(dir: &Path, memory_mib: u32, max_cpus: u32, procs: &[PathBuf]) -> Self {
+        Self::boot_with(dir, memory_mib, max_cpus, procs, None)
+    }
+
+    /// [`Guest::boot_in`] with, when `tap` names one, a virtio NIC on a new tap device of that
+    /// name (the guest's `eth0`; the host's end is the tap, which the tc actuator shapes).
+    pub fn boot_with(
+        dir: &Path,
+        memory_mib: u32,
+        max_cpus: u32,
+        procs: &[PathBuf],
+        tap: Option<&str>,
+    ) -> Self {
         let images = guest_dir();
         let (kernel, initrd) = (images.join("vmlinuz"), images.join("initrd.img"));
         assert!(
@@ -85,6 +97,11 @@ impl Guest {
                     .collect::<Vec<_>>()
                     .join(" "),
             );
+        if let Some(tap) = tap {
+            qemu.arg("-netdev")
+                .arg(format!("tap,id=net0,ifname={tap},script=no,downscript=no"))
+                .args(["-device", "virtio-net-pci,netdev=net0"]);
+        }
         let mut child = qemu
             .args(["-machine", "q35,accel=tcg", "-cpu", "qemu64", "-m"])
             .arg(format!("{memory_mib}M"))
