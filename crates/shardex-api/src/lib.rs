@@ -124,6 +124,64 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Revokes a token now; false when it was not there or already revoked.
     fn revoke_token(&self, id: &str) -> impl Future<Output = Result<bool, Problem>> + Send;
+
+    /// What the control loop kept of a workload's recent past from `since` on (the
+    /// dashboard's charts); `None` when it kept nothing of it.
+    fn timeline(
+        &self,
+        workload: shardex_core::WorkloadId,
+        since: Timestamp,
+    ) -> impl Future<Output = Option<Timeline>> + Send;
+
+    /// The engine's newest decisions about `workload`, newest first, at most `limit`.
+    fn decisions(
+        &self,
+        workload: shardex_core::WorkloadId,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<DecisionRecord>, Problem>> + Send;
+
+    /// Whether `GET /v1/overview` (hosts' capacity split, market prices: nothing of any
+    /// tenant's) answers without a token.
+    fn public_overview(&self) -> bool;
+}
+
+/// A workload's recent past, oldest first, in physical units: what its dashboard page draws.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Timeline {
+    /// When each point was sampled.
+    pub at: Vec<Timestamp>,
+    /// Per kind (by `ResourceKind::index`), series as long as `at`.
+    pub kinds: [Series; 4],
+    /// When OOM kills were seen.
+    pub ooms: Vec<Timestamp>,
+}
+
+/// One kind's series in a [`Timeline`]; `None` where nothing was known.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    /// What it used.
+    pub usage: Vec<Option<f64>>,
+    /// The forecast's median for the decision period the point falls in.
+    pub p50: Vec<Option<f64>>,
+    /// The forecast's 95th percentile.
+    pub p95: Vec<Option<f64>>,
+    /// Its entitlement.
+    pub entitlement: Vec<Option<f64>>,
+    /// The hard limit read back in force (`None`: unlimited or not known).
+    pub limit: Vec<Option<f64>>,
+    /// Whether the sample was held at the limit (a lower bound of demand).
+    pub censored: Vec<bool>,
+}
+
+/// One decision of the engine as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionRecord {
+    /// When it was made.
+    pub at: Timestamp,
+    /// "act" or "recommend".
+    pub mode: String,
+    /// The decision as the control loop recorded it (kind, from, to, why, outcome).
+    pub decision: serde_json::Value,
 }
 
 /// What a write's plan decided: the action and, when the plan already applied it to the

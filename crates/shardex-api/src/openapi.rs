@@ -8,7 +8,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    events, invoice, market, modifications, requests, reservations, tenants, workloads,
+    events, invoice, market, modifications, overview, requests, reservations, tenants, timeline,
+    workloads,
 };
 use crate::wire;
 
@@ -33,7 +34,8 @@ impl Modify for Bearer {
         tenants::list, tenants::create, tenants::list_tokens, tenants::create_token, tenants::revoke_token,
         reservations::list, reservations::create, reservations::get, reservations::cancel,
         modifications::list, modifications::get, modifications::create, modifications::cancel,
-        workloads::of_reservation, workloads::get, workloads::forecast,
+        workloads::list, workloads::of_reservation, workloads::get, workloads::forecast,
+        timeline::history, timeline::decisions, overview::get,
         market::get, market::history,
         requests::list,
         invoice::get,
@@ -48,6 +50,8 @@ impl Modify for Bearer {
         wire::PricesView, wire::LeaseView, wire::MarketView,
         wire::StepView, wire::ShardRequestView, wire::StreamEventView, wire::EventPage,
         wire::PricePointView, wire::PriceHistoryView,
+        wire::SplitView, wire::MarketSummary, wire::HostOverview, wire::RequestCounts, wire::OverviewView,
+        wire::SeriesView, wire::TimelineView, wire::DecisionView, wire::DecisionsView, wire::WorkloadList,
     )),
     modifiers(&Bearer),
     security(("bearer" = [])),

@@ -49,6 +49,23 @@ impl Backend for Mem {
     ) -> Result<Vec<(Timestamp, shardex_core::PriceVector)>, Problem> {
         Ok(Vec::new())
     }
+    async fn timeline(
+        &self,
+        _: shardex_core::WorkloadId,
+        _: Timestamp,
+    ) -> Option<shardex_api::Timeline> {
+        None
+    }
+    async fn decisions(
+        &self,
+        _: shardex_core::WorkloadId,
+        _: u32,
+    ) -> Result<Vec<shardex_api::DecisionRecord>, Problem> {
+        Ok(Vec::new())
+    }
+    fn public_overview(&self) -> bool {
+        true
+    }
     fn prices(&self) -> &PriceTable {
         &self.prices
     }

@@ -52,7 +52,8 @@ pub use domain::{
 };
 pub use ledger::action;
 pub use ledger::{
-    Action, Event, HostBalance, Ledger, LedgerError, LedgerParams, Rule, TenantAction, Violation,
+    Action, CapacitySplit, Event, HostBalance, Ledger, LedgerError, LedgerParams, Rule,
+    TenantAction, Violation,
 };
 // The marketplace's parts (DESIGN: marketplace and pricing) live under `market/`; their
 // paths stay at the root too.

@@ -392,13 +392,19 @@ impl SqliteStore {
         }
         let mut tx = self.pool.begin().await?;
         for d in decisions {
-            sqlx::query("INSERT INTO decisions (at_ms, seq, mode, decision) VALUES (?, ?, ?, ?)")
-                .bind(at.millis())
-                .bind(i64::try_from(self.seq).unwrap_or(i64::MAX))
-                .bind(mode)
-                .bind(encode("decision", d)?)
-                .execute(&mut *tx)
-                .await?;
+            let workload = d["workload_id"]
+                .as_u64()
+                .and_then(|w| i64::try_from(w).ok());
+            sqlx::query(
+                "INSERT INTO decisions (at_ms, seq, mode, decision, workload) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(at.millis())
+            .bind(i64::try_from(self.seq).unwrap_or(i64::MAX))
+            .bind(mode)
+            .bind(encode("decision", d)?)
+            .bind(workload)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -412,6 +418,29 @@ impl SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
+        Self::decision_rows(rows)
+    }
+
+    /// The newest `limit` decisions about `workload`, newest first, as [`Self::decisions`].
+    pub async fn decisions_of(
+        &self,
+        workload: shardex_core::WorkloadId,
+        limit: u32,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at_ms, seq, mode, decision FROM decisions WHERE workload = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(i64::try_from(workload.0).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Self::decision_rows(rows)
+    }
+
+    /// Decision rows (`at_ms, seq, mode, decision`) as JSON values.
+    fn decision_rows(
+        rows: Vec<sqlx::sqlite::SqliteRow>,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let seq: i64 = row.try_get(1)?;

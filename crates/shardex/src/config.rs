@@ -410,6 +410,15 @@ pub struct ApiConfig {
     pub rate_limit: u32,
     /// How many requests a tenant token may make at once, above the average.
     pub rate_burst: u32,
+    /// Whether `GET /v1/overview` (hosts' capacity split and markets, nothing of a tenant's:
+    /// the dashboard's first page) answers without a token.
+    pub public_overview: bool,
+    /// Whether `GET /metrics` answers without the admin token (per-workload numbers: turn on
+    /// only where the port is the operator's alone).
+    pub public_metrics: bool,
+    /// How much of each workload's past the daemon keeps in memory for its dashboard page.
+    #[serde(deserialize_with = "span_text", serialize_with = "span_display")]
+    pub history: Span,
 }
 
 impl Default for ApiConfig {
@@ -418,6 +427,9 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             rate_limit: 100,
             rate_burst: 200,
+            public_overview: true,
+            public_metrics: false,
+            history: Span::from_secs(3600),
         }
     }
 }
@@ -638,6 +650,13 @@ impl Config {
                 "a duration longer than zero",
             ));
         }
+        if self.api.history > Span::from_secs(24 * 3600) {
+            return Err(invalid(
+                "api.history",
+                format!("\"{}\"", self.api.history),
+                "at most \"24h\" (it is kept in memory for every workload)",
+            ));
+        }
         if self.engine.sample_every.is_zero() || self.engine.decide_every.is_zero() {
             return Err(invalid(
                 "engine.sample_every",
@@ -734,6 +753,9 @@ provider_floor = { cpu = "0", memory = "0", net = "0", iops = "0" }
 listen = "127.0.0.1:7070"    # API under /v1, health at /v1/health
 rate_limit = 100             # requests a second per tenant token, on average (0: no limit)
 rate_burst = 200             # requests a tenant token may make at once; past both, 429
+public_overview = true       # GET /v1/overview (hosts, markets; no tenant's data) without a token
+public_metrics = false       # GET /metrics without the admin token (per-workload numbers)
+history = "1h"               # each workload's past kept in memory for its dashboard page
 
 [pricing]
 # List price per shard-hour (close to public on-demand prices: a vCPU-hour 0.04, a GiB-hour

@@ -174,6 +174,23 @@ pub struct RunArgs {
     /// Address for the API [default: api.listen of the configuration, 127.0.0.1:7070].
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
+    /// Log lines for people (`human`) or one JSON object each (`json`), on standard error.
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        env = "SHARDEX_LOG_FORMAT",
+        default_value = "human"
+    )]
+    log_format: LogFormat,
+}
+
+/// How `shardex run` writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// A line of text per event, with the span (a request's id) in front.
+    Human,
+    /// A JSON object per line, with the span's fields (a request's `request_id`) in `span`.
+    Json,
 }
 
 fn provisioner_try(data: &DataArgs, cpu: u64, memory: u64) -> anyhow::Result<ExitCode> {

@@ -288,7 +288,7 @@ pub fn bind(
 
 /// The daemon's view of one workload.
 pub fn view(client: &Client, workload: WorkloadId) -> anyhow::Result<Option<Value>> {
-    let all = client.get("/v1/workloads")?;
+    let all = client.get("/v1/agent/workloads")?;
     Ok(all["workloads"]
         .as_array()
         .into_iter()
@@ -497,7 +497,7 @@ pub fn human(kind: ResourceKind, n: u64) -> String {
 
 fn list(daemon: &Daemon, json: bool) -> anyhow::Result<ExitCode> {
     let client = daemon.client()?;
-    let all = client.get("/v1/workloads")?;
+    let all = client.get("/v1/agent/workloads")?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(ExitCode::SUCCESS);
@@ -608,7 +608,7 @@ pub fn take_out(
 
 fn remove(daemon: &Daemon, which: &str, cancel: bool) -> anyhow::Result<ExitCode> {
     let client = daemon.client()?;
-    let all = client.get("/v1/workloads")?;
+    let all = client.get("/v1/agent/workloads")?;
     let found = all["workloads"]
         .as_array()
         .into_iter()

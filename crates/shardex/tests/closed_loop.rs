@@ -196,7 +196,7 @@ fn wait(mut child: Child, within: Duration) -> ExitStatus {
 const FAST: &str = "mode = \"act\"\nsample_every = \"1s\"\ndecide_every = \"2s\"\nscale_down_after = \"4s\"\ncheck_every = \"1s\"\n";
 
 fn workloads(addr: &str, token: &str) -> serde_json::Value {
-    let (status, text) = send(addr, "GET", "/v1/workloads", token, "");
+    let (status, text) = send(addr, "GET", "/v1/agent/workloads", token, "");
     assert_eq!(status, 200, "{text}");
     serde_json::from_str(&text).unwrap()
 }

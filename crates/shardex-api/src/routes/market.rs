@@ -20,7 +20,7 @@ use crate::wire::{
 };
 use crate::{Api, Backend, Problem};
 
-fn prices(p: &PriceVector) -> PricesView {
+pub(crate) fn prices(p: &PriceVector) -> PricesView {
     PricesView {
         cpu: p.get(ResourceKind::Cpu).to_string(),
         memory: p.get(ResourceKind::Memory).to_string(),

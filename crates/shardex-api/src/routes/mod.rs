@@ -6,9 +6,11 @@ pub mod events;
 pub mod invoice;
 pub mod market;
 pub mod modifications;
+pub mod overview;
 pub mod requests;
 pub mod reservations;
 pub mod tenants;
+pub mod timeline;
 pub mod workloads;
 
 use std::sync::Arc;
@@ -66,7 +68,13 @@ pub fn router<B: Backend>(api: Arc<Api<B>>) -> Router {
             "/v1/reservations/{id}/workloads",
             get(workloads::of_reservation::<B>),
         )
+        .route("/v1/workloads", get(workloads::list::<B>))
         .route("/v1/workloads/{id}", get(workloads::get::<B>))
+        .route("/v1/workloads/{id}/history", get(timeline::history::<B>))
+        .route(
+            "/v1/workloads/{id}/decisions",
+            get(timeline::decisions::<B>),
+        )
         .route("/v1/workloads/{id}/forecast", get(workloads::forecast::<B>))
         .route("/v1/hosts/{host}/market", get(market::get::<B>))
         .route("/v1/hosts/{host}/market/history", get(market::history::<B>))
@@ -79,6 +87,7 @@ pub fn router<B: Backend>(api: Arc<Api<B>>) -> Router {
         ));
     Router::new()
         .route("/v1/openapi.json", get(crate::openapi::serve))
+        .route("/v1/overview", get(overview::get::<B>))
         .merge(authed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(api)

@@ -19,15 +19,20 @@ use crate::moment::rfc3339;
 use crate::wire::{ShardRequestFilter, ShardRequestView, StepView};
 use crate::{Api, Backend, Problem};
 
-const STATUSES: [&str; 4] = ["pending", "fulfilled", "partially_fulfilled", "failed"];
+pub(crate) const STATUSES: [&str; 4] = ["pending", "fulfilled", "partially_fulfilled", "failed"];
 
-fn view(l: &Ledger, r: &ShardRequest) -> ShardRequestView {
-    let (status, reason) = match &r.status {
+/// A request's state's name (one of [`STATUSES`]) and why, where it has a reason.
+pub(crate) fn status(s: &RequestStatus) -> (&'static str, Option<String>) {
+    match s {
         RequestStatus::Pending => ("pending", None),
         RequestStatus::Fulfilled => ("fulfilled", None),
         RequestStatus::PartiallyFulfilled(why) => ("partially_fulfilled", Some(why.clone())),
         RequestStatus::Failed(why) => ("failed", Some(why.clone())),
-    };
+    }
+}
+
+fn view(l: &Ledger, r: &ShardRequest) -> ShardRequestView {
+    let (status, reason) = status(&r.status);
     ShardRequestView {
         id: r.id,
         workload: r.workload.0,

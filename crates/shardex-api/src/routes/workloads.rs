@@ -16,7 +16,7 @@ use super::reservations::visible;
 use super::{answer, path};
 use crate::auth::Principal;
 use crate::moment::rfc3339;
-use crate::wire::{ForecastStep, ForecastView, KindNow, QuantileView, WorkloadView};
+use crate::wire::{ForecastStep, ForecastView, KindNow, QuantileView, WorkloadList, WorkloadView};
 use crate::{Api, Backend, Problem, WorkloadState};
 
 fn view(l: &Ledger, w: &Workload, s: Option<&WorkloadState>, sizes: &ShardSizes) -> WorkloadView {
@@ -51,10 +51,32 @@ fn view(l: &Ledger, w: &Workload, s: Option<&WorkloadState>, sizes: &ShardSizes)
     }
 }
 
-fn visible_workload(l: &Ledger, p: Principal, id: u64) -> Result<&Workload, Problem> {
+pub(crate) fn visible_workload(l: &Ledger, p: Principal, id: u64) -> Result<&Workload, Problem> {
     l.workload(WorkloadId(id))
         .filter(|w| p.sees(w.tenant))
         .ok_or_else(|| Problem::not_found(WorkloadId(id)))
+}
+
+/// `GET /v1/workloads`: the caller's workloads (the admin's: all), by id.
+#[utoipa::path(get, path = "/v1/workloads", tag = "workloads",
+    responses((status = 200, body = WorkloadList), (status = 401, body = Problem)))]
+pub async fn list<B: Backend>(
+    State(api): State<Arc<Api<B>>>,
+    Extension(p): Extension<Principal>,
+) -> Response {
+    let states = api.backend.workloads().await;
+    let by_id: BTreeMap<WorkloadId, &WorkloadState> = states.iter().map(|s| (s.id, s)).collect();
+    let sizes = api.backend.sizes();
+    let workloads = api
+        .backend
+        .read(|l, _| {
+            l.workloads()
+                .filter(|w| p.sees(w.tenant))
+                .map(|w| view(l, w, by_id.get(&w.id).copied(), &sizes))
+                .collect::<Vec<_>>()
+        })
+        .await;
+    answer(StatusCode::OK, &WorkloadList { workloads })
 }
 
 /// `GET /v1/reservations/{id}/workloads`: the workloads running inside a reservation.

@@ -70,6 +70,7 @@ mod lending;
 mod matching;
 mod params;
 mod reservations;
+mod split;
 mod timeline;
 
 #[cfg(test)]
@@ -82,6 +83,7 @@ pub use check::{Rule, Violation};
 pub use error::LedgerError;
 pub use event::{AllocationReason, Event, LeaseEnd, OfferReason, RequestOutcome};
 pub use params::LedgerParams;
+pub use split::CapacitySplit;
 
 use admission::{check_name, check_workload_name, same_thing};
 use compose::compose;

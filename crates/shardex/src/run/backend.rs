@@ -186,6 +186,43 @@ impl Backend for Daemon {
             .collect()
     }
 
+    async fn timeline(
+        &self,
+        workload: shardex_core::WorkloadId,
+        since: Timestamp,
+    ) -> Option<shardex_api::Timeline> {
+        self.0.timelines.lock().ok()?.since(workload, since)
+    }
+
+    async fn decisions(
+        &self,
+        workload: shardex_core::WorkloadId,
+        limit: u32,
+    ) -> Result<Vec<shardex_api::DecisionRecord>, Problem> {
+        let rows = {
+            let store = self.0.store.lock().await;
+            store
+                .decisions_of(workload, limit)
+                .await
+                .map_err(Problem::store)?
+        };
+        Ok(rows
+            .into_iter()
+            .map(|r| shardex_api::DecisionRecord {
+                at: r["at_ms"]
+                    .as_i64()
+                    .and_then(|ms| Timestamp::from_millis(ms).ok())
+                    .unwrap_or(Timestamp::EPOCH),
+                mode: r["mode"].as_str().unwrap_or_default().to_string(),
+                decision: r["decision"].clone(),
+            })
+            .collect())
+    }
+
+    fn public_overview(&self) -> bool {
+        self.0.public_overview
+    }
+
     async fn shard_requests(&self) -> Vec<shardex_core::engine::ShardRequest> {
         self.0
             .requests

@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// What the loop shows the API of each workload (`GET /v1/workloads`).
+/// What the loop shows the API of each workload (`GET /v1/agent/workloads`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct WorkloadView {
     /// The workload.
@@ -32,6 +32,9 @@ pub struct WorkloadView {
     pub degraded: bool,
     /// OOM kills seen since the daemon started.
     pub oom_kills: u64,
+    /// Per kind, how long it was held at its limit since the daemon started (a sample period
+    /// per censored sample), in milliseconds.
+    pub held_ms: [u64; 4],
     /// Whether the sampler can find it.
     pub resolved: bool,
 }
@@ -73,7 +76,9 @@ pub(super) async fn control_loop(
             _ = app.changed.notified() => (false, false),
         };
         if deciding {
+            let start = std::time::Instant::now();
             decide(&app, &mut agent, mode).await;
+            app.metrics.tick(start.elapsed());
         }
         // Sample, outside the lock.
         let Some((ledger, now)) = snapshot(&app).await else {
@@ -143,8 +148,13 @@ pub(super) async fn control_loop(
                 None => continue,
             }
         };
-        let (actuations, repair) =
-            tokio::task::block_in_place(|| agent.actuate(&ledger, &mut actuator, now));
+        let (actuations, repair) = tokio::task::block_in_place(|| {
+            let mut timed = super::metrics::Timed {
+                inner: &mut actuator,
+                metrics: &app.metrics,
+            };
+            agent.actuate(&ledger, &mut timed, now)
+        });
         for a in &actuations {
             match &a.outcome {
                 shardex_agent::Outcome::Applied { hard } => {
@@ -178,6 +188,7 @@ pub(super) async fn control_loop(
                 limits: None,
                 degraded: false,
                 oom_kills: 0,
+                held_ms: [0; 4],
                 resolved: true,
             });
             v.name = w.name.clone();
@@ -214,6 +225,11 @@ pub(super) async fn control_loop(
             if let Some(v) = views.get_mut(w) {
                 v.usage = Some(r.usage);
                 v.censored = r.censored;
+                for (held, censored) in v.held_ms.iter_mut().zip(r.censored) {
+                    if censored {
+                        *held = held.saturating_add(config.engine.sample_every.millis());
+                    }
+                }
             }
         }
         for o in &sampled.ooms {
@@ -231,6 +247,17 @@ pub(super) async fn control_loop(
         }
         if let Ok(mut shown) = app.workloads.lock() {
             *shown = views.values().cloned().collect();
+        }
+        if let Ok(mut kept) = app.timelines.lock() {
+            kept.retain(|w| views.contains_key(&w));
+            for o in &sampled.ooms {
+                kept.oom(o.workload, o.at);
+            }
+            if sampling {
+                for v in views.values().filter(|v| v.resolved) {
+                    kept.push(now, v);
+                }
+            }
         }
         if deciding && let Ok(mut shown) = app.requests.lock() {
             let all: Vec<_> = agent.controller.engine.shard_requests().collect();

@@ -53,6 +53,14 @@ struct App {
     /// The event stream's bus: every durable commit's events, decisions, OOM kills and shard
     /// requests.
     events: Arc<shardex_api::events::EventBus>,
+    /// Each workload's recent past, for its dashboard page.
+    timelines: std::sync::Mutex<timeline::Timelines>,
+    /// Whether `GET /v1/overview` answers without a token.
+    public_overview: bool,
+    /// What the daemon times and counts, for `GET /metrics`.
+    metrics: Arc<metrics::Metrics>,
+    /// Whether `GET /metrics` answers without the admin token.
+    public_metrics: bool,
 }
 
 /// The daemon's clock (see `clock.rs`): read only here at the edge; never earlier than the
@@ -64,14 +72,22 @@ fn wall_clock(floor: Timestamp) -> anyhow::Result<Timestamp> {
 /// Runs until Ctrl-C or SIGTERM.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.data.load_config()?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SHARDEX_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHARDEX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        crate::LogFormat::Human => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // The request's span (its id, method and path) on every line written inside it.
+        crate::LogFormat::Json => log
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -131,6 +147,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
     }
     let ledger = store.published();
     let (jobs_tx, jobs) = tokio::sync::mpsc::channel(writer::QUEUE);
+    let metrics = Arc::new(metrics::Metrics::default());
     // Every commit from here on, whoever makes it, reaches the event stream once durable.
     let (commits_tx, mut commits) = tokio::sync::mpsc::unbounded_channel();
     store.notify_commits(commits_tx);
@@ -148,6 +165,15 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         requests: std::sync::Mutex::new(Vec::new()),
         changed: tokio::sync::Notify::new(),
         events: Arc::default(),
+        timelines: std::sync::Mutex::new(timeline::Timelines::new(
+            usize::try_from(
+                config.api.history.millis() / config.engine.sample_every.millis().max(1),
+            )
+            .unwrap_or(usize::MAX),
+        )),
+        public_overview: config.api.public_overview,
+        metrics: metrics.clone(),
+        public_metrics: config.api.public_metrics,
     });
     // The follower holds the bus only: it ends when the store (the sender) is closed.
     let bus = app.events.clone();
@@ -166,7 +192,10 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         .route("/v1/tenants/{tenant}/invoice", get(get_invoice))
         .route("/v1/market", get(get_market))
         .route("/v1/decisions", get(get_decisions))
-        .route("/v1/workloads", get(get_workloads))
+        .route("/v1/agent/workloads", get(get_workloads))
+        .route("/metrics", get(metrics::serve))
+        .route("/", get(dashboard::index))
+        .route("/assets/{*file}", get(dashboard::asset))
         .route("/v1/ooms", get(get_ooms))
         .with_state(app.clone())
         .merge(shardex_api::router(shardex_api::Api::limited(
@@ -180,11 +209,15 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
                 "no such route; GET /v1/openapi.json lists them",
             )
         });
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        metrics.clone(),
+        metrics::time_requests,
+    ));
     let router = shardex_api::routes::hardened(router);
     // The cgroup hierarchy, probed once for the actuator and the sampler.
     let hierarchy = shardex_host::cgroup::Hierarchy::probe();
     let actuator = build_actuator(&config.engine, hierarchy.as_ref())?;
-    let mut agent = build_agent(&config)?;
+    let mut agent = build_agent(&config, &metrics)?;
     let sampler = build_sampler(&config, hierarchy.as_ref())?;
     {
         // The history survives a restart: the first decision forecasts from it.
@@ -446,10 +479,13 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 mod backend;
 mod clock;
 mod control_loop;
+mod dashboard;
 mod http;
 mod lock;
+mod metrics;
 mod routes;
 mod sampler;
+mod timeline;
 mod writer;
 
 pub use control_loop::WorkloadView;
@@ -513,7 +549,7 @@ type HostAgent = shardex_agent::Agent<
     shardex_core::ports::NoMigrator,
 >;
 
-fn build_agent(config: &Config) -> anyhow::Result<HostAgent> {
+fn build_agent(config: &Config, metrics: &Arc<metrics::Metrics>) -> anyhow::Result<HostAgent> {
     let sizes = config.shards;
     let policy = config.engine.policy;
     // Checked once here, so the loop never meets a policy that can't build.
@@ -543,7 +579,10 @@ fn build_agent(config: &Config) -> anyhow::Result<HostAgent> {
     };
     let controller = shardex_core::control::Controller::new(
         shardex_core::engine::Engine::new(params),
-        config.provisioner.build(&sizes),
+        Box::new(metrics::Counted {
+            inner: config.provisioner.build(&sizes),
+            metrics: metrics.clone(),
+        }) as Box<dyn shardex_core::ports::Provisioner + Send>,
         // One host, no live migration: a move is a recommendation, never recorded as done.
         shardex_core::ports::NoMigrator,
     );

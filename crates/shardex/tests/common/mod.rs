@@ -36,10 +36,17 @@ pub fn log_of(pid: u32) -> String {
 
 /// Starts `shardex run` on an ephemeral port; returns the child and the address it bound.
 pub fn start(data: &Path) -> (Child, String) {
+    start_with(data, &[])
+}
+
+/// [`start`] with more arguments for `shardex run` (its log, in either format, names the
+/// address).
+pub fn start_with(data: &Path, args: &[&str]) -> (Child, String) {
     let mut child = Command::new(BIN)
         .args(["run", "--data"])
         .arg(data)
         .args(["--listen", "127.0.0.1:0"])
+        .args(args)
         .env("SHARDEX_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -56,6 +63,9 @@ pub fn start(data: &Path) -> (Child, String) {
         log.lock().unwrap().push(line.clone());
         if let Some(rest) = line.split("listen=").nth(1) {
             break rest.split_whitespace().next().unwrap().to_string();
+        }
+        if let Some(rest) = line.split("\"listen\":\"").nth(1) {
+            break rest.split('"').next().unwrap().to_string();
         }
     };
     // Keep draining stderr so the child never blocks on a full pipe, and keep what it says.

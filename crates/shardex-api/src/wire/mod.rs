@@ -6,6 +6,15 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+mod overview;
+mod timeline;
+
+pub use overview::{HostOverview, MarketSummary, OverviewView, RequestCounts, SplitView};
+pub use timeline::{
+    DecisionView, DecisionsQuery, DecisionsView, SeriesView, TimelineQuery, TimelineView,
+    WorkloadList,
+};
+
 /// Shards per kind; a kind left out is 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -327,6 +336,7 @@ pub struct KindNow {
     /// What it may use at once: its reservation not lent out, plus its leases.
     pub entitlement: Option<u64>,
     /// The hard limit read back in force (`null` inside: unlimited; absent: not read yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_in_force: Option<Option<u64>>,
     /// Why this kind is degraded, if it is.
     pub degraded: Option<String>,
