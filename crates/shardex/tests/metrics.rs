@@ -257,6 +257,34 @@ fn the_metrics_parse_and_agree_with_the_api_for_the_same_ledger() {
         text.contains("shardex_control_tick_seconds_count"),
         "the control tick is timed"
     );
+    // Every metric the Grafana dashboard in the repo queries is one the daemon exposes.
+    let grafana = include_str!("../../../deploy/grafana/shardex.json");
+    let mut queried: Vec<&str> = grafana
+        .match_indices("shardex_")
+        .map(|(i, _)| {
+            let rest = &grafana[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    queried.sort_unstable();
+    queried.dedup();
+    assert!(queried.len() >= 10, "{queried:?}");
+    for m in queried {
+        // A histogram's series are its name's `_bucket`, `_count` and `_sum`.
+        let m = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|s| m.strip_suffix(s))
+            .unwrap_or(m);
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("# TYPE {m} "))
+                || l.starts_with(&format!("{m}{{"))
+                || l.starts_with(&format!("{m} "))),
+            "deploy/grafana/shardex.json queries {m}, which /metrics does not have"
+        );
+    }
     let (s, _) = get(&addr, "/metrics", None);
     assert_eq!(s, 401, "the metrics need the admin token");
     let (s, _) = get(&addr, "/metrics", Some(&token));

@@ -55,13 +55,22 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self {
+        let m = Self {
             api: Family::new_with_constructor(latency),
             tick: latency(),
             actuation: Family::new_with_constructor(latency),
             provisioner_calls: Counter::default(),
             provisioner_failures: Counter::default(),
+        };
+        // Every kind's series exists from the start (at zero), so a query over them is never
+        // empty just because nothing was actuated yet.
+        for k in ResourceKind::ALL {
+            drop(
+                m.actuation
+                    .get_or_create(&vec![("kind", k.name().to_string())]),
+            );
         }
+        m
     }
 }
 
