@@ -8,6 +8,8 @@
 //! events that were stored with it, and the rebuilt ledger must pass every invariant.
 //!
 //! * [`sqlite`]: embedded SQLite (WAL, `synchronous=FULL`), the default.
+//! * [`postgres`]: PostgreSQL, shared by several brokers (fleet mode): each writer locks the
+//!   log's head, catches up with what the others appended, then appends.
 //! * [`memory`]: an in-memory fake with the same behaviour, for tests.
 //!
 //! ```
@@ -33,9 +35,13 @@ pub mod idempotency;
 pub mod inflight;
 mod log_writer;
 pub mod memory;
+pub mod postgres;
 pub mod profiles;
+mod replay;
 pub mod snapshot;
 pub mod sqlite;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod tokens;
 
 use shardex_core::{ShardSizes, Violation};
@@ -45,6 +51,7 @@ pub use batch::{Batch, Claim};
 pub use idempotency::{Idempotency, KeptAnswer};
 pub use inflight::InFlight;
 pub use memory::MemoryStore;
+pub use postgres::PgStore;
 pub use profiles::OomRecord;
 pub use sqlite::{Commit, SqliteStore};
 pub use tokens::{StoredToken, Tokens};

@@ -20,7 +20,7 @@ pub const KEEP: i64 = 2;
 /// The encoding written now: CBOR of [`State`]. 2: the ledger's indexes hold what falls due
 /// when; 3: and each reservation's modifications; a snapshot of an older format is passed over
 /// (the log after the one before it, or all of it, is replayed instead).
-const FORMAT: i64 = 3;
+pub(crate) const FORMAT: i64 = 3;
 
 /// The log entry format written now (`actions.format`): the core action's JSON.
 pub(crate) const LOG_FORMAT: i64 = 1;

@@ -20,7 +20,7 @@ use sqlx::sqlite::{
 use crate::StoreError;
 use crate::batch::{Batch, Row as LogRow, db_id, encode};
 use crate::log_writer::LogWriter;
-use crate::snapshot::{self, LOG_FORMAT, SNAPSHOT_EVERY};
+use crate::snapshot::{self, SNAPSHOT_EVERY};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -264,44 +264,14 @@ impl SqliteStore {
             }
             for row in rows {
                 let raw_seq: i64 = row.try_get(0)?;
-                let seq = u64::try_from(raw_seq).unwrap_or(0);
-                let corrupt = |reason: String| StoreError::Corrupt { seq, reason };
-                if seq != self.seq + 1 {
-                    return Err(corrupt(format!("expected action {} next", self.seq + 1)));
-                }
-                let format: i64 = row.try_get(3)?;
-                if format != LOG_FORMAT {
-                    return Err(corrupt(format!(
-                        "log entry format {format} is not one this version reads ({LOG_FORMAT}): it was written by a newer shardex"
-                    )));
-                }
-                let at =
-                    Timestamp::from_millis(row.try_get(1)?).map_err(|e| corrupt(e.to_string()))?;
-                let action: Action = serde_json::from_str(&row.try_get::<String, _>(2)?)
-                    .map_err(|e| corrupt(format!("action: {e}")))?;
-                let stored =
-                    serde_json::Value::Array(stored_events.remove(&raw_seq).unwrap_or_default());
-                let before = self.ledger.clone();
-                let events = self
-                    .ledger
-                    .apply(&action, at)
-                    .map_err(|e| StoreError::Diverged {
-                        seq,
-                        detail: format!("the ledger now refuses it: {e}"),
-                    })?;
-                self.meter = self.meter.advanced(&before, &events, at);
-                let replayed =
-                    serde_json::to_value(&events).map_err(|source| StoreError::Encode {
-                        what: "events",
-                        source,
-                    })?;
-                if replayed != stored {
-                    return Err(StoreError::Diverged {
-                        seq,
-                        detail: format!("stored {stored}, replayed {replayed}"),
-                    });
-                }
-                self.seq = seq;
+                let entry = crate::replay::Entry {
+                    seq: u64::try_from(raw_seq).unwrap_or(0),
+                    at_ms: row.try_get(1)?,
+                    action: row.try_get(2)?,
+                    format: row.try_get(3)?,
+                    events: stored_events.remove(&raw_seq).unwrap_or_default(),
+                };
+                self.seq = crate::replay::step(&mut self.ledger, &mut self.meter, self.seq, entry)?;
             }
         }
     }

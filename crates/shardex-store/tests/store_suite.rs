@@ -8,7 +8,7 @@ mod common;
 use shardex_core::action;
 use shardex_core::ports::LedgerStore;
 use shardex_core::{Action, LedgerError, ShardSizes, ShardVector, Timestamp};
-use shardex_store::{MemoryStore, SqliteStore, StoreError};
+use shardex_store::{MemoryStore, PgStore, SqliteStore, StoreError};
 
 fn t(s: i64) -> Timestamp {
     Timestamp::from_secs(s).unwrap()
@@ -332,4 +332,63 @@ async fn sqlite_store_meters_what_the_ledger_held_between_actions_durably() {
             .unwrap()
             .is_empty()
     );
+}
+
+// PostgreSQL: the same contract and metering against a real server (`testkit::database`: the
+// one CI starts, named by SHARDEX_TEST_PG, or a private cluster made with initdb).
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (Debian's postgresql, or SHARDEX_TEST_PG); CI starts it and runs this"]
+async fn postgres_store_keeps_the_contract_and_survives_reopening() {
+    let (url, _pg) = shardex_store::testkit::database().await;
+    let mut store = PgStore::open(&url, ShardSizes::default()).await.unwrap();
+    contract(&mut store).await;
+    let ledger = store.ledger().clone();
+    let seq = store.seq();
+    drop(store);
+    let store = PgStore::open(&url, ShardSizes::default()).await.unwrap();
+    assert_eq!(store.ledger(), &ledger, "replay rebuilds the same ledger");
+    assert_eq!(store.seq(), seq);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (Debian's postgresql, or SHARDEX_TEST_PG); CI starts it and runs this"]
+async fn postgres_store_meters_each_commit() {
+    let (url, _pg) = shardex_store::testkit::database().await;
+    let mut store = PgStore::open(&url, ShardSizes::default()).await.unwrap();
+    meters(&mut store).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (Debian's postgresql, or SHARDEX_TEST_PG); CI starts it and runs this"]
+async fn postgres_store_refuses_other_shard_sizes_and_opens_from_a_snapshot() {
+    let (url, _pg) = shardex_store::testkit::database().await;
+    let mut store = PgStore::open(&url, ShardSizes::default()).await.unwrap();
+    let mut script = common::Script::new(5);
+    for _ in 0..60 {
+        let (action, now) = script.next(store.ledger());
+        let _ = store.apply(action, now).await.unwrap();
+    }
+    let at = store.snapshot().await.unwrap();
+    assert_eq!(at, store.seq());
+    for _ in 0..40 {
+        let (action, now) = script.next(store.ledger());
+        let _ = store.apply(action, now).await.unwrap();
+    }
+    let ledger = store.ledger().clone();
+    let other = ShardSizes {
+        cpu_millicores: 20,
+        ..ShardSizes::default()
+    };
+    assert!(matches!(
+        PgStore::open(&url, other).await,
+        Err(StoreError::ShardSizesChanged { .. })
+    ));
+    let reopened = PgStore::open(&url, ShardSizes::default()).await.unwrap();
+    assert_eq!(
+        reopened.ledger(),
+        &ledger,
+        "the snapshot and the log after it"
+    );
+    assert_eq!(reopened.seq(), store.seq());
 }

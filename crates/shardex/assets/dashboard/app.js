@@ -165,7 +165,7 @@ let current = null; // the page shown: { timers, charts, drawn, busy, live() }
 function leave() {
   if (!current) return;
   current.timers.forEach(clearInterval);
-  current.charts.forEach((c) => c.u.destroy());
+  current.charts.forEach((c) => c.destroy());
   current = null;
 }
 
@@ -265,43 +265,76 @@ function route() {
 // ---------------------------------------------------------------------------------------------
 // Charts
 
-/** x (time) scale at least two minutes wide, centred on the data. uPlot gives a single sample
- *  (or samples all at one time) a fixed span to its right, too long for unix seconds (years),
- *  so that case is read from the data; and a few seconds' span gets millisecond ticks. */
+/** x (time) scale: the span of the data. With an hour of samples that is the hour; with a short
+ *  history (a page opened seconds after the daemon started) it is the seconds there are, padded
+ *  a little and at least X_MIN_SPAN wide, so the data fills the plot and the ticks are whole
+ *  seconds. uPlot gives a single sample (or samples all at one time) a day to its right: that
+ *  case is read from the data. Used on zoom too (min and max are then the selection's). */
+const X_MIN_SPAN = 10;
 function padX(u, min, max) {
   const xs = u.data[0];
   if (xs.length && xs[0] === xs[xs.length - 1]) min = max = xs[0];
-  if (min == null || max - min >= 120) return [min, max];
-  const mid = (min + max) / 2;
-  return [mid - 60, mid + 60];
+  if (min == null || max == null) {
+    const now = Date.now() / 1000;
+    return [now - 3600, now];
+  }
+  const span = max - min;
+  if (span >= 60) return [min, max];
+  const pad = Math.max(1, (X_MIN_SPAN - span) / 2, span * 0.05);
+  return [min - pad, max + pad];
 }
 /** y scale from zero: amounts and prices are never negative, and a zero base reads honestly. */
 const fromZero = (u, min, max) => [0, max > 0 ? max * 1.1 : 1];
 
+/** Time labels: 24-hour clock, seconds as ":ss"; the date (and the hour under second ticks) on
+ *  the first tick and where it changes. Short, so the first label is not cut at the plot's left
+ *  edge (uPlot's default puts "12/5/26 5:46am" there). Columns: tick increment (s), label, then
+ *  the label when the year, month, day, hour, minute, second changed; 1 = only that line. */
+const X_STAMPS = [
+  [86400 * 365, '{YYYY}', null, null, null, null, null, null, 1],
+  [86400 * 28, '{MMM}', '\n{YYYY}', null, null, null, null, null, 1],
+  [86400, '{MMM} {D}', '\n{YYYY}', null, null, null, null, null, 1],
+  [3600, '{HH}:{mm}', '\n{MMM} {D}', null, '\n{MMM} {D}', null, null, null, 1],
+  [60, '{HH}:{mm}', '\n{MMM} {D}', null, '\n{MMM} {D}', null, null, null, 1],
+  [1, ':{ss}', '\n{MMM} {D} {HH}:{mm}', null, '\n{MMM} {D} {HH}:{mm}', null, '\n{HH}:{mm}', null, 1],
+  [0.001, ':{ss}.{fff}', '\n{MMM} {D} {HH}:{mm}', null, '\n{MMM} {D} {HH}:{mm}', null, '\n{HH}:{mm}', null, 1],
+];
+/** The x (time) axis and the x series (its legend value), for every chart. */
+const xAxis = () => ({ values: X_STAMPS });
+const xSeries = () => ({ value: (u, v) => (v == null ? '–' : fmtTime(v)) });
+
 /** Draws a uPlot chart into `el` (class chart). Resolves `drawn` on its first draw; every draw
- *  sets data-points to the length of the x series (the browser test reads it). */
+ *  sets data-points to the length of the x series (the browser test reads it). The chart takes
+ *  el's width and follows it (a ResizeObserver, not the window: a grid card narrows when a
+ *  second card joins its row, and a scroll bar coming takes width too); `destroy` ends both. */
 function chart(ctx, el, opts, data) {
   let resolve;
   const drawn = new Promise((r) => { resolve = r; });
   const hooks = { ...(opts.hooks || {}) };
   hooks.draw = [...(hooks.draw || []), (u) => { el.dataset.points = String(u.data[0].length); resolve(); }];
   const u = new uPlot({ width: el.clientWidth || 600, height: 220, ...opts, hooks }, data, el);
-  ctx.charts.push({ u, el });
+  // Resized on the next frame, not in the observer's callback: the new width can change the
+  // legend's wrapping, hence el's height, which would notify again within the same frame.
+  let frame = 0;
+  const fit = () => {
+    const w = el.clientWidth;
+    if (w > 0 && w !== u.width) u.setSize({ width: w, height: u.height });
+  };
+  const ro = new ResizeObserver(() => { cancelAnimationFrame(frame); frame = requestAnimationFrame(fit); });
+  ro.observe(el);
   // A chart without room is never drawn; don't let it hold the page's loaded mark forever.
-  setTimeout(() => { el.dataset.points ??= String(data[0].length); resolve(); }, 3000);
-  return { u, drawn };
+  const timer = setTimeout(() => { el.dataset.points ??= String(data[0].length); resolve(); }, 3000);
+  const c = {
+    u, el, drawn,
+    destroy() { clearTimeout(timer); cancelAnimationFrame(frame); ro.disconnect(); u.destroy(); },
+  };
+  ctx.charts.push(c);
+  return c;
 }
 
-/** Follows the window's width: every chart of the page takes its container's. */
-let resizeFrame = 0;
-addEventListener('resize', () => {
-  cancelAnimationFrame(resizeFrame);
-  resizeFrame = requestAnimationFrame(() => {
-    for (const { u, el } of current?.charts || []) u.setSize({ width: el.clientWidth, height: u.height });
-  });
-});
-
-/** A y axis labelled by `fmt`, as wide as its longest label (units make labels long). */
+/** A y axis labelled by `fmt`, as wide as its longest label (units make labels long), and at
+ *  least Y_MIN_SIZE so the x axis' first label (the date) fits beside it. */
+const Y_MIN_SIZE = 44;
 const yAxis = (fmt, incrs) => ({
   incrs,
   values: (u, splits) => splits.map((v) => fmt(v)),
@@ -310,9 +343,13 @@ const yAxis = (fmt, incrs) => ({
     if (cycle > 1) return axis._size;
     const longest = (values || []).reduce((a, v) => (v.length > a.length ? v : a), '');
     u.ctx.font = axis.font[0];
-    return Math.ceil(axis.ticks.size + axis.gap + u.ctx.measureText(longest).width / devicePixelRatio) + 4;
+    return Math.max(Y_MIN_SIZE,
+      Math.ceil(axis.ticks.size + axis.gap + u.ctx.measureText(longest).width / devicePixelRatio) + 4);
   },
 });
+// Whole amounts get whole ticks (1, 2, 5, 10, 20, 25, 50, …): not "1 bit/s" thrice for 0.6, 0.8, 1.
+const WHOLE = Array.from({ length: 16 }, (_, e) => [1, 2, 2.5, 5].map((m) => m * 10 ** e))
+  .flat().filter(Number.isInteger);
 // Bytes get ticks at powers of two (0, 1 GiB, 2 GiB), not at 954 MiB.
 const POW2 = Array.from({ length: 61 }, (_, i) => 2 ** i);
 
@@ -362,8 +399,8 @@ function pageHosts(ctx) {
     plot = chart(ctx, chartEl, {
       height: 180,
       scales: { x: { time: true, range: padX }, y: { range: fromZero } },
-      axes: [{}, yAxis((v) => sig(v))],
-      series: [{}, ...KINDS.map((k) => ({
+      axes: [xAxis(), yAxis((v) => sig(v), WHOLE)],
+      series: [xSeries(), ...KINDS.map((k) => ({
         label: k, stroke: KIND_COLOR[k], width: 2, value: (u, v) => (v == null ? '–' : `${v} shards`),
         // Points while there are few samples, so the very first refresh shows something.
         points: { show: (u) => u.data[0].length < 40, size: 6 },
@@ -464,8 +501,10 @@ function pageWorkloads(ctx) {
 // ---------------------------------------------------------------------------------------------
 // #/workloads/{id}: the last hour per kind, the state now, the engine's decisions
 
-const hasData = (kd) => kd && ['usage', 'p50', 'p95', 'entitlement', 'limit']
-  .some((s) => (kd[s] || []).some((v) => v != null));
+/** A kind is charted when it was measured or forecast, or is entitled to something: one never
+ *  measured and entitled to nothing (net, often) would only be an empty chart. */
+const hasData = (kd) => kd && (['usage', 'p50', 'p95'].some((s) => (kd[s] || []).some((v) => v != null))
+  || ['entitlement', 'limit'].some((s) => (kd[s] || []).some((v) => v != null && v !== 0)));
 
 /** The chart's data: x, p95, p50, entitlement, limit, censored, [memory: OOM, for the legend
  *  only], usage. Usage comes last so it is drawn last, on top of everything. */
@@ -485,10 +524,10 @@ function workloadChartOpts(k, unit, oom) {
   const val = (u, v) => (v == null ? '–' : fmt(v));
   return {
     scales: { x: { time: true, range: padX }, y: { range: fromZero } },
-    axes: [{}, yAxis(fmt, k === 'memory' ? POW2 : undefined)],
+    axes: [xAxis(), yAxis(fmt, k === 'memory' ? POW2 : WHOLE)],
     bands: [{ series: [1, 2], fill: 'rgba(100, 116, 139, 0.22)' }],
     series: [
-      {},
+      xSeries(),
       { label: 'forecast p95', stroke: '#94a3b8', width: 1, value: val },
       { label: 'forecast p50', stroke: '#64748b', width: 1, dash: [4, 4], value: val },
       { label: 'entitlement', stroke: '#16a34a', width: 1.5, value: val },
@@ -539,36 +578,42 @@ function pageWorkload(ctx, id) {
     const [w, hist, dec] = await Promise.all([
       api(`/v1/workloads/${id}`),
       api(`/v1/workloads/${id}/history?period=1h`),
-      api(`/v1/workloads/${id}/decisions?limit=50`),
+      // The decisions are an extra: their refusal is shown in their place, the charts still drawn.
+      api(`/v1/workloads/${id}/decisions?limit=50`).catch((e) => e),
     ]);
     if (!ctx.live()) return;
     title.replaceChildren(`Workload ${w.name} `, h('span', { class: 'muted small' }, `#${w.id}`));
     stateEl.replaceChildren(workloadState(w));
-    decisionsEl.replaceChildren(decisionsTable(dec.decisions || []));
+    decisionsEl.replaceChildren(dec instanceof Error
+      ? h('p', { class: 'error' }, `The decisions could not be read: ${dec.message}`)
+      : decisionsTable(dec.decisions || []));
     oom.list = hist.ooms || [];
     hist.t = hist.t || [];
     hist.kinds = hist.kinds || {};
     const kinds = KINDS.filter((k) => hasData(hist.kinds[k]));
-    note.textContent = kinds.length ? '' : 'No samples in the last hour yet.';
+    const left = KINDS.filter((k) => !kinds.includes(k));
+    note.textContent = !kinds.length ? 'No samples in the last hour yet.'
+      : left.length ? `Not charted, nothing measured or entitled in the last hour: ${left.join(', ')}.` : '';
     if (oom.list.length && !kinds.includes('memory')) {
       note.textContent += ` OOM kills at ${oom.list.map((t) => fmtTime(t)).join(', ')}.`;
     }
     const drawn = [];
     if (String(kinds) === kindsShown) {
+      // setData rescales x to the new samples (padX), so the charts follow the growing history.
       for (const k of kinds) plots.get(k).u.setData(historyData(hist, k));
     } else {
-      // The kinds with data changed (or first load): build the charts anew.
-      for (const p of plots.values()) p.u.destroy();
+      // The kinds with data changed (or first load): build the charts anew. Every card is in
+      // the grid before the first chart is made, so each chart starts at its card's width.
+      for (const p of plots.values()) p.destroy();
       ctx.charts = [];
       plots = new Map();
-      chartsEl.replaceChildren();
-      for (const k of kinds) {
-        const el = h('div', { class: 'chart', 'data-kind': k });
-        chartsEl.append(h('section', { class: 'card' }, h('h3', {}, k), el));
-        const p = chart(ctx, el, workloadChartOpts(k, hist.units?.[k] || '', oom), historyData(hist, k));
+      const els = kinds.map((k) => h('div', { class: 'chart', 'data-kind': k }));
+      chartsEl.replaceChildren(...kinds.map((k, i) => h('section', { class: 'card' }, h('h3', {}, k), els[i])));
+      kinds.forEach((k, i) => {
+        const p = chart(ctx, els[i], workloadChartOpts(k, hist.units?.[k] || '', oom), historyData(hist, k));
         plots.set(k, p);
         drawn.push(p.drawn);
-      }
+      });
       kindsShown = String(kinds);
     }
     await Promise.all(drawn);
@@ -655,8 +700,8 @@ function pageMarket(ctx) {
       drawn.push(chart(ctx, el, {
         height: 200,
         scales: { x: { time: true, range: padX }, y: { range: fromZero } },
-        axes: [{}, yAxis((v) => sig(v))],
-        series: [{}, ...KINDS.map((k) => ({
+        axes: [xAxis(), yAxis((v) => sig(v))],
+        series: [xSeries(), ...KINDS.map((k) => ({
           label: k, stroke: KIND_COLOR[k], width: 2, paths: uPlot.paths.stepped({ align: 1 }),
           value: (u, v) => (v == null ? '–' : String(v)), points: { show: (u) => u.data[0].length < 40 },
         }))],

@@ -1,0 +1,460 @@
+//! The ledger on PostgreSQL, shared by several brokers (fleet mode).
+//!
+//! Every broker keeps the ledger in memory as of the last log entry it has seen. A write
+//! locks the log's `head` row (`SELECT … FOR UPDATE`), reads and replays what other brokers
+//! appended since (checked as on open: each entry must reproduce its stored events), applies
+//! its actions on that state, appends them with their events, charges, postings and claims,
+//! moves the head and commits: one transaction. Writers are serialised by the lock, so the log's
+//! order is total and no two brokers ever decide on the same state; a refusal, a failure or a
+//! broker killed mid-write leaves the log as before (PostgreSQL rolls the transaction back).
+//! [`PgStore::refresh`] catches up without writing, for reads. Opening restores the newest
+//! snapshot and replays only the log after it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use shardex_core::billing::{Charge, DEFAULT_LENDER_SHARE, Meter, charge_transaction};
+use shardex_core::ports::LedgerStore;
+use shardex_core::{
+    Action, Event, Ledger, LedgerError, PriceTable, ShardSizes, TenantId, Timestamp,
+};
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::StoreError;
+use crate::batch::{Batch, Row as LogRow, account_key, db_id, db_idx, db_seq, encode, event_kind};
+use crate::replay::{Entry, step};
+use crate::snapshot::{self, LOG_FORMAT, SNAPSHOT_EVERY};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations_pg");
+
+/// Log entries read per query when catching up.
+const PAGE: i64 = 1000;
+
+/// A broker's handle on the shared ledger.
+#[derive(Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    ledger: Ledger,
+    meter: Meter,
+    seq: u64,
+    snapshot_seq: u64,
+    sizes: ShardSizes,
+    prices: PriceTable,
+    lender_share: Decimal,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host:port/db`), creates or migrates the schema,
+    /// checks the shard sizes and rebuilds the ledger from the newest snapshot and the log
+    /// after it.
+    pub async fn open(url: &str, sizes: ShardSizes) -> Result<Self, StoreError> {
+        let opts: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        // Brokers starting together migrate one at a time (sqlx takes an advisory lock).
+        MIGRATOR.run(&pool).await?;
+        let mut store = Self {
+            pool,
+            ledger: Ledger::new(),
+            meter: Meter::new(),
+            seq: 0,
+            snapshot_seq: 0,
+            sizes,
+            prices: PriceTable::default(),
+            lender_share: DEFAULT_LENDER_SHARE,
+        };
+        store.check_sizes().await?;
+        store.restore_snapshot().await?;
+        store.refresh().await?;
+        let violations = store.ledger.check();
+        if !violations.is_empty() {
+            return Err(StoreError::InvariantsBroken(violations));
+        }
+        Ok(store)
+    }
+
+    /// The last log entry this handle has seen.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The list prices charges are metered at.
+    pub fn set_prices(&mut self, prices: PriceTable) {
+        self.prices = prices;
+    }
+
+    /// The share of a lease's price its lender is credited (the journal's postings).
+    pub fn set_lender_share(&mut self, share: Decimal) {
+        self.lender_share = share;
+    }
+
+    /// The connection pool (for the tables beside the ledger's).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn check_sizes(&self) -> Result<(), StoreError> {
+        // Two brokers opening a new database at once: the first insert wins, both read it.
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('shard_sizes', $1) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(encode("shard sizes", &self.sizes)?)
+        .execute(&self.pool)
+        .await?;
+        let text: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'shard_sizes'")
+            .fetch_one(&self.pool)
+            .await?;
+        let stored: ShardSizes = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+            seq: 0,
+            reason: format!("shard sizes: {e}"),
+        })?;
+        if stored != self.sizes {
+            return Err(StoreError::ShardSizesChanged {
+                stored,
+                configured: self.sizes,
+            });
+        }
+        Ok(())
+    }
+
+    async fn restore_snapshot(&mut self) -> Result<(), StoreError> {
+        let rows = sqlx::query("SELECT seq, format, state FROM snapshots ORDER BY seq DESC")
+            .fetch_all(&self.pool)
+            .await?;
+        for row in rows {
+            let seq = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0);
+            let format: i32 = row.try_get(1)?;
+            let bytes: Vec<u8> = row.try_get(2)?;
+            match tokio::task::spawn_blocking(move || snapshot::decode(i64::from(format), &bytes))
+                .await
+                .map_err(|e| StoreError::Snapshot(e.to_string()))?
+            {
+                Ok(state) => {
+                    self.ledger = state.ledger;
+                    self.meter = state.meter;
+                    self.seq = seq;
+                    self.snapshot_seq = seq;
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(seq, error = %e, "a snapshot can't be read; using an older one or the log");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a snapshot of the state as of the last entry this handle has seen; returns it.
+    pub async fn snapshot(&mut self) -> Result<u64, StoreError> {
+        let state = snapshot::State {
+            ledger: self.ledger.clone(),
+            meter: self.meter.clone(),
+        };
+        let bytes = tokio::task::spawn_blocking(move || snapshot::encode(&state))
+            .await
+            .map_err(|e| StoreError::Snapshot(e.to_string()))??;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO snapshots (seq, format, at_ms, state) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(db_seq(self.seq)?)
+        .bind(i32::try_from(snapshot::FORMAT).unwrap_or(i32::MAX))
+        .bind(self.ledger.now().millis())
+        .bind(bytes)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT $1)",
+        )
+        .bind(snapshot::KEEP)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.snapshot_seq = self.seq;
+        Ok(self.seq)
+    }
+
+    /// Catches up with what other brokers appended; returns how many entries were replayed.
+    pub async fn refresh(&mut self) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let (ledger, meter, seq) =
+            catch_up(&mut conn, self.ledger.clone(), self.meter.clone(), self.seq).await?;
+        let replayed = seq - self.seq;
+        (self.ledger, self.meter, self.seq) = (ledger, meter, seq);
+        Ok(replayed)
+    }
+
+    /// Runs `plan` on the ledger as of the newest entry, under the head's lock, and appends
+    /// what it applied to the batch in the same transaction. `plan`'s error is returned with
+    /// nothing written; a batch it leaves empty writes nothing.
+    pub async fn write<T, E>(
+        &mut self,
+        plan: impl FnOnce(&mut Batch) -> Result<T, E>,
+    ) -> Result<Result<(T, Vec<Event>), E>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let head: i64 = sqlx::query_scalar("SELECT seq FROM head WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+        let head = u64::try_from(head).unwrap_or(0);
+        if head != self.seq {
+            let (ledger, meter, seq) =
+                catch_up(&mut tx, self.ledger.clone(), self.meter.clone(), self.seq).await?;
+            if seq != head {
+                return Err(StoreError::Corrupt {
+                    seq: head,
+                    reason: format!("the head says {head}, the log ends at {seq}"),
+                });
+            }
+            // What others committed stands whatever becomes of this transaction.
+            (self.ledger, self.meter, self.seq) = (ledger, meter, seq);
+        }
+        let mut batch = Batch::new(self.ledger.clone(), self.meter.clone(), self.prices.clone());
+        let planned = match plan(&mut batch) {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e)),
+        };
+        if batch.rows.is_empty() {
+            return Ok(Ok((planned, Vec::new())));
+        }
+        let rows = batch.rows.len() as u64;
+        append(&mut tx, self.seq + 1, &batch.rows, self.lender_share).await?;
+        sqlx::query("UPDATE head SET seq = $1 WHERE id = 1")
+            .bind(db_seq(self.seq + rows)?)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let events = batch.events();
+        self.ledger = batch.ledger;
+        self.meter = batch.meter;
+        self.seq += rows;
+        if self.seq >= self.snapshot_seq + SNAPSHOT_EVERY
+            && let Err(e) = self.snapshot().await
+        {
+            tracing::warn!(error = %e, "could not write a snapshot");
+        }
+        Ok(Ok((planned, events)))
+    }
+}
+
+/// Replays the log after `seq` onto `ledger` and `meter`, through `conn`.
+async fn catch_up(
+    conn: &mut sqlx::PgConnection,
+    mut ledger: Ledger,
+    mut meter: Meter,
+    mut seq: u64,
+) -> Result<(Ledger, Meter, u64), StoreError> {
+    loop {
+        let from = db_seq(seq)?;
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, action, format FROM actions WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(from)
+        .bind(PAGE)
+        .fetch_all(&mut *conn)
+        .await?;
+        let Some(last) = rows.last().map(|r| r.try_get::<i64, _>(0)).transpose()? else {
+            return Ok((ledger, meter, seq));
+        };
+        let mut stored: BTreeMap<i64, Vec<serde_json::Value>> = BTreeMap::new();
+        let events = sqlx::query(
+            "SELECT seq, event FROM events WHERE seq > $1 AND seq <= $2 ORDER BY seq, idx",
+        )
+        .bind(from)
+        .bind(last)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in events {
+            let s: i64 = row.try_get(0)?;
+            let text: String = row.try_get(1)?;
+            let value = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                seq: u64::try_from(s).unwrap_or(0),
+                reason: format!("event: {e}"),
+            })?;
+            stored.entry(s).or_default().push(value);
+        }
+        for row in rows {
+            let raw: i64 = row.try_get(0)?;
+            let entry = Entry {
+                seq: u64::try_from(raw).unwrap_or(0),
+                at_ms: row.try_get(1)?,
+                action: row.try_get(2)?,
+                format: i64::from(row.try_get::<i32, _>(3)?),
+                events: stored.remove(&raw).unwrap_or_default(),
+            };
+            seq = step(&mut ledger, &mut meter, seq, entry)?;
+        }
+    }
+}
+
+/// Appends `rows` from `first` on: actions, events, charges with their postings, claims.
+async fn append(
+    tx: &mut sqlx::PgConnection,
+    first: u64,
+    rows: &[LogRow],
+    lender_share: Decimal,
+) -> Result<(), StoreError> {
+    for (i, r) in rows.iter().enumerate() {
+        let seq = db_seq(first + i as u64)?;
+        sqlx::query("INSERT INTO actions (seq, at_ms, action, format) VALUES ($1, $2, $3, $4)")
+            .bind(seq)
+            .bind(r.at.millis())
+            .bind(encode("action", &r.action)?)
+            .bind(i32::try_from(LOG_FORMAT).unwrap_or(i32::MAX))
+            .execute(&mut *tx)
+            .await?;
+        for (idx, e) in r.events.iter().enumerate() {
+            sqlx::query("INSERT INTO events (seq, idx, kind, event) VALUES ($1, $2, $3, $4)")
+                .bind(seq)
+                .bind(idx32(idx))
+                .bind(event_kind(e)?)
+                .bind(encode("event", e)?)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (idx, c) in r.charges.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO charges (seq, idx, from_ms, to_ms, payer, lender, charge, amount)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(seq)
+            .bind(idx32(idx))
+            .bind(c.from.millis())
+            .bind(c.to.millis())
+            .bind(db_id(c.payer.0))
+            .bind(c.lender.map(|l| db_id(l.0)))
+            .bind(encode("charge", c)?)
+            .bind(c.amount.to_string())
+            .execute(&mut *tx)
+            .await?;
+            let t = charge_transaction(c, lender_share)?;
+            for (pidx, p) in t.postings.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO postings (seq, idx, pidx, account, amount) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(seq)
+                .bind(idx32(idx))
+                .bind(idx32(pidx))
+                .bind(account_key(p.account))
+                .bind(p.amount.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        if let Some(c) = &r.claim {
+            sqlx::query(
+                "INSERT INTO idempotency (caller, key, fingerprint, seq, at_ms) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (caller, key) DO UPDATE SET fingerprint = $3, seq = $4, at_ms = $5,
+                   status = NULL, content_type = NULL, body = NULL",
+            )
+            .bind(&c.caller)
+            .bind(&c.key)
+            .bind(&c.fingerprint)
+            .bind(seq)
+            .bind(r.at.millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+fn idx32(i: usize) -> i32 {
+    i32::try_from(db_idx(i)).unwrap_or(i32::MAX)
+}
+
+impl LedgerStore for PgStore {
+    type Error = StoreError;
+
+    fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    async fn apply(
+        &mut self,
+        action: Action,
+        now: Timestamp,
+    ) -> Result<Result<Vec<Event>, LedgerError>, StoreError> {
+        let done = self
+            .write(|b| match b.apply(action, now, None) {
+                Ok(Ok(_)) => Ok(Ok(())),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Ok(Err(e)),
+            })
+            .await?;
+        match done {
+            Ok((Ok(()), events)) => Ok(Ok(events)),
+            Ok((Err(metering), _)) => Err(metering.into()),
+            Err(refused) => Ok(Err(refused)),
+        }
+    }
+
+    async fn apply_all(
+        &mut self,
+        actions: Vec<(Action, Timestamp)>,
+    ) -> Result<Result<Vec<Event>, (usize, LedgerError)>, StoreError> {
+        let done = self
+            .write(|b| {
+                for (i, (action, now)) in actions.into_iter().enumerate() {
+                    match b.apply(action, now, None) {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return Err((i, e)),
+                        Err(e) => return Ok(Err(e)),
+                    }
+                }
+                Ok(Ok(()))
+            })
+            .await?;
+        match done {
+            Ok((Ok(()), events)) => Ok(Ok(events)),
+            Ok((Err(metering), _)) => Err(metering.into()),
+            Err(refused) => Ok(Err(refused)),
+        }
+    }
+
+    async fn charges(
+        &self,
+        tenant: Option<TenantId>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Charge>, StoreError> {
+        let who = tenant.map(|t| db_id(t.0));
+        let rows = sqlx::query(
+            "SELECT seq, charge FROM charges
+             WHERE to_ms > $1 AND to_ms <= $2 AND ($3::BIGINT IS NULL OR payer = $3 OR lender = $3)
+             ORDER BY seq, idx",
+        )
+        .bind(from.millis())
+        .bind(to.millis())
+        .bind(who)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seq = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0);
+            let text: String = row.try_get(1)?;
+            out.push(
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                    seq,
+                    reason: format!("charge: {e}"),
+                })?,
+            );
+        }
+        // What is metered but not closed by an entry yet (as the SQLite store does).
+        let pending = self
+            .meter
+            .pending(&self.ledger, &self.prices, self.ledger.now())?;
+        out.extend(
+            pending
+                .into_iter()
+                .filter(|c| c.to > from && c.to <= to)
+                .filter(|c| tenant.is_none_or(|t| c.payer == t || c.lender == Some(t))),
+        );
+        Ok(out)
+    }
+}
