@@ -286,18 +286,20 @@ function padX(u, min, max) {
 /** y scale from zero: amounts and prices are never negative, and a zero base reads honestly. */
 const fromZero = (u, min, max) => [0, max > 0 ? max * 1.1 : 1];
 
-/** Time labels: 24-hour clock, seconds as ":ss"; the date (and the hour under second ticks) on
- *  the first tick and where it changes. Short, so the first label is not cut at the plot's left
- *  edge (uPlot's default puts "12/5/26 5:46am" there). Columns: tick increment (s), label, then
- *  the label when the year, month, day, hour, minute, second changed; 1 = only that line. */
+/** Time labels: 24-hour clock; under second ticks (":05") the hour on the first tick and where
+ *  the minute changes, under minute and hour ticks the day on the first and where it changes.
+ *  Short, so a first label is neither cut at the plot's left edge nor run into the next one
+ *  (uPlot's default puts "12/5/26 5:46am" there); the legend's time has the full date. Columns:
+ *  tick increment (s), label, then the label when the year, month, day, hour, minute, second
+ *  changed; the last 1 means only that line is replaced. */
 const X_STAMPS = [
   [86400 * 365, '{YYYY}', null, null, null, null, null, null, 1],
   [86400 * 28, '{MMM}', '\n{YYYY}', null, null, null, null, null, 1],
   [86400, '{MMM} {D}', '\n{YYYY}', null, null, null, null, null, 1],
   [3600, '{HH}:{mm}', '\n{MMM} {D}', null, '\n{MMM} {D}', null, null, null, 1],
   [60, '{HH}:{mm}', '\n{MMM} {D}', null, '\n{MMM} {D}', null, null, null, 1],
-  [1, ':{ss}', '\n{MMM} {D} {HH}:{mm}', null, '\n{MMM} {D} {HH}:{mm}', null, '\n{HH}:{mm}', null, 1],
-  [0.001, ':{ss}.{fff}', '\n{MMM} {D} {HH}:{mm}', null, '\n{MMM} {D} {HH}:{mm}', null, '\n{HH}:{mm}', null, 1],
+  [1, ':{ss}', '\n{HH}:{mm}', null, '\n{HH}:{mm}', null, '\n{HH}:{mm}', null, 1],
+  [0.001, ':{ss}.{fff}', '\n{HH}:{mm}', null, '\n{HH}:{mm}', null, '\n{HH}:{mm}', null, 1],
 ];
 /** The x (time) axis and the x series (its legend value), for every chart. */
 const xAxis = () => ({ values: X_STAMPS });
