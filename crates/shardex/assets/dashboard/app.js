@@ -782,15 +782,20 @@ function pageReservations(ctx) {
       <label>Reservation <select id="mod-reservation"></select></label>
       <label>Changes <input id="mod-changes" placeholder="cpu=+10% or cpu=+10%,memory==8" size="34"></label>
       <label>For <input id="mod-for" value="1h" size="6"></label>
-      <button id="mod-dry-run" type="button">Dry run</button>
+      <button id="mod-dry-run" type="button" disabled>Dry run</button>
       <button id="mod-submit" type="button" disabled>Submit</button>
     </form>
     <p class="muted small">Per kind: +10%, -25%, +4, -2 or =8 shards, or an amount with its unit (+500m, =2cores, +1GiB, =100Mbit, +200iops).
       Submit is enabled once a dry run of the same inputs succeeded.</p>
+    <p id="mod-admin" class="notice" hidden>This is the admin token: a modification acts as the reservation's tenant,
+      so a dry run or a submit with it is refused (403). Save that tenant's token (sxt_…) to modify its reservations.</p>
     <div id="mod-quote" aria-live="polite"></div></section>`), h('h2', {}, 'Your reservations'), tables);
   const $ = (id) => document.getElementById(id);
   const [select, changesIn, forIn, dryBtn, submitBtn, quote] =
     ['mod-reservation', 'mod-changes', 'mod-for', 'mod-dry-run', 'mod-submit', 'mod-quote'].map($);
+  $('mod-admin').hidden = token().startsWith('sxt_');
+  // Dry run waits for the reservations to be listed: clicked before, it would have none to quote.
+  let listed = false;
 
   // What the last successful dry run was for, and the Idempotency-Key made for that form
   // fill: a double click or a retry of the submit sends the same key, so it applies once.
@@ -828,7 +833,7 @@ function pageReservations(ctx) {
       quoted = null;
       quote.innerHTML = problemHtml(e);
     } finally {
-      dryBtn.disabled = false;
+      dryBtn.disabled = !listed;
       sync();
     }
   });
@@ -856,8 +861,9 @@ function pageReservations(ctx) {
   const load = async () => {
     const rs = await allReservations();
     // Only reservations with modifications are asked about theirs (a token is rate limited).
+    // A refusal (the admin's token is refused some) is shown in its row, not as the page's.
     const mods = await mapLimit(rs, 4, (r) => (r.modifications?.length
-      ? api(`/v1/reservations/${r.id}/modifications`).then((x) => x.modifications || []) : []));
+      ? api(`/v1/reservations/${r.id}/modifications`).then((x) => x.modifications || [], (e) => e) : []));
     if (!ctx.live()) return;
     const was = select.value;
     const open = rs.filter((r) => r.state === 'active' || r.state === 'scheduled');
@@ -865,13 +871,16 @@ function pageReservations(ctx) {
       ? open.map((r) => `<option value="${esc(r.id)}">${esc(`#${r.id} on ${r.host} (${r.state}, ${fmtShards(r.now)})`)}</option>`).join('')
       : '<option value="">no active or scheduled reservation</option>';
     if (open.some((r) => String(r.id) === was)) select.value = was;
+    listed = true;
+    dryBtn.disabled = false;
     sync();
     tables.replaceChildren(html(rs.length ? `<table class="data reservations"><thead><tr><th class="num">id</th><th>host</th>
       <th>tier</th><th>state</th><th>base</th><th>now</th><th>window</th><th>offered</th><th>modifications</th></tr></thead>
       <tbody>${rs.map((r, i) => `<tr><td class="num">${esc(r.id)}</td><td class="nowrap">${esc(r.host)}</td><td>${esc(r.tier)}</td>
       <td>${badge(r.state)}</td><td>${esc(fmtShards(r.base))}</td><td><b>${esc(fmtShards(r.now))}</b></td>
       <td class="nowrap">${esc(fmtWindow(r.window))}</td><td>${esc(fmtShards(r.offered))}</td>
-      <td>${mods[i].length ? `<ul class="mods">${mods[i].map((m) => `<li>#${esc(m.id)} ${esc(Object.entries(m.changes || {})
+      <td>${mods[i] instanceof Error ? `<span class="bad small">${esc(mods[i].message)}</span>`
+        : mods[i].length ? `<ul class="mods">${mods[i].map((m) => `<li>#${esc(m.id)} ${esc(Object.entries(m.changes || {})
         .map(([k, v]) => `${k} ${v}`).join(', '))} ${badge(m.state)} <span class="muted small">${esc(fmtWindow(m.window))}</span></li>`).join('')}</ul>`
         : '<span class="muted">none</span>'}</td></tr>`).join('')}</tbody></table>` : '<p class="muted">No reservations.</p>'));
   };
@@ -881,35 +890,63 @@ function pageReservations(ctx) {
 // ---------------------------------------------------------------------------------------------
 // #/bill: the invoice for a period
 
+/** A decimal string cut to `places` decimals for reading (the ledger's shard-hours come with 28);
+ *  anything else is shown as it is. */
+function fmtDecimal(s, places) {
+  const t = String(s ?? '');
+  const m = /^(-?\d+)\.(\d+)$/.exec(t);
+  if (!m || m[2].length <= places) return t;
+  return String(+Number(t).toFixed(places));
+}
+
 function pageBill(ctx) {
   if (needToken(ctx, 'Bill')) return;
+  const admin = !token().startsWith('sxt_');
   const out = h('div');
   const period = h('select', { id: 'bill-period' },
     [['24h', 'last 24 hours'], ['7d', 'last 7 days'], ['30d', 'last 30 days'], ['90d', 'last 90 days'], ['', 'everything']]
       .map(([v, t]) => h('option', { value: v, selected: v === '30d' }, t)));
-  // The admin's token has no tenant of its own: it names whose invoice.
-  const tenant = h('input', { id: 'bill-tenant', size: 12, placeholder: 'admin only' });
+  // The admin's token has no tenant of its own: it names whose invoice (by name or id). The
+  // tenants are offered as suggestions and the first is shown at once, not a 400 asking for one.
+  const tenants = h('datalist', { id: 'bill-tenants' });
+  const tenant = h('input', { id: 'bill-tenant', size: 14, list: 'bill-tenants', placeholder: 'tenant name or id' });
+  let names = null; // id -> name, for the admin
   const load = async () => {
+    if (admin && !names) {
+      const { tenants: ts = [] } = await api('/v1/tenants');
+      if (!ctx.live()) return;
+      names = new Map(ts.map((t) => [String(t.id), t.name]));
+      tenants.replaceChildren(...ts.map((t) => h('option', { value: t.name }, `#${t.id}`)));
+      if (!tenant.value.trim() && ts.length) tenant.value = ts[0].name;
+    }
+    if (admin && !tenant.value.trim()) {
+      out.replaceChildren(h('p', { class: 'muted' }, 'No tenants yet: there is no invoice to show.'));
+      return;
+    }
     const q = new URLSearchParams();
     if (period.value) q.set('period', period.value);
-    if (tenant.value.trim()) q.set('tenant', tenant.value.trim());
+    if (admin) q.set('tenant', tenant.value.trim());
     const inv = await api(`/v1/invoice${String(q) ? `?${q}` : ''}`);
     if (!ctx.live()) return;
     const lines = inv.lines || [];
     const neg = (s) => (String(s).startsWith('-') ? ' credit' : '');
-    out.replaceChildren(html(`<p>Tenant ${esc(inv.tenant)} · ${esc(fmtTime(inv.from))} → ${esc(fmtTime(inv.to))}</p>
+    const who = names?.get(String(inv.tenant));
+    out.replaceChildren(html(`<p>Tenant ${who ? `<b>${esc(who)}</b> #${esc(inv.tenant)}` : esc(inv.tenant)} · ${esc(fmtTime(inv.from))} → ${esc(fmtTime(inv.to))}</p>
       <table class="data invoice"><thead><tr><th>what</th><th class="num">shard-hours</th><th class="num">unit price</th>
       <th class="num">amount</th></tr></thead><tbody>${lines.map((l) => `<tr><td>${esc(l.what)}</td>
-      <td class="num">${esc(l.shard_hours)}</td><td class="num${neg(l.unit_price)}">${esc(l.unit_price)}</td>
+      <td class="num" title="${esc(l.shard_hours)}">${esc(fmtDecimal(l.shard_hours, 4))}</td><td class="num${neg(l.unit_price)}">${esc(l.unit_price)}</td>
       <td class="num${neg(l.amount)}">${esc(l.amount)}</td></tr>`).join('')
       || '<tr><td colspan="4" class="muted">Nothing charged in this period.</td></tr>'}</tbody>
       <tfoot><tr><th colspan="3">Total</th><th class="num total" id="bill-total">${esc(inv.total)}</th></tr></tfoot></table>`));
   };
   view.append(h('h1', {}, 'Bill'),
     h('form', { class: 'toolbar', onsubmit: (e) => { e.preventDefault(); run(ctx, 'bill', load); } },
-      h('label', {}, 'Period ', period), h('label', {}, 'Tenant ', tenant), h('button', { type: 'submit' }, 'Show')),
+      h('label', {}, 'Period ', period),
+      admin ? h('label', {}, 'Tenant ', tenant, tenants) : null,
+      h('button', { type: 'submit' }, 'Show')),
     out);
   period.addEventListener('change', () => run(ctx, 'bill', load));
+  tenant.addEventListener('change', () => run(ctx, 'bill', load));
   run(ctx, 'bill', load);
 }
 
