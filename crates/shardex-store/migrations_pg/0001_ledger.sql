@@ -65,7 +65,7 @@ CREATE TABLE idempotency (
     fingerprint  BYTEA NOT NULL,
     seq          BIGINT,
     at_ms        BIGINT NOT NULL,
-    status       INTEGER,
+    status       BIGINT,
     content_type TEXT,
     body         BYTEA,
     PRIMARY KEY (caller, key)

@@ -4,10 +4,9 @@
 //! store's pool, so looking a key up never waits for the ledger's lock.
 
 use shardex_core::{Span, Timestamp};
-use sqlx::Row;
-use sqlx::sqlite::SqlitePool;
 
 use crate::StoreError;
+use crate::side::{Db, on_db};
 use crate::sqlite::SqliteStore;
 
 /// How long a key and its answer are kept.
@@ -30,14 +29,34 @@ pub struct KeptAnswer {
 /// The store's idempotency keys, usable without the ledger's lock.
 #[derive(Debug, Clone)]
 pub struct Idempotency {
-    pool: SqlitePool,
+    db: Db,
+}
+
+/// A kept key's row, as either database gives it.
+#[derive(sqlx::FromRow)]
+struct KeptRow {
+    fingerprint: Vec<u8>,
+    seq: Option<i64>,
+    at_ms: i64,
+    status: Option<i64>,
+    content_type: Option<String>,
+    body: Option<Vec<u8>>,
 }
 
 impl SqliteStore {
     /// A handle on the idempotency keys that shares this store's pool.
     pub fn idempotency(&self) -> Idempotency {
         Idempotency {
-            pool: self.pool().clone(),
+            db: Db::Sqlite(self.pool().clone()),
+        }
+    }
+}
+
+impl crate::PgStore {
+    /// A handle on the `Idempotency-Key` answers in the shared database.
+    pub fn idempotency(&self) -> Idempotency {
+        Idempotency {
+            db: Db::Pg(self.pool().clone()),
         }
     }
 }
@@ -54,23 +73,22 @@ impl Idempotency {
         key: &str,
         now: Timestamp,
     ) -> Result<Option<KeptAnswer>, StoreError> {
-        let row = sqlx::query(
-            "SELECT fingerprint, seq, at_ms, status, content_type, body FROM idempotency
-             WHERE caller = ? AND key = ? AND at_ms > ?",
-        )
-        .bind(caller)
-        .bind(key)
-        .bind(now.millis().saturating_sub(keep_ms()))
-        .fetch_optional(&self.pool)
-        .await?;
+        let from = now.millis().saturating_sub(keep_ms());
+        let row: Option<KeptRow> = on_db!(&self.db, |pool, sql| {
+            sqlx::query_as(sql(
+                "SELECT fingerprint, seq, at_ms, status, content_type, body FROM idempotency
+                 WHERE caller = ? AND key = ? AND at_ms > ?",
+            ))
+            .bind(caller)
+            .bind(key)
+            .bind(from)
+            .fetch_optional(pool)
+            .await?
+        });
         let Some(row) = row else { return Ok(None) };
-        let seq: Option<i64> = row.try_get("seq")?;
-        let at = Timestamp::from_millis(row.try_get("at_ms")?)
+        let at = Timestamp::from_millis(row.at_ms)
             .map_err(|e| corrupt(format!("idempotency time: {e}")))?;
-        let status: Option<i64> = row.try_get("status")?;
-        let content_type: Option<String> = row.try_get("content_type")?;
-        let body: Option<Vec<u8>> = row.try_get("body")?;
-        let answer = match (status, content_type, body) {
+        let answer = match (row.status, row.content_type, row.body) {
             (Some(s), Some(t), Some(b)) => Some((
                 u16::try_from(s).map_err(|_| corrupt(format!("idempotency status {s}")))?,
                 t,
@@ -79,8 +97,8 @@ impl Idempotency {
             _ => None,
         };
         Ok(Some(KeptAnswer {
-            fingerprint: row.try_get("fingerprint")?,
-            seq: seq.and_then(|s| u64::try_from(s).ok()),
+            fingerprint: row.fingerprint,
+            seq: row.seq.and_then(|s| u64::try_from(s).ok()),
             at,
             answer,
         }))
@@ -99,39 +117,45 @@ impl Idempotency {
         content_type: &str,
         body: &[u8],
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO idempotency (caller, key, fingerprint, at_ms, status, content_type, body)
-             VALUES (?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (caller, key) DO UPDATE SET
-               seq = CASE WHEN idempotency.fingerprint = excluded.fingerprint
-                     THEN idempotency.seq END,
-               at_ms = CASE WHEN idempotency.fingerprint = excluded.fingerprint
-                       THEN idempotency.at_ms ELSE excluded.at_ms END,
-               fingerprint = excluded.fingerprint,
-               status = excluded.status, content_type = excluded.content_type,
-               body = excluded.body
-             WHERE idempotency.fingerprint = excluded.fingerprint OR idempotency.at_ms <= ?",
-        )
-        .bind(caller)
-        .bind(key)
-        .bind(fingerprint)
-        .bind(at.millis())
-        .bind(i64::from(status))
-        .bind(content_type)
-        .bind(body)
-        .bind(at.millis().saturating_sub(keep_ms()))
-        .execute(&self.pool)
-        .await?;
+        let stale = at.millis().saturating_sub(keep_ms());
+        on_db!(&self.db, |pool, sql| {
+            sqlx::query(sql(
+                "INSERT INTO idempotency (caller, key, fingerprint, at_ms, status, content_type, body)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (caller, key) DO UPDATE SET
+                   seq = CASE WHEN idempotency.fingerprint = excluded.fingerprint
+                         THEN idempotency.seq END,
+                   at_ms = CASE WHEN idempotency.fingerprint = excluded.fingerprint
+                           THEN idempotency.at_ms ELSE excluded.at_ms END,
+                   fingerprint = excluded.fingerprint,
+                   status = excluded.status, content_type = excluded.content_type,
+                   body = excluded.body
+                 WHERE idempotency.fingerprint = excluded.fingerprint OR idempotency.at_ms <= ?",
+            ))
+            .bind(caller)
+            .bind(key)
+            .bind(fingerprint)
+            .bind(at.millis())
+            .bind(i64::from(status))
+            .bind(content_type)
+            .bind(body)
+            .bind(stale)
+            .execute(pool)
+            .await?;
+        });
         Ok(())
     }
 
     /// Forgets keys used before `now - KEEP`; returns how many.
     pub async fn forget_old(&self, now: Timestamp) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM idempotency WHERE at_ms <= ?")
-            .bind(now.millis().saturating_sub(keep_ms()))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        let stale = now.millis().saturating_sub(keep_ms());
+        Ok(on_db!(&self.db, |pool, sql| {
+            sqlx::query(sql("DELETE FROM idempotency WHERE at_ms <= ?"))
+                .bind(stale)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
     }
 }
 

@@ -39,6 +39,7 @@ pub mod ownership;
 pub mod postgres;
 pub mod profiles;
 mod replay;
+mod side;
 pub mod snapshot;
 pub mod sqlite;
 #[cfg(feature = "testkit")]

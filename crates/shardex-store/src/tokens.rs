@@ -12,12 +12,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use shardex_core::{TenantId, Timestamp};
-use sqlx::Row;
-use sqlx::sqlite::SqlitePool;
-
 use crate::StoreError;
+use crate::side::{Db, on_db};
 use crate::sqlite::SqliteStore;
+use shardex_core::{TenantId, Timestamp};
 
 /// A token as stored: who it is for and the hash of its secret, never the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +45,7 @@ const CACHE_MAX: usize = 100_000;
 /// The store's tokens, usable without the ledger's lock.
 #[derive(Debug, Clone)]
 pub struct Tokens {
-    pool: SqlitePool,
+    db: Db,
     cache: Arc<RwLock<Cache>>,
 }
 
@@ -58,7 +56,7 @@ impl SqliteStore {
     /// A handle on the tokens table that shares this store's pool.
     pub fn tokens(&self) -> Tokens {
         Tokens {
-            pool: self.pool().clone(),
+            db: Db::Sqlite(self.pool().clone()),
             cache: Arc::default(),
         }
     }
@@ -73,18 +71,30 @@ fn time(ms: Option<i64>) -> Result<Option<Timestamp>, StoreError> {
         .transpose()
 }
 
-fn row_token(row: &sqlx::sqlite::SqliteRow) -> Result<StoredToken, StoreError> {
-    let tenant: i64 = row.try_get("tenant")?;
+/// A token's row, as either database gives it.
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: String,
+    tenant: i64,
+    hash: String,
+    label: String,
+    created_ms: i64,
+    expires_ms: Option<i64>,
+    revoked_ms: Option<i64>,
+}
+
+fn row_token(row: TokenRow) -> Result<StoredToken, StoreError> {
+    let tenant = row.tenant;
     Ok(StoredToken {
-        id: row.try_get("id")?,
+        id: row.id,
         tenant: TenantId(
             u64::try_from(tenant).map_err(|_| corrupt(format!("token tenant {tenant}")))?,
         ),
-        hash: row.try_get("hash")?,
-        label: row.try_get("label")?,
-        created: time(Some(row.try_get("created_ms")?))?.unwrap_or(Timestamp::EPOCH),
-        expires: time(row.try_get("expires_ms")?)?,
-        revoked: time(row.try_get("revoked_ms")?)?,
+        hash: row.hash,
+        label: row.label,
+        created: time(Some(row.created_ms))?.unwrap_or(Timestamp::EPOCH),
+        expires: time(row.expires_ms)?,
+        revoked: time(row.revoked_ms)?,
     })
 }
 
@@ -112,19 +122,22 @@ impl Tokens {
 
     /// Stores a new token (durably, before it is shown to anyone).
     pub async fn insert(&self, t: &StoredToken) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO tokens (id, tenant, hash, label, created_ms, expires_ms, revoked_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&t.id)
-        .bind(i64::try_from(t.tenant.0).map_err(|_| corrupt("tenant id".into()))?)
-        .bind(&t.hash)
-        .bind(&t.label)
-        .bind(t.created.millis())
-        .bind(t.expires.map(Timestamp::millis))
-        .bind(t.revoked.map(Timestamp::millis))
-        .execute(&self.pool)
-        .await?;
+        let tenant = i64::try_from(t.tenant.0).map_err(|_| corrupt("tenant id".into()))?;
+        on_db!(&self.db, |pool, sql| {
+            sqlx::query(sql(
+                "INSERT INTO tokens (id, tenant, hash, label, created_ms, expires_ms, revoked_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ))
+            .bind(&t.id)
+            .bind(tenant)
+            .bind(&t.hash)
+            .bind(&t.label)
+            .bind(t.created.millis())
+            .bind(t.expires.map(Timestamp::millis))
+            .bind(t.revoked.map(Timestamp::millis))
+            .execute(pool)
+            .await?;
+        });
         self.remember(&t.id, Some(t.clone()));
         Ok(())
     }
@@ -134,42 +147,57 @@ impl Tokens {
         if let Some(t) = self.cached(id) {
             return Ok(t);
         }
-        let row = sqlx::query("SELECT * FROM tokens WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let t = row.as_ref().map(row_token).transpose()?;
+        let row: Option<TokenRow> = on_db!(&self.db, |pool, sql| {
+            sqlx::query_as(sql("SELECT * FROM tokens WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        let t = row.map(row_token).transpose()?;
         self.remember(id, t.clone());
         Ok(t)
     }
 
     /// A tenant's tokens (every tenant's when `None`), oldest first.
     pub async fn list(&self, tenant: Option<TenantId>) -> Result<Vec<StoredToken>, StoreError> {
-        let rows = match tenant {
-            Some(t) => {
-                sqlx::query("SELECT * FROM tokens WHERE tenant = ? ORDER BY created_ms, id")
-                    .bind(i64::try_from(t.0).map_err(|_| corrupt("tenant id".into()))?)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT * FROM tokens ORDER BY created_ms, id")
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
-        rows.iter().map(row_token).collect()
+        let tenant = tenant
+            .map(|t| i64::try_from(t.0).map_err(|_| corrupt("tenant id".into())))
+            .transpose()?;
+        let rows: Vec<TokenRow> = on_db!(&self.db, |pool, sql| {
+            sqlx::query_as(sql(
+                "SELECT * FROM tokens WHERE (? IS NULL OR tenant = ?) ORDER BY created_ms, id",
+            ))
+            .bind(tenant)
+            .bind(tenant)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(row_token).collect()
     }
 
     /// Revokes a token at `at`; false when there is no such token or it was revoked already.
     pub async fn revoke(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL")
-                .bind(at.millis())
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
+        let affected = on_db!(&self.db, |pool, sql| {
+            sqlx::query(sql(
+                "UPDATE tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL",
+            ))
+            .bind(at.millis())
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
         self.forget(id);
-        Ok(done.rows_affected() == 1)
+        Ok(affected == 1)
+    }
+}
+
+impl crate::PgStore {
+    /// A handle on the tenants' tokens in the shared database.
+    pub fn tokens(&self) -> Tokens {
+        Tokens {
+            db: Db::Pg(self.pool().clone()),
+            cache: Arc::default(),
+        }
     }
 }

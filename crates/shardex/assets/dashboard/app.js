@@ -301,8 +301,16 @@ const X_STAMPS = [
   [1, ':{ss}', '\n{HH}:{mm}', null, '\n{HH}:{mm}', null, '\n{HH}:{mm}', null, 1],
   [0.001, ':{ss}.{fff}', '\n{HH}:{mm}', null, '\n{HH}:{mm}', null, '\n{HH}:{mm}', null, 1],
 ];
+/** Tick steps in seconds: uPlot's own for time, without those under a second (a 10 s span on a
+ *  wide chart would get ":15.500" ticks). */
+const X_INCRS = (() => {
+  const m = 60, hr = 3600, d = 86400, mo = d * 28, y = d * 365;
+  return [1, 5, 10, 15, 30, m, m * 5, m * 10, m * 15, m * 30, hr, hr * 2, hr * 3, hr * 4, hr * 6, hr * 8, hr * 12,
+    d, d * 2, d * 3, d * 4, d * 5, d * 6, d * 7, d * 8, d * 9, d * 10, d * 15, mo, mo * 2, mo * 3, mo * 4, mo * 6,
+    y, y * 2, y * 5, y * 10];
+})();
 /** The x (time) axis and the x series (its legend value), for every chart. */
-const xAxis = () => ({ values: X_STAMPS });
+const xAxis = () => ({ values: X_STAMPS, incrs: X_INCRS });
 const xSeries = () => ({ value: (u, v) => (v == null ? '–' : fmtTime(v)) });
 
 /** Draws a uPlot chart into `el` (class chart). Resolves `drawn` on its first draw; every draw
@@ -678,6 +686,8 @@ function pageMarket(ctx) {
     ]);
     if (!ctx.live()) return;
     const drawn = [];
+    // The admin's token sees every tenant's leases, not its own.
+    const your = token().startsWith('sxt_') ? 'Your ' : 'All ';
     if (!names.length) hostsEl.append(h('p', { class: 'muted' }, 'No hosts yet.'));
     perHost.forEach(([hist, m], i) => {
       const el = h('div', { class: 'chart', 'data-host': names[i] });
@@ -693,8 +703,8 @@ function pageMarket(ctx) {
         el,
         h('div', { class: 'cols' },
           h('div', {}, h('h3', {}, 'Pool now'), pool),
-          h('div', {}, h('h3', {}, 'Your borrowed leases'), html(leasesTable(m.borrowed, 'borrowed')),
-            h('h3', {}, 'Your lent leases'), html(leasesTable(m.lent, 'lent'))))));
+          h('div', {}, h('h3', {}, `${your}borrowed leases`), html(leasesTable(m.borrowed, 'borrowed')),
+            h('h3', {}, `${your}lent leases`), html(leasesTable(m.lent, 'lent'))))));
       const data = [pts.map((p) => Date.parse(p.at) / 1000), ...KINDS.map((k) => pts.map((p) => {
         const v = parseFloat(p.price?.[k]);
         return Number.isFinite(v) ? v : null;
@@ -769,9 +779,17 @@ function outcomeHtml(o) {
       ${esc(fmtWindow(m.window))}, ${esc(m.state)}</p>` : ''}`;
 }
 
+/** A refusal: the problem's title and detail first (e.g. infeasible: host capacity exceeded,
+ *  with the shards the host has), then the request that was refused. Nothing was committed. */
 function problemHtml(e) {
   const p = e.problem;
-  return `<div class="error">${p?.outcome ? `${badge(p.outcome)} ` : ''}${esc(e.message)}</div>`;
+  // Without a problem document, or when the message carries advice (401, 429), it is shown whole.
+  if (!p || !(p.title || p.detail) || e.status === 401 || e.status === 429) {
+    return `<div class="error">${p?.outcome ? `${badge(p.outcome)} ` : ''}${esc(e.message)}</div>`;
+  }
+  return `<div class="error">${p.outcome ? `${badge(p.outcome)} ` : ''}<b>${esc(p.title || `error ${e.status}`)}</b>${
+    p.detail ? `: ${esc(p.detail)}` : ''}<div class="small">${esc(e.message.split(': ')[0])}: ${
+    esc(e.status)}; nothing was committed.</div></div>`;
 }
 
 function pageReservations(ctx) {
@@ -787,9 +805,9 @@ function pageReservations(ctx) {
     </form>
     <p class="muted small">Per kind: +10%, -25%, +4, -2 or =8 shards, or an amount with its unit (+500m, =2cores, +1GiB, =100Mbit, +200iops).
       Submit is enabled once a dry run of the same inputs succeeded.</p>
-    <p id="mod-admin" class="notice" hidden>This is the admin token: a modification acts as the reservation's tenant,
-      so a dry run or a submit with it is refused (403). Save that tenant's token (sxt_…) to modify its reservations.</p>
-    <div id="mod-quote" aria-live="polite"></div></section>`), h('h2', {}, 'Your reservations'), tables);
+    <p id="mod-admin" class="notice" hidden>This is the admin token: a modification acts as the reservation's tenant, so a dry run or a submit with it is refused (403). Save that tenant's token (sxt_…) to modify its reservations.</p>
+    <div id="mod-quote" aria-live="polite"></div></section>`),
+  h('h2', {}, token().startsWith('sxt_') ? 'Your reservations' : 'All reservations'), tables);
   const $ = (id) => document.getElementById(id);
   const [select, changesIn, forIn, dryBtn, submitBtn, quote] =
     ['mod-reservation', 'mod-changes', 'mod-for', 'mod-dry-run', 'mod-submit', 'mod-quote'].map($);
@@ -913,14 +931,19 @@ function pageBill(ctx) {
   let names = null; // id -> name, for the admin
   const load = async () => {
     if (admin && !names) {
-      const { tenants: ts = [] } = await api('/v1/tenants');
+      // Only suggestions: without the list the tenant can still be typed.
+      const ts = await api('/v1/tenants').then((x) => x.tenants || [], () => null);
       if (!ctx.live()) return;
-      names = new Map(ts.map((t) => [String(t.id), t.name]));
-      tenants.replaceChildren(...ts.map((t) => h('option', { value: t.name }, `#${t.id}`)));
-      if (!tenant.value.trim() && ts.length) tenant.value = ts[0].name;
+      names = new Map((ts || []).map((t) => [String(t.id), t.name]));
+      tenants.replaceChildren(...(ts || []).map((t) => h('option', { value: t.name }, `#${t.id}`)));
+      if (!tenant.value.trim() && ts?.length) tenant.value = ts[0].name;
+      if (ts && !ts.length) {
+        out.replaceChildren(h('p', { class: 'muted' }, 'No tenants yet: there is no invoice to show.'));
+        return;
+      }
     }
     if (admin && !tenant.value.trim()) {
-      out.replaceChildren(h('p', { class: 'muted' }, 'No tenants yet: there is no invoice to show.'));
+      out.replaceChildren(h('p', { class: 'muted' }, 'Name the tenant whose invoice to show, then press Show.'));
       return;
     }
     const q = new URLSearchParams();

@@ -64,17 +64,30 @@ pub(super) async fn control_loop(
     decide_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut views: BTreeMap<shardex_core::WorkloadId, WorkloadView> = BTreeMap::new();
     let mut last_prune: Option<Timestamp> = None;
+    let sample_every = Duration::from_millis(config.engine.sample_every.millis());
+    let mut last_sample: Option<std::time::Instant> = None;
     loop {
         // A stop aborts this task at its next await that waits; when actuation runs longer
         // than a sample period every tick is already due and nothing below waits, so give the
         // stop its chance here (it took 20 s with a VM whose balloon never moves).
         tokio::task::yield_now().await;
         // A decision, a sample, or a ledger change made elsewhere (applied at once).
-        let (deciding, sampling) = tokio::select! {
+        let (deciding, mut sampling) = tokio::select! {
             _ = sample_tick.tick() => (false, true),
             _ = decide_tick.tick() => (true, true),
             _ = app.changed.notified() => (false, false),
         };
+        // A decision due just after a sample does not sample again: a rate measured over a few
+        // milliseconds is noise (it read 0.2 of a busy 0.45-core loop), and it would feed the
+        // forecast and the charts a second, wrong point.
+        if sampling
+            && last_sample.is_some_and(|t: std::time::Instant| t.elapsed() < sample_every / 2)
+        {
+            sampling = false;
+        }
+        if sampling {
+            last_sample = Some(std::time::Instant::now());
+        }
         if deciding {
             let start = std::time::Instant::now();
             decide(&app, &mut agent, mode).await;
