@@ -242,6 +242,43 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// The market prices set on `host` from `since` on, newest first, at most `limit`: read
+    /// from the log's `market_price_changed` events (as the SQLite store does).
+    pub async fn price_history(
+        &self,
+        host: shardex_core::HostId,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(Timestamp, shardex_core::PriceVector)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.at_ms, e.seq, (e.event::jsonb -> 'prices')::text FROM events e
+             JOIN actions a ON a.seq = e.seq
+             WHERE e.kind = 'market_price_changed' AND (e.event::jsonb ->> 'host')::BIGINT = $1
+               AND a.at_ms >= $2
+             ORDER BY e.seq DESC, e.idx DESC LIMIT $3",
+        )
+        .bind(db_id(host.0))
+        .bind(since.millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seq: i64 = row.try_get(1)?;
+            let corrupt = |reason: String| StoreError::Corrupt {
+                seq: u64::try_from(seq).unwrap_or(0),
+                reason,
+            };
+            let at = Timestamp::from_millis(row.try_get(0)?).map_err(|e| corrupt(e.to_string()))?;
+            let text: String = row.try_get(2)?;
+            let prices = serde_json::from_str(&text).map_err(|e| corrupt(format!("price: {e}")))?;
+            out.push((at, prices));
+        }
+        Ok(out)
+    }
+}
+
 /// Replays the log after `seq` onto `ledger` and `meter`, through `conn`.
 async fn catch_up(
     conn: &mut sqlx::PgConnection,

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// A cluster this process started, stopped on drop.
 #[derive(Debug)]
@@ -47,7 +47,9 @@ fn as_owner(program: &std::path::Path, owner: Option<&str>) -> Command {
     }
 }
 
-static CLUSTER: Mutex<Option<Arc<Cluster>>> = Mutex::new(None);
+/// The private cluster while some test holds it: a static is never dropped, so it keeps only a
+/// weak reference, and the cluster stops when the last test using it is done.
+static CLUSTER: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
 
 /// The newest PostgreSQL's programs (`/usr/lib/postgresql/N/bin`).
 fn bin() -> PathBuf {
@@ -133,7 +135,14 @@ pub async fn database() -> (String, Option<impl Sized>) {
         Err(_) => {
             let cluster = {
                 let mut c = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-                c.get_or_insert_with(start).clone()
+                match c.upgrade() {
+                    Some(running) => running,
+                    None => {
+                        let new = start();
+                        *c = Arc::downgrade(&new);
+                        new
+                    }
+                }
             };
             (cluster.url.clone(), Some(cluster))
         }
@@ -164,4 +173,47 @@ fn rand_suffix() -> String {
         t,
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Checks the recorded history of the shared ledger at `url`, not only its final state: every
+/// log entry, replayed in order from nothing, is accepted on the state the entries before it
+/// left, reproduces the events stored with it, and leaves every invariant holding (no shard is
+/// held twice at any point of the history). Returns every entry's events, by entry.
+pub async fn check_history(url: &str) -> std::collections::BTreeMap<u64, Vec<shardex_core::Event>> {
+    use shardex_core::{Action, Event, Ledger, Timestamp};
+    use sqlx::Row;
+    let pool = sqlx::PgPool::connect(url).await.expect("connect");
+    let rows = sqlx::query("SELECT seq, at_ms, action FROM actions ORDER BY seq")
+        .fetch_all(&pool)
+        .await
+        .expect("the log");
+    let mut stored: std::collections::BTreeMap<u64, Vec<Event>> = std::collections::BTreeMap::new();
+    for row in sqlx::query("SELECT seq, event FROM events ORDER BY seq, idx")
+        .fetch_all(&pool)
+        .await
+        .expect("the events")
+    {
+        let seq = u64::try_from(row.get::<i64, _>(0)).expect("a positive seq");
+        let e: Event = serde_json::from_str(&row.get::<String, _>(1)).expect("an event");
+        stored.entry(seq).or_default().push(e);
+    }
+    let mut ledger = Ledger::new();
+    let mut out = std::collections::BTreeMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        let seq = u64::try_from(row.get::<i64, _>(0)).expect("a positive seq");
+        assert_eq!(seq, i as u64 + 1, "the log has no gaps");
+        let at = Timestamp::from_millis(row.get(1)).expect("a time");
+        let action: Action = serde_json::from_str(&row.get::<String, _>(2)).expect("an action");
+        let events = ledger
+            .apply(&action, at)
+            .unwrap_or_else(|e| panic!("entry {seq} is refused on the state before it: {e}"));
+        assert_eq!(
+            events,
+            stored.remove(&seq).unwrap_or_default(),
+            "entry {seq}'s events"
+        );
+        assert_eq!(ledger.check(), vec![], "the invariants after entry {seq}");
+        out.insert(seq, events);
+    }
+    out
 }

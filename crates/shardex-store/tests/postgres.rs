@@ -15,9 +15,8 @@
 mod common;
 
 use shardex_core::ports::LedgerStore;
-use shardex_core::{Action, Event, Ledger, ShardSizes, Timestamp};
+use shardex_core::{Event, ShardSizes};
 use shardex_store::PgStore;
-use sqlx::Row;
 
 /// What one writer was told: the log entry its write became and the events it caused.
 type Acked = Vec<(u64, Vec<Event>)>;
@@ -64,55 +63,21 @@ async fn concurrent_writers_keep_one_serial_history_and_lose_nothing_acknowledge
     );
 
     // The history: every entry in order, from nothing, each checked.
-    let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let rows = sqlx::query("SELECT seq, at_ms, action FROM actions ORDER BY seq")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    let mut events_at = std::collections::BTreeMap::new();
-    for row in sqlx::query("SELECT seq, event FROM events ORDER BY seq, idx")
-        .fetch_all(&pool)
-        .await
-        .unwrap()
-    {
-        let seq: i64 = row.get(0);
-        let e: Event = serde_json::from_str(&row.get::<String, _>(1)).unwrap();
-        events_at.entry(seq as u64).or_insert_with(Vec::new).push(e);
-    }
-    let mut ledger = Ledger::new();
-    for (i, row) in rows.iter().enumerate() {
-        let seq: i64 = row.get(0);
-        assert_eq!(seq as usize, i + 1, "the log has no gaps");
-        let at = Timestamp::from_millis(row.get(1)).unwrap();
-        let action: Action = serde_json::from_str(&row.get::<String, _>(2)).unwrap();
-        let events = ledger
-            .apply(&action, at)
-            .unwrap_or_else(|e| panic!("entry {seq} is refused on the state before it: {e}"));
-        assert_eq!(
-            events,
-            events_at.remove(&(seq as u64)).unwrap_or_default(),
-            "entry {seq}"
-        );
-        assert_eq!(ledger.check(), vec![], "after entry {seq}");
-    }
-    // Every acknowledged write is in the log, as the entry it was told, with its events.
-    let mut replayed = std::collections::BTreeMap::new();
-    let mut l = Ledger::new();
-    for row in &rows {
-        let seq: i64 = row.get(0);
-        let at = Timestamp::from_millis(row.get(1)).unwrap();
-        let action: Action = serde_json::from_str(&row.get::<String, _>(2)).unwrap();
-        replayed.insert(seq as u64, l.apply(&action, at).unwrap());
-    }
+    let replayed = shardex_store::testkit::check_history(&url).await;
     let mut seen = std::collections::BTreeSet::new();
     for (seq, events) in &acked {
         assert!(seen.insert(*seq), "two writes were told entry {seq}");
         assert_eq!(replayed.get(seq), Some(events), "acknowledged entry {seq}");
     }
-    assert_eq!(rows.len(), acked.len(), "nothing unacknowledged was logged");
-    // A fresh handle, and each writer's after catching up, hold the same ledger.
+    assert_eq!(
+        replayed.len(),
+        acked.len(),
+        "nothing unacknowledged was logged"
+    );
+    // A fresh handle opens on the same history.
     let fresh = PgStore::open(&url, ShardSizes::default()).await.unwrap();
-    assert_eq!(fresh.ledger(), &ledger);
+    assert_eq!(fresh.ledger().check(), vec![]);
+    assert_eq!(fresh.seq(), replayed.len() as u64);
     eprintln!(
         "{} writes applied, {refused} refused by the ledger, from 4 concurrent writers",
         acked.len()

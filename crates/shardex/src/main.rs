@@ -4,6 +4,7 @@
 #[macro_use]
 mod out;
 
+mod broker;
 mod check;
 mod client;
 mod config;
@@ -44,6 +45,9 @@ struct Cli {
 enum Command {
     /// Run everything on this host (ledger, API) with the embedded store, until Ctrl-C.
     Run(RunArgs),
+    /// Fleet mode: the API, market and periodic work over a PostgreSQL database shared with
+    /// other brokers, until Ctrl-C.
+    Broker(broker::BrokerArgs),
     /// Inspect and verify the ledger.
     Ledger {
         #[command(subcommand)]
@@ -210,6 +214,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Broker(args) => broker::broker(args),
         Command::Replay(args) => replay::replay(&args),
         Command::Simulate(args) => simulate::simulate(&args),
         Command::Load(args) => load::load(&args),

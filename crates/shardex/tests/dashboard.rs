@@ -147,12 +147,14 @@ async fn the_dashboard_draws_live_workloads_and_quotes_a_dry_run_modification() 
     .unwrap();
     let data = dir.path().join("data");
     let (daemon, addr) = start(&data);
+    // Dropped last: the launchers below take their workloads out through it first.
+    let daemon = Stopping::new(daemon, Duration::from_secs(10));
     let admin = admin_of(&data);
     let tag = std::process::id();
     // A busy loop at 0.4 of a core and an idle neighbour, each in its own reservation (0.6
     // of a core each: a +10 % modification has room on a 2-core host).
     let launch = |name: &str, cpu: &str| {
-        Command::new(BIN)
+        let child = Command::new(BIN)
             .args(["launch", "--tenant", "acme", "--name", name])
             .args(["--cpu", "0.6", "--memory", "256MiB", "--"])
             .arg(BIN)
@@ -161,7 +163,10 @@ async fn the_dashboard_draws_live_workloads_and_quotes_a_dry_run_modification() 
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap()
+            .unwrap();
+        // A launcher stopped with SIGTERM takes its workload out (cgroup and all), also when
+        // this test fails half-way.
+        Stopping::new(child, Duration::from_secs(10))
     };
     let mut workloads = vec![launch(&format!("busy-{tag}"), "400")];
     std::thread::sleep(Duration::from_millis(700));
@@ -302,16 +307,8 @@ async fn the_dashboard_draws_live_workloads_and_quotes_a_dry_run_modification() 
     screenshot(&c, "bill").await;
     c.close().await.unwrap();
 
-    for w in &workloads {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(w.id().to_string())
-            .status();
-    }
-    for mut w in workloads {
-        let _ = w.wait();
-    }
-    interrupt_and_wait(daemon);
+    drop(workloads);
+    interrupt_and_wait(daemon.take());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,6 +323,7 @@ async fn with_a_thousand_workloads_the_first_page_is_drawn_within_a_second() {
     )
     .unwrap();
     let (daemon, addr) = start(&data);
+    let daemon = Stopping::new(daemon, Duration::from_secs(10));
     let admin = admin_of(&data);
     let host = {
         let (_, body) = get(&addr, "/v1/overview", None);
@@ -385,7 +383,7 @@ async fn with_a_thousand_workloads_the_first_page_is_drawn_within_a_second() {
     assert_eq!(rows, 1000);
     screenshot(&c, "hosts-1000").await;
     c.close().await.unwrap();
-    interrupt_and_wait(daemon);
+    interrupt_and_wait(daemon.take());
     firsts.sort_by(f64::total_cmp);
     eprintln!(
         "1,000 workloads: the first page drawn {:.0} ms after navigation (median of 3: {firsts:?}); \

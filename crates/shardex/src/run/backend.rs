@@ -17,8 +17,22 @@ use shardex_api::idempotency::{Claim, Kept};
 /// The API's view of the daemon.
 pub(super) struct Daemon(pub(super) Arc<App>);
 
-fn record(t: StoredToken) -> TokenRecord {
+/// A stored token as the API sees it.
+pub(crate) fn record(t: StoredToken) -> TokenRecord {
     TokenRecord {
+        id: t.id,
+        tenant: t.tenant,
+        hash: t.hash,
+        label: t.label,
+        created: t.created,
+        expires: t.expires,
+        revoked: t.revoked,
+    }
+}
+
+/// The API's token as it is stored.
+pub(crate) fn stored(t: TokenRecord) -> StoredToken {
+    StoredToken {
         id: t.id,
         tenant: t.tenant,
         hash: t.hash,
@@ -247,16 +261,11 @@ impl Backend for Daemon {
     }
 
     async fn add_token(&self, t: TokenRecord) -> Result<(), Problem> {
-        let stored = StoredToken {
-            id: t.id,
-            tenant: t.tenant,
-            hash: t.hash,
-            label: t.label,
-            created: t.created,
-            expires: t.expires,
-            revoked: t.revoked,
-        };
-        self.0.tokens.insert(&stored).await.map_err(Problem::store)
+        self.0
+            .tokens
+            .insert(&stored(t))
+            .await
+            .map_err(Problem::store)
     }
 
     async fn price_history(

@@ -45,7 +45,7 @@ pub(super) fn step(system_ms: i64, daemon_ms: i64) -> Option<i64> {
 }
 
 /// The daemon's time now, never earlier than the ledger's `floor`.
-pub(super) fn now(floor: Timestamp) -> anyhow::Result<Timestamp> {
+pub(crate) fn now(floor: Timestamp) -> anyhow::Result<Timestamp> {
     let sys = system_ms()?;
     let (wall0, mono0) = *START.get_or_init(|| (sys, Instant::now()));
     let t = daemon_time(wall0, mono0.elapsed().as_millis(), floor);
@@ -63,7 +63,7 @@ pub(super) fn now(floor: Timestamp) -> anyhow::Result<Timestamp> {
 }
 
 /// Says loudly, at start, when the ledger's time is ahead of the wall clock.
-pub(super) fn check_start(ledger_now: Timestamp) -> anyhow::Result<()> {
+pub(crate) fn check_start(ledger_now: Timestamp) -> anyhow::Result<()> {
     let sys = system_ms()?;
     let ahead = ledger_now.millis().saturating_sub(sys);
     if ahead > 60_000 {

@@ -69,15 +69,15 @@ fn wall_clock(floor: Timestamp) -> anyhow::Result<Timestamp> {
     clock::now(floor)
 }
 
-/// Runs until Ctrl-C or SIGTERM.
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = args.data.load_config()?;
+/// Logs to standard error at `SHARDEX_LOG`'s level (`info` by default), for people (colours
+/// only on a terminal) or as JSON lines.
+pub(crate) fn init_logs(format: crate::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHARDEX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match args.log_format {
+    match format {
         crate::LogFormat::Human => log
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
@@ -88,6 +88,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .with_span_list(false)
             .init(),
     }
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = args.data.load_config()?;
+    init_logs(args.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -356,7 +362,12 @@ fn private(ledger: &Path) -> anyhow::Result<()> {
 
 /// Reads `admin.token`, creating it (mode 0600) at first start.
 fn admin_token(data: &Path) -> anyhow::Result<String> {
-    let path = data.join("admin.token");
+    admin_token_at(&data.join("admin.token"))
+}
+
+/// The admin token kept in the file `path`, made (random, mode 0600) when it is not there.
+pub(crate) fn admin_token_at(path: &Path) -> anyhow::Result<String> {
+    let path = path.to_path_buf();
     if path.exists() {
         let token = std::fs::read_to_string(&path)
             .with_context(|| format!("could not read {}", path.display()))?
@@ -463,7 +474,7 @@ async fn reprice_market(
 /// Resolves at the first Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is
 /// called, not when it is first polled, so a signal that arrives right after start-up still
 /// stops the server cleanly instead of killing the process.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+pub(crate) fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt()).context("could not handle Ctrl-C")?;
     let mut term = signal(SignalKind::terminate()).context("could not handle SIGTERM")?;
@@ -476,11 +487,11 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-mod backend;
-mod clock;
+pub(crate) mod backend;
+pub(crate) mod clock;
 mod control_loop;
 mod dashboard;
-mod http;
+pub(crate) mod http;
 mod lock;
 mod metrics;
 mod routes;

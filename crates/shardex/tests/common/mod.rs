@@ -42,38 +42,54 @@ pub fn start(data: &Path) -> (Child, String) {
 /// [`start`] with more arguments for `shardex run` (its log, in either format, names the
 /// address).
 pub fn start_with(data: &Path, args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["run", "--data"])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "--data"])
         .arg(data)
         .args(["--listen", "127.0.0.1:0"])
-        .args(args)
+        .args(args);
+    spawn_listening(cmd)
+}
+
+/// Starts `cmd` (a shardex that serves HTTP), keeps its log, and returns it with the address
+/// its log says it listens on.
+pub fn spawn_listening(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd
         .env("SHARDEX_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let log = Log::default();
     LOGS.lock().unwrap().push((child.id(), log.clone()));
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("shardex run exited before listening")
-            .unwrap();
-        log.lock().unwrap().push(line.clone());
-        if let Some(rest) = line.split("listen=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-        if let Some(rest) = line.split("\"listen\":\"").nth(1) {
-            break rest.split('"').next().unwrap().to_string();
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe, and keep what it says.
+    // The log is read on its own thread (it keeps draining stderr, so the child never blocks
+    // on a full pipe); the address comes back from it, or nothing within 30 s.
+    let (found, address) = std::sync::mpsc::channel();
+    let kept = log.clone();
     std::thread::spawn(move || {
+        let mut found = Some(found);
         for line in lines.map_while(Result::ok) {
-            log.lock().unwrap().push(line);
+            kept.lock().unwrap().push(line.clone());
+            let addr = line
+                .split("listen=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .or_else(|| {
+                    line.split("\"listen\":\"")
+                        .nth(1)
+                        .and_then(|rest| rest.split('"').next())
+                });
+            if let (Some(addr), Some(tx)) = (addr, found.as_ref()) {
+                let _ = tx.send(addr.to_string());
+                found = None;
+            }
         }
     });
+    let Ok(addr) = address.recv_timeout(Duration::from_secs(30)) else {
+        let _ = child.kill();
+        let said = log.lock().unwrap().join("\n");
+        panic!("shardex never said where it listens (or exited):\n{said}");
+    };
     (child, addr)
 }
 
@@ -261,4 +277,53 @@ pub fn send_with(
     let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
     (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+/// A child process stopped when dropped, so that a test that fails leaves nothing running:
+/// SIGTERM (a launcher then takes its workload out, a daemon closes its store), then SIGKILL
+/// after `grace`.
+pub struct Stopping {
+    child: Option<Child>,
+    grace: Duration,
+}
+
+impl Stopping {
+    pub fn new(child: Child, grace: Duration) -> Self {
+        Self {
+            child: Some(child),
+            grace,
+        }
+    }
+
+    /// The process, no longer stopped on drop.
+    pub fn take(mut self) -> Child {
+        self.child.take().unwrap()
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+}
+
+impl Drop for Stopping {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let end = std::time::Instant::now() + self.grace;
+        while std::time::Instant::now() < end {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

@@ -1,0 +1,213 @@
+//! The broker as the tenant-facing API's backend: reads from the ledger as of the newest entry
+//! it has seen, writes through the shared log (each under the head's lock, on the newest state
+//! whoever wrote it), tokens and idempotency answers in the shared database. What a host's
+//! agent reports (workloads' usage, shard requests, charts) is not in fleet mode yet: those
+//! answer empty.
+
+use std::sync::Arc;
+
+use shardex_api::idempotency::{Claim, Kept};
+use shardex_api::{Backend, Planned, Problem, TokenRecord, WorkloadState};
+use shardex_core::billing::Charge;
+use shardex_core::ports::LedgerStore;
+use shardex_core::{Event, Ledger, PriceTable, TenantId, Timestamp};
+
+use super::Broker;
+use crate::run::backend::{record, stored};
+
+/// The API's view of a broker.
+pub(super) struct Shared(pub(super) Arc<Broker>);
+
+impl Backend for Shared {
+    fn admin_token(&self) -> &str {
+        &self.0.admin_token
+    }
+
+    fn prices(&self) -> &PriceTable {
+        &self.0.prices
+    }
+
+    fn sizes(&self) -> shardex_core::ShardSizes {
+        self.0.sizes
+    }
+
+    fn lender_share(&self) -> rust_decimal::Decimal {
+        self.0.lender_share
+    }
+
+    async fn read<R: Send>(&self, f: impl FnOnce(&Ledger, Timestamp) -> R + Send) -> R {
+        let ledger = self.0.ledger.borrow().clone();
+        let now = self.0.now(ledger.now());
+        f(&ledger, now)
+    }
+
+    async fn write<P: Send + 'static, T: Send + 'static>(
+        &self,
+        plan: impl FnOnce(&Ledger, Timestamp) -> Result<(Planned, P), Problem> + Send + 'static,
+        describe: impl FnOnce(&Ledger, &[Event], P) -> T + Send + 'static,
+        dry_run: bool,
+        claim: Option<Claim>,
+    ) -> Result<T, Problem> {
+        if dry_run {
+            let ledger = self.0.ledger.borrow().clone();
+            let now = self.0.now(ledger.now());
+            let (planned, p) = plan(&ledger, now)?;
+            let (after, events) = match planned.applied {
+                Some(applied) => applied,
+                None => ledger
+                    .applied(&planned.action, now)
+                    .map_err(|e| Problem::ledger(&e))?,
+            };
+            return Ok(describe(&after, &events, p));
+        }
+        let broker = &self.0;
+        let mut store = broker.store.lock().await;
+        let before = store.ledger().clone();
+        let done = store
+            .write(|batch| {
+                let now = broker.now(batch.ledger().now());
+                let claim = claim.map(|c| shardex_store::Claim {
+                    caller: c.caller,
+                    key: c.key,
+                    fingerprint: c.fingerprint.to_vec(),
+                });
+                let (planned, p) = plan(batch.ledger(), now)?;
+                let applied = match planned.applied {
+                    Some(applied) => batch
+                        .apply_applied(planned.action, now, applied, claim)
+                        .map(Ok),
+                    None => batch.apply(planned.action, now, claim),
+                };
+                match applied {
+                    Ok(Ok(events)) => Ok(describe(batch.ledger(), &events, p)),
+                    Ok(Err(e)) => Err(Problem::ledger(&e)),
+                    Err(e) => Err(Problem::store(e)),
+                }
+            })
+            .await
+            .map_err(Problem::store)?;
+        let (answer, events) = done?;
+        broker.publish(store.ledger());
+        broker
+            .events
+            .publish_ledger(store.seq(), &before, store.ledger(), &events);
+        Ok(answer)
+    }
+
+    async fn kept(&self, caller: &str, key: &str, now: Timestamp) -> Result<Option<Kept>, Problem> {
+        let k = self
+            .0
+            .idempotency
+            .get(caller, key, now)
+            .await
+            .map_err(Problem::store)?;
+        Ok(k.map(|k| Kept {
+            fingerprint: k.fingerprint,
+            seq: k.seq,
+            answer: k.answer,
+        }))
+    }
+
+    async fn keep(
+        &self,
+        caller: &str,
+        key: &str,
+        fingerprint: &[u8; 32],
+        at: Timestamp,
+        answer: (u16, &str, &[u8]),
+    ) -> Result<(), Problem> {
+        let (status, content_type, body) = answer;
+        self.0
+            .idempotency
+            .keep(caller, key, fingerprint, at, status, content_type, body)
+            .await
+            .map_err(Problem::store)
+    }
+
+    async fn charges(
+        &self,
+        tenant: TenantId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Charge>, Problem> {
+        let store = self.0.store.lock().await;
+        store
+            .charges(Some(tenant), from, to)
+            .await
+            .map_err(Problem::store)
+    }
+
+    async fn workloads(&self) -> Vec<WorkloadState> {
+        Vec::new()
+    }
+
+    async fn shard_requests(&self) -> Vec<shardex_core::engine::ShardRequest> {
+        Vec::new()
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>, Problem> {
+        Ok(self
+            .0
+            .tokens
+            .get(id)
+            .await
+            .map_err(Problem::store)?
+            .map(record))
+    }
+
+    async fn tokens(&self, tenant: Option<TenantId>) -> Result<Vec<TokenRecord>, Problem> {
+        let all = self.0.tokens.list(tenant).await.map_err(Problem::store)?;
+        Ok(all.into_iter().map(record).collect())
+    }
+
+    async fn add_token(&self, t: TokenRecord) -> Result<(), Problem> {
+        self.0
+            .tokens
+            .insert(&stored(t))
+            .await
+            .map_err(Problem::store)
+    }
+
+    async fn price_history(
+        &self,
+        host: shardex_core::HostId,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(Timestamp, shardex_core::PriceVector)>, Problem> {
+        let store = self.0.store.lock().await;
+        store
+            .price_history(host, since, limit)
+            .await
+            .map_err(Problem::store)
+    }
+
+    fn events(&self) -> &shardex_api::events::EventBus {
+        &self.0.events
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<bool, Problem> {
+        let floor = self.0.ledger.borrow().now();
+        let now = self.0.now(floor);
+        self.0.tokens.revoke(id, now).await.map_err(Problem::store)
+    }
+
+    async fn timeline(
+        &self,
+        _: shardex_core::WorkloadId,
+        _: Timestamp,
+    ) -> Option<shardex_api::Timeline> {
+        None
+    }
+
+    async fn decisions(
+        &self,
+        _: shardex_core::WorkloadId,
+        _: u32,
+    ) -> Result<Vec<shardex_api::DecisionRecord>, Problem> {
+        Ok(Vec::new())
+    }
+
+    fn public_overview(&self) -> bool {
+        self.0.public_overview
+    }
+}

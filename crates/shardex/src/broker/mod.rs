@@ -1,0 +1,334 @@
+//! `shardex broker --db postgres://…`: the tenant-facing API, the market and the ledger-wide
+//! periodic work over a PostgreSQL database shared with other brokers. A broker holds no state
+//! of its own: the ledger is the database's log (`shardex_store::PgStore`: every write locks
+//! the log's head, catches up with the other brokers and appends), tokens and idempotency
+//! answers are its tables, and the work only one broker should do at a time is owned through
+//! it (`shardex_store::Ownership`): the ledger-wide duties (expiries, repricing) are the lease
+//! on the pseudo-host 0, taken over by another broker within `ttl + ttl/3` (`[fleet]
+//! owner_ttl`, 3 s by default) when its broker dies.
+
+mod backend;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use shardex_core::ports::LedgerStore;
+use shardex_core::{Action, Ledger, Timestamp};
+use shardex_store::{Held, Ownership, PgStore};
+use tokio::sync::Mutex;
+
+use crate::run::clock;
+
+/// `shardex broker`.
+#[derive(Debug, clap::Args)]
+pub struct BrokerArgs {
+    /// The shared database, e.g. `postgres://shardex@db:5432/shardex`.
+    #[arg(long, value_name = "URL", env = "SHARDEX_DB")]
+    db: String,
+    /// Address for the API.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    listen: std::net::SocketAddr,
+    /// This broker's name in the database's ownership table [default: the hostname and pid].
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// The admin token's file, the same for every broker (made, mode 0600, if missing).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "admin.token",
+        env = "SHARDEX_ADMIN_TOKEN_FILE"
+    )]
+    admin_token: PathBuf,
+    /// Configuration file (shard sizes, prices, market, API limits).
+    #[arg(long, value_name = "FILE", env = "SHARDEX_CONFIG")]
+    config: Option<PathBuf>,
+    /// How long a broker's hold on its work lasts without renewal.
+    #[arg(long, value_name = "DURATION", default_value = "3s")]
+    owner_ttl: shardex_core::Span,
+    /// Log lines for people (`human`) or one JSON object each (`json`), on standard error.
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        env = "SHARDEX_LOG_FORMAT",
+        default_value = "human"
+    )]
+    log_format: crate::LogFormat,
+}
+
+/// What the broker's API and loops share.
+pub(crate) struct Broker {
+    store: Mutex<PgStore>,
+    /// The ledger as of the newest entry this broker has seen, for readers.
+    ledger: tokio::sync::watch::Sender<Ledger>,
+    tokens: shardex_store::Tokens,
+    idempotency: shardex_store::Idempotency,
+    admin_token: String,
+    sizes: shardex_core::ShardSizes,
+    prices: shardex_core::PriceTable,
+    lender_share: rust_decimal::Decimal,
+    events: shardex_api::events::EventBus,
+    public_overview: bool,
+    ownership: Ownership,
+    /// What this broker holds now (host 0: the ledger-wide duties).
+    held: std::sync::Mutex<Vec<Held>>,
+}
+
+impl Broker {
+    /// The broker's time now: never before the ledger's.
+    fn now(&self, floor: Timestamp) -> Timestamp {
+        clock::now(floor).unwrap_or(floor)
+    }
+
+    /// After a write or a catch-up: the ledger readers see.
+    fn publish(&self, ledger: &Ledger) {
+        self.ledger.send_replace(ledger.clone());
+    }
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub fn broker(args: BrokerArgs) -> anyhow::Result<ExitCode> {
+    let config =
+        crate::config::Config::load(args.config.as_deref(), &PathBuf::from("shardex.toml"))
+            .map(|(c, _)| c)
+            .context("could not read the configuration")?;
+    crate::run::init_logs(args.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(args, config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(args: BrokerArgs, config: crate::config::Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", args.listen))?;
+    let mut store = PgStore::open(&args.db, config.shards)
+        .await
+        .with_context(|| format!("could not open the ledger in {}", redact(&args.db)))?;
+    store.set_prices(config.pricing.table());
+    store.set_lender_share(config.pricing.lender_share);
+    clock::check_start(store.ledger().now())?;
+    let admin_token = crate::run::admin_token_at(&args.admin_token)?;
+    let name = match args.name {
+        Some(n) => n,
+        None => format!("{}-{}", crate::machine::hostname()?, std::process::id()),
+    };
+    let ttl = Duration::from_millis(args.owner_ttl.millis().max(300));
+    let broker = Arc::new(Broker {
+        tokens: store.tokens(),
+        idempotency: store.idempotency(),
+        ownership: Ownership::new(store.pool().clone(), name.clone(), ttl),
+        ledger: tokio::sync::watch::Sender::new(store.ledger().clone()),
+        store: Mutex::new(store),
+        admin_token,
+        sizes: config.shards,
+        prices: config.pricing.table(),
+        lender_share: config.pricing.lender_share,
+        events: shardex_api::events::EventBus::default(),
+        public_overview: config.api.public_overview,
+        held: std::sync::Mutex::new(Vec::new()),
+    });
+    let router = Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/actions", post(post_action))
+        .with_state(broker.clone())
+        .merge(shardex_api::router(shardex_api::Api::limited(
+            backend::Shared(broker.clone()),
+            config.api.rate(),
+        )));
+    let router = shardex_api::routes::hardened(router);
+    let bound = listener.local_addr()?;
+    tracing::info!(listen = %bound, broker = %name, "shardex broker is running; Ctrl-C stops it");
+    let duties = tokio::spawn(duties(
+        broker.clone(),
+        ttl,
+        config.pricing.shard_hour,
+        shardex_core::market::PriceBook::new(config.market.curve),
+        Duration::from_millis(config.market.update_every.millis()),
+    ));
+    let follow = tokio::spawn(follow(broker.clone()));
+    crate::run::http::serve(listener, router, crate::run::shutdown_signal()?).await;
+    duties.abort();
+    follow.abort();
+    // A clean stop hands this broker's work to the others at once.
+    if let Err(e) = broker.ownership.release().await {
+        tracing::warn!(error = %e, "could not release this broker's hosts");
+    }
+    Ok(())
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let user = &url[s + 3..at];
+            let user = user.split(':').next().unwrap_or("");
+            format!("{}{user}@{}", &url[..s + 3], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Catches up with the other brokers' writes every 200 ms, for readers.
+async fn follow(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        let mut store = broker.store.lock().await;
+        match store.refresh().await {
+            Ok(0) => {}
+            Ok(_) => broker.publish(store.ledger()),
+            Err(e) => tracing::warn!(error = %e, "could not catch up with the shared ledger"),
+        }
+    }
+}
+
+/// Every `ttl / 3`: renews and claims what this broker works for; while it holds the
+/// ledger-wide duties (pseudo-host 0), applies expiries as they fall due and reprices the
+/// market every `reprice_every`.
+async fn duties(
+    broker: Arc<Broker>,
+    ttl: Duration,
+    list: shardex_core::PriceVector,
+    mut book: shardex_core::market::PriceBook,
+    reprice_every: Duration,
+) {
+    let mut tick = tokio::time::interval(ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut repriced = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        let hosts: Vec<u64> = std::iter::once(0)
+            .chain(broker.ledger.borrow().hosts().map(|h| h.id.0))
+            .collect();
+        let held = match broker.ownership.round(&hosts, None).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not renew this broker's hold");
+                Vec::new()
+            }
+        };
+        if let Ok(mut shown) = broker.held.lock() {
+            *shown = held.clone();
+        }
+        let Some(&leader) = held.iter().find(|h| h.host == 0) else {
+            continue;
+        };
+        // The lease is checked at the write: a broker that lost it meanwhile does nothing.
+        if !broker.ownership.holds(leader).await.unwrap_or(false) {
+            continue;
+        }
+        let reprice = repriced.elapsed() >= reprice_every;
+        let mut store = broker.store.lock().await;
+        let done = store
+            .write(|batch| {
+                let now = broker.now(batch.ledger().now());
+                if batch.ledger().next_change().is_some_and(|t| t <= now) {
+                    batch
+                        .apply(Action::Expire, now, None)
+                        .map_err(|e| e.to_string())?
+                        .ok();
+                }
+                if reprice {
+                    for action in
+                        shardex_core::market::reprice(&mut book, batch.ledger(), &list, now)
+                    {
+                        if let Err(e) = batch.apply(action, now, None).map_err(|e| e.to_string())? {
+                            tracing::error!(error = %e, "the ledger refused a market price");
+                        }
+                    }
+                }
+                Ok::<_, String>(())
+            })
+            .await;
+        if reprice {
+            repriced = tokio::time::Instant::now();
+        }
+        match done {
+            Ok(Ok(((), events))) if !events.is_empty() => broker.publish(store.ledger()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "metering failed in the periodic work"),
+            Err(e) => tracing::error!(error = %e, "the store failed in the periodic work"),
+        }
+    }
+}
+
+/// `GET /v1/health`: this broker, the newest entry it has seen, what it holds.
+async fn health(State(b): State<Arc<Broker>>) -> Response {
+    let seq = b.store.lock().await.seq();
+    let held: Vec<u64> = b
+        .held
+        .lock()
+        .map(|h| h.iter().map(|h| h.host).collect())
+        .unwrap_or_default();
+    axum::Json(json!({
+        "status": "ok",
+        "broker": b.ownership.broker(),
+        "seq": seq,
+        "holds": held,
+    }))
+    .into_response()
+}
+
+/// `POST /v1/actions` (admin): one ledger action, as `shardex run`'s escape hatch.
+async fn post_action(
+    State(b): State<Arc<Broker>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let given = shardex_api::auth::bearer(&headers);
+    if !given.is_some_and(|t| shardex_api::auth::same(t, &b.admin_token)) {
+        return shardex_api::Problem::unauthorized().into_response();
+    }
+    let action: Action = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => {
+            return shardex_api::Problem::bad_request(format!("not an action: {e}"))
+                .into_response();
+        }
+    };
+    let mut store = b.store.lock().await;
+    let done = store
+        .write(|batch| {
+            let now = b.now(batch.ledger().now());
+            match batch.apply(action, now, None) {
+                Ok(Ok(events)) => Ok(Ok(events)),
+                Ok(Err(refused)) => Err(refused),
+                Err(metering) => Ok(Err(metering)),
+            }
+        })
+        .await;
+    match done {
+        Ok(Ok((Ok(events), _))) => {
+            b.publish(store.ledger());
+            axum::Json(json!({ "seq": store.seq(), "events": events })).into_response()
+        }
+        Ok(Ok((Err(metering), _))) => shardex_api::Problem::store(metering).into_response(),
+        Ok(Err(refused)) => shardex_api::Problem::ledger(&refused).into_response(),
+        Err(e) => shardex_api::Problem::store(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_url_s_password_is_never_shown() {
+        assert_eq!(
+            super::redact("postgres://shardex:s3cret@db:5432/ledger"),
+            "postgres://shardex@db:5432/ledger"
+        );
+        assert_eq!(
+            super::redact("postgres://db/ledger"),
+            "postgres://db/ledger"
+        );
+    }
+}
