@@ -43,6 +43,8 @@ pub struct PgStore {
     sizes: ShardSizes,
     prices: PriceTable,
     lender_share: Decimal,
+    /// Events of other writers' entries replayed since the last [`PgStore::caught_up`].
+    others: Vec<Event>,
 }
 
 impl PgStore {
@@ -67,6 +69,7 @@ impl PgStore {
             sizes,
             prices: PriceTable::default(),
             lender_share: DEFAULT_LENDER_SHARE,
+            others: Vec::new(),
         };
         store.check_sizes().await?;
         store.restore_snapshot().await?;
@@ -180,13 +183,20 @@ impl PgStore {
         Ok(self.seq)
     }
 
+    /// The events of other writers' entries this handle replayed since the last call (for an
+    /// event stream), oldest first.
+    pub fn caught_up(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.others)
+    }
+
     /// Catches up with what other brokers appended; returns how many entries were replayed.
     pub async fn refresh(&mut self) -> Result<u64, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        let (ledger, meter, seq) =
+        let (ledger, meter, seq, events) =
             catch_up(&mut conn, self.ledger.clone(), self.meter.clone(), self.seq).await?;
         let replayed = seq - self.seq;
         (self.ledger, self.meter, self.seq) = (ledger, meter, seq);
+        self.others.extend(events);
         Ok(replayed)
     }
 
@@ -203,7 +213,7 @@ impl PgStore {
             .await?;
         let head = u64::try_from(head).unwrap_or(0);
         if head != self.seq {
-            let (ledger, meter, seq) =
+            let (ledger, meter, seq, events) =
                 catch_up(&mut tx, self.ledger.clone(), self.meter.clone(), self.seq).await?;
             if seq != head {
                 return Err(StoreError::Corrupt {
@@ -213,6 +223,7 @@ impl PgStore {
             }
             // What others committed stands whatever becomes of this transaction.
             (self.ledger, self.meter, self.seq) = (ledger, meter, seq);
+            self.others.extend(events);
         }
         let mut batch = Batch::new(self.ledger.clone(), self.meter.clone(), self.prices.clone());
         let planned = match plan(&mut batch) {
@@ -285,7 +296,8 @@ async fn catch_up(
     mut ledger: Ledger,
     mut meter: Meter,
     mut seq: u64,
-) -> Result<(Ledger, Meter, u64), StoreError> {
+) -> Result<(Ledger, Meter, u64, Vec<Event>), StoreError> {
+    let mut replayed = Vec::new();
     loop {
         let from = db_seq(seq)?;
         let rows = sqlx::query(
@@ -296,7 +308,7 @@ async fn catch_up(
         .fetch_all(&mut *conn)
         .await?;
         let Some(last) = rows.last().map(|r| r.try_get::<i64, _>(0)).transpose()? else {
-            return Ok((ledger, meter, seq));
+            return Ok((ledger, meter, seq, replayed));
         };
         let mut stored: BTreeMap<i64, Vec<serde_json::Value>> = BTreeMap::new();
         let events = sqlx::query(
@@ -324,7 +336,9 @@ async fn catch_up(
                 format: i64::from(row.try_get::<i32, _>(3)?),
                 events: stored.remove(&raw).unwrap_or_default(),
             };
-            seq = step(&mut ledger, &mut meter, seq, entry)?;
+            let (next, events) = step(&mut ledger, &mut meter, seq, entry)?;
+            seq = next;
+            replayed.extend(events);
         }
     }
 }

@@ -19,13 +19,13 @@ pub(crate) struct Entry {
 }
 
 /// Applies `entry` to `ledger` and `meter`, which hold the state as of `seq`; returns the new
-/// last entry. On an error nothing is changed.
+/// last entry and the entry's events. On an error nothing is changed.
 pub(crate) fn step(
     ledger: &mut Ledger,
     meter: &mut Meter,
     seq: u64,
     entry: Entry,
-) -> Result<u64, StoreError> {
+) -> Result<(u64, Vec<shardex_core::Event>), StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         seq: entry.seq,
         reason,
@@ -61,5 +61,5 @@ pub(crate) fn step(
     }
     *meter = meter.advanced(ledger, &events, at);
     *ledger = next;
-    Ok(entry.seq)
+    Ok((entry.seq, events))
 }

@@ -271,7 +271,8 @@ impl SqliteStore {
                     format: row.try_get(3)?,
                     events: stored_events.remove(&raw_seq).unwrap_or_default(),
                 };
-                self.seq = crate::replay::step(&mut self.ledger, &mut self.meter, self.seq, entry)?;
+                self.seq =
+                    crate::replay::step(&mut self.ledger, &mut self.meter, self.seq, entry)?.0;
             }
         }
     }

@@ -124,6 +124,18 @@ async fn two_brokers_keep_one_history_through_a_storm_and_a_sigkill() {
         tenants.push((token, r["id"].as_u64().unwrap()));
     }
 
+    // b's event stream carries what was written through a (b replays a's entries).
+    let seen = eventually(Duration::from_secs(5), || {
+        let (s, body) = get(&addr_b, "/v1/events?kinds=reservation", Some(&admin));
+        assert_eq!(s, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["events"].as_array().is_some_and(|e| e.len() >= 4)
+    });
+    assert!(
+        seen,
+        "b's event stream misses the reservations made through a"
+    );
+
     // The storm: each tenant modifies its reservation 40 times, alternating brokers; a is
     // killed (SIGKILL) once the storm is under way.
     let started = Instant::now();

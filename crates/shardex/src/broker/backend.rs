@@ -88,9 +88,12 @@ impl Backend for Shared {
             .map_err(Problem::store)?;
         let (answer, events) = done?;
         broker.publish(store.ledger());
+        // Other brokers' entries replayed before this one first, then this write's.
+        let mut all = store.caught_up();
+        all.extend(events);
         broker
             .events
-            .publish_ledger(store.seq(), &before, store.ledger(), &events);
+            .publish_ledger(store.seq(), &before, store.ledger(), &all);
         Ok(answer)
     }
 

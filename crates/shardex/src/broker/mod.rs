@@ -184,9 +184,17 @@ async fn follow(broker: Arc<Broker>) {
     loop {
         tick.tick().await;
         let mut store = broker.store.lock().await;
+        let before = store.ledger().clone();
         match store.refresh().await {
             Ok(0) => {}
-            Ok(_) => broker.publish(store.ledger()),
+            Ok(_) => {
+                broker.publish(store.ledger());
+                // Other brokers' writes reach this broker's event stream too.
+                let events = store.caught_up();
+                broker
+                    .events
+                    .publish_ledger(store.seq(), &before, store.ledger(), &events);
+            }
             Err(e) => tracing::warn!(error = %e, "could not catch up with the shared ledger"),
         }
     }
