@@ -55,7 +55,7 @@ rate_limit = 0
 TOML
 addrs=()
 for i in $(seq "$brokers"); do
-    SHARDEX_LOG=${SHARDEX_LOG:-warn} "$bin" broker --db "$url" --listen 127.0.0.1:0 --name "b$i" \
+    SHARDEX_LOG=${SHARDEX_LOG:-warn,shardex::broker=info} "$bin" broker --db "$url" --listen 127.0.0.1:0 --name "b$i" \
         --admin-token "$dir/admin.token" --config "$dir/shardex.toml" 2>"$dir/log$i" &
     pids+=($!)
     for _ in $(seq 100); do grep -q 'listen=' "$dir/log$i" 2>/dev/null && break; sleep 0.1; done

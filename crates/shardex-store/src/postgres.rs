@@ -183,6 +183,11 @@ impl PgStore {
         Ok(self.seq)
     }
 
+    /// A scratch batch on the state this handle has seen (never written: to plan on).
+    pub fn batch(&self) -> Batch {
+        Batch::new(self.ledger.clone(), self.meter.clone(), self.prices.clone())
+    }
+
     /// The events of other writers' entries this handle replayed since the last call (for an
     /// event stream), oldest first.
     pub fn caught_up(&mut self) -> Vec<Event> {
@@ -343,74 +348,136 @@ async fn catch_up(
     }
 }
 
-/// Appends `rows` from `first` on: actions, events, charges with their postings, claims.
+/// Appends `rows` from `first` on: actions, events, charges with their postings, claims. One
+/// statement per table for the whole batch (arrays unnested by PostgreSQL): a round trip per
+/// row held a batch of 64 modifications to ~600 a second.
 async fn append(
     tx: &mut sqlx::PgConnection,
     first: u64,
     rows: &[LogRow],
     lender_share: Decimal,
 ) -> Result<(), StoreError> {
+    let mut actions: (Vec<i64>, Vec<i64>, Vec<String>, Vec<i32>) = Default::default();
+    let mut events: (Vec<i64>, Vec<i32>, Vec<String>, Vec<String>) = Default::default();
+    let mut charges: (
+        Vec<i64>,
+        Vec<i32>,
+        Vec<i64>,
+        Vec<i64>,
+        Vec<i64>,
+        Vec<Option<i64>>,
+        Vec<String>,
+        Vec<String>,
+    ) = Default::default();
+    let mut postings: (Vec<i64>, Vec<i32>, Vec<i32>, Vec<String>, Vec<String>) = Default::default();
+    let mut claims: (Vec<String>, Vec<String>, Vec<Vec<u8>>, Vec<i64>, Vec<i64>) =
+        Default::default();
     for (i, r) in rows.iter().enumerate() {
         let seq = db_seq(first + i as u64)?;
-        sqlx::query("INSERT INTO actions (seq, at_ms, action, format) VALUES ($1, $2, $3, $4)")
-            .bind(seq)
-            .bind(r.at.millis())
-            .bind(encode("action", &r.action)?)
-            .bind(i32::try_from(LOG_FORMAT).unwrap_or(i32::MAX))
-            .execute(&mut *tx)
-            .await?;
+        actions.0.push(seq);
+        actions.1.push(r.at.millis());
+        actions.2.push(encode("action", &r.action)?);
+        actions
+            .3
+            .push(i32::try_from(LOG_FORMAT).unwrap_or(i32::MAX));
         for (idx, e) in r.events.iter().enumerate() {
-            sqlx::query("INSERT INTO events (seq, idx, kind, event) VALUES ($1, $2, $3, $4)")
-                .bind(seq)
-                .bind(idx32(idx))
-                .bind(event_kind(e)?)
-                .bind(encode("event", e)?)
-                .execute(&mut *tx)
-                .await?;
+            events.0.push(seq);
+            events.1.push(idx32(idx));
+            events.2.push(event_kind(e)?);
+            events.3.push(encode("event", e)?);
         }
         for (idx, c) in r.charges.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO charges (seq, idx, from_ms, to_ms, payer, lender, charge, amount)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(seq)
-            .bind(idx32(idx))
-            .bind(c.from.millis())
-            .bind(c.to.millis())
-            .bind(db_id(c.payer.0))
-            .bind(c.lender.map(|l| db_id(l.0)))
-            .bind(encode("charge", c)?)
-            .bind(c.amount.to_string())
-            .execute(&mut *tx)
-            .await?;
+            charges.0.push(seq);
+            charges.1.push(idx32(idx));
+            charges.2.push(c.from.millis());
+            charges.3.push(c.to.millis());
+            charges.4.push(db_id(c.payer.0));
+            charges.5.push(c.lender.map(|l| db_id(l.0)));
+            charges.6.push(encode("charge", c)?);
+            charges.7.push(c.amount.to_string());
             let t = charge_transaction(c, lender_share)?;
             for (pidx, p) in t.postings.iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO postings (seq, idx, pidx, account, amount) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(seq)
-                .bind(idx32(idx))
-                .bind(idx32(pidx))
-                .bind(account_key(p.account))
-                .bind(p.amount.to_string())
-                .execute(&mut *tx)
-                .await?;
+                postings.0.push(seq);
+                postings.1.push(idx32(idx));
+                postings.2.push(idx32(pidx));
+                postings.3.push(account_key(p.account));
+                postings.4.push(p.amount.to_string());
             }
         }
         if let Some(c) = &r.claim {
-            sqlx::query(
-                "INSERT INTO idempotency (caller, key, fingerprint, seq, at_ms) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (caller, key) DO UPDATE SET fingerprint = $3, seq = $4, at_ms = $5,
-                   status = NULL, content_type = NULL, body = NULL",
-            )
-            .bind(&c.caller)
-            .bind(&c.key)
-            .bind(&c.fingerprint)
-            .bind(seq)
-            .bind(r.at.millis())
-            .execute(&mut *tx)
-            .await?;
+            claims.0.push(c.caller.clone());
+            claims.1.push(c.key.clone());
+            claims.2.push(c.fingerprint.clone());
+            claims.3.push(seq);
+            claims.4.push(r.at.millis());
         }
+    }
+    sqlx::query(
+        "INSERT INTO actions (seq, at_ms, action, format)
+         SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::INTEGER[])",
+    )
+    .bind(&actions.0)
+    .bind(&actions.1)
+    .bind(&actions.2)
+    .bind(&actions.3)
+    .execute(&mut *tx)
+    .await?;
+    if !events.0.is_empty() {
+        sqlx::query(
+            "INSERT INTO events (seq, idx, kind, event)
+             SELECT * FROM UNNEST($1::BIGINT[], $2::INTEGER[], $3::TEXT[], $4::TEXT[])",
+        )
+        .bind(&events.0)
+        .bind(&events.1)
+        .bind(&events.2)
+        .bind(&events.3)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !charges.0.is_empty() {
+        sqlx::query(
+            "INSERT INTO charges (seq, idx, from_ms, to_ms, payer, lender, charge, amount)
+             SELECT * FROM UNNEST($1::BIGINT[], $2::INTEGER[], $3::BIGINT[], $4::BIGINT[],
+                                  $5::BIGINT[], $6::BIGINT[], $7::TEXT[], $8::TEXT[])",
+        )
+        .bind(&charges.0)
+        .bind(&charges.1)
+        .bind(&charges.2)
+        .bind(&charges.3)
+        .bind(&charges.4)
+        .bind(&charges.5)
+        .bind(&charges.6)
+        .bind(&charges.7)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !postings.0.is_empty() {
+        sqlx::query(
+            "INSERT INTO postings (seq, idx, pidx, account, amount)
+             SELECT * FROM UNNEST($1::BIGINT[], $2::INTEGER[], $3::INTEGER[], $4::TEXT[], $5::TEXT[])",
+        )
+        .bind(&postings.0)
+        .bind(&postings.1)
+        .bind(&postings.2)
+        .bind(&postings.3)
+        .bind(&postings.4)
+        .execute(&mut *tx)
+        .await?;
+    }
+    // One claim per key within a batch (a key's requests are served one at a time).
+    for i in 0..claims.0.len() {
+        sqlx::query(
+            "INSERT INTO idempotency (caller, key, fingerprint, seq, at_ms) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (caller, key) DO UPDATE SET fingerprint = $3, seq = $4, at_ms = $5,
+               status = NULL, content_type = NULL, body = NULL",
+        )
+        .bind(&claims.0[i])
+        .bind(&claims.1[i])
+        .bind(&claims.2[i])
+        .bind(claims.3[i])
+        .bind(claims.4[i])
+        .execute(&mut *tx)
+        .await?;
     }
     Ok(())
 }

@@ -51,50 +51,16 @@ impl Backend for Shared {
         if dry_run {
             let ledger = self.0.ledger.borrow().clone();
             let now = self.0.now(ledger.now());
-            let (planned, p) = plan(&ledger, now)?;
-            let (after, events) = match planned.applied {
-                Some(applied) => applied,
-                None => ledger
-                    .applied(&planned.action, now)
-                    .map_err(|e| Problem::ledger(&e))?,
-            };
-            return Ok(describe(&after, &events, p));
+            return crate::run::writer::dry_run(&ledger, now, plan, describe);
         }
-        let broker = &self.0;
-        let mut store = broker.store.lock().await;
-        let before = store.ledger().clone();
-        let done = store
-            .write(|batch| {
-                let now = broker.now(batch.ledger().now());
-                let claim = claim.map(|c| shardex_store::Claim {
-                    caller: c.caller,
-                    key: c.key,
-                    fingerprint: c.fingerprint.to_vec(),
-                });
-                let (planned, p) = plan(batch.ledger(), now)?;
-                let applied = match planned.applied {
-                    Some(applied) => batch
-                        .apply_applied(planned.action, now, applied, claim)
-                        .map(Ok),
-                    None => batch.apply(planned.action, now, claim),
-                };
-                match applied {
-                    Ok(Ok(events)) => Ok(describe(batch.ledger(), &events, p)),
-                    Ok(Err(e)) => Err(Problem::ledger(&e)),
-                    Err(e) => Err(Problem::store(e)),
-                }
-            })
+        let (job, rx) = crate::run::writer::job(plan, describe, claim);
+        self.0
+            .writer
+            .send(job)
             .await
-            .map_err(Problem::store)?;
-        let (answer, events) = done?;
-        broker.publish(store.ledger());
-        // Other brokers' entries replayed before this one first, then this write's.
-        let mut all = store.caught_up();
-        all.extend(events);
-        broker
-            .events
-            .publish_ledger(store.seq(), &before, store.ledger(), &all);
-        Ok(answer)
+            .map_err(|_| Problem::store("the writer has stopped"))?;
+        rx.await
+            .map_err(|_| Problem::store("the write was dropped before it was committed"))?
     }
 
     async fn kept(&self, caller: &str, key: &str, now: Timestamp) -> Result<Option<Kept>, Problem> {

@@ -66,6 +66,9 @@ pub struct BrokerArgs {
 /// What the broker's API and loops share.
 pub(crate) struct Broker {
     store: Mutex<PgStore>,
+    /// The API's writes, to this broker's writer (group commit: one transaction for the
+    /// writes waiting together).
+    writer: tokio::sync::mpsc::Sender<crate::run::writer::Job>,
     /// The ledger as of the newest entry this broker has seen, for readers.
     ledger: tokio::sync::watch::Sender<Ledger>,
     tokens: shardex_store::Tokens,
@@ -123,7 +126,9 @@ async fn serve(args: BrokerArgs, config: crate::config::Config) -> anyhow::Resul
         None => format!("{}-{}", crate::machine::hostname()?, std::process::id()),
     };
     let ttl = Duration::from_millis(args.owner_ttl.millis().max(300));
+    let (jobs_tx, jobs) = tokio::sync::mpsc::channel(crate::run::writer::QUEUE);
     let broker = Arc::new(Broker {
+        writer: jobs_tx,
         tokens: store.tokens(),
         idempotency: store.idempotency(),
         ownership: Ownership::new(store.pool().clone(), name.clone(), ttl),
@@ -156,9 +161,11 @@ async fn serve(args: BrokerArgs, config: crate::config::Config) -> anyhow::Resul
         Duration::from_millis(config.market.update_every.millis()),
     ));
     let follow = tokio::spawn(follow(broker.clone()));
+    let writer = tokio::spawn(write_jobs(broker.clone(), jobs));
     crate::run::http::serve(listener, router, crate::run::shutdown_signal()?).await;
     duties.abort();
     follow.abort();
+    writer.abort();
     // A clean stop hands this broker's work to the others at once.
     if let Err(e) = broker.ownership.release().await {
         tracing::warn!(error = %e, "could not release this broker's hosts");
@@ -175,6 +182,63 @@ fn redact(url: &str) -> String {
             format!("{}{user}@{}", &url[..s + 3], &url[at + 1..])
         }
         _ => url.to_string(),
+    }
+}
+
+/// The API's writes: those waiting together are applied one after another on one batch (each
+/// on the ledger the ones before left, all on the newest shared state) and appended in one
+/// transaction; each is answered once it is committed, a refused one with its refusal.
+async fn write_jobs(
+    broker: Arc<Broker>,
+    mut jobs: tokio::sync::mpsc::Receiver<crate::run::writer::Job>,
+) {
+    let mut waiting = Vec::with_capacity(crate::run::writer::MAX_BATCH);
+    while jobs
+        .recv_many(&mut waiting, crate::run::writer::MAX_BATCH)
+        .await
+        > 0
+    {
+        let mut store = broker.store.lock().await;
+        let before = store.ledger().clone();
+        let mut replies = Vec::with_capacity(waiting.len());
+        let done = store
+            .write(|batch| {
+                let now = broker.now(batch.ledger().now());
+                for job in waiting.drain(..) {
+                    replies.push(job(batch, now));
+                }
+                Ok::<_, std::convert::Infallible>(())
+            })
+            .await;
+        match done {
+            Ok(Ok(((), events))) => {
+                broker.publish(store.ledger());
+                // Other brokers' entries replayed before these first, then these.
+                let mut all = store.caught_up();
+                all.extend(events);
+                broker
+                    .events
+                    .publish_ledger(store.seq(), &before, store.ledger(), &all);
+                drop(store);
+                for reply in replies {
+                    reply(Ok(()));
+                }
+            }
+            Ok(Err(never)) => match never {},
+            Err(e) => {
+                // Jobs the failed transaction never reached are planned on a scratch batch,
+                // only to be answered: nothing of any of them was written.
+                let mut scratch = store.batch();
+                let now = broker.now(scratch.ledger().now());
+                replies.extend(waiting.drain(..).map(|job| job(&mut scratch, now)));
+                drop(store);
+                tracing::error!(error = %e, "the store failed; the batch's writes are refused");
+                let detail = e.to_string();
+                for reply in replies {
+                    reply(Err(shardex_api::Problem::store(detail.clone())));
+                }
+            }
+        }
     }
 }
 

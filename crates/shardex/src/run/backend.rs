@@ -10,7 +10,6 @@ use shardex_core::ports::LedgerStore;
 use shardex_core::{Event, Ledger, PriceTable, TenantId, Timestamp};
 use shardex_store::StoredToken;
 
-use super::writer::{Job, Reply};
 use super::{App, wall_clock};
 use shardex_api::idempotency::{Claim, Kept};
 
@@ -84,44 +83,9 @@ impl Backend for Daemon {
         if dry_run {
             let ledger = self.ledger();
             let now = wall_clock(ledger.now()).map_err(Problem::store)?;
-            let (planned, p) = plan(&ledger, now)?;
-            let (after, events) = match planned.applied {
-                Some(applied) => applied,
-                None => ledger
-                    .applied(&planned.action, now)
-                    .map_err(|e| Problem::ledger(&e))?,
-            };
-            return Ok(describe(&after, &events, p));
+            return super::writer::dry_run(&ledger, now, plan, describe);
         }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(
-            move |batch: &mut shardex_store::Batch, now: Timestamp| -> Reply {
-                let claim = claim.map(|c| shardex_store::Claim {
-                    caller: c.caller,
-                    key: c.key,
-                    fingerprint: c.fingerprint.to_vec(),
-                });
-                let done = plan(batch.ledger(), now).and_then(|(planned, p)| {
-                    // The plan ran on this batch's ledger at this time: what it applied is
-                    // what applying again would give.
-                    let applied = match planned.applied {
-                        Some(applied) => batch
-                            .apply_applied(planned.action, now, applied, claim)
-                            .map(Ok),
-                        None => batch.apply(planned.action, now, claim),
-                    };
-                    match applied {
-                        Ok(Ok(events)) => Ok(describe(batch.ledger(), &events, p)),
-                        Ok(Err(e)) => Err(Problem::ledger(&e)),
-                        Err(e) => Err(Problem::store(e)),
-                    }
-                });
-                Box::new(move |committed: Result<(), Problem>| {
-                    // A request that went away no longer wants its answer.
-                    let _ = tx.send(committed.and(done));
-                })
-            },
-        );
+        let (job, rx) = super::writer::job(plan, describe, claim);
         self.0
             .writer
             .send(job)

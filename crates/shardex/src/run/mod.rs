@@ -497,7 +497,7 @@ mod metrics;
 mod routes;
 mod sampler;
 mod timeline;
-mod writer;
+pub(crate) mod writer;
 
 pub use control_loop::WorkloadView;
 use control_loop::control_loop;

@@ -20,19 +20,85 @@ use tokio::sync::mpsc;
 use super::{App, wall_clock};
 
 /// The most jobs committed together: bounds a batch's transaction and its answers' wait.
-pub(super) const MAX_BATCH: usize = 1024;
+pub(crate) const MAX_BATCH: usize = 1024;
 
 /// Jobs waiting at most; a writer that is this far behind makes new writes wait to enqueue.
-pub(super) const QUEUE: usize = 4096;
+pub(crate) const QUEUE: usize = 4096;
 
 /// The longest the writer keeps the store through back-to-back batches.
 pub(super) const HOLD: Duration = Duration::from_millis(20);
 
 /// What the writer does with the answer once the batch is committed (or not).
-pub(super) type Reply = Box<dyn FnOnce(Result<(), Problem>) + Send>;
+pub(crate) type Reply = Box<dyn FnOnce(Result<(), Problem>) + Send>;
 
 /// One write: applied to the batch at the commit's time; returns how to answer it.
-pub(super) type Job = Box<dyn FnOnce(&mut Batch, shardex_core::Timestamp) -> Reply + Send>;
+pub(crate) type Job = Box<dyn FnOnce(&mut Batch, shardex_core::Timestamp) -> Reply + Send>;
+
+/// An API write as a job for a writer: `plan` on the batch's ledger at the batch's time, the
+/// action applied to the batch (with `claim`), `describe` on the ledger after it; the answer
+/// comes through the receiver once the batch is committed (or with the failure).
+pub(crate) fn job<P: Send + 'static, T: Send + 'static>(
+    plan: impl FnOnce(
+        &shardex_core::Ledger,
+        shardex_core::Timestamp,
+    ) -> Result<(shardex_api::Planned, P), Problem>
+    + Send
+    + 'static,
+    describe: impl FnOnce(&shardex_core::Ledger, &[shardex_core::Event], P) -> T + Send + 'static,
+    claim: Option<shardex_api::idempotency::Claim>,
+) -> (Job, tokio::sync::oneshot::Receiver<Result<T, Problem>>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(
+        move |batch: &mut Batch, now: shardex_core::Timestamp| -> Reply {
+            let claim = claim.map(|c| shardex_store::Claim {
+                caller: c.caller,
+                key: c.key,
+                fingerprint: c.fingerprint.to_vec(),
+            });
+            let done = plan(batch.ledger(), now).and_then(|(planned, p)| {
+                // The plan ran on this batch's ledger at this time: what it applied is what
+                // applying again would give.
+                let applied = match planned.applied {
+                    Some(applied) => batch
+                        .apply_applied(planned.action, now, applied, claim)
+                        .map(Ok),
+                    None => batch.apply(planned.action, now, claim),
+                };
+                match applied {
+                    Ok(Ok(events)) => Ok(describe(batch.ledger(), &events, p)),
+                    Ok(Err(e)) => Err(Problem::ledger(&e)),
+                    Err(e) => Err(Problem::store(e)),
+                }
+            });
+            Box::new(move |committed: Result<(), Problem>| {
+                // A request that went away no longer wants its answer.
+                let _ = tx.send(committed.and(done));
+            })
+        },
+    );
+    (job, rx)
+}
+
+/// A dry run: `plan` and the action applied to a copy of `ledger` at `now`, `describe` on the
+/// result; nothing is stored.
+pub(crate) fn dry_run<P, T>(
+    ledger: &shardex_core::Ledger,
+    now: shardex_core::Timestamp,
+    plan: impl FnOnce(
+        &shardex_core::Ledger,
+        shardex_core::Timestamp,
+    ) -> Result<(shardex_api::Planned, P), Problem>,
+    describe: impl FnOnce(&shardex_core::Ledger, &[shardex_core::Event], P) -> T,
+) -> Result<T, Problem> {
+    let (planned, p) = plan(ledger, now)?;
+    let (after, events) = match planned.applied {
+        Some(applied) => applied,
+        None => ledger
+            .applied(&planned.action, now)
+            .map_err(|e| Problem::ledger(&e))?,
+    };
+    Ok(describe(&after, &events, p))
+}
 
 /// A batch being written and the answers that wait for it.
 struct Writing {
