@@ -348,6 +348,35 @@ async fn catch_up(
     }
 }
 
+/// The `actions` rows of a batch, column by column.
+#[derive(Default)]
+struct ActionColumns(Vec<i64>, Vec<i64>, Vec<String>, Vec<i32>);
+
+/// The `events` rows of a batch, column by column.
+#[derive(Default)]
+struct EventColumns(Vec<i64>, Vec<i32>, Vec<String>, Vec<String>);
+
+/// The `charges` rows of a batch, column by column.
+#[derive(Default)]
+struct ChargeColumns(
+    Vec<i64>,
+    Vec<i32>,
+    Vec<i64>,
+    Vec<i64>,
+    Vec<i64>,
+    Vec<Option<i64>>,
+    Vec<String>,
+    Vec<String>,
+);
+
+/// The `postings` rows of a batch, column by column.
+#[derive(Default)]
+struct PostingColumns(Vec<i64>, Vec<i32>, Vec<i32>, Vec<String>, Vec<String>);
+
+/// The idempotency claims of a batch, column by column.
+#[derive(Default)]
+struct ClaimColumns(Vec<String>, Vec<String>, Vec<Vec<u8>>, Vec<i64>, Vec<i64>);
+
 /// Appends `rows` from `first` on: actions, events, charges with their postings, claims. One
 /// statement per table for the whole batch (arrays unnested by PostgreSQL): a round trip per
 /// row held a batch of 64 modifications to ~600 a second.
@@ -357,21 +386,11 @@ async fn append(
     rows: &[LogRow],
     lender_share: Decimal,
 ) -> Result<(), StoreError> {
-    let mut actions: (Vec<i64>, Vec<i64>, Vec<String>, Vec<i32>) = Default::default();
-    let mut events: (Vec<i64>, Vec<i32>, Vec<String>, Vec<String>) = Default::default();
-    let mut charges: (
-        Vec<i64>,
-        Vec<i32>,
-        Vec<i64>,
-        Vec<i64>,
-        Vec<i64>,
-        Vec<Option<i64>>,
-        Vec<String>,
-        Vec<String>,
-    ) = Default::default();
-    let mut postings: (Vec<i64>, Vec<i32>, Vec<i32>, Vec<String>, Vec<String>) = Default::default();
-    let mut claims: (Vec<String>, Vec<String>, Vec<Vec<u8>>, Vec<i64>, Vec<i64>) =
-        Default::default();
+    let mut actions = ActionColumns::default();
+    let mut events = EventColumns::default();
+    let mut charges = ChargeColumns::default();
+    let mut postings = PostingColumns::default();
+    let mut claims = ClaimColumns::default();
     for (i, r) in rows.iter().enumerate() {
         let seq = db_seq(first + i as u64)?;
         actions.0.push(seq);
