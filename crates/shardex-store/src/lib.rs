@@ -30,6 +30,7 @@
 //! ```
 
 pub mod batch;
+mod charges;
 mod checkpoint;
 pub mod idempotency;
 pub mod inflight;

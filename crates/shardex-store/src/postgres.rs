@@ -561,7 +561,7 @@ impl LedgerStore for PgStore {
         to: Timestamp,
     ) -> Result<Vec<Charge>, StoreError> {
         let who = tenant.map(|t| db_id(t.0));
-        let rows = sqlx::query(
+        let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT seq, charge FROM charges
              WHERE to_ms > $1 AND to_ms <= $2 AND ($3::BIGINT IS NULL OR payer = $3 OR lender = $3)
              ORDER BY seq, idx",
@@ -571,27 +571,12 @@ impl LedgerStore for PgStore {
         .bind(who)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let seq = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0);
-            let text: String = row.try_get(1)?;
-            out.push(
-                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-                    seq,
-                    reason: format!("charge: {e}"),
-                })?,
-            );
-        }
-        // What is metered but not closed by an entry yet (as the SQLite store does).
-        let pending = self
-            .meter
-            .pending(&self.ledger, &self.prices, self.ledger.now())?;
-        out.extend(
-            pending
-                .into_iter()
-                .filter(|c| c.to > from && c.to <= to)
-                .filter(|c| tenant.is_none_or(|t| c.payer == t || c.lender == Some(t))),
-        );
-        Ok(out)
+        crate::charges::with_pending(
+            rows,
+            (&self.ledger, &self.meter, &self.prices),
+            tenant,
+            from,
+            to,
+        )
     }
 }

@@ -441,39 +441,26 @@ impl SqliteStore {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<Charge>, StoreError> {
-        let rows = sqlx::query(
+        let who = tenant.map(|t| db_id(t.0));
+        let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT seq, charge FROM charges
              WHERE to_ms > ? AND to_ms <= ? AND (? IS NULL OR payer = ? OR lender = ?)
              ORDER BY seq, idx",
         )
         .bind(from.millis())
         .bind(to.millis())
-        .bind(tenant.map(|t| db_id(t.0)))
-        .bind(tenant.map(|t| db_id(t.0)))
-        .bind(tenant.map(|t| db_id(t.0)))
+        .bind(who)
+        .bind(who)
+        .bind(who)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let seq = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0);
-            let text: String = row.try_get(1)?;
-            out.push(
-                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-                    seq,
-                    reason: format!("charge: {e}"),
-                })?,
-            );
-        }
-        let pending = self
-            .meter
-            .pending(&self.ledger, &self.prices, self.ledger.now())?;
-        out.extend(
-            pending
-                .into_iter()
-                .filter(|c| c.to > from && c.to <= to)
-                .filter(|c| tenant.is_none_or(|t| c.payer == t || c.lender == Some(t))),
-        );
-        Ok(out)
+        crate::charges::with_pending(
+            rows,
+            (&self.ledger, &self.meter, &self.prices),
+            tenant,
+            from,
+            to,
+        )
     }
 
     /// The market prices set on `host` from `since` on, newest first, at most `limit`: read

@@ -12,6 +12,7 @@
 mod common;
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,7 +29,11 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // chromedriver leads its own process group: the browsers it started go with it, also
+        // when a test failed before closing its session.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -41,6 +46,7 @@ fn driver() -> Driver {
         .port();
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -119,6 +125,14 @@ async fn points(c: &Client) -> Vec<u64> {
         out.push(n.parse().unwrap_or(0));
     }
     out
+}
+
+/// Types `token` into the page's token box and saves it (kept in the session's storage).
+async fn sign_in(c: &Client, token: &str) {
+    let field = c.find(Locator::Css("#token")).await.unwrap();
+    field.send_keys(token).await.unwrap();
+    let save = c.find(Locator::Css("#token-save")).await.unwrap();
+    save.click().await.unwrap();
 }
 
 async fn screenshot(c: &Client, name: &str) {
@@ -205,18 +219,7 @@ async fn the_dashboard_draws_live_workloads_and_quotes_a_dry_run_modification() 
     screenshot(&c, "hosts").await;
 
     // The tenant's token, then its workloads and a link to the busy one.
-    c.find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(&token)
-        .await
-        .unwrap();
-    c.find(Locator::Css("#token-save"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    sign_in(&c, &token).await;
     visit(&c, &base, "#/workloads", "workloads").await;
     let links = c.find_all(Locator::Css("a.workload-link")).await.unwrap();
     assert_eq!(links.len(), 2);
@@ -361,18 +364,7 @@ async fn with_a_thousand_workloads_the_first_page_is_drawn_within_a_second() {
         c.goto("about:blank").await.unwrap();
         firsts.push(visit(&c, &base, "#/", "hosts").await);
     }
-    c.find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(&admin)
-        .await
-        .unwrap();
-    c.find(Locator::Css("#token-save"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    sign_in(&c, &admin).await;
     c.goto("about:blank").await.unwrap();
     let list = visit(&c, &base, "#/workloads", "workloads").await;
     let rows = c

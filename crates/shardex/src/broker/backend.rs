@@ -13,7 +13,6 @@ use shardex_core::ports::LedgerStore;
 use shardex_core::{Event, Ledger, PriceTable, TenantId, Timestamp};
 
 use super::Broker;
-use crate::run::backend::{record, stored};
 
 /// The API's view of a broker.
 pub(super) struct Shared(pub(super) Arc<Broker>);
@@ -64,17 +63,7 @@ impl Backend for Shared {
     }
 
     async fn kept(&self, caller: &str, key: &str, now: Timestamp) -> Result<Option<Kept>, Problem> {
-        let k = self
-            .0
-            .idempotency
-            .get(caller, key, now)
-            .await
-            .map_err(Problem::store)?;
-        Ok(k.map(|k| Kept {
-            fingerprint: k.fingerprint,
-            seq: k.seq,
-            answer: k.answer,
-        }))
+        crate::run::backend::side::kept(&self.0.idempotency, caller, key, now).await
     }
 
     async fn keep(
@@ -85,12 +74,8 @@ impl Backend for Shared {
         at: Timestamp,
         answer: (u16, &str, &[u8]),
     ) -> Result<(), Problem> {
-        let (status, content_type, body) = answer;
-        self.0
-            .idempotency
-            .keep(caller, key, fingerprint, at, status, content_type, body)
+        crate::run::backend::side::keep(&self.0.idempotency, caller, key, fingerprint, at, answer)
             .await
-            .map_err(Problem::store)
     }
 
     async fn charges(
@@ -115,26 +100,15 @@ impl Backend for Shared {
     }
 
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>, Problem> {
-        Ok(self
-            .0
-            .tokens
-            .get(id)
-            .await
-            .map_err(Problem::store)?
-            .map(record))
+        crate::run::backend::side::token(&self.0.tokens, id).await
     }
 
     async fn tokens(&self, tenant: Option<TenantId>) -> Result<Vec<TokenRecord>, Problem> {
-        let all = self.0.tokens.list(tenant).await.map_err(Problem::store)?;
-        Ok(all.into_iter().map(record).collect())
+        crate::run::backend::side::tokens(&self.0.tokens, tenant).await
     }
 
     async fn add_token(&self, t: TokenRecord) -> Result<(), Problem> {
-        self.0
-            .tokens
-            .insert(&stored(t))
-            .await
-            .map_err(Problem::store)
+        crate::run::backend::side::add_token(&self.0.tokens, t).await
     }
 
     async fn price_history(

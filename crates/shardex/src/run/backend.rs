@@ -42,6 +42,65 @@ pub(crate) fn stored(t: TokenRecord) -> StoredToken {
     }
 }
 
+/// The side tables as the API sees them, for every backend that keeps them in a store.
+pub(crate) mod side {
+    use shardex_api::idempotency::Kept;
+    use shardex_api::{Problem, TokenRecord};
+    use shardex_core::{TenantId, Timestamp};
+    use shardex_store::{Idempotency, Tokens};
+
+    /// The token with this public id.
+    pub(crate) async fn token(t: &Tokens, id: &str) -> Result<Option<TokenRecord>, Problem> {
+        Ok(t.get(id).await.map_err(Problem::store)?.map(super::record))
+    }
+
+    /// A tenant's tokens (everyone's when `None`).
+    pub(crate) async fn tokens(
+        t: &Tokens,
+        tenant: Option<TenantId>,
+    ) -> Result<Vec<TokenRecord>, Problem> {
+        let all = t.list(tenant).await.map_err(Problem::store)?;
+        Ok(all.into_iter().map(super::record).collect())
+    }
+
+    /// Stores a new token.
+    pub(crate) async fn add_token(t: &Tokens, token: TokenRecord) -> Result<(), Problem> {
+        t.insert(&super::stored(token))
+            .await
+            .map_err(Problem::store)
+    }
+
+    /// What `caller`'s `key` holds.
+    pub(crate) async fn kept(
+        i: &Idempotency,
+        caller: &str,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<Kept>, Problem> {
+        let k = i.get(caller, key, now).await.map_err(Problem::store)?;
+        Ok(k.map(|k| Kept {
+            fingerprint: k.fingerprint,
+            seq: k.seq,
+            answer: k.answer,
+        }))
+    }
+
+    /// Keeps the answer sent for `caller`'s `key`.
+    pub(crate) async fn keep(
+        i: &Idempotency,
+        caller: &str,
+        key: &str,
+        fingerprint: &[u8; 32],
+        at: Timestamp,
+        answer: (u16, &str, &[u8]),
+    ) -> Result<(), Problem> {
+        let (status, content_type, body) = answer;
+        i.keep(caller, key, fingerprint, at, status, content_type, body)
+            .await
+            .map_err(Problem::store)
+    }
+}
+
 impl Daemon {
     /// The ledger as of the last commit (a cheap copy: its maps are shared).
     fn ledger(&self) -> Ledger {
@@ -96,17 +155,7 @@ impl Backend for Daemon {
     }
 
     async fn kept(&self, caller: &str, key: &str, now: Timestamp) -> Result<Option<Kept>, Problem> {
-        let k = self
-            .0
-            .idempotency
-            .get(caller, key, now)
-            .await
-            .map_err(Problem::store)?;
-        Ok(k.map(|k| Kept {
-            fingerprint: k.fingerprint,
-            seq: k.seq,
-            answer: k.answer,
-        }))
+        side::kept(&self.0.idempotency, caller, key, now).await
     }
 
     async fn keep(
@@ -117,12 +166,7 @@ impl Backend for Daemon {
         at: Timestamp,
         answer: (u16, &str, &[u8]),
     ) -> Result<(), Problem> {
-        let (status, content_type, body) = answer;
-        self.0
-            .idempotency
-            .keep(caller, key, fingerprint, at, status, content_type, body)
-            .await
-            .map_err(Problem::store)
+        side::keep(&self.0.idempotency, caller, key, fingerprint, at, answer).await
     }
 
     async fn charges(
@@ -210,26 +254,15 @@ impl Backend for Daemon {
     }
 
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>, Problem> {
-        Ok(self
-            .0
-            .tokens
-            .get(id)
-            .await
-            .map_err(Problem::store)?
-            .map(record))
+        side::token(&self.0.tokens, id).await
     }
 
     async fn tokens(&self, tenant: Option<TenantId>) -> Result<Vec<TokenRecord>, Problem> {
-        let all = self.0.tokens.list(tenant).await.map_err(Problem::store)?;
-        Ok(all.into_iter().map(record).collect())
+        side::tokens(&self.0.tokens, tenant).await
     }
 
     async fn add_token(&self, t: TokenRecord) -> Result<(), Problem> {
-        self.0
-            .tokens
-            .insert(&stored(t))
-            .await
-            .map_err(Problem::store)
+        side::add_token(&self.0.tokens, t).await
     }
 
     async fn price_history(
