@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod fleet;
+pub use fleet::{demands, fleet};
+
 use crate::domain::{HostId, ReservationId, TenantId, Tier};
 use crate::ledger::{Action, Event, Ledger, action};
 use crate::shard::ShardVector;
