@@ -517,3 +517,22 @@ fn a_libvirt_domain_needs_a_build_with_libvirt_and_a_name() {
         assert!(e.contains("--features libvirt"), "{e}");
     }
 }
+
+#[test]
+fn a_broker_with_a_bad_database_url_says_so_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["broker", "--db", "not-a-url", "--listen", "127.0.0.1:0"])
+        .arg("--admin-token")
+        .arg(dir.path().join("admin.token"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("could not open the ledger in not-a-url"),
+        "{err}"
+    );
+    // Nothing was made for a broker that never started.
+    assert!(!dir.path().join("admin.token").exists());
+}

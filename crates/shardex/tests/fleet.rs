@@ -86,6 +86,10 @@ async fn two_brokers_keep_one_history_through_a_storm_and_a_sigkill() {
         .unwrap()
         .trim()
         .to_string();
+    // Each broker serves the dashboard, a client of its API.
+    let (s, page) = get(&addr_b, "/", None);
+    assert_eq!(s, 200);
+    assert!(page.contains("/assets/app.js"), "{page}");
     assert!(!holds(&addr_b).contains(&0), "one owner of the duties");
 
     // A host, through a; four tenants, through b; a reservation each, through a.

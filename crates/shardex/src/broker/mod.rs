@@ -145,6 +145,9 @@ async fn serve(args: BrokerArgs, config: crate::config::Config) -> anyhow::Resul
     let router = Router::new()
         .route("/v1/health", get(health))
         .route("/v1/actions", post(post_action))
+        // The dashboard is a client of the API: it works on any broker as on `shardex run`.
+        .route("/", get(crate::run::dashboard::index))
+        .route("/assets/{*file}", get(crate::run::dashboard::asset))
         .with_state(broker.clone())
         .merge(shardex_api::router(shardex_api::Api::limited(
             backend::Shared(broker.clone()),

@@ -490,7 +490,7 @@ pub(crate) fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Outpu
 pub(crate) mod backend;
 pub(crate) mod clock;
 mod control_loop;
-mod dashboard;
+pub(crate) mod dashboard;
 pub(crate) mod http;
 mod lock;
 mod metrics;
