@@ -267,7 +267,7 @@ impl PgStore {
         since: Timestamp,
         limit: u32,
     ) -> Result<Vec<(Timestamp, shardex_core::PriceVector)>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
             "SELECT a.at_ms, e.seq, (e.event::jsonb -> 'prices')::text FROM events e
              JOIN actions a ON a.seq = e.seq
              WHERE e.kind = 'market_price_changed' AND (e.event::jsonb ->> 'host')::BIGINT = $1
@@ -279,19 +279,7 @@ impl PgStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let seq: i64 = row.try_get(1)?;
-            let corrupt = |reason: String| StoreError::Corrupt {
-                seq: u64::try_from(seq).unwrap_or(0),
-                reason,
-            };
-            let at = Timestamp::from_millis(row.try_get(0)?).map_err(|e| corrupt(e.to_string()))?;
-            let text: String = row.try_get(2)?;
-            let prices = serde_json::from_str(&text).map_err(|e| corrupt(format!("price: {e}")))?;
-            out.push((at, prices));
-        }
-        Ok(out)
+        crate::charges::price_points(rows)
     }
 }
 

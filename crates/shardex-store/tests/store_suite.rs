@@ -392,3 +392,40 @@ async fn postgres_store_refuses_other_shard_sizes_and_opens_from_a_snapshot() {
     );
     assert_eq!(reopened.seq(), store.seq());
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (Debian's postgresql, or SHARDEX_TEST_PG); CI starts it and runs this"]
+async fn postgres_store_reads_a_host_s_price_history_from_the_log() {
+    use shardex_core::market::{PriceBook, PriceCurve, reprice};
+    let (url, _pg) = shardex_store::testkit::database().await;
+    let mut store = PgStore::open(&url, ShardSizes::default()).await.unwrap();
+    let host = Action::RegisterHost(action::RegisterHost {
+        name: "h".into(),
+        capacity: ShardVector::new(10, 10, 10, 10),
+    });
+    store.apply(host, t(100)).await.unwrap().unwrap();
+    let list = shardex_core::PriceVector::default();
+    let mut book = PriceBook::new(PriceCurve::default());
+    let set = reprice(&mut book, store.ledger(), &list, t(200));
+    assert!(!set.is_empty(), "a first repricing sets a price");
+    for a in set {
+        store.apply(a, t(200)).await.unwrap().unwrap();
+    }
+    let points = store
+        .price_history(shardex_core::HostId(1), t(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(points.len(), 1, "{points:?}");
+    assert_eq!(points[0].0, t(200));
+    assert_eq!(
+        Some(points[0].1),
+        store.ledger().market_price(shardex_core::HostId(1))
+    );
+    assert!(
+        store
+            .price_history(shardex_core::HostId(1), t(201), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
