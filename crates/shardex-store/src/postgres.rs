@@ -112,42 +112,27 @@ impl PgStore {
         let text: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'shard_sizes'")
             .fetch_one(&self.pool)
             .await?;
-        let stored: ShardSizes = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-            seq: 0,
-            reason: format!("shard sizes: {e}"),
-        })?;
-        if stored != self.sizes {
-            return Err(StoreError::ShardSizesChanged {
-                stored,
-                configured: self.sizes,
-            });
-        }
-        Ok(())
+        snapshot::same_sizes(&text, self.sizes)
     }
 
     async fn restore_snapshot(&mut self) -> Result<(), StoreError> {
-        let rows = sqlx::query("SELECT seq, format, state FROM snapshots ORDER BY seq DESC")
-            .fetch_all(&self.pool)
-            .await?;
-        for row in rows {
-            let seq = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0);
-            let format: i32 = row.try_get(1)?;
-            let bytes: Vec<u8> = row.try_get(2)?;
-            match tokio::task::spawn_blocking(move || snapshot::decode(i64::from(format), &bytes))
-                .await
-                .map_err(|e| StoreError::Snapshot(e.to_string()))?
-            {
-                Ok(state) => {
-                    self.ledger = state.ledger;
-                    self.meter = state.meter;
-                    self.seq = seq;
-                    self.snapshot_seq = seq;
-                    return Ok(());
-                }
-                Err(e) => {
-                    tracing::warn!(seq, error = %e, "a snapshot can't be read; using an older one or the log");
-                }
-            }
+        let rows: Vec<(i64, i32, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, format, state FROM snapshots ORDER BY seq DESC")
+                .fetch_all(&self.pool)
+                .await?;
+        let rows = rows
+            .into_iter()
+            .map(|(seq, format, bytes)| (seq, i64::from(format), bytes))
+            .collect();
+        let newest = snapshot::first_readable(rows, |seq, e| {
+            tracing::warn!(seq, error = %e, "a snapshot can't be read; using an older one or the log");
+        })
+        .await?;
+        if let Some((seq, state)) = newest {
+            self.ledger = state.ledger;
+            self.meter = state.meter;
+            self.seq = seq;
+            self.snapshot_seq = seq;
         }
         Ok(())
     }

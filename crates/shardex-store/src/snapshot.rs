@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use shardex_core::billing::Meter;
-use shardex_core::{Ledger, Timestamp};
+use shardex_core::{Ledger, ShardSizes, Timestamp};
 use sqlx::Row;
 use sqlx::sqlite::SqlitePool;
 
@@ -84,17 +84,28 @@ pub(crate) async fn write(
 pub(crate) async fn newest(
     pool: &SqlitePool,
     upto: u64,
-    mut skipped: impl FnMut(u64, StoreError),
+    skipped: impl FnMut(u64, StoreError),
 ) -> Result<Option<(u64, State)>, StoreError> {
     let rows =
         sqlx::query("SELECT seq, format, state FROM snapshots WHERE seq <= ? ORDER BY seq DESC")
             .bind(i64::try_from(upto).unwrap_or(i64::MAX))
             .fetch_all(pool)
             .await?;
+    let mut read = Vec::with_capacity(rows.len());
     for row in rows {
-        let seq = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0);
-        let format: i64 = row.try_get(1)?;
-        let bytes: Vec<u8> = row.try_get(2)?;
+        read.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+    }
+    first_readable(read, skipped).await
+}
+
+/// The first of `rows` (log entry, format, bytes; newest first) that decodes, with its entry;
+/// those that can't be read are reported through `skipped` and passed over. Either database.
+pub(crate) async fn first_readable(
+    rows: Vec<(i64, i64, Vec<u8>)>,
+    mut skipped: impl FnMut(u64, StoreError),
+) -> Result<Option<(u64, State)>, StoreError> {
+    for (seq, format, bytes) in rows {
+        let seq = u64::try_from(seq).unwrap_or(0);
         match tokio::task::spawn_blocking(move || decode(format, &bytes))
             .await
             .map_err(|e| StoreError::Snapshot(e.to_string()))?
@@ -104,4 +115,17 @@ pub(crate) async fn newest(
         }
     }
     Ok(None)
+}
+
+/// The shard sizes stored with the data (`text`, JSON) against the configured ones: data
+/// made with other sizes is refused, since its counts would change meaning. Either database.
+pub(crate) fn same_sizes(text: &str, configured: ShardSizes) -> Result<(), StoreError> {
+    let stored: ShardSizes = serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        seq: 0,
+        reason: format!("shard sizes: {e}"),
+    })?;
+    if stored != configured {
+        return Err(StoreError::ShardSizesChanged { stored, configured });
+    }
+    Ok(())
 }

@@ -212,20 +212,7 @@ impl SqliteStore {
                     .await?;
                 Ok(())
             }
-            Some(text) => {
-                let stored: ShardSizes =
-                    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-                        seq: 0,
-                        reason: format!("shard sizes: {e}"),
-                    })?;
-                if stored != self.sizes {
-                    return Err(StoreError::ShardSizesChanged {
-                        stored,
-                        configured: self.sizes,
-                    });
-                }
-                Ok(())
-            }
+            Some(text) => snapshot::same_sizes(&text, self.sizes),
         }
     }
 
