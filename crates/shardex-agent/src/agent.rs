@@ -166,7 +166,8 @@ impl<P: Provisioner, M: Migrator> Agent<P, M> {
         fed
     }
 
-    /// Samples every workload bound in `ledger` at `now`.
+    /// Samples every workload bound in `ledger` at `now` (on its host only, when the
+    /// reconciliation is scoped to one).
     pub fn sample(
         &mut self,
         ledger: &Ledger,
@@ -174,7 +175,11 @@ impl<P: Provisioner, M: Migrator> Agent<P, M> {
         now: Timestamp,
     ) -> Sampled {
         let mut out = Sampled::default();
-        for w in ledger.workloads() {
+        let here = self.params.reconcile.host;
+        for w in ledger
+            .workloads()
+            .filter(|w| here.is_none_or(|h| h == w.host))
+        {
             let mut reading = match sampler.sample(&w.name, now) {
                 Ok(Some(r)) => {
                     self.unresolved.remove(&w.id);
@@ -234,7 +239,8 @@ impl<P: Provisioner, M: Migrator> Agent<P, M> {
         out
     }
 
-    /// Decides at `now` on a copy of `ledger`: the actions to commit as one transaction.
+    /// Decides at `now` on a copy of `ledger` (for its host's workloads only, when scoped to
+    /// one): the actions to commit as one transaction.
     pub fn decide(&mut self, ledger: &Ledger, now: Timestamp) -> Decided {
         let before = self.controller.state();
         self.profiler.retain(|w| ledger.workload(w).is_some());
@@ -246,9 +252,15 @@ impl<P: Provisioner, M: Migrator> Agent<P, M> {
             step: self.params.decide_every,
             steps: 1,
         };
-        let demands = self
-            .profiler
-            .demands(ledger.workloads().map(|w| w.id), at, horizon);
+        let here = self.params.reconcile.host;
+        let demands = self.profiler.demands(
+            ledger
+                .workloads()
+                .filter(|w| here.is_none_or(|h| h == w.host))
+                .map(|w| w.id),
+            at,
+            horizon,
+        );
         let mut copy = ledger.clone();
         let report = self
             .controller

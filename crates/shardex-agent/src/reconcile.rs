@@ -24,7 +24,7 @@ use shardex_core::action;
 use shardex_core::entitlement;
 use shardex_core::ports::{Actuator, Applied, KindState, Kinds, Limits};
 use shardex_core::{
-    Action, Ledger, ReservationId, ResourceKind, ShardSizes, Span, Timestamp, WorkloadId,
+    Action, HostId, Ledger, ReservationId, ResourceKind, ShardSizes, Span, Timestamp, WorkloadId,
 };
 
 /// How reconciliation retries and checks.
@@ -38,6 +38,9 @@ pub struct ReconcileParams {
     pub retry_max: Span,
     /// Failures in a row before the workload is degraded in that kind.
     pub degrade_after: u32,
+    /// Only the workloads of this host (fleet mode's agent, whose ledger is the fleet's);
+    /// `None`: every workload in the ledger (`shardex run`, one host).
+    pub host: Option<HostId>,
 }
 
 impl Default for ReconcileParams {
@@ -48,6 +51,7 @@ impl Default for ReconcileParams {
             retry_after: Span::from_secs(10),
             retry_max: Span::from_secs(300),
             degrade_after: 5,
+            host: None,
         }
     }
 }
@@ -201,11 +205,13 @@ impl Reconciler {
     ) -> (Vec<Actuation>, Vec<Action>) {
         let mut out = Vec::new();
         let mut actions = Vec::new();
-        // Workloads that left: their limits come off.
+        let here = self.params.host;
+        let ours = |h: HostId| here.is_none_or(|x| x == h);
+        // Workloads that left (the ledger, or this host when moved): their limits come off.
         let gone: Vec<WorkloadId> = self
             .tracks
             .keys()
-            .filter(|w| ledger.workload(**w).is_none())
+            .filter(|w| ledger.workload(**w).is_none_or(|wl| !ours(wl.host)))
             .copied()
             .collect();
         for w in gone {
@@ -235,6 +241,7 @@ impl Reconciler {
         // Groups first: a rise of the sum is in force before any of its workloads needs it.
         let groups: BTreeMap<ReservationId, String> = ledger
             .reservations()
+            .filter(|r| ours(r.host))
             .filter_map(|r| entitlement::group_of(ledger, r.id).map(|g| (r.id, g)))
             .collect();
         self.groups.retain(|r, _| groups.contains_key(r));
@@ -261,7 +268,7 @@ impl Reconciler {
                 }
             }
         }
-        for wl in ledger.workloads() {
+        for wl in ledger.workloads().filter(|w| ours(w.host)) {
             let Ok(want) = entitlement::limits(ledger, wl.id, sizes) else {
                 continue;
             };

@@ -432,3 +432,68 @@ fn a_reservation_whose_workloads_live_in_its_group_has_the_group_limited_to_its_
     let (done, _) = a.actuate(&l, &mut act, t(2));
     assert!(done.is_empty(), "{done:?}");
 }
+
+#[test]
+fn an_agent_scoped_to_one_host_samples_and_limits_only_that_host_s_workloads() {
+    let (mut l, w) = world(100);
+    let ok = |l: &mut Ledger, a: Action| l.apply(&a, t(0)).unwrap();
+    ok(
+        &mut l,
+        Action::RegisterHost(action::RegisterHost {
+            name: "other-host".into(),
+            capacity: ShardVector::new(200, 256, 0, 0),
+        }),
+    );
+    let here = l.workload(w).unwrap().host;
+    let there = l.hosts().find(|h| h.id != here).unwrap().id;
+    let tenant = l.workload(w).unwrap().tenant;
+    ok(
+        &mut l,
+        Action::CreateReservation(action::CreateReservation {
+            tenant,
+            host: there,
+            vector: ShardVector::new(50, 64, 0, 0),
+            window: Window::new(t(0), t(86_400)).unwrap(),
+            tier: Tier::Standard,
+        }),
+    );
+    let r = l.reservations().find(|r| r.host == there).unwrap().id;
+    ok(
+        &mut l,
+        Action::BindWorkload(action::BindWorkload {
+            tenant,
+            reservation: r,
+            name: "elsewhere".into(),
+        }),
+    );
+    let far = l.workloads().find(|x| x.id != w).unwrap().id;
+    let mut a = agent(true);
+    let mut scoped = *a.params();
+    scoped.reconcile.host = Some(here);
+    let mut a = Agent::new(
+        std::mem::replace(
+            &mut a.profiler,
+            Profiler::new(Box::new(|_| unreachable!()), ShardSizes::default()),
+        ),
+        Controller::new(
+            Engine::new(EngineParams::default()),
+            StaticProvisioner::default(),
+            NoMigrator,
+        ),
+        scoped,
+    );
+    let mut s = Script::default();
+    s.0.insert("job".into(), reading(500, false));
+    s.0.insert("elsewhere".into(), reading(500, false));
+    let seen = a.sample(&l, &mut s, t(1));
+    assert_eq!(
+        seen.readings.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![w]
+    );
+    let mut act = SimulatedActuator::default();
+    let (done, _) = a.actuate(&l, &mut act, t(1));
+    assert!(!done.is_empty());
+    assert!(done.iter().all(|x| x.name == "job"), "{done:?}");
+    assert!(act.in_force(far).is_none());
+    assert_eq!(act.in_force(w).unwrap().hard(ResourceKind::Cpu), Some(1000));
+}
