@@ -116,9 +116,29 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// A new random host agent's token, `sxh_<id>_<secret>`: the text (shown once), its public
+/// id and the hash of its secret (what is kept).
+pub fn issue_host() -> (String, String, String) {
+    let mut rng = rand::rng();
+    let mut id = [0u8; 6];
+    let mut secret = [0u8; 32];
+    rng.fill_bytes(&mut id);
+    rng.fill_bytes(&mut secret);
+    let (id, secret) = (hex(&id), hex(&secret));
+    (format!("sxh_{id}_{secret}"), id, hash_secret(&secret))
+}
+
+/// Splits a host agent's `sxh_<id>_<secret>` into id and secret.
+pub fn parse_host_token(token: &str) -> Option<(&str, &str)> {
+    parse_parts(token.strip_prefix("sxh_")?)
+}
+
 /// Splits `sxt_<id>_<secret>` into id and secret.
 pub fn parse_tenant_token(token: &str) -> Option<(&str, &str)> {
-    let rest = token.strip_prefix("sxt_")?;
+    parse_parts(token.strip_prefix("sxt_")?)
+}
+
+fn parse_parts(rest: &str) -> Option<(&str, &str)> {
     let (id, secret) = rest.split_once('_')?;
     let hexy = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
     (hexy(id) && id.len() <= 32 && hexy(secret) && secret.len() == 64).then_some((id, secret))
@@ -140,6 +160,17 @@ mod tests {
 
     fn t(s: i64) -> Timestamp {
         Timestamp::from_secs(s).unwrap()
+    }
+
+    #[test]
+    fn a_host_token_parses_as_a_host_s_and_never_as_a_tenant_s() {
+        let (token, id, hash) = issue_host();
+        let (pid, secret) = parse_host_token(&token).unwrap();
+        assert_eq!(pid, id);
+        assert_eq!(hash_secret(secret), hash);
+        assert!(parse_tenant_token(&token).is_none());
+        let tenant = issue(TenantId(1), "x", t(0), None).token;
+        assert!(parse_host_token(&tenant).is_none());
     }
 
     #[test]

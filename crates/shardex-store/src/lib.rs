@@ -29,6 +29,7 @@
 //! # });
 //! ```
 
+pub mod agents;
 pub mod batch;
 mod charges;
 mod checkpoint;
@@ -50,6 +51,7 @@ pub mod tokens;
 use shardex_core::{ShardSizes, Violation};
 use thiserror::Error;
 
+pub use agents::{AgentSeen, Agents, HostToken, StoredSample};
 pub use batch::{Batch, Claim};
 pub use idempotency::{Idempotency, KeptAnswer};
 pub use inflight::InFlight;
@@ -110,6 +112,14 @@ pub enum StoreError {
     /// A batch's write ended without an answer (its task failed or was never started).
     #[error("the write did not finish: {0}")]
     Unfinished(String),
+    /// A fenced write found its broker no longer holds the host it works for.
+    #[error("this broker no longer holds host {host} (epoch {epoch}); nothing was written")]
+    NotOwner {
+        /// The host.
+        host: u64,
+        /// The epoch the broker held it under.
+        epoch: u64,
+    },
     /// A value could not be encoded.
     #[error("could not encode {what}")]
     Encode {

@@ -197,10 +197,51 @@ impl PgStore {
         &mut self,
         plan: impl FnOnce(&mut Batch) -> Result<T, E>,
     ) -> Result<Result<(T, Vec<Event>), E>, StoreError> {
+        self.write_fenced(None, plan).await
+    }
+
+    /// [`PgStore::write`] for work done as `broker`, the owner of `held` (a host's plan): in
+    /// the same transaction, after the head's lock, the host's ownership row is read and the
+    /// write goes ahead only if `broker` still holds it under that epoch and its lease has not
+    /// run out ([`StoreError::NotOwner`] otherwise, with nothing written). A broker that lost
+    /// a host while it planned can't commit that plan: its successor's writes and its own
+    /// never interleave on one host.
+    pub async fn write_as<T, E>(
+        &mut self,
+        broker: &str,
+        held: crate::Held,
+        plan: impl FnOnce(&mut Batch) -> Result<T, E>,
+    ) -> Result<Result<(T, Vec<Event>), E>, StoreError> {
+        self.write_fenced(Some((broker, held)), plan).await
+    }
+
+    async fn write_fenced<T, E>(
+        &mut self,
+        fence: Option<(&str, crate::Held)>,
+        plan: impl FnOnce(&mut Batch) -> Result<T, E>,
+    ) -> Result<Result<(T, Vec<Event>), E>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let head: i64 = sqlx::query_scalar("SELECT seq FROM head WHERE id = 1 FOR UPDATE")
             .fetch_one(&mut *tx)
             .await?;
+        if let Some((broker, held)) = fence {
+            let owner: Option<i64> = sqlx::query_scalar(
+                "SELECT epoch FROM host_owners WHERE host = $1 AND broker = $2 AND epoch = $3
+                 AND expires_ms > (extract(epoch from clock_timestamp()) * 1000)::BIGINT
+                 FOR SHARE",
+            )
+            .bind(i64::try_from(held.host).unwrap_or(i64::MAX))
+            .bind(broker)
+            .bind(i64::try_from(held.epoch).unwrap_or(i64::MAX))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if owner.is_none() {
+                return Err(StoreError::NotOwner {
+                    host: held.host,
+                    epoch: held.epoch,
+                });
+            }
+        }
         let head = u64::try_from(head).unwrap_or(0);
         if head != self.seq {
             let (ledger, meter, seq, events) =

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use shardex_core::ShardSizes;
+use shardex_core::ports::LedgerStore;
 use shardex_store::{Ownership, PgStore};
 
 async fn pool() -> (sqlx::PgPool, impl Sized) {
@@ -103,4 +104,126 @@ async fn brokers_claiming_at_once_never_share_a_host_and_a_cap_spreads_them() {
     }
     owned.sort_unstable();
     assert_eq!(owned, all, "every host has exactly one owner");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (Debian's postgresql, or SHARDEX_TEST_PG); CI starts it and runs this"]
+async fn a_write_fenced_by_a_lost_hold_writes_nothing_and_the_new_owner_s_does() {
+    use shardex_core::{Action, Timestamp, action};
+    let (url, _pg) = shardex_store::testkit::database().await;
+    let mut store = PgStore::open(&url, ShardSizes::default()).await.unwrap();
+    let ttl = Duration::from_millis(400);
+    let a = Ownership::new(store.pool().clone(), "a", ttl);
+    let b = Ownership::new(store.pool().clone(), "b", ttl);
+    let held_a = a.round(&[7], None).await.unwrap()[0];
+    let add = |name: &str| {
+        let name = name.to_string();
+        move |batch: &mut shardex_store::Batch| {
+            batch
+                .apply(
+                    Action::CreateTenant(action::CreateTenant { name }),
+                    Timestamp::from_secs(1).unwrap(),
+                    None,
+                )
+                .map(|r| r.map(|_| ()))
+        }
+    };
+    store
+        .write_as("a", held_a, add("by-a"))
+        .await
+        .unwrap()
+        .unwrap()
+        .0
+        .unwrap();
+    assert_eq!(store.seq(), 1);
+    // a stops renewing; b takes host 7 over once a's lease ran out.
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let held_b = b.round(&[7], None).await.unwrap()[0];
+    assert_eq!(held_b.epoch, held_a.epoch + 1);
+    // a's plan, made before it lost the host, can't be committed: nothing is written.
+    match store.write_as("a", held_a, add("late")).await {
+        Err(shardex_store::StoreError::NotOwner { host: 7, epoch }) => {
+            assert_eq!(epoch, held_a.epoch)
+        }
+        other => panic!("a stale owner wrote: {other:?}"),
+    }
+    assert_eq!(store.seq(), 1);
+    store
+        .write_as("b", held_b, add("by-b"))
+        .await
+        .unwrap()
+        .unwrap()
+        .0
+        .unwrap();
+    assert_eq!(store.seq(), 2);
+    let names: Vec<String> = store.ledger().tenants().map(|t| t.name.clone()).collect();
+    assert_eq!(names, ["by-a", "by-b"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (Debian's postgresql, or SHARDEX_TEST_PG); CI starts it and runs this"]
+async fn an_agent_s_report_keeps_its_samples_for_whichever_broker_plans_its_host() {
+    use shardex_core::ports::Reading;
+    use shardex_core::{Timestamp, WorkloadId};
+    use shardex_store::{AgentSeen, HostToken};
+    let (url, _pg) = shardex_store::testkit::database().await;
+    let store = PgStore::open(&url, ShardSizes::default()).await.unwrap();
+    let agents = store.agents();
+    let t = |s| Timestamp::from_secs(s).unwrap();
+    agents
+        .add_token(&HostToken {
+            id: "ab12".into(),
+            host_name: "h1".into(),
+            hash: "00".repeat(32),
+            created: t(1),
+            revoked: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(agents.token("ab12").await.unwrap().unwrap().host_name, "h1");
+    assert!(agents.token("zz").await.unwrap().is_none());
+    let r = |cpu| Reading {
+        usage: [Some(cpu), Some(1 << 20), None, None],
+        censored: [cpu > 900, false, false, false],
+        oom_kills: 0,
+    };
+    let seen = |s| AgentSeen {
+        host: 1,
+        name: "h1".into(),
+        seen: t(s),
+        seq: 4,
+        in_force: "[]".into(),
+    };
+    agents
+        .report(
+            &seen(10),
+            &[
+                (WorkloadId(3), t(10), r(100)),
+                (WorkloadId(4), t(10), r(950)),
+            ],
+        )
+        .await
+        .unwrap();
+    agents
+        .report(&seen(20), &[(WorkloadId(3), t(20), r(200))])
+        .await
+        .unwrap();
+    let all = agents.samples(1, 0, t(0), 100).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|s| (s.workload.0, s.at, s.reading))
+            .collect::<Vec<_>>(),
+        vec![(3, t(10), r(100)), (4, t(10), r(950)), (3, t(20), r(200))]
+    );
+    // A reader continues after the last row it read; another host's are not its.
+    let after = agents.samples(1, all[1].id, t(0), 100).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert!(agents.samples(2, 0, t(0), 100).await.unwrap().is_empty());
+    assert_eq!(agents.agents().await.unwrap(), vec![seen(20)]);
+    assert_eq!(agents.prune(t(15)).await.unwrap(), 2);
+    assert_eq!(agents.revoke_tokens("h1", t(30)).await.unwrap(), 1);
+    assert_eq!(
+        agents.token("ab12").await.unwrap().unwrap().revoked,
+        Some(t(30))
+    );
 }
