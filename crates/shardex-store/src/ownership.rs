@@ -131,6 +131,21 @@ impl Ownership {
         Ok(n == 1)
     }
 
+    /// Every host held now and by which broker, by host.
+    pub async fn owners(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT host, broker FROM host_owners
+             WHERE expires_ms > (extract(epoch from clock_timestamp()) * 1000)::BIGINT
+             ORDER BY host",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(h, b)| (u64::try_from(h).unwrap_or(0), b))
+            .collect())
+    }
+
     /// Lets go of every host this broker holds (a clean stop: the others take them at once).
     pub async fn release(&self) -> Result<u64, StoreError> {
         let done = sqlx::query("UPDATE host_owners SET expires_ms = 0 WHERE broker = $1")

@@ -108,6 +108,11 @@ enum CtlCommand {
         #[arg(long, value_name = "DURATION")]
         expires_in: Option<String>,
     },
+    /// Issue a token for a host's agent in fleet mode (admin, on a broker); printed once.
+    AgentToken {
+        /// The host's name, as its agent registers it.
+        host: String,
+    },
     /// Revoke a token by its public id.
     RevokeToken {
         /// The id (the part after `sxt_`).
@@ -182,6 +187,9 @@ enum GetWhat {
     },
     /// Tenants (the admin's: all; a tenant's: itself).
     Tenants,
+    /// Fleet mode's host agents: online or offline, what they hold in force, who plans them
+    /// (admin, on a broker).
+    Agents,
     /// A tenant's tokens (never their secrets).
     Tokens {
         /// The tenant, by name or id.
@@ -283,6 +291,15 @@ pub fn ctl(args: CtlArgs) -> anyhow::Result<()> {
                 )
             })
         }
+        CtlCommand::AgentToken { host } => {
+            let r = client.post("/v1/agent/tokens", &json!({ "host": host }))?;
+            print(out, &r, || {
+                format!(
+                    "{}\n(host {host}'s agent token, shown once: give it to `shardex agent --token-file`)",
+                    r["token"].as_str().unwrap_or("?")
+                )
+            })
+        }
         CtlCommand::RevokeToken { id } => {
             client.delete(&format!("/v1/tokens/{id}"))?;
             print(out, &json!({"revoked": id}), || {
@@ -371,6 +388,49 @@ fn get(client: &Client, what: GetWhat, out: Output) -> anyhow::Result<()> {
             print(out, &r, || {
                 table(
                     &["AT", "KIND", "P50", "P90", "P95", "P99", "P99 SHARDS"],
+                    &rows,
+                )
+            })
+        }
+        GetWhat::Agents => {
+            let r = client.get("/v1/agent/hosts")?;
+            let rows: Vec<Vec<String>> = r
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    let degraded = a["in_force"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|f| {
+                            f["degraded"]
+                                .as_array()
+                                .is_some_and(|d| d.iter().any(|x| !x.is_null()))
+                        })
+                        .count();
+                    vec![
+                        a["host"].to_string(),
+                        text(&a["name"]),
+                        text(&a["state"]),
+                        a["seq"].to_string(),
+                        a["in_force"].as_array().map_or(0, Vec::len).to_string(),
+                        degraded.to_string(),
+                        text(&a["planned_by"]),
+                    ]
+                })
+                .collect();
+            print(out, &r, || {
+                table(
+                    &[
+                        "HOST",
+                        "NAME",
+                        "STATE",
+                        "SEQ",
+                        "WORKLOADS",
+                        "DEGRADED",
+                        "PLANNED BY",
+                    ],
                     &rows,
                 )
             })

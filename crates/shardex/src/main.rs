@@ -4,6 +4,7 @@
 #[macro_use]
 mod out;
 
+mod agent;
 mod broker;
 mod check;
 mod client;
@@ -48,6 +49,9 @@ enum Command {
     /// Fleet mode: the API, market and periodic work over a PostgreSQL database shared with
     /// other brokers, until Ctrl-C.
     Broker(broker::BrokerArgs),
+    /// Fleet mode, on each host: register with the brokers, sample this host's workloads,
+    /// apply and read back their limits, and report, until Ctrl-C.
+    Agent(agent::AgentArgs),
     /// Inspect and verify the ledger.
     Ledger {
         #[command(subcommand)]
@@ -215,6 +219,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Broker(args) => broker::broker(args),
+        Command::Agent(args) => agent::agent(args),
         Command::Replay(args) => replay::replay(&args),
         Command::Simulate(args) => simulate::simulate(&args),
         Command::Load(args) => load::load(&args),

@@ -25,13 +25,19 @@ pub struct HostTokenIssued {
     pub token: String,
 }
 
-/// `POST /v1/agent/register` (the host's token): the host and its capacity as its agent
-/// measured it, rounded down to whole shards.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `POST /v1/agent/register` (the host's token): the host's capacity as its agent measured
+/// it, physical units; the broker rounds it down to whole shards of the fleet's sizes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Register {
-    /// Whole shards of each kind the machine backs.
-    pub capacity: Shards,
+    /// Millicores.
+    pub cpu_millicores: u64,
+    /// Bytes of memory.
+    pub memory_bytes: u64,
+    /// Network bandwidth, bit/s.
+    pub net_bps: u64,
+    /// Storage IOPS.
+    pub iops: u64,
 }
 
 /// The answer to [`Register`].

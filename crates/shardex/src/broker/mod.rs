@@ -7,7 +7,9 @@
 //! on the pseudo-host 0, taken over by another broker within `ttl + ttl/3` (`[fleet]
 //! owner_ttl`, 3 s by default) when its broker dies.
 
+mod agents;
 mod backend;
+mod planner;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +55,9 @@ pub struct BrokerArgs {
     /// How long a broker's hold on its work lasts without renewal.
     #[arg(long, value_name = "DURATION", default_value = "3s")]
     owner_ttl: shardex_core::Span,
+    /// A host whose agent has not reported for this long is offline: its plan stops.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    offline_after: shardex_core::Span,
     /// Log lines for people (`human`) or one JSON object each (`json`), on standard error.
     #[arg(
         long,
@@ -82,6 +87,16 @@ pub(crate) struct Broker {
     ownership: Ownership,
     /// What this broker holds now (host 0: the ledger-wide duties).
     held: std::sync::Mutex<Vec<Held>>,
+    /// Host agents' tokens, reports and samples.
+    agents: shardex_store::Agents,
+    /// How often agents report (the engine's sample period).
+    report_every: shardex_core::Span,
+    /// A host not heard from for this long is offline.
+    offline_after: Duration,
+    /// The newest entry this broker has seen.
+    seq: std::sync::atomic::AtomicU64,
+    /// The ledger as agents receive it, encoded once per entry.
+    encoded: Mutex<Option<(u64, Arc<Vec<u8>>)>>,
 }
 
 impl Broker {
@@ -91,8 +106,36 @@ impl Broker {
     }
 
     /// After a write or a catch-up: the ledger readers see.
-    fn publish(&self, ledger: &Ledger) {
-        self.ledger.send_replace(ledger.clone());
+    fn publish(&self, store: &PgStore) {
+        self.seq
+            .store(store.seq(), std::sync::atomic::Ordering::Release);
+        self.ledger.send_replace(store.ledger().clone());
+    }
+
+    /// Whether an agent last heard from at `seen` is online at `now`.
+    fn online(&self, seen: Timestamp, now: Timestamp) -> bool {
+        now.since(seen).millis()
+            <= u64::try_from(self.offline_after.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The newest ledger this broker has, as agents receive it, and its entry.
+    async fn encoded(&self) -> Result<(u64, Arc<Vec<u8>>), shardex_api::Problem> {
+        let mut cache = self.encoded.lock().await;
+        let seq = self.seq.load(std::sync::atomic::Ordering::Acquire);
+        if let Some((s, bytes)) = cache.as_ref()
+            && *s == seq
+        {
+            return Ok((seq, bytes.clone()));
+        }
+        let ledger = self.ledger.borrow().clone();
+        let bytes =
+            tokio::task::spawn_blocking(move || shardex_store::snapshot::ledger_bytes(&ledger))
+                .await
+                .map_err(|e| shardex_api::Problem::store(format!("encoding the ledger: {e}")))?
+                .map_err(shardex_api::Problem::store)?;
+        let bytes = Arc::new(bytes);
+        *cache = Some((seq, bytes.clone()));
+        Ok((seq, bytes))
     }
 }
 
@@ -133,6 +176,8 @@ async fn serve(args: BrokerArgs, config: crate::config::Config) -> anyhow::Resul
         idempotency: store.idempotency(),
         ownership: Ownership::new(store.pool().clone(), name.clone(), ttl),
         ledger: tokio::sync::watch::Sender::new(store.ledger().clone()),
+        agents: store.agents(),
+        seq: std::sync::atomic::AtomicU64::new(store.seq()),
         store: Mutex::new(store),
         admin_token,
         sizes: config.shards,
@@ -141,6 +186,9 @@ async fn serve(args: BrokerArgs, config: crate::config::Config) -> anyhow::Resul
         events: shardex_api::events::EventBus::default(),
         public_overview: config.api.public_overview,
         held: std::sync::Mutex::new(Vec::new()),
+        report_every: config.engine.sample_every,
+        offline_after: Duration::from_millis(args.offline_after.millis()),
+        encoded: Mutex::new(None),
     });
     let router = Router::new()
         .route("/v1/health", get(health))
@@ -148,6 +196,7 @@ async fn serve(args: BrokerArgs, config: crate::config::Config) -> anyhow::Resul
         // The dashboard is a client of the API: it works on any broker as on `shardex run`.
         .route("/", get(crate::run::dashboard::index))
         .route("/assets/{*file}", get(crate::run::dashboard::asset))
+        .merge(agents::routes())
         .with_state(broker.clone())
         .merge(shardex_api::router(shardex_api::Api::limited(
             backend::Shared(broker.clone()),
@@ -162,6 +211,7 @@ async fn serve(args: BrokerArgs, config: crate::config::Config) -> anyhow::Resul
         config.pricing.shard_hour,
         shardex_core::market::PriceBook::new(config.market.curve),
         Duration::from_millis(config.market.update_every.millis()),
+        planner::Planner::new(config.clone()),
     ));
     let follow = tokio::spawn(follow(broker.clone()));
     let writer = tokio::spawn(write_jobs(broker.clone(), jobs));
@@ -215,7 +265,7 @@ async fn write_jobs(
             .await;
         match done {
             Ok(Ok(((), events))) => {
-                broker.publish(store.ledger());
+                broker.publish(&store);
                 // Other brokers' entries replayed before these first, then these.
                 let mut all = store.caught_up();
                 all.extend(events);
@@ -255,7 +305,7 @@ async fn follow(broker: Arc<Broker>) {
         match store.refresh().await {
             Ok(0) => {}
             Ok(_) => {
-                broker.publish(store.ledger());
+                broker.publish(&store);
                 // Other brokers' writes reach this broker's event stream too.
                 let events = store.caught_up();
                 broker
@@ -267,7 +317,8 @@ async fn follow(broker: Arc<Broker>) {
     }
 }
 
-/// Every `ttl / 3`: renews and claims what this broker works for; while it holds the
+/// Every `ttl / 3`: renews and claims what this broker works for, plans the hosts it holds
+/// (`planner.rs`); while it holds the
 /// ledger-wide duties (pseudo-host 0), applies expiries as they fall due and reprices the
 /// market every `reprice_every`.
 async fn duties(
@@ -276,6 +327,7 @@ async fn duties(
     list: shardex_core::PriceVector,
     mut book: shardex_core::market::PriceBook,
     reprice_every: Duration,
+    mut planner: planner::Planner,
 ) {
     let mut tick = tokio::time::interval(ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -295,6 +347,7 @@ async fn duties(
         if let Ok(mut shown) = broker.held.lock() {
             *shown = held.clone();
         }
+        planner.tick(&broker, &held).await;
         let Some(&leader) = held.iter().find(|h| h.host == 0) else {
             continue;
         };
@@ -329,7 +382,7 @@ async fn duties(
             repriced = tokio::time::Instant::now();
         }
         match done {
-            Ok(Ok(((), events))) if !events.is_empty() => broker.publish(store.ledger()),
+            Ok(Ok(((), events))) if !events.is_empty() => broker.publish(&store),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "metering failed in the periodic work"),
             Err(e) => tracing::error!(error = %e, "the store failed in the periodic work"),
@@ -384,7 +437,7 @@ async fn post_action(
         .await;
     match done {
         Ok(Ok((Ok(events), _))) => {
-            b.publish(store.ledger());
+            b.publish(&store);
             axum::Json(json!({ "seq": store.seq(), "events": events })).into_response()
         }
         Ok(Ok((Err(metering), _))) => shardex_api::Problem::store(metering).into_response(),

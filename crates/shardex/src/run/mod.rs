@@ -292,12 +292,9 @@ async fn apply(store: &mut SqliteStore, action: Action, now: Timestamp) -> anyho
     Ok(())
 }
 
-/// Registers the machine, or brings its recorded capacity up to date.
-async fn register_host(
-    store: &mut SqliteStore,
-    config: &Config,
-    now: Timestamp,
-) -> anyhow::Result<()> {
+/// This machine's name and capacity: the configuration's `[host]` where it says, else what
+/// the machine has.
+pub(crate) fn machine_capacity(config: &Config) -> anyhow::Result<(String, PhysicalVector)> {
     let name = match &config.host.name {
         Some(n) => n.clone(),
         None => machine::hostname()?,
@@ -310,7 +307,19 @@ async fn register_host(
         Some(b) => b,
         None => machine::memory_bytes()?,
     };
-    let physical = PhysicalVector([cpu, memory, config.host.net_bps, config.host.iops]);
+    Ok((
+        name,
+        PhysicalVector([cpu, memory, config.host.net_bps, config.host.iops]),
+    ))
+}
+
+/// Registers the machine, or brings its recorded capacity up to date.
+async fn register_host(
+    store: &mut SqliteStore,
+    config: &Config,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    let (name, physical) = machine_capacity(config)?;
     // Supply rounds down: never promise a shard the machine can't back.
     let capacity: ShardVector = config.shards.supply_vector(physical);
     if capacity.is_zero() {
@@ -506,7 +515,7 @@ use routes::*;
 /// The actuators `act` mode applies allocations with: QMP for the VMs listed, tc for the
 /// interfaces listed, then the cgroups (or the simulated actuator) for everything else; each
 /// kind goes to the first that manages it for the workload.
-fn build_actuator(
+pub(crate) fn build_actuator(
     engine: &crate::config::EngineConfig,
     hierarchy: Option<&shardex_host::cgroup::Hierarchy>,
 ) -> anyhow::Result<shardex_core::ports::ActuatorRouter> {
@@ -555,12 +564,25 @@ fn build_actuator(
 
 /// The agent of this host: the ports and loop steps `shardex-agent` runs, built from the
 /// configuration. A policy or sampler that can't work stops the daemon here, with the reason.
-type HostAgent = shardex_agent::Agent<
+pub(crate) type HostAgent = shardex_agent::Agent<
     Box<dyn shardex_core::ports::Provisioner + Send>,
     shardex_core::ports::NoMigrator,
 >;
 
 fn build_agent(config: &Config, metrics: &Arc<metrics::Metrics>) -> anyhow::Result<HostAgent> {
+    let provisioner = Box::new(metrics::Counted {
+        inner: config.provisioner.build(&config.shards),
+        metrics: metrics.clone(),
+    }) as Box<dyn shardex_core::ports::Provisioner + Send>;
+    agent_with(config, provisioner)
+}
+
+/// The loop's state from the configuration, provisioning through `provisioner` (also a
+/// fleet broker's plan of one host).
+pub(crate) fn agent_with(
+    config: &Config,
+    provisioner: Box<dyn shardex_core::ports::Provisioner + Send>,
+) -> anyhow::Result<HostAgent> {
     let sizes = config.shards;
     let policy = config.engine.policy;
     // Checked once here, so the loop never meets a policy that can't build.
@@ -590,10 +612,7 @@ fn build_agent(config: &Config, metrics: &Arc<metrics::Metrics>) -> anyhow::Resu
     };
     let controller = shardex_core::control::Controller::new(
         shardex_core::engine::Engine::new(params),
-        Box::new(metrics::Counted {
-            inner: config.provisioner.build(&sizes),
-            metrics: metrics.clone(),
-        }) as Box<dyn shardex_core::ports::Provisioner + Send>,
+        provisioner,
         // One host, no live migration: a move is a recommendation, never recorded as done.
         shardex_core::ports::NoMigrator,
     );
@@ -614,7 +633,7 @@ fn build_agent(config: &Config, metrics: &Arc<metrics::Metrics>) -> anyhow::Resu
 
 /// The sampler of this host, or why there is none: the cgroups', with each VM's memory from
 /// its guest where `engine.guest_channels` names its channel.
-fn build_sampler(
+pub(crate) fn build_sampler(
     config: &Config,
     hierarchy: Option<&shardex_host::cgroup::Hierarchy>,
 ) -> anyhow::Result<Sampler> {
@@ -635,4 +654,4 @@ fn build_sampler(
 }
 
 /// The daemon's sampler.
-pub(super) type Sampler = sampler::DaemonSampler;
+pub(crate) type Sampler = sampler::DaemonSampler;
