@@ -376,3 +376,176 @@ async fn agents_apply_their_hosts_limits_go_offline_and_resync_after_a_restart()
     // The history holds every invariant at every entry.
     shardex_store::testkit::check_history(&url).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (Debian's postgresql, or SHARDEX_TEST_PG); CI starts it and runs this"]
+async fn a_report_of_a_held_workload_raises_it_at_once_and_a_bad_report_changes_nothing() {
+    let (url, _pg) = shardex_store::testkit::database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // No plan runs during the test (its first decision is an hour away): what changes is the
+    // report's doing alone.
+    std::fs::write(
+        dir.join("broker.toml"),
+        ENGINE.replace("decide_every = \"2s\"", "decide_every = \"1h\""),
+    )
+    .unwrap();
+    let (a, addr) = broker(&url, "a", dir);
+    let _a = Stopping::new(a, Duration::from_secs(5));
+    let admin = std::fs::read_to_string(dir.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let token_of = |host: &str| {
+        let (s, body) = send(
+            &addr,
+            "POST",
+            "/v1/agent/tokens",
+            &admin,
+            &json!({"host": host}).to_string(),
+        );
+        assert_eq!(s, 201, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (h1, h2) = (token_of("h1"), token_of("h2"));
+    // Registered from physical units: rounded down to whole shards of the fleet's sizes.
+    let register =
+        json!({"cpu_millicores": 2005, "memory_bytes": 1u64 << 30, "net_bps": 0, "iops": 0});
+    let (s, body) = send(
+        &addr,
+        "POST",
+        "/v1/agent/register",
+        &h1,
+        &register.to_string(),
+    );
+    assert_eq!(s, 200, "{body}");
+    let reg: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reg["capacity"]["cpu"], 200);
+    assert_eq!(reg["capacity"]["memory"], 64);
+    let (s, _) = send(
+        &addr,
+        "POST",
+        "/v1/agent/register",
+        &h2,
+        &register.to_string(),
+    );
+    assert_eq!(s, 200);
+    // A tenant's reservation on h1 with a workload holding 10 of its 100 cpu shards.
+    let (s, body) = send(
+        &addr,
+        "POST",
+        "/v1/tenants",
+        &admin,
+        &json!({"name": "t"}).to_string(),
+    );
+    assert_eq!(s, 201, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let tenant_token = v["token"]["token"].as_str().unwrap().to_string();
+    let tenant = v["tenant"]["id"].as_u64().unwrap();
+    let (s, body) = send(
+        &addr,
+        "POST",
+        "/v1/reservations",
+        &tenant_token,
+        &json!({"host": "h1", "shards": {"cpu": 100, "memory": 16}, "for": "1h"}).to_string(),
+    );
+    assert_eq!(s, 201, "{body}");
+    let r = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let act = |body: Value| {
+        let (s, text) = send(&addr, "POST", "/v1/actions", &admin, &body.to_string());
+        assert_eq!(s, 200, "{text}");
+    };
+    act(json!({"action": "bind_workload", "tenant": tenant, "reservation": r, "name": "w"}));
+    let (_, body) = get(
+        &addr,
+        &format!("/v1/reservations/{r}/workloads"),
+        Some(&tenant_token),
+    );
+    let w = serde_json::from_str::<Value>(&body).unwrap()["workloads"][0]["id"]
+        .as_u64()
+        .unwrap();
+    act(
+        json!({"action": "allocate", "tenant": tenant, "workload": w,
+               "share": {"cpu": 10, "memory": 16, "net": 0, "iops": 0}}),
+    );
+    let share = || {
+        let (_, body) = get(&addr, &format!("/v1/workloads/{w}"), Some(&tenant_token));
+        serde_json::from_str::<Value>(&body).unwrap()["allocation"]["cpu"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(share(), 10);
+    let (_, health) = get(&addr, "/v1/health", None);
+    let seq = serde_json::from_str::<Value>(&health).unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    let sample = |cpu: u64, held: bool| {
+        json!({"workload": w, "at_ms": wall_ms(), "reading": {
+            "usage": [cpu, 1 << 20, null, null], "censored": [held, false, false, false], "oom_kills": 0}})
+    };
+    let report =
+        |samples: Vec<Value>| json!({"seq": seq, "samples": samples, "in_force": []}).to_string();
+
+    // Bad reports: each refused by name, and nothing changes.
+    let bad = [
+        (&h2, report(vec![sample(100, true)]), 422, "not on host h2"),
+        (
+            &h1,
+            json!({"seq": seq, "samples": [], "in_force": [], "extra": 1}).to_string(),
+            400,
+            "unknown field",
+        ),
+        (
+            &h1,
+            report(vec![json!({"workload": w, "at_ms": wall_ms() + 3_600_000,
+            "reading": {"usage": [1, 1, null, null], "censored": [true, false, false, false], "oom_kills": 0}})]),
+            422,
+            "ahead",
+        ),
+        (&tenant_token, report(vec![sample(100, true)]), 401, ""),
+    ];
+    for (token, body, status, says) in bad {
+        let (s, text) = send(&addr, "POST", "/v1/agent/report", token, &body);
+        assert_eq!(s, status, "{text}");
+        assert!(text.contains(says), "{text}");
+        assert_eq!(share(), 10, "a refused report changed the ledger: {body}");
+    }
+    // A sample below its limit changes nothing; one held at its limit raises the workload at
+    // once to all the room its reservation has.
+    let (s, text) = send(
+        &addr,
+        "POST",
+        "/v1/agent/report",
+        &h1,
+        &report(vec![sample(50, false)]),
+    );
+    assert_eq!(s, 200, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["committed"],
+        0
+    );
+    let (s, text) = send(
+        &addr,
+        "POST",
+        "/v1/agent/report",
+        &h1,
+        &report(vec![sample(100, true)]),
+    );
+    assert_eq!(s, 200, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["committed"],
+        1
+    );
+    assert_eq!(share(), 100);
+    // The host's agent gets the ledger that says so; a tenant's token gets nothing.
+    let (s, _) = get(&addr, "/v1/agent/ledger", Some(&tenant_token));
+    assert_eq!(s, 401);
+    let (s, text) = get(&addr, "/v1/agent/ledger?after=x", Some(&h1));
+    assert_eq!(s, 400, "{text}");
+    shardex_store::testkit::check_history(&url).await;
+}

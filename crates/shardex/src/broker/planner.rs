@@ -25,7 +25,7 @@ struct Plan {
     agent: HostAgent,
     /// The last sample row fed to its forecasters.
     cursor: i64,
-    decided: Option<std::time::Instant>,
+    decided: std::time::Instant,
 }
 
 /// The plans of the hosts this broker holds.
@@ -74,7 +74,9 @@ impl Planner {
                                 held: h,
                                 agent,
                                 cursor: 0,
-                                decided: None,
+                                // As `shardex run`: the first decision one period after the
+                                // start, with that period's samples seen.
+                                decided: std::time::Instant::now(),
                             },
                         );
                         tracing::info!(host = h.host, epoch = h.epoch, "planning this host");
@@ -114,10 +116,10 @@ impl Planner {
                 }
             }
             let online = seen.get(&h.host).is_some_and(|&s| b.online(s, now));
-            if !online || plan.decided.is_some_and(|t| t.elapsed() < decide_every) {
+            if !online || plan.decided.elapsed() < decide_every {
                 continue;
             }
-            plan.decided = Some(std::time::Instant::now());
+            plan.decided = std::time::Instant::now();
             let ledger = b.ledger.borrow().clone();
             let decided = plan.agent.decide(&ledger, now);
             for p in &decided.problems {
