@@ -13,9 +13,12 @@ use crate::action;
 use crate::domain::{HostId, Lender, TenantId, Tier, WorkloadId};
 use crate::engine::{Decision, Demand, Engine, Move};
 use crate::ledger::{Action, Event, Ledger, LedgerError};
-use crate::ports::{Migrator, ProvisionRequest, Provisioner};
+use crate::ports::{MigrationStatus, Migrator, ProvisionRequest, Provisioner};
 use crate::shard::{ShardSizes, ShardVector};
 use crate::time::{Timestamp, Window};
+
+/// How often a move still running is asked how it stands.
+pub const MIGRATION_POLL: crate::time::Span = crate::time::Span::from_secs(1);
 
 /// A move under way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,7 +27,7 @@ pub struct InFlight {
     pub mv: Move,
     /// Where it goes.
     pub to: HostId,
-    /// When it is done.
+    /// When it should be done: when the migrator is asked how it stands.
     pub done_at: Timestamp,
 }
 
@@ -43,6 +46,8 @@ pub struct TickReport {
     pub drains: Vec<HostId>,
     /// Moves dropped because their workload left before they finished: nothing to move.
     pub abandoned: Vec<WorkloadId>,
+    /// Moves the migrator reported failed: the workload stays on its host.
+    pub failed_moves: Vec<WorkloadId>,
     /// What went wrong without stopping the tick (a refused batch, a failed provisioner).
     pub problems: Vec<String>,
     /// Every action applied, in order, with its time: what a store must persist.
@@ -346,8 +351,31 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
     /// one of the same size and tier on the new host, for the rest of the old window, with
     /// leases for the rest of what it needs.
     fn finish_moves(&mut self, ledger: &mut Ledger, now: Timestamp, report: &mut TickReport) {
-        let (done, waiting): (Vec<InFlight>, Vec<InFlight>) =
+        let (due, mut waiting): (Vec<InFlight>, Vec<InFlight>) =
             self.in_flight.drain(..).partition(|f| f.done_at <= now);
+        // Only what the migrator says completed moves in the ledger; a move still running is
+        // asked again a poll period later; a failed one leaves the workload where it was.
+        let mut done = Vec::with_capacity(due.len());
+        for mut f in due {
+            if ledger.workload(f.mv.workload).is_none() {
+                done.push(f);
+                continue;
+            }
+            match self.migrator.status(f.mv.workload, now) {
+                MigrationStatus::Completed => done.push(f),
+                MigrationStatus::Running => {
+                    f.done_at = now.checked_add(MIGRATION_POLL).unwrap_or(now);
+                    waiting.push(f);
+                }
+                MigrationStatus::Failed(reason) => {
+                    report.failed_moves.push(f.mv.workload);
+                    report.problems.push(format!(
+                        "moving {} from {} to {} failed ({reason}); it stays on {}",
+                        f.mv.workload, f.mv.from, f.to, f.mv.from
+                    ));
+                }
+            }
+        }
         self.in_flight = waiting;
         self.release_among(ledger, &done, now, report);
         for f in done {

@@ -18,7 +18,8 @@ use shardex_core::action;
 use shardex_core::control::{Controller, TickReport};
 use shardex_core::engine::{Demand, Engine, EngineParams, RequestStatus, Step};
 use shardex_core::ports::{
-    NewHost, ProvisionError, ProvisionRequest, Provisioner, SimulatedMigrator, StaticProvisioner,
+    MigrationStatus, Migrator, NewHost, ProvisionError, ProvisionRequest, Provisioner,
+    SimulatedMigrator, StaticProvisioner,
 };
 use shardex_core::{
     Action, Horizon, HostId, KindForecast, Ledger, PriceVector, Quantiles, Rdv, ResourceKind,
@@ -126,9 +127,9 @@ impl World {
             .get(ResourceKind::Cpu)
     }
 
-    fn tick<P: Provisioner>(
+    fn tick<P: Provisioner, M: Migrator>(
         &mut self,
-        c: &mut Controller<P, SimulatedMigrator>,
+        c: &mut Controller<P, M>,
         wants: &[(&str, u64)],
         at: i64,
     ) -> TickReport {
@@ -395,6 +396,79 @@ fn a_move_whose_workload_leaves_is_abandoned_not_failed() {
     assert!(r.problems.is_empty(), "{r:?}");
     assert!(r.moved.is_empty(), "{r:?}");
     assert!(c.in_flight.is_empty());
+}
+
+/// A migrator whose moves stand as the test says.
+struct Scripted(std::rc::Rc<std::cell::RefCell<MigrationStatus>>);
+
+impl Migrator for Scripted {
+    fn start(
+        &mut self,
+        _: WorkloadId,
+        _: HostId,
+        _: HostId,
+        now: Timestamp,
+    ) -> Result<Timestamp, shardex_core::ports::MigrationError> {
+        Ok(now.checked_add(Span::from_secs(10)).unwrap())
+    }
+    fn status(&mut self, _: WorkloadId, _: Timestamp) -> MigrationStatus {
+        self.0.borrow().clone()
+    }
+}
+
+fn scripted() -> (
+    Controller<StaticProvisioner, Scripted>,
+    std::rc::Rc<std::cell::RefCell<MigrationStatus>>,
+) {
+    let status = std::rc::Rc::new(std::cell::RefCell::new(MigrationStatus::Running));
+    let c = controller(StaticProvisioner::default());
+    let (engine, provisioner) = (c.engine, c.provisioner);
+    (
+        Controller::new(engine, provisioner, Scripted(status.clone())),
+        status,
+    )
+}
+
+#[test]
+fn a_move_changes_the_ledger_only_once_the_migrator_says_it_completed() {
+    let mut w = full_host(&[100, 100]);
+    let (mut c, status) = scripted();
+    let r = w.tick(&mut c, &[("a", 70), ("b", 50)], 0);
+    assert_eq!(r.moves_started.len(), 1, "{r:?}");
+    let b = w.w("b");
+    // Past the estimate, still running: b stays on host 1, asked again a second later.
+    for at in [10, 11, 30, 300] {
+        let r = w.tick(&mut c, &[("a", 70), ("b", 50)], at);
+        assert!(r.moved.is_empty(), "at {at}: {r:?}");
+        assert_eq!(w.ledger.workload(b).unwrap().host, HostId(1), "at {at}");
+        assert_eq!(c.in_flight.len(), 1);
+        assert!(c.in_flight[0].done_at <= t(at + 1));
+    }
+    *status.borrow_mut() = MigrationStatus::Completed;
+    let r = w.tick(&mut c, &[("a", 70), ("b", 50)], 301);
+    assert_eq!(r.moved.len(), 1, "{r:?}");
+    assert_eq!(w.ledger.workload(w.w("b")).unwrap().host, HostId(2));
+    assert!(c.in_flight.is_empty());
+}
+
+#[test]
+fn a_failed_move_leaves_the_workload_where_it_was_and_says_why() {
+    let mut w = full_host(&[100, 100]);
+    let (mut c, status) = scripted();
+    w.tick(&mut c, &[("a", 70), ("b", 50)], 0);
+    let b = w.w("b");
+    *status.borrow_mut() = MigrationStatus::Failed("the peer closed the connection".into());
+    let r = w.tick(&mut c, &[("a", 70), ("b", 50)], 10);
+    assert_eq!(r.failed_moves, vec![b], "{r:?}");
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.contains("the peer closed the connection") && p.contains("stays on")),
+        "{r:?}"
+    );
+    assert!(r.moved.is_empty());
+    assert_eq!(w.ledger.workload(b).unwrap().host, HostId(1));
+    assert_eq!(w.held("b"), 50, "it keeps what it held");
 }
 
 #[test]

@@ -23,11 +23,18 @@ pub struct PausedQemu {
 impl PausedQemu {
     /// Starts one whose socket is `dir/vm.qmp`, and waits for the socket (5 s at most).
     pub fn spawn(dir: &Path, max_cpus: u32) -> Self {
-        let socket = dir.join("vm.qmp");
+        Self::spawn_as(dir, "vm", max_cpus, &["-S"])
+    }
+
+    /// The same machine with its socket at `dir/<name>.qmp` and `extra` arguments (e.g. none to
+    /// run at once, or `-incoming defer` to wait for a migration).
+    pub fn spawn_as(dir: &Path, name: &str, max_cpus: u32, extra: &[&str]) -> Self {
+        let socket = dir.join(format!("{name}.qmp"));
         let child = Command::new("qemu-system-x86_64")
             .args(["-machine", "q35,accel=tcg", "-m", "256M", "-smp"])
             .arg(format!("1,maxcpus={max_cpus}"))
-            .args(["-nodefaults", "-display", "none", "-S"])
+            .args(["-nodefaults", "-display", "none"])
+            .args(extra)
             .args(["-device", "virtio-balloon-pci,id=balloon0", "-qmp"])
             .arg(format!("unix:{},server=on,wait=off", socket.display()))
             .stdout(Stdio::null())
@@ -50,6 +57,11 @@ impl PausedQemu {
     /// QEMU's `return` to `command` (no arguments), asked on a session of its own.
     pub fn query(&self, command: &str) -> serde_json::Value {
         qmp_once(&self.socket, command, &serde_json::Value::Null)
+    }
+
+    /// Whether its process has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// How many vCPUs it has now.

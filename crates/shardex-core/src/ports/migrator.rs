@@ -13,9 +13,23 @@ pub struct MigrationError {
     pub reason: String,
 }
 
-/// Moves a workload live to another host.
+/// Where a move under way stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrationStatus {
+    /// Still moving: asked again later.
+    Running,
+    /// Done: the workload runs on its new host (the ledger follows now, not before).
+    Completed,
+    /// It failed: the workload stays where it was.
+    Failed(String),
+}
+
+/// Moves a workload live to another host. A move can take minutes: the controller asks
+/// [`Migrator::status`] from the time [`Migrator::start`] gave on, and the ledger moves the
+/// workload only once the migrator says it completed.
 pub trait Migrator {
-    /// Starts moving `workload` from `from` to `to` at `now`; returns when it will be done.
+    /// Starts moving `workload` from `from` to `to` at `now`; returns when to ask how it
+    /// stands (when it should be done).
     fn start(
         &mut self,
         workload: WorkloadId,
@@ -23,6 +37,13 @@ pub trait Migrator {
         to: HostId,
         now: Timestamp,
     ) -> Result<Timestamp, MigrationError>;
+
+    /// Where the move of `workload` stands at `now`. A migrator that only estimates (the
+    /// simulated one) is done at the time it gave.
+    fn status(&mut self, workload: WorkloadId, now: Timestamp) -> MigrationStatus {
+        let _ = (workload, now);
+        MigrationStatus::Completed
+    }
 }
 
 /// The simulated migrator: every move takes the same time and is counted.

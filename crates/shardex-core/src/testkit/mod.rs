@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod fleet;
+pub mod moves;
 pub use fleet::{demands, fleet};
 
 use crate::domain::{HostId, ReservationId, TenantId, Tier};

@@ -1,7 +1,8 @@
 //! The QMP actuator: a QEMU/KVM VM's allocation applied live over its QMP socket
 //! (`engine.qmp_sockets`, workload name → socket path): memory through the balloon
 //! (`memory.rs`), cpu as whole vCPUs (`vcpus.rs`), IOPS through QEMU's block throttling
-//! (`block.rs`), each read back from QEMU. Bandwidth is tc's, on the VM's tap device.
+//! (`block.rs`), each read back from QEMU. Bandwidth is tc's, on the VM's tap device. VMs
+//! move live between QEMU processes through [`QmpMigrator`] (`migrate.rs`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,10 +15,12 @@ use shardex_core::ports::{Actuator, Applied, KindState, Kinds, Limits};
 mod block;
 mod error;
 mod memory;
+mod migrate;
 mod session;
 mod vcpus;
 
 pub use error::QmpError;
+pub use migrate::{Incoming, QmpMigrator};
 use session::Session;
 
 /// Applies VMs' cpu, memory and IOPS allocations over QMP.
