@@ -31,12 +31,13 @@ use shardex_core::control::{Controller, ControllerState};
 use shardex_core::engine::Decision;
 use shardex_core::ports::{Actuator, Migrator, Provisioner, Reading, Sampler};
 use shardex_core::{
-    Action, Horizon, Ledger, Lender, ResourceKind, ShardSizes, ShardVector, Span, Timestamp,
-    WorkloadId,
+    Action, Horizon, HostId, Ledger, Lender, ResourceKind, ShardSizes, ShardVector, Span,
+    Timestamp, WorkloadId,
 };
 
 use crate::profiler::Profiler;
 use crate::reconcile::{Actuation, ReconcileParams, Reconciler};
+use crate::targets::Targets;
 
 /// How the agent runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,9 @@ pub struct AgentParams {
     pub memory_censor_pct: u64,
     /// IOPS this close to the limit in force, in percent of it, count as held there.
     pub iops_censor_pct: u64,
+    /// Only the workloads of this host (fleet mode: a broker plans one host, an agent limits
+    /// its own); `None`: every workload in the ledger (`shardex run`, one host).
+    pub host: Option<HostId>,
 }
 
 impl AgentParams {
@@ -66,6 +70,7 @@ impl AgentParams {
             reconcile: ReconcileParams::default(),
             memory_censor_pct: 95,
             iops_censor_pct: 98,
+            host: None,
         }
     }
 }
@@ -166,20 +171,37 @@ impl<P: Provisioner, M: Migrator> Agent<P, M> {
         fed
     }
 
-    /// Samples every workload bound in `ledger` at `now` (on its host only, when the
-    /// reconciliation is scoped to one).
+    /// What the limits of the workloads it looks after should be, in `ledger`.
+    pub fn targets(&self, ledger: &Ledger) -> Targets {
+        Targets::of(ledger, &self.params.sizes, self.params.host)
+    }
+
+    /// Samples every workload bound in `ledger` at `now` (on its host only, when scoped to
+    /// one), and says what would raise the censored ones at once (act mode).
     pub fn sample(
         &mut self,
         ledger: &Ledger,
         sampler: &mut dyn Sampler,
         now: Timestamp,
     ) -> Sampled {
+        let targets = self.targets(ledger);
+        let mut out = self.sample_targets(&targets, sampler, now);
+        if self.params.act {
+            out.raise = raise(ledger, &out.censored);
+        }
+        out
+    }
+
+    /// Samples the workloads of `targets` at `now` (fleet mode's agent, which has no ledger:
+    /// the broker raises what it reports censored).
+    pub fn sample_targets(
+        &mut self,
+        targets: &Targets,
+        sampler: &mut dyn Sampler,
+        now: Timestamp,
+    ) -> Sampled {
         let mut out = Sampled::default();
-        let here = self.params.reconcile.host;
-        for w in ledger
-            .workloads()
-            .filter(|w| here.is_none_or(|h| h == w.host))
-        {
+        for w in &targets.workloads {
             let mut reading = match sampler.sample(&w.name, now) {
                 Ok(Some(r)) => {
                     self.unresolved.remove(&w.id);
@@ -233,9 +255,6 @@ impl<P: Provisioner, M: Migrator> Agent<P, M> {
             }
             out.readings.push((w.id, now, reading));
         }
-        if self.params.act {
-            out.raise = raise(ledger, &out.censored);
-        }
         out
     }
 
@@ -252,7 +271,7 @@ impl<P: Provisioner, M: Migrator> Agent<P, M> {
             step: self.params.decide_every,
             steps: 1,
         };
-        let here = self.params.reconcile.host;
+        let here = self.params.host;
         let demands = self.profiler.demands(
             ledger
                 .workloads()
@@ -306,11 +325,21 @@ impl<P: Provisioner, M: Migrator> Agent<P, M> {
         actuator: &mut dyn Actuator,
         now: Timestamp,
     ) -> (Vec<Actuation>, Vec<Action>) {
+        let targets = self.targets(ledger);
+        self.actuate_targets(&targets, actuator, now)
+    }
+
+    /// [`Agent::actuate`] towards `targets` (fleet mode's agent, sent them by a broker).
+    pub fn actuate_targets(
+        &mut self,
+        targets: &Targets,
+        actuator: &mut dyn Actuator,
+        now: Timestamp,
+    ) -> (Vec<Actuation>, Vec<Action>) {
         if !self.params.act {
             return (Vec::new(), Vec::new());
         }
-        self.reconciler
-            .reconcile(ledger, &self.params.sizes, actuator, now)
+        self.reconciler.reconcile(targets, actuator, now)
     }
 }
 

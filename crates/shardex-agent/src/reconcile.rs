@@ -11,9 +11,12 @@
 //!   that kind: it is still retried at `retry_max`, and its leases of that kind are released
 //!   so that the ledger holds no more than what is really in force (an entitlement the
 //!   actuator can't write is no use to it, and the shards go back to their lenders).
-//! * A workload that left the ledger has shardex's limits taken off ([`Actuator::clear`]).
+//! * A workload that left the ledger (or its host) has shardex's limits taken off
+//!   ([`Actuator::clear`]).
+//! * It works from [`Targets`] alone: what the limits should be, read off the ledger by
+//!   whoever holds it.
 //! * A reservation whose workloads all live in its group (the cgroup `shardex/res-ID`,
-//!   [`entitlement::group_of`]) has the group's limits reconciled the same way, first: its
+//!   `shardex_core::entitlement::group_of`) has the group's limits reconciled the same way, first: its
 //!   hard limits are the reservation's entitlement, so the kernel enforces the sum of its
 //!   workloads while each of them may still use all of it alone.
 
@@ -21,11 +24,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use shardex_core::action;
-use shardex_core::entitlement;
 use shardex_core::ports::{Actuator, Applied, KindState, Kinds, Limits};
-use shardex_core::{
-    Action, HostId, Ledger, ReservationId, ResourceKind, ShardSizes, Span, Timestamp, WorkloadId,
-};
+use shardex_core::{Action, ReservationId, ResourceKind, Span, Timestamp, WorkloadId};
+
+use crate::targets::{Targets, WorkloadTarget};
 
 /// How reconciliation retries and checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,9 +40,6 @@ pub struct ReconcileParams {
     pub retry_max: Span,
     /// Failures in a row before the workload is degraded in that kind.
     pub degrade_after: u32,
-    /// Only the workloads of this host (fleet mode's agent, whose ledger is the fleet's);
-    /// `None`: every workload in the ledger (`shardex run`, one host).
-    pub host: Option<HostId>,
 }
 
 impl Default for ReconcileParams {
@@ -51,7 +50,6 @@ impl Default for ReconcileParams {
             retry_after: Span::from_secs(10),
             retry_max: Span::from_secs(300),
             degrade_after: 5,
-            host: None,
         }
     }
 }
@@ -193,25 +191,23 @@ impl Reconciler {
             .is_some_and(|t| t.kinds.iter().any(|k| k.degraded.is_some()))
     }
 
-    /// One pass at `now`: applies what changed, reads back what is due, clears workloads that
-    /// left. Returns what happened and the ledger actions that bring the ledger back to what is
-    /// really in force for degraded workloads (lease releases), to commit.
+    /// One pass at `now` towards `targets`: applies what changed, reads back what is due,
+    /// clears workloads that left. Returns what happened and the ledger actions that bring the
+    /// ledger back to what is really in force for degraded workloads (lease releases), to
+    /// commit.
     pub fn reconcile(
         &mut self,
-        ledger: &Ledger,
-        sizes: &ShardSizes,
+        targets: &Targets,
         actuator: &mut dyn Actuator,
         now: Timestamp,
     ) -> (Vec<Actuation>, Vec<Action>) {
         let mut out = Vec::new();
         let mut actions = Vec::new();
-        let here = self.params.host;
-        let ours = |h: HostId| here.is_none_or(|x| x == h);
-        // Workloads that left (the ledger, or this host when moved): their limits come off.
+        // Workloads that left (the ledger, or this host): their limits come off.
         let gone: Vec<WorkloadId> = self
             .tracks
             .keys()
-            .filter(|w| ledger.workload(**w).is_none_or(|wl| !ours(wl.host)))
+            .filter(|w| targets.workload(**w).is_none())
             .copied()
             .collect();
         for w in gone {
@@ -239,54 +235,44 @@ impl Reconciler {
             }
         }
         // Groups first: a rise of the sum is in force before any of its workloads needs it.
-        let groups: BTreeMap<ReservationId, String> = ledger
-            .reservations()
-            .filter(|r| ours(r.host))
-            .filter_map(|r| entitlement::group_of(ledger, r.id).map(|g| (r.id, g)))
-            .collect();
-        self.groups.retain(|r, _| groups.contains_key(r));
-        for (&r, name) in &groups {
-            let Ok(want) = entitlement::group_limits(ledger, r, sizes) else {
-                continue;
-            };
+        self.groups
+            .retain(|r, _| targets.groups.iter().any(|g| g.reservation == *r));
+        for g in &targets.groups {
             let track = self
                 .groups
-                .entry(r)
-                .or_insert_with(|| Track::new(name, want));
+                .entry(g.reservation)
+                .or_insert_with(|| Track::new(&g.name, g.want));
             let degraded = step(
                 &self.params,
                 track,
-                Subject::Reservation(r),
-                want,
+                Subject::Reservation(g.reservation),
+                g.want,
                 actuator,
                 now,
                 &mut out,
             );
             for kind in degraded {
-                for w in ledger.workloads_of(r) {
-                    actions.extend(release_leases(ledger, w.id, kind));
+                for w in g.workloads.iter().filter_map(|w| targets.workload(*w)) {
+                    actions.extend(release_leases(w, kind));
                 }
             }
         }
-        for wl in ledger.workloads().filter(|w| ours(w.host)) {
-            let Ok(want) = entitlement::limits(ledger, wl.id, sizes) else {
-                continue;
-            };
+        for wl in &targets.workloads {
             let track = self
                 .tracks
                 .entry(wl.id)
-                .or_insert_with(|| Track::new(&wl.name, want));
+                .or_insert_with(|| Track::new(&wl.name, wl.want));
             let degraded = step(
                 &self.params,
                 track,
                 Subject::Workload(wl.id),
-                want,
+                wl.want,
                 actuator,
                 now,
                 &mut out,
             );
             for kind in degraded {
-                actions.extend(release_leases(ledger, wl.id, kind));
+                actions.extend(release_leases(wl, kind));
             }
         }
         (out, actions)
@@ -482,13 +468,10 @@ fn backoff(p: &ReconcileParams, failures: u32) -> Span {
 }
 
 /// Releases of the leases of `kind` a degraded workload holds.
-fn release_leases(ledger: &Ledger, workload: WorkloadId, kind: ResourceKind) -> Vec<Action> {
-    let Some(w) = ledger.workload(workload) else {
-        return Vec::new();
-    };
-    ledger
-        .leases()
-        .filter(|l| l.borrower == workload && l.vector.get(kind) > 0)
+fn release_leases(w: &WorkloadTarget, kind: ResourceKind) -> Vec<Action> {
+    w.leases
+        .iter()
+        .filter(|l| l.kinds[kind.index()])
         .map(|l| {
             Action::Release(action::Release {
                 tenant: w.tenant,

@@ -469,7 +469,7 @@ fn an_agent_scoped_to_one_host_samples_and_limits_only_that_host_s_workloads() {
     let far = l.workloads().find(|x| x.id != w).unwrap().id;
     let mut a = agent(true);
     let mut scoped = *a.params();
-    scoped.reconcile.host = Some(here);
+    scoped.host = Some(here);
     let mut a = Agent::new(
         std::mem::replace(
             &mut a.profiler,

@@ -1,8 +1,8 @@
 //! `shardex agent --broker URL`: fleet mode's host agent. It registers its host and capacity
-//! with its host token, keeps a copy of the fleet's ledger (fetched again whenever a broker
-//! has a newer entry), and every sample period samples the host's workloads, applies and reads
-//! back their limits (the same steps as `shardex run`, `shardex_agent::Agent`, scoped to this
-//! host) and reports to a broker: samples (a workload held at a limit is raised at once by
+//! with its host token, fetches what its workloads' limits should be whenever a broker has a
+//! newer ledger entry (`shardex_agent::Targets` of this host only), and every sample period
+//! samples the host's workloads, applies and reads back their limits (the same steps as
+//! `shardex run`, `shardex_agent::Agent`) and reports to a broker: samples (a workload held at a limit is raised at once by
 //! the broker), what is in force, and the leases a degraded kind gives back. The plan is made
 //! by the broker that holds the host.
 //!
@@ -24,10 +24,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use shardex_agent::Targets;
 use shardex_api::wire::agent::{
-    InForceReport, Register, Registered, Report, Reported, SampleReport,
+    HostTargets, InForceReport, Register, Registered, Report, Reported, SampleReport,
 };
-use shardex_core::{Action, HostId, Ledger, ResourceKind, ShardSizes};
+use shardex_core::{Action, HostId, ResourceKind, ShardSizes, Timestamp};
 
 use crate::run::clock;
 
@@ -197,25 +198,23 @@ impl Brokers {
         })
     }
 
-    /// The ledger when a broker has a newer one than `after`.
-    fn ledger(&mut self, after: Option<u64>) -> Result<Option<(u64, Ledger)>, CallError> {
+    /// The host's targets when a broker has newer ones than `after`.
+    fn targets(&mut self, after: Option<u64>) -> Result<Option<(u64, Targets)>, CallError> {
         let path = match after {
-            Some(s) => format!("/v1/agent/ledger?after={s}"),
-            None => "/v1/agent/ledger".to_string(),
+            Some(s) => format!("/v1/agent/targets?after={s}"),
+            None => "/v1/agent/targets".to_string(),
         };
-        let (status, seq, bytes) = self.call("GET", &path, None)?;
+        let (status, _, bytes) = self.call("GET", &path, None)?;
         if status == 204 {
             return Ok(None);
         }
-        let bad = |detail: String| CallError::Refused {
-            what: "GET /v1/agent/ledger".into(),
-            status,
-            detail,
-        };
-        let seq = seq.ok_or_else(|| bad("no x-shardex-seq header".into()))?;
-        let ledger = shardex_store::snapshot::ledger_from_bytes(&bytes)
-            .map_err(|e| bad(format!("a ledger this agent can't read: {e}")))?;
-        Ok(Some((seq, ledger)))
+        let got: HostTargets<Targets> =
+            serde_json::from_slice(&bytes).map_err(|e| CallError::Refused {
+                what: "GET /v1/agent/targets".into(),
+                status,
+                detail: format!("an answer this agent can't read: {e}"),
+            })?;
+        Ok(Some((got.seq, got.targets)))
     }
 }
 
@@ -291,37 +290,37 @@ pub fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let built = crate::run::agent_with(&config, provisioner)?;
     let mut params = *built.params();
     params.act = true;
-    params.reconcile.host = Some(host);
+    params.host = Some(host);
     let mut agent = shardex_agent::Agent::new(built.profiler, built.controller, params);
     let every = Duration::from_millis(registered.report_every_ms.max(100));
-    let mut copy: Option<(u64, Ledger)> = None;
+    let mut copy: Option<(u64, Targets)> = None;
     let mut pending: std::collections::VecDeque<SampleReport> = Default::default();
     let mut refetch = true;
     let mut away_since: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         if refetch {
-            match brokers.ledger(copy.as_ref().map(|c| c.0)) {
+            match brokers.targets(copy.as_ref().map(|c| c.0)) {
                 Ok(Some(fresh)) => copy = Some(fresh),
                 Ok(None) => {}
                 Err(e) => {
                     if away_since.is_none() {
-                        tracing::warn!(error = %e, "can't fetch the ledger; the limits in force stay");
+                        tracing::warn!(error = %e, "can't fetch this host's limits; those in force stay");
                         away_since = Some(Instant::now());
                     }
                 }
             }
         }
-        if let Some((seq, ledger)) = &copy {
-            let now = clock::now(ledger.now())?;
-            let sampled = agent.sample(ledger, &mut sampler, now);
+        if let Some((seq, targets)) = &copy {
+            let now = clock::now(Timestamp::EPOCH)?;
+            let sampled = agent.sample_targets(targets, &mut sampler, now);
             for (w, name) in &sampled.unresolved {
                 tracing::warn!(workload = %w, name = %name, "the sampler can't find this workload on this host: it is neither sampled nor limited");
             }
             for e in &sampled.errors {
                 tracing::warn!(error = %e, "sampling failed");
             }
-            let (done, releases) = agent.actuate(ledger, &mut actuator, now);
+            let (done, releases) = agent.actuate_targets(targets, &mut actuator, now);
             for a in &done {
                 match &a.outcome {
                     shardex_agent::Outcome::Applied { .. }
@@ -343,9 +342,9 @@ pub fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
                     reading,
                 });
             }
-            let in_force = ledger
-                .workloads()
-                .filter(|w| w.host == host)
+            let in_force = targets
+                .workloads
+                .iter()
                 .filter_map(|w| {
                     let s = agent.reconciler.status(w.id)?;
                     Some(InForceReport {

@@ -542,10 +542,34 @@ async fn a_report_of_a_held_workload_raises_it_at_once_and_a_bad_report_changes_
         1
     );
     assert_eq!(share(), 100);
-    // The host's agent gets the ledger that says so; a tenant's token gets nothing.
-    let (s, _) = get(&addr, "/v1/agent/ledger", Some(&tenant_token));
+    // The host's agent gets its own workloads' limits (h2's gets none of them), and 204 while
+    // nothing changed; a tenant's token gets nothing.
+    let (s, text) = get(&addr, "/v1/agent/targets", Some(&h1));
+    assert_eq!(s, 200, "{text}");
+    let got: Value = serde_json::from_str(&text).unwrap();
+    let mine = got["targets"]["workloads"].as_array().unwrap();
+    assert_eq!(mine.len(), 1, "{text}");
+    assert_eq!(mine[0]["id"], w);
+    assert_eq!(mine[0]["want"]["hard"][0], 1000, "{text}");
+    let (s, text) = get(&addr, "/v1/agent/targets", Some(&h2));
+    assert_eq!(s, 200);
+    let theirs: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        theirs["targets"]["workloads"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{text}"
+    );
+    let (s, _) = get(
+        &addr,
+        &format!("/v1/agent/targets?after={}", got["seq"]),
+        Some(&h1),
+    );
+    assert_eq!(s, 204);
+    let (s, _) = get(&addr, "/v1/agent/targets", Some(&tenant_token));
     assert_eq!(s, 401);
-    let (s, text) = get(&addr, "/v1/agent/ledger?after=x", Some(&h1));
+    let (s, text) = get(&addr, "/v1/agent/targets?after=x", Some(&h1));
     assert_eq!(s, 400, "{text}");
     shardex_store::testkit::check_history(&url).await;
 }

@@ -59,6 +59,21 @@ pub struct Registered {
     pub offline_after_ms: u64,
 }
 
+/// `GET /v1/agent/targets?after=SEQ` (the host's token): what the host's limits should be as
+/// of ledger entry `seq` (`targets` is `shardex_agent::Targets`: each workload's and
+/// reservation group's limits and the leases each workload holds), or 204 while it is still
+/// `SEQ`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostTargets<T> {
+    /// The ledger entry they come from.
+    pub seq: u64,
+    /// The host.
+    pub host: u64,
+    /// The limits.
+    pub targets: T,
+}
+
 /// One sample of one workload.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

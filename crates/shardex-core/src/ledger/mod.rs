@@ -437,6 +437,11 @@ impl Ledger {
         self.host_reservations(host)
     }
 
+    /// The leases on a host (indexed).
+    pub fn leases_on(&self, host: HostId) -> impl Iterator<Item = &Lease> {
+        self.host_leases(host)
+    }
+
     /// The workloads running inside a reservation.
     pub fn workloads_of(&self, r: ReservationId) -> impl Iterator<Item = &Workload> {
         self.reservation_workloads(r)

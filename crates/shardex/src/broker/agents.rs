@@ -1,7 +1,8 @@
 //! Fleet mode's agent routes on a broker. The admin issues a token per host
 //! (`POST /v1/agent/tokens`); with it the host's agent registers its host and capacity
-//! (`POST /v1/agent/register`), fetches the ledger its limits come from when it changed
-//! (`GET /v1/agent/ledger?after=SEQ`, CBOR) and reports every sample period
+//! (`POST /v1/agent/register`), fetches what its limits should be when the ledger changed
+//! (`GET /v1/agent/targets?after=SEQ`: its own workloads only, a few KB, where the fleet's
+//! ledger is megabytes) and reports every sample period
 //! (`POST /v1/agent/report`: samples, what is in force, leases it gives back). A workload held
 //! at a limit is raised at once by whichever broker the report reaches; the host's plan is made
 //! by the broker holding the host (`planner.rs`). `GET /v1/agent/hosts` (admin) shows each
@@ -22,12 +23,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use shardex_api::Problem;
 use shardex_api::wire::agent::{
-    AgentView, HostTokenIssued, InForceReport, NewHostToken, Register, Registered, Report, Reported,
+    AgentView, HostTargets, HostTokenIssued, InForceReport, NewHostToken, Register, Registered,
+    Report, Reported,
 };
 use shardex_core::{Action, LeaseId, PhysicalVector, ResourceKind, Timestamp, WorkloadId, action};
 
@@ -41,7 +43,7 @@ pub(super) fn routes() -> Router<Arc<Broker>> {
     Router::new()
         .route("/v1/agent/tokens", post(issue_token))
         .route("/v1/agent/register", post(register))
-        .route("/v1/agent/ledger", get(ledger))
+        .route("/v1/agent/targets", get(targets))
         .route("/v1/agent/report", post(report))
         .route("/v1/agent/hosts", get(list))
         .layer(DefaultBodyLimit::max(REPORT_LIMIT))
@@ -194,16 +196,16 @@ async fn register(State(b): State<Arc<Broker>>, headers: HeaderMap, bytes: Bytes
     )
 }
 
-/// `GET /v1/agent/ledger?after=SEQ` (a host's token): the ledger as CBOR with its entry in
-/// `x-shardex-seq`, or 204 when it is still at `SEQ`.
-async fn ledger(
+/// `GET /v1/agent/targets?after=SEQ` (a host's token): the host's limits as of the newest
+/// entry this broker has, or 204 when that is still `SEQ`.
+async fn targets(
     State(b): State<Arc<Broker>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     answer(
         async {
-            host_caller(&b, &headers).await?;
+            let name = host_caller(&b, &headers).await?;
             let mut after = None;
             for pair in query
                 .as_deref()
@@ -224,22 +226,35 @@ async fn ledger(
                     }
                 }
             }
-            let (seq, bytes) = b.encoded().await?;
-            let seq_header = [(
-                header::HeaderName::from_static("x-shardex-seq"),
-                seq.to_string(),
-            )];
+            // The ledger and its entry, read together.
+            let (seq, ledger) = {
+                let l = b.ledger.borrow();
+                (b.seq.load(std::sync::atomic::Ordering::Acquire), l.clone())
+            };
             if after == Some(seq) {
-                return Ok((StatusCode::NO_CONTENT, seq_header).into_response());
+                return Ok(StatusCode::NO_CONTENT.into_response());
             }
-            Ok((
-                seq_header,
-                [(header::CONTENT_TYPE, "application/cbor")],
-                Vec::clone(&bytes),
-            )
-                .into_response())
+            let host = ledger
+                .host_named(&name)
+                .map(|h| h.id)
+                .ok_or_else(|| not_registered(&name))?;
+            let targets = shardex_agent::Targets::of(&ledger, &b.sizes, Some(host));
+            Ok(axum::Json(HostTargets {
+                seq,
+                host: host.0,
+                targets,
+            })
+            .into_response())
         }
         .await,
+    )
+}
+
+fn not_registered(name: &str) -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "not-registered",
+        format!("host {name} is not registered: POST /v1/agent/register first"),
     )
 }
 
@@ -252,13 +267,10 @@ async fn report(State(b): State<Arc<Broker>>, headers: HeaderMap, bytes: Bytes) 
             let name = host_caller(&b, &headers).await?;
             let r: Report = body(&bytes)?;
             let ledger = b.ledger.borrow().clone();
-            let host = ledger.host_named(&name).map(|h| h.id).ok_or_else(|| {
-                Problem::new(
-                    StatusCode::CONFLICT,
-                    "not-registered",
-                    format!("host {name} is not registered: POST /v1/agent/register first"),
-                )
-            })?;
+            let host = ledger
+                .host_named(&name)
+                .map(|h| h.id)
+                .ok_or_else(|| not_registered(&name))?;
             let now = b.now(ledger.now());
             let latest = now
                 .checked_add(shardex_core::Span::from_secs(60))

@@ -95,8 +95,6 @@ pub(crate) struct Broker {
     offline_after: Duration,
     /// The newest entry this broker has seen.
     seq: std::sync::atomic::AtomicU64,
-    /// The ledger as agents receive it, encoded once per entry.
-    encoded: Mutex<Option<(u64, Arc<Vec<u8>>)>>,
 }
 
 impl Broker {
@@ -116,26 +114,6 @@ impl Broker {
     fn online(&self, seen: Timestamp, now: Timestamp) -> bool {
         now.since(seen).millis()
             <= u64::try_from(self.offline_after.as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// The newest ledger this broker has, as agents receive it, and its entry.
-    async fn encoded(&self) -> Result<(u64, Arc<Vec<u8>>), shardex_api::Problem> {
-        let mut cache = self.encoded.lock().await;
-        let seq = self.seq.load(std::sync::atomic::Ordering::Acquire);
-        if let Some((s, bytes)) = cache.as_ref()
-            && *s == seq
-        {
-            return Ok((seq, bytes.clone()));
-        }
-        let ledger = self.ledger.borrow().clone();
-        let bytes =
-            tokio::task::spawn_blocking(move || shardex_store::snapshot::ledger_bytes(&ledger))
-                .await
-                .map_err(|e| shardex_api::Problem::store(format!("encoding the ledger: {e}")))?
-                .map_err(shardex_api::Problem::store)?;
-        let bytes = Arc::new(bytes);
-        *cache = Some((seq, bytes.clone()));
-        Ok((seq, bytes))
     }
 }
 
@@ -188,7 +166,6 @@ async fn serve(args: BrokerArgs, config: crate::config::Config) -> anyhow::Resul
         held: std::sync::Mutex::new(Vec::new()),
         report_every: config.engine.sample_every,
         offline_after: Duration::from_millis(args.offline_after.millis()),
-        encoded: Mutex::new(None),
     });
     let router = Router::new()
         .route("/v1/health", get(health))

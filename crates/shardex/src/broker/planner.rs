@@ -66,7 +66,7 @@ impl Planner {
                 match crate::run::agent_with(&self.config, provisioner) {
                     Ok(mut agent) => {
                         let mut p = *agent.params();
-                        p.reconcile.host = Some(HostId(h.host));
+                        p.host = Some(HostId(h.host));
                         agent = shardex_agent::Agent::new(agent.profiler, agent.controller, p);
                         self.plans.insert(
                             h.host,
