@@ -293,12 +293,13 @@ pub fn ctl(args: CtlArgs) -> anyhow::Result<()> {
         }
         CtlCommand::AgentToken { host } => {
             let r = client.post("/v1/agent/tokens", &json!({ "host": host }))?;
-            print(out, &r, || {
-                format!(
-                    "{}\n(host {host}'s agent token, shown once: give it to `shardex agent --token-file`)",
-                    r["token"].as_str().unwrap_or("?")
-                )
-            })
+            if out == Output::Table {
+                // The token alone on standard output, so that `> host.token` keeps just it.
+                eprintln!(
+                    "host {host}'s agent token, shown once: give it to `shardex agent --token-file`"
+                );
+            }
+            print(out, &r, || r["token"].as_str().unwrap_or("?").to_string())
         }
         CtlCommand::RevokeToken { id } => {
             client.delete(&format!("/v1/tokens/{id}"))?;

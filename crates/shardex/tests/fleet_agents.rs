@@ -160,8 +160,31 @@ async fn agents_apply_their_hosts_limits_go_offline_and_resync_after_a_restart()
         .trim()
         .to_string();
 
-    // A token per host, from the admin; each agent's own configuration.
+    // A token per host, from the admin (h2's through `shardex ctl`); each agent's own
+    // configuration.
+    let ctl = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["ctl", "--url", &addr_a, "--token", &admin])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    std::fs::write(dir.join("h2.token"), ctl(&["agent-token", "h2"])).unwrap();
     for host in ["h1", "h2"] {
+        std::fs::write(
+            dir.join(format!("{host}.toml")),
+            format!("[host]\ncpu_millicores = 4000\nmemory_bytes = 4294967296\nnet_bps = 0\niops = 0\n{ENGINE}"),
+        )
+        .unwrap();
+        if host == "h2" {
+            continue;
+        }
         let (s, body) = send(
             &addr_a,
             "POST",
@@ -174,11 +197,6 @@ async fn agents_apply_their_hosts_limits_go_offline_and_resync_after_a_restart()
         std::fs::write(
             dir.join(format!("{host}.token")),
             v["token"].as_str().unwrap(),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join(format!("{host}.toml")),
-            format!("[host]\ncpu_millicores = 4000\nmemory_bytes = 4294967296\nnet_bps = 0\niops = 0\n{ENGINE}"),
         )
         .unwrap();
     }
@@ -209,6 +227,11 @@ async fn agents_apply_their_hosts_limits_go_offline_and_resync_after_a_restart()
         agent_log("h2", dir)
     );
 
+    let table = ctl(&["get", "agents"]);
+    assert!(
+        table.lines().filter(|l| l.contains("online")).count() == 2,
+        "{table}"
+    );
     // A tenant reserves 1 core on h1 and binds a workload there, in a cgroup of its own.
     let (s, body) = send(
         &addr_a,
