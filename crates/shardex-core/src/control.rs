@@ -13,7 +13,7 @@ use crate::action;
 use crate::domain::{HostId, Lender, TenantId, Tier, WorkloadId};
 use crate::engine::{Decision, Demand, Engine, Move};
 use crate::ledger::{Action, Event, Ledger, LedgerError};
-use crate::ports::{MigrationStatus, Migrator, ProvisionRequest, Provisioner};
+use crate::ports::{MigrationStatus, Migrator, MoveOrder, ProvisionRequest, Provisioner};
 use crate::shard::{ShardSizes, ShardVector};
 use crate::time::{Timestamp, Window};
 
@@ -223,7 +223,7 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
                         None => continue,
                     },
                 };
-                self.start_move(mv, to, now, &mut report);
+                self.start_move(ledger, mv, to, now, &mut report);
             }
         }
         if calm {
@@ -234,8 +234,27 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
         report
     }
 
-    fn start_move(&mut self, mv: Move, to: HostId, now: Timestamp, report: &mut TickReport) {
-        match self.migrator.start(mv.workload, mv.from, to, now) {
+    fn start_move(
+        &mut self,
+        ledger: &Ledger,
+        mv: Move,
+        to: HostId,
+        now: Timestamp,
+        report: &mut TickReport,
+    ) {
+        let host_name = |h: HostId| ledger.host(h).map(|x| x.name.clone()).unwrap_or_default();
+        let order = MoveOrder {
+            workload: mv.workload,
+            name: ledger
+                .workload(mv.workload)
+                .map(|w| w.name.clone())
+                .unwrap_or_default(),
+            from: mv.from,
+            from_name: host_name(mv.from),
+            to,
+            to_name: host_name(to),
+        };
+        match self.migrator.start(&order, now) {
             Ok(done_at) => {
                 let f = InFlight { mv, to, done_at };
                 report.moves_started.push(f.clone());
@@ -273,7 +292,7 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
         let before = report.moves_started.len();
         for mv in drain.moves {
             if let Some(to) = mv.to {
-                self.start_move(mv, to, now, report);
+                self.start_move(ledger, mv, to, now, report);
             }
         }
         // A drain is reported only when every one of its moves is under way (a migrator that

@@ -404,9 +404,7 @@ struct Scripted(std::rc::Rc<std::cell::RefCell<MigrationStatus>>);
 impl Migrator for Scripted {
     fn start(
         &mut self,
-        _: WorkloadId,
-        _: HostId,
-        _: HostId,
+        _: &shardex_core::ports::MoveOrder,
         now: Timestamp,
     ) -> Result<Timestamp, shardex_core::ports::MigrationError> {
         Ok(now.checked_add(Span::from_secs(10)).unwrap())

@@ -61,8 +61,8 @@ fn started(
     );
     let (mut ledger, a, b) = crowded();
     let h2 = ledger.host_named("h2").unwrap().id;
-    let migrator = QmpMigrator::new().with_vm(b, &src.socket).with_incoming(
-        h2,
+    let migrator = QmpMigrator::new().with_vm("b", &src.socket).with_incoming(
+        "h2",
         Incoming {
             socket: dst.socket.clone(),
             uri: format!("tcp:127.0.0.1:{}", free_port()),

@@ -63,8 +63,100 @@ pub struct Config {
     pub market: MarketConfig,
     /// Where new hosts come from when the engine runs out of room.
     pub provisioner: ProvisionerConfig,
+    /// How workloads move between hosts.
+    pub migrator: MigratorConfig,
     /// The control loop.
     pub engine: EngineConfig,
+}
+
+/// `[migrator]`: how the engine's moves between hosts are carried out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MigratorConfig {
+    /// `none`, `command` or `qmp`.
+    pub kind: MigratorKind,
+    /// For `command`: the executable and its arguments.
+    pub command: Vec<String>,
+    /// For `command`: how long one call may take.
+    #[serde(deserialize_with = "span_text", serialize_with = "span_display")]
+    pub timeout: Span,
+    /// How long a move may run before it counts as failed.
+    #[serde(deserialize_with = "span_text", serialize_with = "span_display")]
+    pub max_duration: Span,
+    /// For `qmp`: per destination host (by name), its QEMU waiting with `-incoming defer`.
+    pub incoming: std::collections::BTreeMap<String, IncomingConfig>,
+}
+
+/// Which migrator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MigratorKind {
+    /// None: a move is a recommendation (logged and in the decisions); nothing moves.
+    #[default]
+    None,
+    /// An executable (e.g. a stop-and-restart of a cgroup workload over ssh).
+    Command,
+    /// QEMU live migration over QMP.
+    Qmp,
+}
+
+/// A destination host's QEMU waiting for a VM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncomingConfig {
+    /// Its QMP socket.
+    pub socket: std::path::PathBuf,
+    /// The migration URI it listens on, e.g. `tcp:10.0.0.2:4444`.
+    pub uri: String,
+}
+
+impl Default for MigratorConfig {
+    fn default() -> Self {
+        Self {
+            kind: MigratorKind::None,
+            command: Vec::new(),
+            timeout: Span::from_secs(30),
+            max_duration: Span::from_secs(3600),
+            incoming: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl MigratorConfig {
+    /// The migrator this section describes (a VM's QMP socket from `engine.qmp_sockets`).
+    pub fn build(&self, engine: &EngineConfig) -> Box<dyn shardex_core::ports::Migrator + Send> {
+        match self.kind {
+            MigratorKind::None => Box::new(shardex_core::ports::NoMigrator),
+            MigratorKind::Command => {
+                let (program, args) = self.command.split_first().map_or_else(
+                    || (String::new(), Vec::new()),
+                    |(p, a)| (p.clone(), a.to_vec()),
+                );
+                Box::new(crate::migrate::CommandMigrator::new(
+                    program.into(),
+                    args,
+                    std::time::Duration::from_millis(self.timeout.millis()),
+                    self.max_duration,
+                ))
+            }
+            MigratorKind::Qmp => {
+                let mut m = shardex_host::qmp::QmpMigrator::new();
+                for (name, socket) in &engine.qmp_sockets {
+                    m = m.with_vm(name.clone(), socket.clone());
+                }
+                for (host, i) in &self.incoming {
+                    m = m.with_incoming(
+                        host.clone(),
+                        shardex_host::qmp::Incoming {
+                            socket: i.socket.clone(),
+                            uri: i.uri.clone(),
+                        },
+                    );
+                }
+                Box::new(m)
+            }
+        }
+    }
 }
 
 /// `[engine]`: the control loop of `shardex run`.
@@ -643,6 +735,30 @@ impl Config {
                 "the executable and its arguments, like [\"/usr/local/bin/new-host\", \"--zone\", \"a\"]",
             ));
         }
+        if self.migrator.kind == MigratorKind::Command && self.migrator.command.is_empty() {
+            return Err(invalid(
+                "migrator.command",
+                "[]".into(),
+                "the executable and its arguments, like [\"/usr/local/bin/move-workload\"]",
+            ));
+        }
+        if self.migrator.timeout.is_zero() || self.migrator.max_duration.is_zero() {
+            return Err(invalid(
+                "migrator.timeout",
+                format!(
+                    "\"{}\" / \"{}\"",
+                    self.migrator.timeout, self.migrator.max_duration
+                ),
+                "durations longer than zero (timeout per call, max_duration per move)",
+            ));
+        }
+        if self.migrator.kind == MigratorKind::Qmp && self.migrator.incoming.is_empty() {
+            return Err(invalid(
+                "migrator.incoming",
+                "{}".into(),
+                "per destination host a QEMU waiting with -incoming defer, like { \"host-2\" = { socket = \"/run/vm-in.qmp\", uri = \"tcp:10.0.0.2:4444\" } }",
+            ));
+        }
         if self.provisioner.timeout.is_zero() {
             return Err(invalid(
                 "provisioner.timeout",
@@ -803,6 +919,24 @@ standby = []
 command = []
 timeout = "5m"
 
+[migrator]
+# How the engine's moves between hosts are carried out (a short host's cheapest workload to a
+# host with room; a drained host's workloads). The ledger moves a workload only once the
+# migrator says the move completed.
+# kind = "none": a move is a recommendation (logged, in the decisions); nothing moves.
+# kind = "command": runs the executable with {"op": "start" | "status", "workload": {"id", "name"},
+#   "from": {"id", "name"}, "to": {"id", "name"}} on stdin; it answers on stdout
+#   {"status": "running" | "completed" | "failed", "reason": "..", "check_in_s": N}, e.g. a
+#   cgroup workload stopped on one host and started on the other over ssh.
+#   command = ["/usr/local/bin/move-workload"]
+# kind = "qmp": QEMU live migration; each VM's socket from engine.qmp_sockets, and per
+#   destination host a QEMU waiting with -incoming defer:
+#   incoming = { "host-2" = { socket = "/run/vm-in.qmp", uri = "tcp:10.0.0.2:4444" } }
+kind = "none"
+command = []
+timeout = "30s"              # per call of the command
+max_duration = "1h"          # a move still running after this has failed
+
 [engine]
 # The control loop: sample every workload bound in the ledger whose name is a cgroup path
 # (e.g. "system.slice/nginx.service"; "/" is the root), forecast, decide.
@@ -898,6 +1032,15 @@ mod tests {
         ] {
             let e = Config::parse(text, "x.toml").unwrap_err().to_string();
             assert!(e.contains(key) && e.contains("out of bounds"), "{e}");
+        }
+        for (text, key) in [
+            ("[migrator]\nkind = \"command\"\n", "migrator.command"),
+            ("[migrator]\nkind = \"qmp\"\n", "migrator.incoming"),
+            ("[migrator]\nmax_duration = \"0s\"\n", "migrator.timeout"),
+            ("[migrator]\nkind = \"ssh\"\n", "kind"),
+        ] {
+            let e = Config::parse(text, "x.toml").unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
         }
         let e = Config::parse("[shards]\ncpu_millicores = -1\n", "x.toml")
             .unwrap_err()

@@ -1,10 +1,8 @@
 //! The `command` provisioner: runs a configured executable with the request as JSON on stdin
 //! and reads the new host as JSON on stdout, within a timeout. The hook to any cloud API.
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shardex_core::Span;
 use shardex_core::ports::{NewHost, ProvisionError, ProvisionRequest, Provisioner};
@@ -24,79 +22,16 @@ impl Provisioner for CommandProvisioner {
     fn provision(&mut self, request: &ProvisionRequest) -> Result<NewHost, ProvisionError> {
         let input = serde_json::to_vec(request)
             .map_err(|e| ProvisionError::Failed(format!("could not encode the request: {e}")))?;
-        let spawn = || {
-            Command::new(&self.program)
-                .args(&self.args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-        };
-        // A just-written executable can be briefly "busy" while another thread's fork still
-        // holds it open for writing (ETXTBSY): retry a little before giving up.
-        let mut tries = 0;
-        let mut child = loop {
-            match spawn() {
-                Ok(c) => break c,
-                Err(e) if e.raw_os_error() == Some(26) && tries < 50 => {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => {
-                    return Err(ProvisionError::Failed(format!(
-                        "could not run {}: {e}",
-                        self.program.display()
-                    )));
-                }
-            }
-        };
-        // Read both pipes on threads so a chatty child never blocks on a full pipe.
-        let mut stdout = child.stdout.take();
-        let mut stderr = child.stderr.take();
-        let out = std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(o) = stdout.as_mut() {
-                let _ = o.read_to_string(&mut s);
-            }
-            s
-        });
-        let err = std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(e) = stderr.as_mut() {
-                let _ = e.read_to_string(&mut s);
-            }
-            s
-        });
-        if let Some(mut stdin) = child.stdin.take() {
-            // A program that doesn't read its input is its own business.
-            let _ = stdin.write_all(&input);
-        }
-        let deadline = Instant::now() + self.timeout;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
-                    return Err(ProvisionError::TimedOut(Span::from_millis(ms)));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => return Err(ProvisionError::Failed(format!("waiting for it: {e}"))),
-            }
-        };
-        let stdout = out.join().unwrap_or_default();
-        let stderr = err.join().unwrap_or_default();
-        if !status.success() {
-            let why = stderr.trim();
-            return Err(ProvisionError::Failed(if why.is_empty() {
-                format!("{} exited with {status}", self.program.display())
-            } else {
-                format!("{} exited with {status}: {why}", self.program.display())
-            }));
-        }
-        let host: NewHost = serde_json::from_str(stdout.trim())
-            .map_err(|e| ProvisionError::BadAnswer(format!("{e} in {:?}", stdout.trim())))?;
+        let stdout = crate::hook::run(&self.program, &self.args, &input, self.timeout).map_err(
+            |e| match e {
+                crate::hook::HookError::TimedOut { timeout, .. } => ProvisionError::TimedOut(
+                    Span::from_millis(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+                ),
+                other => ProvisionError::Failed(other.to_string()),
+            },
+        )?;
+        let host: NewHost = serde_json::from_str(&stdout)
+            .map_err(|e| ProvisionError::BadAnswer(format!("{e} in {stdout:?}")))?;
         if host.capacity.is_zero() {
             return Err(ProvisionError::BadAnswer(format!(
                 "host {} has no capacity",
@@ -118,6 +53,7 @@ mod tests {
     use super::*;
     use shardex_core::{HostId, ShardVector};
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Instant;
 
     fn script(dir: &std::path::Path, name: &str, body: &str) -> PathBuf {
         let path = dir.join(name);

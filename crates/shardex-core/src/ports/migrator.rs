@@ -1,5 +1,7 @@
 //! The migrator port: moves a workload between hosts.
 
+use serde::Serialize;
+
 use crate::domain::{HostId, WorkloadId};
 use crate::time::{Span, Timestamp};
 
@@ -24,19 +26,31 @@ pub enum MigrationStatus {
     Failed(String),
 }
 
+/// A move to carry out: the workload and the hosts, by id and by name (what an adapter
+/// finds them by: a VM's socket, a cgroup path, a host in the operator's inventory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MoveOrder {
+    /// The workload.
+    pub workload: WorkloadId,
+    /// Its name (its cgroup path, its VM).
+    pub name: String,
+    /// The host it leaves.
+    pub from: HostId,
+    /// That host's name.
+    pub from_name: String,
+    /// The host it goes to.
+    pub to: HostId,
+    /// That host's name.
+    pub to_name: String,
+}
+
 /// Moves a workload live to another host. A move can take minutes: the controller asks
 /// [`Migrator::status`] from the time [`Migrator::start`] gave on, and the ledger moves the
 /// workload only once the migrator says it completed.
 pub trait Migrator {
-    /// Starts moving `workload` from `from` to `to` at `now`; returns when to ask how it
-    /// stands (when it should be done).
-    fn start(
-        &mut self,
-        workload: WorkloadId,
-        from: HostId,
-        to: HostId,
-        now: Timestamp,
-    ) -> Result<Timestamp, MigrationError>;
+    /// Starts the move `order` at `now`; returns when to ask how it stands (when it should be
+    /// done).
+    fn start(&mut self, order: &MoveOrder, now: Timestamp) -> Result<Timestamp, MigrationError>;
 
     /// Where the move of `workload` stands at `now`. A migrator that only estimates (the
     /// simulated one) is done at the time it gave.
@@ -62,14 +76,18 @@ impl SimulatedMigrator {
     }
 }
 
+impl<M: Migrator + ?Sized> Migrator for Box<M> {
+    fn start(&mut self, order: &MoveOrder, now: Timestamp) -> Result<Timestamp, MigrationError> {
+        (**self).start(order, now)
+    }
+
+    fn status(&mut self, workload: WorkloadId, now: Timestamp) -> MigrationStatus {
+        (**self).status(workload, now)
+    }
+}
+
 impl Migrator for SimulatedMigrator {
-    fn start(
-        &mut self,
-        _workload: WorkloadId,
-        _from: HostId,
-        _to: HostId,
-        now: Timestamp,
-    ) -> Result<Timestamp, MigrationError> {
+    fn start(&mut self, _: &MoveOrder, now: Timestamp) -> Result<Timestamp, MigrationError> {
         self.moves += 1;
         Ok(now.checked_add(self.duration).unwrap_or(now))
     }
@@ -81,17 +99,12 @@ impl Migrator for SimulatedMigrator {
 pub struct NoMigrator;
 
 impl Migrator for NoMigrator {
-    fn start(
-        &mut self,
-        workload: WorkloadId,
-        from: HostId,
-        to: HostId,
-        _: Timestamp,
-    ) -> Result<Timestamp, MigrationError> {
+    fn start(&mut self, order: &MoveOrder, _: Timestamp) -> Result<Timestamp, MigrationError> {
         Err(MigrationError {
-            workload,
+            workload: order.workload,
             reason: format!(
-                "no migrator is configured: moving it from {from} to {to} is a recommendation"
+                "no migrator is configured: moving it from {} to {} is a recommendation",
+                order.from, order.to
             ),
         })
     }

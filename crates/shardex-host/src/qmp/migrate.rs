@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde_json::json;
-use shardex_core::ports::{MigrationError, MigrationStatus, Migrator};
-use shardex_core::{HostId, Span, Timestamp, WorkloadId};
+use shardex_core::ports::{MigrationError, MigrationStatus, Migrator, MoveOrder};
+use shardex_core::{Span, Timestamp, WorkloadId};
 
 use super::QmpError;
 use super::session::Session;
@@ -30,12 +30,13 @@ pub struct Incoming {
 /// Moves VMs between QEMU processes over QMP.
 #[derive(Debug, Clone, Default)]
 pub struct QmpMigrator {
-    /// Each workload's VM: its QEMU's QMP socket where it runs now.
-    sources: BTreeMap<WorkloadId, PathBuf>,
-    /// Each host's QEMU waiting for a VM.
-    incoming: BTreeMap<HostId, Incoming>,
-    /// Moves under way: the source's socket.
-    moving: BTreeMap<WorkloadId, PathBuf>,
+    /// Each VM by its workload's name: its QEMU's QMP socket where it runs now (as
+    /// `engine.qmp_sockets`).
+    sources: BTreeMap<String, PathBuf>,
+    /// Each host's QEMU waiting for a VM, by the host's name.
+    incoming: BTreeMap<String, Incoming>,
+    /// Moves under way: the VM's name, the source's socket, the destination's.
+    moving: BTreeMap<WorkloadId, (String, PathBuf, PathBuf)>,
     /// How long after starting a move it is first asked how it stands.
     first_look: Span,
 }
@@ -49,15 +50,15 @@ impl QmpMigrator {
         }
     }
 
-    /// `workload` is the VM whose QEMU answers QMP on `socket`.
-    pub fn with_vm(mut self, workload: WorkloadId, socket: impl Into<PathBuf>) -> Self {
-        self.sources.insert(workload, socket.into());
+    /// The workload named `name` is the VM whose QEMU answers QMP on `socket`.
+    pub fn with_vm(mut self, name: impl Into<String>, socket: impl Into<PathBuf>) -> Self {
+        self.sources.insert(name.into(), socket.into());
         self
     }
 
-    /// `host` receives VMs through `incoming`.
-    pub fn with_incoming(mut self, host: HostId, incoming: Incoming) -> Self {
-        self.incoming.insert(host, incoming);
+    /// The host named `host` receives VMs through `incoming`.
+    pub fn with_incoming(mut self, host: impl Into<String>, incoming: Incoming) -> Self {
+        self.incoming.insert(host.into(), incoming);
         self
     }
 
@@ -71,22 +72,18 @@ impl QmpMigrator {
 }
 
 impl Migrator for QmpMigrator {
-    fn start(
-        &mut self,
-        workload: WorkloadId,
-        from: HostId,
-        to: HostId,
-        now: Timestamp,
-    ) -> Result<Timestamp, MigrationError> {
+    fn start(&mut self, order: &MoveOrder, now: Timestamp) -> Result<Timestamp, MigrationError> {
+        let workload = order.workload;
+        let (from, to) = (&order.from_name, &order.to_name);
         let refuse = |reason: String| MigrationError { workload, reason };
         let source = self
             .sources
-            .get(&workload)
+            .get(&order.name)
             .cloned()
-            .ok_or_else(|| refuse(format!("no QEMU is known for {workload} on {from}")))?;
+            .ok_or_else(|| refuse(format!("no QEMU is known for {} on {from}", order.name)))?;
         let target = self
             .incoming
-            .get(&to)
+            .get(to)
             .cloned()
             .ok_or_else(|| refuse(format!("no QEMU waits for incoming VMs on {to}")))?;
         Self::send(
@@ -98,13 +95,14 @@ impl Migrator for QmpMigrator {
         Self::send(&source, "migrate", Some(json!({ "uri": target.uri })))
             .map_err(|e| refuse(format!("the source QEMU on {from}: {e}")))?;
         // The destination's QEMU is taken: the next VM to that host needs another.
-        self.incoming.remove(&to);
-        self.moving.insert(workload, source);
+        self.incoming.remove(to);
+        self.moving
+            .insert(workload, (order.name.clone(), source, target.socket));
         Ok(now.checked_add(self.first_look).unwrap_or(now))
     }
 
     fn status(&mut self, workload: WorkloadId, _: Timestamp) -> MigrationStatus {
-        let Some(source) = self.moving.get(&workload).cloned() else {
+        let Some((name, source, target)) = self.moving.get(&workload).cloned() else {
             return MigrationStatus::Failed(format!("no move of {workload} is under way"));
         };
         let answer = match Self::send(&source, "query-migrate", None) {
@@ -118,7 +116,8 @@ impl Migrator for QmpMigrator {
         match answer.get("status").and_then(|s| s.as_str()) {
             Some("completed") => {
                 self.moving.remove(&workload);
-                self.sources.remove(&workload);
+                // The VM answers on the destination's socket from now on.
+                self.sources.insert(name, target);
                 // The source stays paused after the switch-over; it holds the VM's memory
                 // until it exits.
                 if let Err(e) = Self::send(&source, "quit", None) {

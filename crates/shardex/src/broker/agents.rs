@@ -226,11 +226,10 @@ async fn targets(
                     }
                 }
             }
-            // The ledger and its entry, read together.
-            let (seq, ledger) = {
-                let l = b.ledger.borrow();
-                (b.seq.load(std::sync::atomic::Ordering::Acquire), l.clone())
-            };
+            // The entry first, then the ledger (published in the other order): the ledger is
+            // at least as new as the entry it is sent under.
+            let seq = b.seq.load(std::sync::atomic::Ordering::Acquire);
+            let ledger = b.ledger.borrow().clone();
             if after == Some(seq) {
                 return Ok(StatusCode::NO_CONTENT.into_response());
             }
@@ -335,8 +334,13 @@ async fn report(State(b): State<Arc<Broker>>, headers: HeaderMap, bytes: Bytes) 
                 .await
                 .map_err(Problem::store)?;
             let mut committed = 0;
+            if censored.is_empty() && releases.is_empty() {
+                // Nothing to commit: the store's lock is left to the writers.
+                let seq = b.seq.load(std::sync::atomic::Ordering::Acquire);
+                return Ok(axum::Json(Reported { seq, committed }).into_response());
+            }
             let mut store = b.store.lock().await;
-            if !censored.is_empty() || !releases.is_empty() {
+            {
                 let done = store
                     .write(|batch| {
                         let now = b.now(batch.ledger().now());

@@ -105,9 +105,11 @@ impl Broker {
 
     /// After a write or a catch-up: the ledger readers see.
     fn publish(&self, store: &PgStore) {
+        // The ledger first, then its entry: a reader that loads the entry and then the ledger
+        // never gets an older ledger under a newer entry (an agent would miss that change).
+        self.ledger.send_replace(store.ledger().clone());
         self.seq
             .store(store.seq(), std::sync::atomic::Ordering::Release);
-        self.ledger.send_replace(store.ledger().clone());
     }
 
     /// Whether an agent last heard from at `seen` is online at `now`.

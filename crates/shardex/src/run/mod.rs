@@ -566,7 +566,7 @@ pub(crate) fn build_actuator(
 /// configuration. A policy or sampler that can't work stops the daemon here, with the reason.
 pub(crate) type HostAgent = shardex_agent::Agent<
     Box<dyn shardex_core::ports::Provisioner + Send>,
-    shardex_core::ports::NoMigrator,
+    Box<dyn shardex_core::ports::Migrator + Send>,
 >;
 
 fn build_agent(config: &Config, metrics: &Arc<metrics::Metrics>) -> anyhow::Result<HostAgent> {
@@ -613,8 +613,9 @@ pub(crate) fn agent_with(
     let controller = shardex_core::control::Controller::new(
         shardex_core::engine::Engine::new(params),
         provisioner,
-        // One host, no live migration: a move is a recommendation, never recorded as done.
-        shardex_core::ports::NoMigrator,
+        // `[migrator]`: none by default (one host: a move is a recommendation, never recorded
+        // as done).
+        config.migrator.build(&config.engine),
     );
     let mut agent_params = shardex_agent::AgentParams::new(
         sizes,
