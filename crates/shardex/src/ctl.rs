@@ -113,6 +113,12 @@ enum CtlCommand {
         /// The host's name, as its agent registers it.
         host: String,
     },
+    /// Revoke every agent token of a host (admin, on a broker): its agent stops at its next
+    /// call.
+    RevokeAgentToken {
+        /// The host's name.
+        host: String,
+    },
     /// Revoke a token by its public id.
     RevokeToken {
         /// The id (the part after `sxt_`).
@@ -300,6 +306,12 @@ pub fn ctl(args: CtlArgs) -> anyhow::Result<()> {
                 );
             }
             print(out, &r, || r["token"].as_str().unwrap_or("?").to_string())
+        }
+        CtlCommand::RevokeAgentToken { host } => {
+            let r = client.delete(&format!("/v1/agent/tokens/{host}"))?;
+            print(out, &r, || {
+                format!("revoked {} token(s) of host {host}", r["revoked"])
+            })
         }
         CtlCommand::RevokeToken { id } => {
             client.delete(&format!("/v1/tokens/{id}"))?;

@@ -594,5 +594,14 @@ async fn a_report_of_a_held_workload_raises_it_at_once_and_a_bad_report_changes_
     assert_eq!(s, 401);
     let (s, text) = get(&addr, "/v1/agent/targets?after=x", Some(&h1));
     assert_eq!(s, 400, "{text}");
+    // A revoked host token is refused from then on; a host with no token left is a 404.
+    let (s, text) = send(&addr, "DELETE", "/v1/agent/tokens/h2", &admin, "");
+    assert_eq!(s, 200, "{text}");
+    let (s, _) = get(&addr, "/v1/agent/targets", Some(&h2));
+    assert_eq!(s, 401);
+    let (s, _) = send(&addr, "DELETE", "/v1/agent/tokens/h2", &admin, "");
+    assert_eq!(s, 404);
+    let (s, _) = send(&addr, "DELETE", "/v1/agent/tokens/h1", &h1, "");
+    assert_eq!(s, 401, "a host can't revoke tokens");
     shardex_store::testkit::check_history(&url).await;
 }

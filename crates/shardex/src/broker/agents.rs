@@ -42,6 +42,10 @@ const REPORT_LIMIT: usize = 8 << 20;
 pub(super) fn routes() -> Router<Arc<Broker>> {
     Router::new()
         .route("/v1/agent/tokens", post(issue_token))
+        .route(
+            "/v1/agent/tokens/{host}",
+            axum::routing::delete(revoke_tokens),
+        )
         .route("/v1/agent/register", post(register))
         .route("/v1/agent/targets", get(targets))
         .route("/v1/agent/report", post(report))
@@ -119,6 +123,34 @@ async fn issue_token(State(b): State<Arc<Broker>>, headers: HeaderMap, bytes: By
                 token,
             };
             Ok((StatusCode::CREATED, axum::Json(issued)).into_response())
+        }
+        .await,
+    )
+}
+
+/// `DELETE /v1/agent/tokens/{host}` (admin): revokes every token of the host `host`; its
+/// agent is refused from its next call on (it stops, saying so).
+async fn revoke_tokens(
+    State(b): State<Arc<Broker>>,
+    headers: HeaderMap,
+    axum::extract::Path(host): axum::extract::Path<String>,
+) -> Response {
+    answer(
+        async {
+            admin(&b, &headers)?;
+            let floor = b.ledger.borrow().now();
+            let n = b
+                .agents
+                .revoke_tokens(&host, b.now(floor))
+                .await
+                .map_err(Problem::store)?;
+            if n == 0 {
+                return Err(Problem::not_found(format!(
+                    "a valid agent token of host {host}"
+                )));
+            }
+            tracing::info!(host = %host, revoked = n, "revoked a host's agent tokens");
+            Ok(axum::Json(serde_json::json!({ "host": host, "revoked": n })).into_response())
         }
         .await,
     )

@@ -297,9 +297,9 @@ async fn follow(broker: Arc<Broker>) {
 }
 
 /// Every `ttl / 3`: renews and claims what this broker works for, plans the hosts it holds
-/// (`planner.rs`); while it holds the
-/// ledger-wide duties (pseudo-host 0), applies expiries as they fall due and reprices the
-/// market every `reprice_every`.
+/// (`planner.rs`); while it holds the ledger-wide duties (pseudo-host 0), applies expiries as
+/// they fall due, reprices the market every `reprice_every` and prunes the agents' samples
+/// past `[engine] history` every hour.
 async fn duties(
     broker: Arc<Broker>,
     ttl: Duration,
@@ -311,6 +311,8 @@ async fn duties(
     let mut tick = tokio::time::interval(ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut repriced = tokio::time::Instant::now();
+    let mut pruned = None;
+    let history = planner.history();
     loop {
         tick.tick().await;
         let hosts: Vec<u64> = std::iter::once(0)
@@ -333,6 +335,22 @@ async fn duties(
         // The lease is checked at the write: a broker that lost it meanwhile does nothing.
         if !broker.ownership.holds(leader).await.unwrap_or(false) {
             continue;
+        }
+        // Samples older than the history the forecasters start from are no use to anyone.
+        if pruned.is_none_or(|t: tokio::time::Instant| t.elapsed() >= Duration::from_secs(3600)) {
+            pruned = Some(tokio::time::Instant::now());
+            let floor = broker.ledger.borrow().now();
+            let now = broker.now(floor);
+            let keep_from = Timestamp::from_millis(
+                now.millis()
+                    .saturating_sub(i64::try_from(history.millis()).unwrap_or(i64::MAX)),
+            )
+            .unwrap_or(Timestamp::EPOCH);
+            match broker.agents.prune(keep_from).await {
+                Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned old samples"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not prune old samples"),
+            }
         }
         let reprice = repriced.elapsed() >= reprice_every;
         let mut store = broker.store.lock().await;

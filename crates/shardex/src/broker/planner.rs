@@ -43,6 +43,11 @@ impl Planner {
         }
     }
 
+    /// How much of each workload's history its forecasters start from (`[engine] history`).
+    pub(super) fn history(&self) -> shardex_core::Span {
+        self.config.engine.history
+    }
+
     /// Plans every host in `held` whose decision is due and whose agent is online.
     pub(super) async fn tick(&mut self, b: &Arc<Broker>, held: &[Held]) {
         // A host lost, or held again under a new epoch (someone else planned it meanwhile),
