@@ -359,6 +359,31 @@ async fn agents_apply_their_hosts_limits_go_offline_and_resync_after_a_restart()
             && reported_cpu(&addr_a, &admin, "h1", w) == Some(1500)
     }));
 
+    // A broker's /metrics: the agents, and each workload's limit read back in force as its
+    // agent reported it (the admin's; 401 without).
+    let (s, _) = get(&addr_a, "/metrics", None);
+    assert_eq!(s, 401);
+    let (s, text) = get(&addr_a, "/metrics", Some(&admin));
+    assert_eq!(s, 200);
+    assert!(
+        text.contains("shardex_agents{state=\"online\"} 2"),
+        "{text}"
+    );
+    let limit = text
+        .lines()
+        .find(|l| {
+            l.starts_with("shardex_workload_limit{")
+                && l.contains(&format!("workload=\"{name}\""))
+                && l.contains("kind=\"cpu\"")
+        })
+        .unwrap_or_else(|| panic!("no cpu limit for {name}:\n{text}"));
+    let value: f64 = limit.rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(value, 1500.0, "{limit}");
+    assert!(
+        text.contains("shardex_api_request_seconds_count{"),
+        "{text}"
+    );
+
     // The broker planning h1 dies: the other plans it within the bound, and the agent reports
     // through it (h1 stays online).
     let planner = agent_of(&agents(&addr_a, &admin), "h1").unwrap()["planned_by"]

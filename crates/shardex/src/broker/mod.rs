@@ -9,6 +9,7 @@
 
 mod agents;
 mod backend;
+mod metrics;
 mod planner;
 
 use std::path::PathBuf;
@@ -95,6 +96,10 @@ pub(crate) struct Broker {
     offline_after: Duration,
     /// The newest entry this broker has seen.
     seq: std::sync::atomic::AtomicU64,
+    /// What it timed (API requests, plans).
+    metrics: Arc<crate::run::metrics::Metrics>,
+    /// Whether `/metrics` answers without the admin token.
+    public_metrics: bool,
 }
 
 impl Broker {
@@ -167,11 +172,14 @@ async fn serve(args: BrokerArgs, config: crate::config::Config) -> anyhow::Resul
         public_overview: config.api.public_overview,
         held: std::sync::Mutex::new(Vec::new()),
         report_every: config.engine.sample_every,
+        metrics: Arc::new(crate::run::metrics::Metrics::default()),
+        public_metrics: config.api.public_metrics,
         offline_after: Duration::from_millis(args.offline_after.millis()),
     });
     let router = Router::new()
         .route("/v1/health", get(health))
         .route("/v1/actions", post(post_action))
+        .route("/metrics", get(metrics::serve))
         // The dashboard is a client of the API: it works on any broker as on `shardex run`.
         .route("/", get(crate::run::dashboard::index))
         .route("/assets/{*file}", get(crate::run::dashboard::asset))
@@ -181,6 +189,10 @@ async fn serve(args: BrokerArgs, config: crate::config::Config) -> anyhow::Resul
             backend::Shared(broker.clone()),
             config.api.rate(),
         )));
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        broker.metrics.clone(),
+        crate::run::metrics::time_requests,
+    ));
     let router = shardex_api::routes::hardened(router);
     let bound = listener.local_addr()?;
     tracing::info!(listen = %bound, broker = %name, "shardex broker is running; Ctrl-C stops it");

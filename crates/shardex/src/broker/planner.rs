@@ -127,6 +127,7 @@ impl Planner {
             plan.decided = std::time::Instant::now();
             let ledger = b.ledger.borrow().clone();
             let decided = plan.agent.decide(&ledger, now);
+            b.metrics.tick(plan.decided.elapsed());
             for p in &decided.problems {
                 tracing::warn!(host = h.host, problem = %p, "the plan could not do everything");
             }

@@ -32,7 +32,7 @@ use super::App;
 use super::control_loop::WorkloadView;
 
 /// A metric's labels: names and values.
-type Labels = Vec<(&'static str, String)>;
+pub(crate) type Labels = Vec<(&'static str, String)>;
 type Timings = Family<Labels, Histogram, fn() -> Histogram>;
 
 /// Each kind's unit in the per-workload metrics.
@@ -222,16 +222,20 @@ impl<A: Actuator + ?Sized> Actuator for Timed<'_, A> {
     }
 }
 
-/// The daemon's state at the moment of one scrape.
+/// The daemon's (or a broker's) state at the moment of one scrape.
 #[derive(Debug)]
-struct Moment {
-    ledger: Ledger,
-    sizes: shardex_core::ShardSizes,
-    workloads: Vec<WorkloadView>,
-    requests: Vec<ShardRequest>,
+pub(crate) struct Moment {
+    /// The ledger.
+    pub(crate) ledger: Ledger,
+    /// Shard sizes.
+    pub(crate) sizes: shardex_core::ShardSizes,
+    /// What the control loop (or the hosts' agents) see of each workload.
+    pub(crate) workloads: Vec<WorkloadView>,
+    /// The engine's shard requests.
+    pub(crate) requests: Vec<ShardRequest>,
 }
 
-fn gauge(
+pub(crate) fn gauge(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -258,7 +262,7 @@ fn counter(
 }
 
 #[allow(clippy::cast_precision_loss)]
-fn number(v: u64) -> f64 {
+pub(crate) fn number(v: u64) -> f64 {
     v as f64
 }
 
@@ -438,29 +442,47 @@ impl Collector for Moment {
 }
 
 /// The exposition of the daemon now.
-pub fn render(app: &App) -> Result<String, std::fmt::Error> {
+pub(super) fn render(app: &App) -> Result<String, std::fmt::Error> {
     let moment = Moment {
         ledger: app.ledger.borrow().clone(),
         sizes: app.sizes,
         workloads: app.workloads.lock().map(|w| w.clone()).unwrap_or_default(),
         requests: app.requests.lock().map(|r| r.clone()).unwrap_or_default(),
     };
+    exposition(moment, &app.metrics, None)
+}
+
+/// The exposition of `moment`, what `metrics` timed and counted, and `extra` (a broker's
+/// agents).
+pub(crate) fn exposition(
+    moment: Moment,
+    metrics: &Metrics,
+    extra: Option<Box<dyn Collector>>,
+) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
-    app.metrics.register(&mut registry);
+    metrics.register(&mut registry);
     registry.register_collector(Box::new(moment));
+    if let Some(c) = extra {
+        registry.register_collector(c);
+    }
     let mut out = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?;
     Ok(out)
 }
 
 /// `GET /metrics`: the admin token, unless `api.public_metrics`.
-pub async fn serve(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+pub(super) async fn serve(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if !app.public_metrics
         && let Some(refusal) = super::routes::unauthorized(&app, &headers)
     {
         return refusal;
     }
-    match render(&app) {
+    text(render(&app))
+}
+
+/// An exposition as the answer to a scrape.
+pub(crate) fn text(rendered: Result<String, std::fmt::Error>) -> Response {
+    match rendered {
         Ok(text) => {
             let mut r = (StatusCode::OK, text).into_response();
             r.headers_mut().insert(

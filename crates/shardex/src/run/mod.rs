@@ -498,11 +498,11 @@ pub(crate) fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Outpu
 
 pub(crate) mod backend;
 pub(crate) mod clock;
-mod control_loop;
+pub(crate) mod control_loop;
 pub(crate) mod dashboard;
 pub(crate) mod http;
 mod lock;
-mod metrics;
+pub(crate) mod metrics;
 mod routes;
 mod sampler;
 mod timeline;
