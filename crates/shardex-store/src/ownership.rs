@@ -4,6 +4,9 @@
 //! clocks never disagree about expiry. Each change of owner increments the host's `epoch`, a
 //! fencing token: work done under an older epoch is recognisably stale.
 //!
+//! Brokers spread the hosts among themselves ([`Ownership::spread`]): each holds at most the
+//! hosts over the brokers alive, rounded up, and gives back what it holds above that.
+//!
 //! Bound on a takeover: a broker that dies holds its hosts until their leases expire (`ttl`
 //! after its last renewal), and the others claim them at their next round (every `ttl / 3` by
 //! default), so a dead broker's hosts are taken over within `ttl + ttl / 3`.
@@ -115,6 +118,46 @@ impl Ownership {
             .collect()
     }
 
+    /// One round that spreads `hosts` over the brokers alive: this broker's presence is renewed
+    /// (`brokers`, expiring as its hold does), it holds at most its share (the hosts over the
+    /// brokers alive, rounded up) and lets go of what it holds above that, highest host first,
+    /// for the others to claim at their next round. A broker that arrives has its share within
+    /// two rounds of everyone's; one that dies leaves the count when its presence runs out,
+    /// and its hosts are claimed as with [`Ownership::round`].
+    pub async fn spread(&self, hosts: &[u64]) -> Result<Vec<Held>, StoreError> {
+        let ttl = ms(self.ttl);
+        let now: i64 =
+            sqlx::query_scalar("SELECT (extract(epoch from clock_timestamp()) * 1000)::BIGINT")
+                .fetch_one(&self.pool)
+                .await?;
+        sqlx::query(
+            "INSERT INTO brokers (name, expires_ms) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET expires_ms = EXCLUDED.expires_ms",
+        )
+        .bind(&self.broker)
+        .bind(now + ttl)
+        .execute(&self.pool)
+        .await?;
+        let alive: i64 = sqlx::query_scalar("SELECT count(*) FROM brokers WHERE expires_ms > $1")
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+        let share = hosts
+            .len()
+            .div_ceil(usize::try_from(alive.max(1)).unwrap_or(1));
+        sqlx::query(
+            "UPDATE host_owners SET expires_ms = 0 WHERE host IN (
+                 SELECT host FROM host_owners WHERE broker = $1 AND expires_ms > $2
+                 ORDER BY host DESC OFFSET $3)",
+        )
+        .bind(&self.broker)
+        .bind(now)
+        .bind(i64::try_from(share).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        self.round(hosts, Some(share)).await
+    }
+
     /// Whether this broker still holds `held` (same host, same epoch, lease not run out): what
     /// a broker checks before it commits work for that host.
     pub async fn holds(&self, held: Held) -> Result<bool, StoreError> {
@@ -146,9 +189,14 @@ impl Ownership {
             .collect())
     }
 
-    /// Lets go of every host this broker holds (a clean stop: the others take them at once).
+    /// Lets go of every host this broker holds and leaves the brokers alive (a clean stop: the
+    /// others take its hosts, and its share, at once).
     pub async fn release(&self) -> Result<u64, StoreError> {
         let done = sqlx::query("UPDATE host_owners SET expires_ms = 0 WHERE broker = $1")
+            .bind(&self.broker)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM brokers WHERE name = $1")
             .bind(&self.broker)
             .execute(&self.pool)
             .await?;

@@ -227,3 +227,54 @@ async fn an_agent_s_report_keeps_its_samples_for_whichever_broker_plans_its_host
         Some(t(30))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (Debian's postgresql, or SHARDEX_TEST_PG); CI starts it and runs this"]
+async fn brokers_that_arrive_get_their_share_of_the_hosts_and_one_that_leaves_gives_its_own_back() {
+    let (pool, _keep) = pool().await;
+    let ttl = Duration::from_millis(1500);
+    let brokers: Vec<Ownership> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Ownership::new(pool.clone(), *n, ttl))
+        .collect();
+    let all: Vec<u64> = (0..10).collect();
+    // Rounds of the brokers in `alive` until each holds its share and every host is held
+    // once; what each holds.
+    async fn settle(brokers: &[&Ownership], all: &[u64]) -> Vec<Vec<u64>> {
+        let mut last = Vec::new();
+        for _ in 0..6 {
+            last = Vec::new();
+            for b in brokers {
+                last.push(hosts(&b.spread(all).await.unwrap()));
+            }
+        }
+        last
+    }
+    let held = settle(&[&brokers[0]], &all).await;
+    assert_eq!(held, vec![all.clone()], "alone, a holds every host");
+    let held = settle(&[&brokers[0], &brokers[1]], &all).await;
+    assert_eq!(
+        held.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![5, 5],
+        "{held:?}"
+    );
+    let held = settle(&[&brokers[0], &brokers[1], &brokers[2]], &all).await;
+    let mut sizes: Vec<usize> = held.iter().map(Vec::len).collect();
+    sizes.sort_unstable();
+    assert_eq!(
+        sizes,
+        vec![2, 4, 4],
+        "ceil(10 / 3) = 4 at most each: {held:?}"
+    );
+    let mut every: Vec<u64> = held.concat();
+    every.sort_unstable();
+    assert_eq!(every, all, "each host held once: {held:?}");
+    // c stops cleanly: a and b share its hosts again.
+    brokers[2].release().await.unwrap();
+    let held = settle(&[&brokers[0], &brokers[1]], &all).await;
+    assert_eq!(
+        held.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![5, 5],
+        "{held:?}"
+    );
+}

@@ -330,7 +330,7 @@ async fn duties(
         let hosts: Vec<u64> = std::iter::once(0)
             .chain(broker.ledger.borrow().hosts().map(|h| h.id.0))
             .collect();
-        let held = match broker.ownership.round(&hosts, None).await {
+        let held = match broker.ownership.spread(&hosts).await {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(error = %e, "could not renew this broker's hold");
