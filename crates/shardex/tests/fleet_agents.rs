@@ -296,16 +296,49 @@ async fn agents_apply_their_hosts_limits_go_offline_and_resync_after_a_restart()
         "{}",
         agent_log("h2", dir)
     );
-    // The broker holding h1 plans it from the samples its agent reported: the idle workload's
-    // share is sized down (its hard limit stays the reservation's).
+    // The workload holds its whole reservation to begin with; the broker holding h1 plans it
+    // from the samples its agent reported: the idle workload's share is sized down (its hard
+    // limit stays the reservation's), and that decision, recorded by the planning broker, is
+    // read through either broker.
+    let (s, body) = send(
+        &addr_a,
+        "POST",
+        "/v1/actions",
+        &admin,
+        &json!({"action": "allocate", "tenant": tenant, "workload": w,
+                "share": {"cpu": 100, "memory": 16, "net": 0, "iops": 0}})
+        .to_string(),
+    );
+    assert_eq!(s, 200, "{body}");
+    let share = |addr: &str| {
+        let (_, body) = get(addr, &format!("/v1/workloads/{w}"), Some(&tenant_token));
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["allocation"]["cpu"].as_u64().unwrap()
+    };
+    assert_eq!(
+        share(&addr_a),
+        100,
+        "as written, through the broker that wrote it"
+    );
     let (pa, pb) = (a.id(), b.id());
+    let decided = |addr: &str| {
+        let (s, body) = get(
+            addr,
+            &format!("/v1/workloads/{w}/decisions"),
+            Some(&tenant_token),
+        );
+        assert_eq!(s, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["decisions"].as_array().unwrap().iter().any(|d| {
+            d["mode"] == "act" && d["kind"] == "cpu" && d["to"].as_u64().is_some_and(|t| t < 100)
+        })
+    };
     assert!(
-        eventually(Duration::from_secs(20), || {
-            let (_, body) = get(&addr_a, &format!("/v1/workloads/{w}"), Some(&tenant_token));
-            let v: Value = serde_json::from_str(&body).unwrap();
-            v["allocation"]["cpu"].as_u64().is_some_and(|c| c < 100)
-        }),
-        "h1 was never planned:\n{}\n{}",
+        eventually(Duration::from_secs(30), || share(&addr_a) < 100
+            && decided(&addr_a)
+            && decided(&addr_b)),
+        "h1 was never planned (share {}):\n{}\n{}",
+        share(&addr_a),
         log_of(pa),
         log_of(pb)
     );

@@ -1,8 +1,8 @@
 //! The broker as the tenant-facing API's backend: reads from the ledger as of the newest entry
 //! it has seen, writes through the shared log (each under the head's lock, on the newest state
 //! whoever wrote it), tokens and idempotency answers in the shared database. What a host's
-//! agent reports (workloads' usage, shard requests, charts) is not in fleet mode yet: those
-//! answer empty.
+//! agent reports is partly here: each workload's decisions are the plans' (shared table);
+//! its usage, charts and the engine's shard requests answer empty on a broker.
 
 use std::sync::Arc;
 
@@ -144,10 +144,26 @@ impl Backend for Shared {
 
     async fn decisions(
         &self,
-        _: shardex_core::WorkloadId,
-        _: u32,
+        workload: shardex_core::WorkloadId,
+        limit: u32,
     ) -> Result<Vec<shardex_api::DecisionRecord>, Problem> {
-        Ok(Vec::new())
+        let rows = self
+            .0
+            .decisions
+            .of(workload, limit)
+            .await
+            .map_err(Problem::store)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| shardex_api::DecisionRecord {
+                at: r["at_ms"]
+                    .as_i64()
+                    .and_then(|ms| Timestamp::from_millis(ms).ok())
+                    .unwrap_or(Timestamp::EPOCH),
+                mode: r["mode"].as_str().unwrap_or_default().to_string(),
+                decision: r["decision"].clone(),
+            })
+            .collect())
     }
 
     fn public_overview(&self) -> bool {

@@ -131,48 +131,81 @@ impl Planner {
             for p in &decided.problems {
                 tracing::warn!(host = h.host, problem = %p, "the plan could not do everything");
             }
-            if decided.actions.is_empty() {
-                plan.agent.committed(&decided, true);
-                continue;
-            }
-            let mut store = b.store.lock().await;
-            let actions = decided.actions.clone();
-            let done = store
-                .write_as(b.ownership.broker(), h, |batch| {
-                    for (a, at) in actions {
-                        let at = at.max(batch.ledger().now());
-                        match batch.apply(a, at, None) {
-                            Ok(Ok(_)) => {}
-                            Ok(Err(refused)) => return Err(refused.to_string()),
-                            Err(metering) => return Err(metering.to_string()),
-                        }
-                    }
-                    Ok(())
-                })
-                .await;
-            let ok = match done {
-                Ok(Ok(_)) => {
-                    b.publish(&store);
-                    true
-                }
-                Ok(Err(e)) => {
-                    // Decided on a state another broker's write has since changed: the next
-                    // tick decides again on the newest.
-                    tracing::info!(host = h.host, reason = %e, "the plan no longer applies; decided again at the next tick");
-                    false
-                }
-                Err(e) => {
-                    tracing::warn!(host = h.host, error = %e, "the plan was not committed");
-                    false
-                }
-            };
-            drop(store);
+            let ok = decided.actions.is_empty() || commit(b, h, &decided).await;
             plan.agent.committed(&decided, ok);
-            if ok {
-                for d in &decided.decisions {
-                    tracing::info!(host = h.host, workload = %d.workload, kind = %d.kind, from = d.from, to = d.to, reason = ?d.reason, "decided");
-                }
+            if ok && !decided.decisions.is_empty() {
+                record(b, h.host, plan.agent.params().act, &decided).await;
             }
         }
+    }
+}
+
+/// Commits a plan's actions as one transaction under the host's hold; whether it was.
+async fn commit(b: &Arc<Broker>, h: Held, decided: &shardex_agent::Decided) -> bool {
+    let mut store = b.store.lock().await;
+    let actions = decided.actions.clone();
+    let done = store
+        .write_as(b.ownership.broker(), h, |batch| {
+            for (a, at) in actions {
+                let at = at.max(batch.ledger().now());
+                match batch.apply(a, at, None) {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(refused)) => return Err(refused.to_string()),
+                    Err(metering) => return Err(metering.to_string()),
+                }
+            }
+            Ok(())
+        })
+        .await;
+    match done {
+        Ok(Ok(_)) => {
+            b.publish(&store);
+            true
+        }
+        Ok(Err(e)) => {
+            // Decided on a state another broker's write has since changed: the next tick
+            // decides again on the newest.
+            tracing::info!(host = h.host, reason = %e, "the plan no longer applies; decided again at the next tick");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(host = h.host, error = %e, "the plan was not committed");
+            false
+        }
+    }
+}
+
+/// Records a plan's decisions in the shared database (any broker answers a workload's
+/// decisions from there) and sends them on this broker's event stream.
+async fn record(b: &Arc<Broker>, host: u64, act: bool, decided: &shardex_agent::Decided) {
+    let ledger = b.ledger.borrow().clone();
+    let (mode, outcome) = if act {
+        (
+            "act",
+            "committed; applied at the host agent's next fetch, read back",
+        )
+    } else {
+        ("recommend", "recommended")
+    };
+    let values: Vec<serde_json::Value> = decided
+        .decisions
+        .iter()
+        .map(|d| {
+            tracing::info!(host, workload = %d.workload, kind = %d.kind, from = d.from, to = d.to, why = %d.reason, outcome, "decision");
+            crate::run::control_loop::decision_json(&ledger, d, outcome)
+        })
+        .collect();
+    let seq = b.seq.load(std::sync::atomic::Ordering::Acquire);
+    if let Err(e) = b
+        .decisions
+        .record(host, decided.at, seq, mode, &values)
+        .await
+    {
+        tracing::error!(host, error = %e, "could not record the engine's decisions");
+    }
+    for (d, data) in decided.decisions.iter().zip(values) {
+        let tenant = ledger.workload(d.workload).map(|w| w.tenant);
+        b.events
+            .publish("decision", tenant.into_iter().collect(), data);
     }
 }

@@ -366,16 +366,7 @@ pub(super) async fn decide(app: &App, agent: &mut HostAgent, mode: &str) {
                 (Ok(()), _) => "committed; applied at the next sample, read back".to_string(),
             };
             tracing::info!(workload = %d.workload, kind = %d.kind, from = d.from, to = d.to, why = %d.reason, %status, "decision");
-            json!({
-                "workload": ledger.workload(d.workload).map(|w| w.name.clone()),
-                "workload_id": d.workload,
-                "kind": d.kind,
-                "from": d.from,
-                "to": d.to,
-                "reason": d.reason,
-                "why": d.reason.to_string(),
-                "outcome": status,
-            })
+            decision_json(ledger, d, &status)
         })
         .collect();
     if let Err(e) = store.record_decisions(decided.at, mode, &decisions).await {
@@ -386,4 +377,22 @@ pub(super) async fn decide(app: &App, agent: &mut HostAgent, mode: &str) {
         app.events
             .publish("decision", tenant.into_iter().collect(), data.clone());
     }
+}
+
+/// A decision as it is recorded and sent on the event stream (`outcome`: what became of it).
+pub(crate) fn decision_json(
+    ledger: &shardex_core::Ledger,
+    d: &shardex_core::engine::Decision,
+    outcome: &str,
+) -> serde_json::Value {
+    json!({
+        "workload": ledger.workload(d.workload).map(|w| w.name.clone()),
+        "workload_id": d.workload,
+        "kind": d.kind,
+        "from": d.from,
+        "to": d.to,
+        "reason": d.reason,
+        "why": d.reason.to_string(),
+        "outcome": outcome,
+    })
 }

@@ -1,0 +1,103 @@
+//! What fleet mode's plans leave behind in the shared database: the engine's decisions, by
+//! host and workload, recorded by the broker that planned the host and read by any broker
+//! (`GET /v1/workloads/{id}/decisions`), in the same shape as the SQLite store's.
+
+use shardex_core::{Timestamp, WorkloadId};
+use sqlx::Row;
+use sqlx::postgres::PgPool;
+
+use crate::StoreError;
+
+/// The decisions table.
+#[derive(Debug, Clone)]
+pub struct Decisions {
+    pool: PgPool,
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl crate::PgStore {
+    /// The decisions table, shared with every clone.
+    pub fn decisions(&self) -> Decisions {
+        Decisions {
+            pool: self.pool().clone(),
+        }
+    }
+}
+
+impl Decisions {
+    /// Records `host`'s plan's decisions (JSON values with a `workload_id`) made at `at`, as of
+    /// ledger entry `seq`, in one transaction.
+    pub async fn record(
+        &self,
+        host: u64,
+        at: Timestamp,
+        seq: u64,
+        mode: &str,
+        decisions: &[serde_json::Value],
+    ) -> Result<(), StoreError> {
+        if decisions.is_empty() {
+            return Ok(());
+        }
+        let mut workloads = Vec::with_capacity(decisions.len());
+        let mut texts = Vec::with_capacity(decisions.len());
+        for d in decisions {
+            workloads.push(d["workload_id"].as_u64().map(i));
+            texts.push(
+                serde_json::to_string(d).map_err(|source| StoreError::Encode {
+                    what: "decision",
+                    source,
+                })?,
+            );
+        }
+        sqlx::query(
+            "INSERT INTO decisions (host, workload, at_ms, seq, mode, decision)
+             SELECT $1, w, $2, $3, $4, d FROM UNNEST($5::BIGINT[], $6::TEXT[]) AS t(w, d)",
+        )
+        .bind(i(host))
+        .bind(at.millis())
+        .bind(i(seq))
+        .bind(mode)
+        .bind(&workloads)
+        .bind(&texts)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest `limit` decisions about `workload`, newest first: `{at_ms, seq, mode,
+    /// decision}` each.
+    pub async fn of(
+        &self,
+        workload: WorkloadId,
+        limit: u32,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at_ms, seq, mode, decision FROM decisions WHERE workload = $1
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(i(workload.0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get(1)?;
+                let text: String = row.try_get(3)?;
+                let decision: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                        seq: u64::try_from(seq).unwrap_or(0),
+                        reason: format!("decision: {e}"),
+                    })?;
+                Ok(serde_json::json!({
+                    "at_ms": row.try_get::<i64, _>(0)?,
+                    "seq": seq,
+                    "mode": row.try_get::<String, _>(2)?,
+                    "decision": decision,
+                }))
+            })
+            .collect()
+    }
+}
