@@ -22,8 +22,8 @@ use shardex_core::ports::{
     SimulatedMigrator, StaticProvisioner,
 };
 use shardex_core::{
-    Action, Horizon, HostId, KindForecast, Ledger, PriceVector, Quantiles, Rdv, ResourceKind,
-    ShardSizes, ShardVector, Span, TenantId, Tier, Timestamp, Window, WorkloadId,
+    Action, HostId, Ledger, PriceVector, ResourceKind, ShardSizes, ShardVector, Span, TenantId,
+    Tier, Timestamp, Window, WorkloadId,
 };
 
 fn t(s: i64) -> Timestamp {
@@ -34,22 +34,8 @@ fn cpu(n: u64) -> ShardVector {
     ShardVector::of(ResourceKind::Cpu, n)
 }
 
-/// A forecast of `shards` cpu shards (10 millicores each) at every quantile.
-fn demand(shards: u64, now: Timestamp) -> Demand {
-    Demand {
-        rdv: Rdv {
-            made_at: now,
-            horizon: Horizon::default(),
-            kinds: vec![KindForecast {
-                kind: ResourceKind::Cpu,
-                steps: vec![Quantiles::point(shards * 10); 12],
-            }],
-        },
-        usage: ShardVector::ZERO,
-        cap: None,
-        censored: [false; 4],
-    }
-}
+// A forecast of `shards` cpu shards (10 millicores each) at every quantile.
+use shardex_core::testkit::moves::cpu_demand as demand;
 
 struct World {
     ledger: Ledger,

@@ -1,6 +1,7 @@
 //! What fleet mode's plans leave behind in the shared database: the engine's decisions, by
 //! host and workload, recorded by the broker that planned the host and read by any broker
-//! (`GET /v1/workloads/{id}/decisions`), in the same shape as the SQLite store's.
+//! (`GET /v1/workloads/{id}/decisions`), in the same shape as the SQLite store's (one
+//! function reads a row of either, [`decision_row`]).
 
 use shardex_core::{Timestamp, WorkloadId};
 use sqlx::Row;
@@ -84,20 +85,34 @@ impl Decisions {
         .await?;
         rows.iter()
             .map(|row| {
-                let seq: i64 = row.try_get(1)?;
-                let text: String = row.try_get(3)?;
-                let decision: serde_json::Value =
-                    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-                        seq: u64::try_from(seq).unwrap_or(0),
-                        reason: format!("decision: {e}"),
-                    })?;
-                Ok(serde_json::json!({
-                    "at_ms": row.try_get::<i64, _>(0)?,
-                    "seq": seq,
-                    "mode": row.try_get::<String, _>(2)?,
-                    "decision": decision,
-                }))
+                decision_row(
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    &row.try_get::<String, _>(3)?,
+                )
             })
             .collect()
     }
+}
+
+/// A stored decision (either database's row: time, log entry, mode, JSON text) as the value
+/// the API reads: `{at_ms, seq, mode, decision}`.
+pub(crate) fn decision_row(
+    at_ms: i64,
+    seq: i64,
+    mode: String,
+    text: &str,
+) -> Result<serde_json::Value, StoreError> {
+    let decision: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+            seq: u64::try_from(seq).unwrap_or(0),
+            reason: format!("decision: {e}"),
+        })?;
+    Ok(serde_json::json!({
+        "at_ms": at_ms,
+        "seq": seq,
+        "mode": mode,
+        "decision": decision,
+    }))
 }

@@ -399,23 +399,16 @@ impl SqliteStore {
     fn decision_rows(
         rows: Vec<sqlx::sqlite::SqliteRow>,
     ) -> Result<Vec<serde_json::Value>, StoreError> {
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let seq: i64 = row.try_get(1)?;
-            let text: String = row.try_get(3)?;
-            let decision: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-                    seq: u64::try_from(seq).unwrap_or(0),
-                    reason: format!("decision: {e}"),
-                })?;
-            out.push(serde_json::json!({
-                "at_ms": row.try_get::<i64, _>(0)?,
-                "seq": seq,
-                "mode": row.try_get::<String, _>(2)?,
-                "decision": decision,
-            }));
-        }
-        Ok(out)
+        rows.iter()
+            .map(|row| {
+                crate::plans::decision_row(
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    &row.try_get::<String, _>(3)?,
+                )
+            })
+            .collect()
     }
 
     /// Charges whose interval ends in `(from, to]`, paid or lent by `tenant` (every tenant when

@@ -144,6 +144,52 @@ fn reported_cpu(addr: &str, admin: &str, host: &str, workload: u64) -> Option<u6
         .as_u64()
 }
 
+/// A tenant "t" (made through `addr` by the admin) reserving 100 cpu and 16 memory shards on
+/// h1 for an hour, with a workload `name` bound to it: the tenant's token, its id, the
+/// reservation's id and the workload's id.
+fn workload_on_h1(addr: &str, admin: &str, name: &str) -> (String, u64, u64, u64) {
+    let (s, body) = send(
+        addr,
+        "POST",
+        "/v1/tenants",
+        admin,
+        &json!({"name": "t"}).to_string(),
+    );
+    assert_eq!(s, 201, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let token = v["token"]["token"].as_str().unwrap().to_string();
+    let tenant = v["tenant"]["id"].as_u64().unwrap();
+    let (s, body) = send(
+        addr,
+        "POST",
+        "/v1/reservations",
+        &token,
+        &json!({"host": "h1", "shards": {"cpu": 100, "memory": 16}, "for": "1h"}).to_string(),
+    );
+    assert_eq!(s, 201, "{body}");
+    let r = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let (s, body) = send(
+        addr,
+        "POST",
+        "/v1/actions",
+        admin,
+        &json!({"action": "bind_workload", "tenant": tenant, "reservation": r, "name": name})
+            .to_string(),
+    );
+    assert_eq!(s, 200, "{body}");
+    let (_, body) = get(
+        addr,
+        &format!("/v1/reservations/{r}/workloads"),
+        Some(&token),
+    );
+    let w = serde_json::from_str::<Value>(&body).unwrap()["workloads"][0]["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{body}"));
+    (token, tenant, r, w)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL and root with cgroups (cpu, memory); CI starts PostgreSQL and runs this"]
 async fn agents_apply_their_hosts_limits_go_offline_and_resync_after_a_restart() {
@@ -233,50 +279,9 @@ async fn agents_apply_their_hosts_limits_go_offline_and_resync_after_a_restart()
         "{table}"
     );
     // A tenant reserves 1 core on h1 and binds a workload there, in a cgroup of its own.
-    let (s, body) = send(
-        &addr_a,
-        "POST",
-        "/v1/tenants",
-        &admin,
-        &json!({"name": "t"}).to_string(),
-    );
-    assert_eq!(s, 201, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    let tenant_token = v["token"]["token"].as_str().unwrap().to_string();
-    let tenant = v["tenant"]["id"]
-        .as_u64()
-        .or_else(|| v["id"].as_u64())
-        .unwrap();
-    let (s, body) = send(
-        &addr_b,
-        "POST",
-        "/v1/reservations",
-        &tenant_token,
-        &json!({"host": "h1", "shards": {"cpu": 100, "memory": 16}, "for": "1h"}).to_string(),
-    );
-    assert_eq!(s, 201, "{body}");
-    let r = serde_json::from_str::<Value>(&body).unwrap()["id"]
-        .as_u64()
-        .unwrap();
     let name = format!("shardex-fleet-{}", std::process::id());
     let (_cg, cpu_dir) = make_cgroup(&name);
-    let (s, body) = send(
-        &addr_a,
-        "POST",
-        "/v1/actions",
-        &admin,
-        &json!({"action": "bind_workload", "tenant": tenant, "reservation": r, "name": name})
-            .to_string(),
-    );
-    assert_eq!(s, 200, "{body}");
-    let (_, body) = get(
-        &addr_a,
-        &format!("/v1/reservations/{r}/workloads"),
-        Some(&tenant_token),
-    );
-    let w = serde_json::from_str::<Value>(&body).unwrap()["workloads"][0]["id"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{body}"));
+    let (tenant_token, tenant, r, w) = workload_on_h1(&addr_a, &admin, &name);
 
     // h1's agent puts the reservation's 1 core in force and reports it; h2's never touches it.
     let t = Instant::now();
@@ -515,41 +520,11 @@ async fn a_report_of_a_held_workload_raises_it_at_once_and_a_bad_report_changes_
     );
     assert_eq!(s, 200);
     // A tenant's reservation on h1 with a workload holding 10 of its 100 cpu shards.
-    let (s, body) = send(
-        &addr,
-        "POST",
-        "/v1/tenants",
-        &admin,
-        &json!({"name": "t"}).to_string(),
-    );
-    assert_eq!(s, 201, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    let tenant_token = v["token"]["token"].as_str().unwrap().to_string();
-    let tenant = v["tenant"]["id"].as_u64().unwrap();
-    let (s, body) = send(
-        &addr,
-        "POST",
-        "/v1/reservations",
-        &tenant_token,
-        &json!({"host": "h1", "shards": {"cpu": 100, "memory": 16}, "for": "1h"}).to_string(),
-    );
-    assert_eq!(s, 201, "{body}");
-    let r = serde_json::from_str::<Value>(&body).unwrap()["id"]
-        .as_u64()
-        .unwrap();
+    let (tenant_token, tenant, _, w) = workload_on_h1(&addr, &admin, "w");
     let act = |body: Value| {
         let (s, text) = send(&addr, "POST", "/v1/actions", &admin, &body.to_string());
         assert_eq!(s, 200, "{text}");
     };
-    act(json!({"action": "bind_workload", "tenant": tenant, "reservation": r, "name": "w"}));
-    let (_, body) = get(
-        &addr,
-        &format!("/v1/reservations/{r}/workloads"),
-        Some(&tenant_token),
-    );
-    let w = serde_json::from_str::<Value>(&body).unwrap()["workloads"][0]["id"]
-        .as_u64()
-        .unwrap();
     act(
         json!({"action": "allocate", "tenant": tenant, "workload": w,
                "share": {"cpu": 10, "memory": 16, "net": 0, "iops": 0}}),

@@ -72,9 +72,10 @@ pub fn crowded() -> (Ledger, WorkloadId, WorkloadId) {
     (l, ids[0], ids[1])
 }
 
-/// `a` needs 70 shards, `b` 50, forecast at `now`: `h1` is short and `b` is moved.
-pub fn crowding(a: WorkloadId, b: WorkloadId, now: Timestamp) -> BTreeMap<WorkloadId, Demand> {
-    let demand = |shards: u64| Demand {
+/// A forecast of `shards` cpu shards (10 millicores each) at every quantile and step, made at
+/// `now`.
+pub fn cpu_demand(shards: u64, now: Timestamp) -> Demand {
+    Demand {
         rdv: Rdv {
             made_at: now,
             horizon: Horizon::default(),
@@ -86,8 +87,14 @@ pub fn crowding(a: WorkloadId, b: WorkloadId, now: Timestamp) -> BTreeMap<Worklo
         usage: ShardVector::ZERO,
         cap: None,
         censored: [false; 4],
-    };
-    [(a, demand(70)), (b, demand(50))].into_iter().collect()
+    }
+}
+
+/// `a` needs 70 shards, `b` 50, forecast at `now`: `h1` is short and `b` is moved.
+pub fn crowding(a: WorkloadId, b: WorkloadId, now: Timestamp) -> BTreeMap<WorkloadId, Demand> {
+    [(a, cpu_demand(70, now)), (b, cpu_demand(50, now))]
+        .into_iter()
+        .collect()
 }
 
 /// A controller that moves at once (no hysteresis, no headroom) through `migrator`.

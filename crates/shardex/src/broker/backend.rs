@@ -153,17 +153,7 @@ impl Backend for Shared {
             .of(workload, limit)
             .await
             .map_err(Problem::store)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| shardex_api::DecisionRecord {
-                at: r["at_ms"]
-                    .as_i64()
-                    .and_then(|ms| Timestamp::from_millis(ms).ok())
-                    .unwrap_or(Timestamp::EPOCH),
-                mode: r["mode"].as_str().unwrap_or_default().to_string(),
-                decision: r["decision"].clone(),
-            })
-            .collect())
+        Ok(crate::run::backend::decision_records(rows))
     }
 
     fn public_overview(&self) -> bool {

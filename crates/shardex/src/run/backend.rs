@@ -228,17 +228,7 @@ impl Backend for Daemon {
                 .await
                 .map_err(Problem::store)?
         };
-        Ok(rows
-            .into_iter()
-            .map(|r| shardex_api::DecisionRecord {
-                at: r["at_ms"]
-                    .as_i64()
-                    .and_then(|ms| Timestamp::from_millis(ms).ok())
-                    .unwrap_or(Timestamp::EPOCH),
-                mode: r["mode"].as_str().unwrap_or_default().to_string(),
-                decision: r["decision"].clone(),
-            })
-            .collect())
+        Ok(decision_records(rows))
     }
 
     fn public_overview(&self) -> bool {
@@ -286,4 +276,18 @@ impl Backend for Daemon {
         let now = self.now();
         self.0.tokens.revoke(id, now).await.map_err(Problem::store)
     }
+}
+
+/// Stored decision rows (`{at_ms, seq, mode, decision}`, either store's) as the API's records.
+pub(crate) fn decision_records(rows: Vec<serde_json::Value>) -> Vec<shardex_api::DecisionRecord> {
+    rows.into_iter()
+        .map(|r| shardex_api::DecisionRecord {
+            at: r["at_ms"]
+                .as_i64()
+                .and_then(|ms| Timestamp::from_millis(ms).ok())
+                .unwrap_or(Timestamp::EPOCH),
+            mode: r["mode"].as_str().unwrap_or_default().to_string(),
+            decision: r["decision"].clone(),
+        })
+        .collect()
 }
