@@ -86,12 +86,7 @@ pub fn issue(
     created: Timestamp,
     expires: Option<Timestamp>,
 ) -> Issued {
-    let mut rng = rand::rng();
-    let mut id = [0u8; 6];
-    let mut secret = [0u8; 32];
-    rng.fill_bytes(&mut id);
-    rng.fill_bytes(&mut secret);
-    let (id, secret) = (hex(&id), hex(&secret));
+    let (id, secret) = random_parts();
     Issued {
         token: format!("sxt_{id}_{secret}"),
         record: TokenRecord {
@@ -119,13 +114,18 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// A new random host agent's token, `sxh_<id>_<secret>`: the text (shown once), its public
 /// id and the hash of its secret (what is kept).
 pub fn issue_host() -> (String, String, String) {
+    let (id, secret) = random_parts();
+    (format!("sxh_{id}_{secret}"), id, hash_secret(&secret))
+}
+
+/// A token's random public id (6 bytes) and secret (32 bytes), in hex.
+fn random_parts() -> (String, String) {
     let mut rng = rand::rng();
     let mut id = [0u8; 6];
     let mut secret = [0u8; 32];
     rng.fill_bytes(&mut id);
     rng.fill_bytes(&mut secret);
-    let (id, secret) = (hex(&id), hex(&secret));
-    (format!("sxh_{id}_{secret}"), id, hash_secret(&secret))
+    (hex(&id), hex(&secret))
 }
 
 /// Splits a host agent's `sxh_<id>_<secret>` into id and secret.
