@@ -623,6 +623,14 @@ async fn a_report_of_a_held_workload_raises_it_at_once_and_a_bad_report_changes_
         Some(&h1),
     );
     assert_eq!(s, 204);
+    // A broker behind the one the agent asked last never sends it older limits.
+    let ahead = got["seq"].as_u64().unwrap() + 1000;
+    let (s, _) = get(
+        &addr,
+        &format!("/v1/agent/targets?after={ahead}"),
+        Some(&h1),
+    );
+    assert_eq!(s, 204);
     let (s, _) = get(&addr, "/v1/agent/targets", Some(&tenant_token));
     assert_eq!(s, 401);
     let (s, text) = get(&addr, "/v1/agent/targets?after=x", Some(&h1));

@@ -229,7 +229,7 @@ async fn register(State(b): State<Arc<Broker>>, headers: HeaderMap, bytes: Bytes
 }
 
 /// `GET /v1/agent/targets?after=SEQ` (a host's token): the host's limits as of the newest
-/// entry this broker has, or 204 when that is still `SEQ`.
+/// entry this broker has, or 204 when that is not past `SEQ`.
 async fn targets(
     State(b): State<Arc<Broker>>,
     headers: HeaderMap,
@@ -262,7 +262,10 @@ async fn targets(
             // at least as new as the entry it is sent under.
             let seq = b.seq.load(std::sync::atomic::Ordering::Acquire);
             let ledger = b.ledger.borrow().clone();
-            if after == Some(seq) {
+            // Nothing newer than what the agent has: also when this broker lags behind the one
+            // the agent asked last (it must never go back to older limits, e.g. from before a
+            // raise).
+            if after.is_some_and(|a| seq <= a) {
                 return Ok(StatusCode::NO_CONTENT.into_response());
             }
             let host = ledger
