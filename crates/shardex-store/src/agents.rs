@@ -66,6 +66,21 @@ fn at(ms: i64) -> Result<Timestamp, StoreError> {
     })
 }
 
+/// A `samples` row.
+fn stored(r: &sqlx::postgres::PgRow) -> Result<StoredSample, StoreError> {
+    let id: i64 = r.try_get("id")?;
+    let text: String = r.try_get("reading")?;
+    Ok(StoredSample {
+        id,
+        workload: WorkloadId(u(r.try_get("workload")?)),
+        at: at(r.try_get("at_ms")?)?,
+        reading: serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+            seq: 0,
+            reason: format!("sample {id}: {e}"),
+        })?,
+    })
+}
+
 fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
@@ -221,21 +236,19 @@ impl Agents {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let id: i64 = r.try_get("id")?;
-                let text: String = r.try_get("reading")?;
-                Ok(StoredSample {
-                    id,
-                    workload: WorkloadId(u(r.try_get("workload")?)),
-                    at: at(r.try_get("at_ms")?)?,
-                    reading: serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-                        seq: 0,
-                        reason: format!("sample {id}: {e}"),
-                    })?,
-                })
-            })
-            .collect()
+        rows.iter().map(stored).collect()
+    }
+
+    /// Each workload's newest sample taken at or after `since` (any host), by workload.
+    pub async fn latest(&self, since: Timestamp) -> Result<Vec<StoredSample>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (workload) id, workload, at_ms, reading FROM samples
+             WHERE at_ms >= $1 ORDER BY workload, id DESC",
+        )
+        .bind(since.millis())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stored).collect()
     }
 
     /// Deletes samples taken before `before`; how many.

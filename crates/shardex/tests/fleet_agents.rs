@@ -397,6 +397,20 @@ async fn agents_apply_their_hosts_limits_go_offline_and_resync_after_a_restart()
             && reported_cpu(&addr_a, &admin, "h1", w) == Some(1500)
     }));
 
+    // The tenant sees, through either broker, the limit in force and the usage its host's
+    // agent reported.
+    for addr in [&addr_a, &addr_b] {
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                let (_, body) = get(addr, &format!("/v1/workloads/{w}"), Some(&tenant_token));
+                let v: Value = serde_json::from_str(&body).unwrap();
+                let cpu = &v["kinds"]["cpu"];
+                cpu["limit_in_force"] == 1500 && cpu["usage"].is_u64()
+            }),
+            "{}",
+            get(addr, &format!("/v1/workloads/{w}"), Some(&tenant_token)).1
+        );
+    }
     // A broker's /metrics: the agents, and each workload's limit read back in force as its
     // agent reported it (the admin's; 401 without).
     let (s, _) = get(&addr_a, "/metrics", None);

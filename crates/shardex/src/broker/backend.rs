@@ -1,8 +1,9 @@
 //! The broker as the tenant-facing API's backend: reads from the ledger as of the newest entry
 //! it has seen, writes through the shared log (each under the head's lock, on the newest state
 //! whoever wrote it), tokens and idempotency answers in the shared database. What a host's
-//! agent reports is partly here: each workload's decisions are the plans' (shared table);
-//! its usage, charts and the engine's shard requests answer empty on a broker.
+//! agent reports is here too: each workload's limits in force and newest usage (the agents'
+//! reports and samples), its decisions (the plans', shared table); its charts and the engine's
+//! shard requests answer empty on a broker.
 
 use std::sync::Arc;
 
@@ -92,7 +93,43 @@ impl Backend for Shared {
     }
 
     async fn workloads(&self) -> Vec<WorkloadState> {
-        Vec::new()
+        // What the hosts' agents reported: limits in force, and each workload's newest
+        // sample of the last five minutes.
+        let b = &self.0;
+        let floor = b.ledger.borrow().now();
+        let since = Timestamp::from_millis(b.now(floor).millis().saturating_sub(300_000))
+            .unwrap_or(Timestamp::EPOCH);
+        let (seen, latest) = match (b.agents.agents().await, b.agents.latest(since).await) {
+            (Ok(s), Ok(l)) => (s, l),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "could not read what the agents reported");
+                return Vec::new();
+            }
+        };
+        let usage: std::collections::BTreeMap<_, _> = latest
+            .into_iter()
+            .map(|s| (s.workload, s.reading))
+            .collect();
+        seen.iter()
+            .flat_map(|a| {
+                serde_json::from_str::<Vec<shardex_api::wire::agent::InForceReport>>(&a.in_force)
+                    .unwrap_or_default()
+            })
+            .map(|f| {
+                let id = shardex_core::WorkloadId(f.workload);
+                let reading = usage.get(&id);
+                WorkloadState {
+                    id,
+                    rdv: None,
+                    usage: reading.map(|r| r.usage).unwrap_or_default(),
+                    censored: reading.map(|r| r.censored).unwrap_or_default(),
+                    in_force: f.in_force,
+                    degraded: f.degraded,
+                    oom_kills: 0,
+                    resolved: reading.is_some(),
+                }
+            })
+            .collect()
     }
 
     async fn shard_requests(&self) -> Vec<shardex_core::engine::ShardRequest> {
