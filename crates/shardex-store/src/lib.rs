@@ -58,7 +58,7 @@ pub use idempotency::{Idempotency, KeptAnswer};
 pub use inflight::InFlight;
 pub use memory::MemoryStore;
 pub use ownership::{Held, Ownership};
-pub use plans::Decisions;
+pub use plans::Plans;
 pub use postgres::PgStore;
 pub use profiles::OomRecord;
 pub use sqlite::{Commit, SqliteStore};

@@ -2,8 +2,8 @@
 //! it has seen, writes through the shared log (each under the head's lock, on the newest state
 //! whoever wrote it), tokens and idempotency answers in the shared database. What a host's
 //! agent reports is here too: each workload's limits in force and newest usage (the agents'
-//! reports and samples), its decisions (the plans', shared table); its charts and the engine's
-//! shard requests answer empty on a broker.
+//! reports and samples), its decisions and the engine's shard requests (the plans', shared
+//! tables); its charts answer empty on a broker.
 
 use std::sync::Arc;
 
@@ -133,7 +133,11 @@ impl Backend for Shared {
     }
 
     async fn shard_requests(&self) -> Vec<shardex_core::engine::ShardRequest> {
-        Vec::new()
+        // Each host's, as the broker planning it last saw them.
+        self.0.plans.requests(1000).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not read the shard requests");
+            Vec::new()
+        })
     }
 
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>, Problem> {
@@ -186,8 +190,8 @@ impl Backend for Shared {
     ) -> Result<Vec<shardex_api::DecisionRecord>, Problem> {
         let rows = self
             .0
-            .decisions
-            .of(workload, limit)
+            .plans
+            .decisions_of(workload, limit)
             .await
             .map_err(Problem::store)?;
         Ok(crate::run::backend::decision_records(rows))

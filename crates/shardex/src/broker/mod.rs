@@ -90,8 +90,8 @@ pub(crate) struct Broker {
     held: std::sync::Mutex<Vec<Held>>,
     /// Host agents' tokens, reports and samples.
     agents: shardex_store::Agents,
-    /// The plans' decisions.
-    decisions: shardex_store::Decisions,
+    /// The plans' decisions and shard requests.
+    plans: shardex_store::Plans,
     /// How often agents report (the engine's sample period).
     report_every: shardex_core::Span,
     /// A host not heard from for this long is offline.
@@ -164,7 +164,7 @@ async fn serve(args: BrokerArgs, config: crate::config::Config) -> anyhow::Resul
         ownership: Ownership::new(store.pool().clone(), name.clone(), ttl),
         ledger: tokio::sync::watch::Sender::new(store.ledger().clone()),
         agents: store.agents(),
-        decisions: store.decisions(),
+        plans: store.plans(),
         seq: std::sync::atomic::AtomicU64::new(store.seq()),
         store: Mutex::new(store),
         admin_token,

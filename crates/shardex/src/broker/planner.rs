@@ -26,6 +26,8 @@ struct Plan {
     /// The last sample row fed to its forecasters.
     cursor: i64,
     decided: std::time::Instant,
+    /// Its shard requests as last kept in the shared database.
+    requests: Vec<shardex_core::engine::ShardRequest>,
 }
 
 /// The plans of the hosts this broker holds.
@@ -82,6 +84,7 @@ impl Planner {
                                 // As `shardex run`: the first decision one period after the
                                 // start, with that period's samples seen.
                                 decided: std::time::Instant::now(),
+                                requests: Vec::new(),
                             },
                         );
                         tracing::info!(host = h.host, epoch = h.epoch, "planning this host");
@@ -135,6 +138,17 @@ impl Planner {
             plan.agent.committed(&decided, ok);
             if ok && !decided.decisions.is_empty() {
                 record(b, h.host, plan.agent.params().act, &decided).await;
+            }
+            // The host's shard requests, for any broker's API, when they changed.
+            let all: Vec<_> = plan.agent.controller.engine.shard_requests().collect();
+            let newest: Vec<_> = all.into_iter().rev().take(1000).cloned().collect();
+            if newest != plan.requests {
+                match b.plans.set_requests(h.host, &newest).await {
+                    Ok(()) => plan.requests = newest,
+                    Err(e) => {
+                        tracing::warn!(host = h.host, error = %e, "could not keep the shard requests");
+                    }
+                }
             }
         }
     }
@@ -197,8 +211,8 @@ async fn record(b: &Arc<Broker>, host: u64, act: bool, decided: &shardex_agent::
         .collect();
     let seq = b.seq.load(std::sync::atomic::Ordering::Acquire);
     if let Err(e) = b
-        .decisions
-        .record(host, decided.at, seq, mode, &values)
+        .plans
+        .record_decisions(host, decided.at, seq, mode, &values)
         .await
     {
         tracing::error!(host, error = %e, "could not record the engine's decisions");
