@@ -49,18 +49,6 @@ pub(crate) fn decode(format: i64, bytes: &[u8]) -> Result<State, StoreError> {
     ciborium::from_reader(bytes).map_err(|e| StoreError::Snapshot(e.to_string()))
 }
 
-/// The ledger alone as CBOR, as fleet mode's agents receive it (`GET /v1/agent/ledger`).
-pub fn ledger_bytes(ledger: &Ledger) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::new();
-    ciborium::into_writer(ledger, &mut out).map_err(|e| StoreError::Snapshot(e.to_string()))?;
-    Ok(out)
-}
-
-/// A ledger from [`ledger_bytes`]'s encoding.
-pub fn ledger_from_bytes(bytes: &[u8]) -> Result<Ledger, StoreError> {
-    ciborium::from_reader(bytes).map_err(|e| StoreError::Snapshot(e.to_string()))
-}
-
 /// Writes a snapshot of `state` as of log entry `seq`, and deletes all but the newest
 /// [`KEEP`].
 pub(crate) async fn write(
