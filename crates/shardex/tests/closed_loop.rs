@@ -365,8 +365,21 @@ fn a_modification_reaches_the_limits_within_a_sample_drift_is_put_back_and_histo
         "no drift recorded:\n{}",
         log_of(pid)
     );
-    // A few more samples of history before the restart.
-    std::thread::sleep(Duration::from_secs(3));
+    // At least six samples of history before the restart (counted, not slept for: a loaded
+    // machine may sample late).
+    let sampled = || {
+        let (status, text) = send(&addr, "GET", "/v1/workloads/1/history", &token, "");
+        assert_eq!(status, 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["kinds"]["cpu"]["usage"]
+            .as_array()
+            .map_or(0, |u| u.iter().filter(|x| !x.is_null()).count())
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || sampled() >= 6),
+        "only {} samples in 20 s",
+        sampled()
+    );
     interrupt_and_wait(child);
     eprintln!("the modification was in force {took:?} after it was made");
     // Restart: the history is there, and fed to the forecasters at once.
