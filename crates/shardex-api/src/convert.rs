@@ -8,8 +8,8 @@ use shardex_core::action::{
     CancelModification, CancelReservation, CreateReservation, ModifyReservation,
 };
 use shardex_core::{
-    Change, HostId, KindChange, Ledger, Modification, Reservation, ResourceKind, ShardVector,
-    TenantId, Tier, Timestamp, Window,
+    Change, HostId, KindChange, Ledger, Modification, PendingModification, Reservation,
+    ResourceKind, ShardVector, TenantId, Tier, Timestamp, Window,
 };
 
 use crate::moment::{self, rfc3339};
@@ -377,6 +377,29 @@ pub fn modification(m: &Modification, now: Timestamp) -> ModificationView {
             .collect(),
         window: window(&m.window),
         state: state.to_string(),
+        gives_up_at: None,
+    }
+}
+
+/// A pending modification as the API shows it: state `pending`, its window the one it would
+/// have if it started now, and when it gives up.
+pub fn pending_modification(p: &PendingModification, now: Timestamp) -> ModificationView {
+    let start = now.max(p.since);
+    let end = start.checked_add(p.duration).unwrap_or(Timestamp::MAX);
+    ModificationView {
+        id: p.id.0,
+        reservation: p.reservation.0,
+        changes: p
+            .changes
+            .iter()
+            .map(|c| (c.kind.name().to_string(), c.change.to_string()))
+            .collect(),
+        window: WindowView {
+            start: rfc3339(start),
+            end: rfc3339(end),
+        },
+        state: "pending".to_string(),
+        gives_up_at: Some(rfc3339(p.gives_up_at)),
     }
 }
 

@@ -137,7 +137,7 @@ impl EventBus {
 
 /// The stream's kind of a ledger event, from its tag.
 fn kind_of(tag: &str) -> &'static str {
-    if tag.starts_with("modification") {
+    if tag.starts_with("modification") || tag == "pending_modification_ended" {
         "modification"
     } else if tag.starts_with("lease_request") {
         "request"
@@ -156,7 +156,7 @@ fn kind_of(tag: &str) -> &'static str {
 }
 
 /// The tenants an event's ids belong to: `tenant` itself, the owner of a `reservation`, of a
-/// `workload` or `borrower`, and both sides of a `lease`.
+/// `modification` (pending or not), of a `workload` or `borrower`, and both sides of a `lease`.
 fn audience(
     data: &serde_json::Map<String, Value>,
     before: &Ledger,
@@ -172,6 +172,16 @@ fn audience(
         out.extend(both(&|l| {
             l.reservation(shardex_core::ReservationId(r))
                 .map(|r| r.tenant)
+        }));
+    }
+    if let Some(m) = id("modification") {
+        let m = shardex_core::ModificationId(m);
+        out.extend(both(&|l| {
+            l.pending_modification(m).map(|p| p.tenant).or_else(|| {
+                l.modification(m)
+                    .and_then(|m| l.reservation(m.reservation))
+                    .map(|r| r.tenant)
+            })
         }));
     }
     for key in ["workload", "borrower"] {

@@ -41,6 +41,13 @@ pub trait Backend: Send + Sync + 'static {
     /// How much one shard of each kind is.
     fn sizes(&self) -> shardex_core::ShardSizes;
 
+    /// True when the engine can free room on a host by moving workloads off it (a migrator
+    /// is configured): only then does a change its host has no room for wait, `pending`,
+    /// rather than being refused as infeasible.
+    fn frees_room(&self) -> bool {
+        false
+    }
+
     /// The share of a lease's price its lender is credited.
     fn lender_share(&self) -> Decimal;
 

@@ -204,7 +204,8 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
         let calm = res.short_hosts.is_empty() && self.in_flight.is_empty();
         for (host, short) in res.short_hosts {
             let since = *self.short_since.entry(host).or_insert(now);
-            if now.since(since) < self.engine.params.move_after {
+            if now.since(since) < self.engine.params.move_after && !res.asked_hosts.contains(&host)
+            {
                 // Maybe a brief spike: wait before moving anything.
                 continue;
             }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::shard::{ResourceKind, ShardError, ShardVector};
-use crate::time::{Timestamp, Window};
+use crate::time::{Span, Timestamp, Window};
 
 macro_rules! id_type {
     ($(#[$doc:meta] $name:ident => $label:literal),* $(,)?) => {$(
@@ -405,6 +405,27 @@ impl Modification {
     pub fn in_force(&self, t: Timestamp) -> bool {
         !self.cancelled && self.window.contains(t)
     }
+}
+
+/// A modification the host had no room for when it was asked: kept, under the id it will
+/// have, until room is freed for it (the engine moves other workloads off the host or
+/// provisions one) and it starts, or until it gives up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingModification {
+    /// The id it keeps once it starts.
+    pub id: ModificationId,
+    /// Owner.
+    pub tenant: TenantId,
+    /// The reservation it changes.
+    pub reservation: ReservationId,
+    /// What it changes, per kind.
+    pub changes: Vec<KindChange>,
+    /// How long it lasts once started (cut at the reservation's end).
+    pub duration: Span,
+    /// When it was asked for.
+    pub since: Timestamp,
+    /// When it gives up if it has not started (at the latest the reservation's end).
+    pub gives_up_at: Timestamp,
 }
 
 /// Something running on a host inside a reservation.

@@ -47,8 +47,8 @@ pub mod time;
 
 pub use domain::{
     Change, Delivery, Host, HostId, KindChange, Lease, LeaseId, LeaseRequest, Lender, Lending,
-    Modification, ModificationId, PriceVector, RequestId, Reservation, ReservationId, Tenant,
-    TenantId, Tier, Workload, WorkloadId,
+    Modification, ModificationId, PendingModification, PriceVector, RequestId, Reservation,
+    ReservationId, Tenant, TenantId, Tier, Workload, WorkloadId,
 };
 pub use ledger::action;
 pub use ledger::{

@@ -152,7 +152,7 @@ fn controller<P: Provisioner>(p: P) -> Controller<P, SimulatedMigrator> {
 fn last_request<P, M>(c: &Controller<P, M>, w: WorkloadId) -> shardex_core::engine::ShardRequest {
     c.engine
         .shard_requests()
-        .filter(|r| r.workload == w)
+        .filter(|r| r.workload == Some(w))
         .last()
         .cloned()
         .expect("a shard request was raised")

@@ -37,6 +37,21 @@ enum Op {
     CancelModification {
         m: u8,
     },
+    /// A change from now, kept pending when the host has no room.
+    Queue {
+        res: u8,
+        kind: u8,
+        change: ChangeGen,
+        dur: u8,
+    },
+    /// Starts a pending modification (refused while there is no room).
+    StartPending {
+        m: u8,
+    },
+    /// Withdraws a pending modification.
+    Withdraw {
+        m: u8,
+    },
     CancelReservation {
         res: u8,
     },
@@ -138,10 +153,15 @@ fn base_op() -> BoxedStrategy<Op> {
         3 => (0u8..3, 0u8..2, vec4(15), 0u8..4, 1u8..60, 0u8..4).prop_map(|(tenant, host, vector, start, dur, tier)| {
             Op::CreateReservation { tenant, host, vector, start, dur, tier }
         }),
-        2 => (any::<u8>(), 0u8..4, change, 0u8..4, 1u8..15).prop_map(|(res, kind, change, start, dur)| {
+        2 => (any::<u8>(), 0u8..4, change.clone(), 0u8..4, 1u8..15).prop_map(|(res, kind, change, start, dur)| {
             Op::Modify { res, kind, change, start, dur }
         }),
         1 => any::<u8>().prop_map(|m| Op::CancelModification { m }),
+        2 => (any::<u8>(), 0u8..4, change.clone(), 1u8..15).prop_map(|(res, kind, change, dur)| {
+            Op::Queue { res, kind, change, dur }
+        }),
+        2 => any::<u8>().prop_map(|m| Op::StartPending { m }),
+        1 => any::<u8>().prop_map(|m| Op::Withdraw { m }),
         1 => any::<u8>().prop_map(|res| Op::CancelReservation { res }),
         3 => any::<u8>().prop_map(|res| Op::Bind { res }),
         1 => any::<u8>().prop_map(|w| Op::Unbind { w }),
@@ -278,6 +298,10 @@ impl World {
         let hosts: Vec<_> = l.hosts().map(|h| h.id).collect();
         let res: Vec<_> = l.reservations().map(|r| (r.id, r.tenant)).collect();
         let mods: Vec<_> = l.modifications().map(|m| m.id).collect();
+        let pending: Vec<_> = l
+            .pending_modifications()
+            .map(|p| (p.id, p.tenant))
+            .collect();
         let wls: Vec<_> = l.workloads().map(|w| (w.id, w.tenant)).collect();
         let leases: Vec<_> = l.leases().map(|x| x.id).collect();
         let reqs: Vec<_> = l
@@ -349,6 +373,42 @@ impl World {
                 let r = l.modifications().find(|x| x.id == id)?.reservation;
                 Action::CancelModification(action::CancelModification {
                     tenant: as_tenant(l.reservation(r)?.tenant),
+                    modification: id,
+                })
+            }
+            Op::Queue {
+                res: r,
+                kind,
+                ref change,
+                dur,
+            } => {
+                let (id, owner) = pick(&res, r)?;
+                let change = match *change {
+                    ChangeGen::Set(n) => Change::Set(u64::from(n)),
+                    ChangeGen::Delta(d) => Change::Delta(i64::from(d)),
+                    ChangeGen::Percent(p) => Change::PercentBp(i32::from(p) * 100),
+                };
+                Action::QueueModification(action::ModifyReservation {
+                    tenant: as_tenant(owner),
+                    reservation: id,
+                    changes: vec![KindChange {
+                        kind: ResourceKind::ALL[usize::from(kind)],
+                        change,
+                    }],
+                    start: None,
+                    duration: secs(u64::from(dur) * 10),
+                })
+            }
+            Op::StartPending { m } => {
+                let (id, _) = pick(&pending, m)?;
+                Action::StartPendingModification(action::StartPendingModification {
+                    modification: id,
+                })
+            }
+            Op::Withdraw { m } => {
+                let (id, owner) = pick(&pending, m)?;
+                Action::CancelModification(action::CancelModification {
+                    tenant: as_tenant(owner),
                     modification: id,
                 })
             }

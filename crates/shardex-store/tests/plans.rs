@@ -15,7 +15,8 @@ fn t(s: i64) -> Timestamp {
 fn request(id: u64, host: u64, at: i64, status: RequestStatus) -> ShardRequest {
     ShardRequest {
         id,
-        workload: WorkloadId(id + 10),
+        workload: Some(WorkloadId(id + 10)),
+        modification: None,
         host: HostId(host),
         wanted: ShardVector::new(5, 0, 0, 0),
         raised: t(at),

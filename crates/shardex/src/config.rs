@@ -468,6 +468,10 @@ pub struct LedgerConfig {
     pub reclaim_notice: Span,
     /// Lowest price per shard-hour of unreserved capacity, per kind.
     pub provider_floor: PriceVector,
+    /// How long a modification the host has no room for stays pending (while workloads move
+    /// off the host or a host is provisioned) before it gives up.
+    #[serde(deserialize_with = "span_text", serialize_with = "span_display")]
+    pub pending_for: Span,
 }
 
 impl Default for LedgerConfig {
@@ -476,6 +480,7 @@ impl Default for LedgerConfig {
         Self {
             reclaim_notice: p.reclaim_notice,
             provider_floor: p.provider_floor,
+            pending_for: p.pending_for,
         }
     }
 }
@@ -488,6 +493,7 @@ impl Config {
             provider_floor: self.ledger.provider_floor,
             immediate_premium: self.pricing.immediate_premium,
             tier_factors: self.pricing.tier_factors,
+            pending_for: self.ledger.pending_for,
         }
     }
 }
@@ -662,6 +668,13 @@ impl Config {
         if self.ledger.reclaim_notice.is_zero() {
             return Err(invalid(
                 "ledger.reclaim_notice",
+                "\"0s\"".into(),
+                "a duration longer than zero",
+            ));
+        }
+        if self.ledger.pending_for.is_zero() {
+            return Err(invalid(
+                "ledger.pending_for",
                 "\"0s\"".into(),
                 "a duration longer than zero",
             ));
@@ -862,6 +875,7 @@ iops = 100000                # storage operations per second: can't be detected 
 
 [ledger]
 reclaim_notice = "30s"       # notice before reclaimed or preempted shards move back
+pending_for = "1h"           # how long a change the host has no room for waits (pending)
 # Lowest price per shard-hour of the provider's unreserved shards (exact decimals, as strings).
 provider_floor = { cpu = "0", memory = "0", net = "0", iops = "0" }
 

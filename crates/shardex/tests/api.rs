@@ -32,11 +32,13 @@ impl Daemon {
     /// With `extra` added to the configuration file (`shardex.toml` beside the data folder).
     fn start_with(extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("shardex.toml"),
-            format!("{extra}\n[engine]\nactuator = \"simulated\"\n"),
-        )
-        .unwrap();
+        // Allocations are only recorded; an `[engine]` table of the test's own gets that too.
+        let config = if extra.contains("[engine]") {
+            extra.replacen("[engine]", "[engine]\nactuator = \"simulated\"", 1)
+        } else {
+            format!("{extra}\n[engine]\nactuator = \"simulated\"\n")
+        };
+        std::fs::write(dir.path().join("shardex.toml"), config).unwrap();
         let data = dir.path().join("data");
         let (child, addr) = start(&data);
         let admin = std::fs::read_to_string(data.join("admin.token"))
@@ -1107,6 +1109,111 @@ fn a_modification_short_only_of_what_the_provider_lent_is_deferred_until_it_come
     assert_eq!(now_cpu(), 10, "not before the notice is over");
     std::thread::sleep(Duration::from_millis(3_000));
     assert_eq!(now_cpu(), 30, "after it");
+}
+
+/// With a migrator configured, a change the host has no room for, and that the whole host
+/// could hold, waits (`pending`) instead of being refused: it holds and costs nothing, the
+/// engine raises a shard request for the room it misses, its owner sees it (and only its
+/// owner) and may withdraw it. What even an empty host could not hold, or asked with
+/// `"delivery":"immediate"`, stays infeasible; a dry run commits nothing.
+#[test]
+fn with_a_migrator_a_change_the_host_has_no_room_for_is_pending_on_a_shard_request() {
+    let d = Daemon::start_with(
+        "[host]\nname = \"h-pend\"\ncpu_millicores = 1000\nmemory_bytes = 1073741824\n\
+         [migrator]\nkind = \"command\"\ncommand = [\"/bin/sh\", \"-c\", \"echo '{\\\"status\\\":\\\"completed\\\"}'\"]\n\
+         [engine]\nmode = \"act\"\ndecide_every = \"1s\"\n",
+    );
+    let (_, a) = d.tenant("acme");
+    let (_, b) = d.tenant("beta");
+    let id = d.reserve(&a, 60, "1h")["id"].as_u64().unwrap();
+    d.reserve(&b, 40, "1h");
+    let path = format!("/v1/reservations/{id}/modifications");
+    let listed = |token: &str| {
+        let (s, body) = get(&d.addr, &path, Some(token));
+        (s, parse(&body))
+    };
+    let now_cpu = || {
+        let (_, r) = get(&d.addr, &format!("/v1/reservations/{id}"), Some(&a));
+        parse(&r)["now"]["cpu"].as_u64().unwrap()
+    };
+    let change = json!({"changes": {"cpu": "+20"}, "for": "1h"}).to_string();
+
+    let (s, body) = send(
+        &d.addr,
+        "POST",
+        &format!("{path}?dry_run=true"),
+        &a,
+        &change,
+    );
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(parse(&body)["outcome"], "pending", "{body}");
+    assert_eq!(
+        listed(&a).1["modifications"],
+        json!([]),
+        "a dry run keeps nothing"
+    );
+
+    let (s, body) = send(&d.addr, "POST", &path, &a, &change);
+    assert_eq!(s, 201, "{body}");
+    let v = parse(&body);
+    assert_eq!(v["outcome"], "pending", "{body}");
+    assert_eq!(v["modification"]["state"], "pending", "{body}");
+    assert!(v["modification"]["gives_up_at"].is_string(), "{body}");
+    assert!(v["reason"].as_str().unwrap().contains("h-pend"), "{body}");
+    assert!(v["quote"]["cost"].as_str().unwrap() != "0", "{body}");
+    let mid = v["modification"]["id"].as_u64().unwrap();
+    assert_eq!(
+        v["shard_requests"],
+        format!("/v1/shard-requests?modification={mid}")
+    );
+    assert_eq!(now_cpu(), 60, "nothing is held while it waits");
+    let (s, l) = listed(&a);
+    assert_eq!(s, 200);
+    assert_eq!(l["modifications"][0]["state"], "pending", "{l}");
+    let (s, body) = get(&d.addr, &format!("{path}/{mid}"), Some(&b));
+    assert_problem(s, &body, 404, "not-found");
+
+    // The engine's next decision raises the shard request for the 20 shards h-pend misses.
+    let requests = format!("/v1/shard-requests?modification={mid}");
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        let (_, body) = get(&d.addr, &requests, Some(&a));
+        seen = parse(&body);
+        if seen["shard_requests"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = &seen["shard_requests"][0];
+    assert_eq!(r["modification"], mid, "{seen}");
+    assert_eq!(r["host"], "h-pend", "{seen}");
+    assert_eq!(r["wanted"]["cpu"], 20, "{seen}");
+    assert_eq!(r["steps"][0]["step"], "host_short", "{seen}");
+    let (_, theirs) = get(&d.addr, &requests, Some(&b));
+    assert_eq!(parse(&theirs)["shard_requests"], json!([]), "{theirs}");
+
+    // Immediate delivery, or more than the whole host: infeasible, nothing kept.
+    let insist = json!({"changes": {"cpu": "+20"}, "for": "1h", "delivery": "immediate"});
+    let (s, body) = send(&d.addr, "POST", &path, &a, &insist.to_string());
+    assert_problem(s, &body, 409, "host-capacity-exceeded");
+    let huge = json!({"changes": {"cpu": "+50"}, "for": "1h"}).to_string();
+    let (s, body) = send(&d.addr, "POST", &path, &a, &huge);
+    assert_problem(s, &body, 409, "host-capacity-exceeded");
+    assert_eq!(listed(&a).1["modifications"].as_array().unwrap().len(), 1);
+
+    // Its owner withdraws it.
+    let (s, body) = send(&d.addr, "DELETE", &format!("{path}/{mid}"), &b, "");
+    assert_problem(s, &body, 404, "not-found");
+    let (s, body) = send(&d.addr, "DELETE", &format!("{path}/{mid}"), &a, "");
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(parse(&body)["state"], "cancelled", "{body}");
+    assert_eq!(listed(&a).1["modifications"], json!([]));
+    assert_eq!(now_cpu(), 60);
+    let (_, check) = get(&d.addr, "/v1/ledger/check", Some(&d.admin));
+    assert_eq!(parse(&check)["violations"], json!([]), "{check}");
 }
 
 /// A modification in physical units: cores, millicores and bytes become whole shards (10

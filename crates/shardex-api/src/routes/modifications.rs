@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use shardex_core::action::ModifyReservation;
-use shardex_core::billing::{quote_action_at, quote_applied};
+use shardex_core::billing::{quote_action_at, quote_applied, quote_pending};
 use shardex_core::deferral::defer_modification;
 use shardex_core::{Action, Event, LedgerError, ModificationId};
 
@@ -38,13 +38,20 @@ pub async fn list<B: Backend>(
         api.backend
             .read(|l, now| {
                 let r = visible(l, p, id)?;
-                Ok::<_, Problem>(
-                    r.modifications
-                        .iter()
-                        .filter_map(|m| l.modification(*m))
-                        .map(|m| convert::modification(m, now))
-                        .collect::<Vec<ModificationView>>(),
-                )
+                let mut all: Vec<ModificationView> = r
+                    .modifications
+                    .iter()
+                    .filter_map(|m| l.modification(*m))
+                    .map(|m| convert::modification(m, now))
+                    .chain(
+                        l.pending_modifications()
+                            .filter(|w| w.reservation == r.id)
+                            .map(|w| convert::pending_modification(w, now)),
+                    )
+                    .collect();
+                // Oldest (by id, the order they were asked in) first.
+                all.sort_by_key(|m| m.id);
+                Ok::<_, Problem>(all)
             })
             .await
     };
@@ -68,10 +75,16 @@ pub async fn get<B: Backend>(
         api.backend
             .read(|l, now| {
                 visible(l, p, id)?;
-                l.modification(ModificationId(mid))
+                let mid = ModificationId(mid);
+                l.modification(mid)
                     .filter(|m| m.reservation.0 == id)
                     .map(|m| convert::modification(m, now))
-                    .ok_or_else(|| Problem::not_found(ModificationId(mid)))
+                    .or_else(|| {
+                        l.pending_modification(mid)
+                            .filter(|w| w.reservation.0 == id)
+                            .map(|w| convert::pending_modification(w, now))
+                    })
+                    .ok_or_else(|| Problem::not_found(mid))
             })
             .await
     };
@@ -87,7 +100,7 @@ pub async fn get<B: Backend>(
     request_body = NewModification,
     params(("id" = u64, Path), DryRun,
         ("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
-    responses((status = 201, body = ModificationOutcome, description = "applied or scheduled"),
+    responses((status = 201, body = ModificationOutcome, description = "applied, scheduled, deferred or pending"),
         (status = 200, body = ModificationOutcome, description = "dry run: nothing committed"),
         (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem, description = "infeasible, with the reason"),
@@ -115,6 +128,7 @@ pub async fn create<B: Backend>(
             let req: NewModification = body(raw, "a modification")?;
             let immediate = req.delivery.as_deref() == Some("immediate");
             let sizes = api.backend.sizes();
+            let frees_room = api.backend.frees_room();
             let prices = api.backend.prices().clone();
             api.backend
                 .write(
@@ -152,18 +166,38 @@ pub async fn create<B: Backend>(
                             Err(e @ LedgerError::HostCapacityExceeded { .. })
                                 if m.start.is_none() && !immediate =>
                             {
-                                let Some(d) = defer_modification(ledger, &m, now) else {
+                                if let Some(d) = defer_modification(ledger, &m, now) {
+                                    let until = d
+                                        .start
+                                        .checked_add(m.duration)
+                                        .map_err(Problem::bad_request)?;
+                                    let cost = quote_action_at(
+                                        ledger, &prices, &d.action, tenant, now, until,
+                                    )
+                                    .map_err(|e| unpriceable(&e))?;
+                                    let reason = deferral_reason(&e, &d);
+                                    (d.action.into(), cost, Some(Later::Deferred(reason)))
+                                } else if !frees_room {
+                                    // No migrator: nothing can free the room.
                                     return Err(Problem::ledger(&e));
-                                };
-                                let until = d
-                                    .start
-                                    .checked_add(m.duration)
-                                    .map_err(Problem::bad_request)?;
-                                let cost =
-                                    quote_action_at(ledger, &prices, &d.action, tenant, now, until)
+                                } else {
+                                    // Room only other workloads' moves can free: it waits.
+                                    let action = Action::QueueModification(m.clone());
+                                    let applied =
+                                        ledger.applied(&action, now).map_err(|q| match q {
+                                            LedgerError::HostCapacityExceeded { .. } => {
+                                                Problem::ledger(&e)
+                                            }
+                                            other => Problem::ledger(&other),
+                                        })?;
+                                    let cost = quote_pending(ledger, &prices, &m, now, until)
                                         .map_err(|e| unpriceable(&e))?;
-                                let reason = deferral_reason(&e, &d);
-                                (d.action.into(), cost, Some(reason))
+                                    let planned = Planned {
+                                        action,
+                                        applied: Some(applied),
+                                    };
+                                    (planned, cost, Some(Later::Pending(e.to_string())))
+                                }
                             }
                             Err(e) => return Err(Problem::ledger(&e)),
                         };
@@ -174,7 +208,7 @@ pub async fn create<B: Backend>(
                         };
                         Ok((planned, (quote, deferred)))
                     },
-                    move |after, events, (quote, deferred)| {
+                    move |after, events, (quote, later)| {
                         let now = after.now();
                         let m = events.iter().find_map(|e| match e {
                             Event::ModificationCreated { modification, .. } => {
@@ -182,19 +216,43 @@ pub async fn create<B: Backend>(
                             }
                             _ => None,
                         });
+                        let pending = events.iter().find_map(|e| match e {
+                            Event::ModificationQueued { modification, .. } => {
+                                after.pending_modification(*modification)
+                            }
+                            _ => None,
+                        });
                         let r = visible(after, p, id)?;
-                        let outcome = if deferred.is_some() {
-                            "deferred"
-                        } else if m.is_some_and(|m| m.window.start() > now) {
-                            "scheduled"
-                        } else {
-                            "applied"
+                        let (outcome, reason, shard_requests, view) = match (later, pending) {
+                            (Some(Later::Pending(refusal)), Some(w)) => (
+                                "pending",
+                                Some(pending_reason(after, &refusal, w)),
+                                Some(format!("/v1/shard-requests?modification={}", w.id.0)),
+                                Some(convert::pending_modification(w, now)),
+                            ),
+                            (Some(Later::Deferred(reason)), _) => (
+                                "deferred",
+                                Some(reason),
+                                None,
+                                m.map(|m| convert::modification(m, now)),
+                            ),
+                            _ => (
+                                if m.is_some_and(|m| m.window.start() > now) {
+                                    "scheduled"
+                                } else {
+                                    "applied"
+                                },
+                                None,
+                                None,
+                                m.map(|m| convert::modification(m, now)),
+                            ),
                         };
                         Ok::<_, Problem>(ModificationOutcome {
                             outcome: outcome.into(),
-                            reason: deferred,
+                            reason,
+                            shard_requests,
                             dry_run,
-                            modification: m.map(|m| convert::modification(m, now)),
+                            modification: view,
                             reservation: convert::reservation(after, r, now),
                             quote,
                         })
@@ -212,6 +270,33 @@ pub async fn create<B: Backend>(
         }
     })
     .await
+}
+
+/// Why a modification did not apply at once.
+enum Later {
+    /// Deferred: the provider's leases are being taken back; why, and until when.
+    Deferred(String),
+    /// Pending: the ledger's refusal now.
+    Pending(String),
+}
+
+/// Why a modification is pending, and what is done about it.
+fn pending_reason(
+    l: &shardex_core::Ledger,
+    refusal: &str,
+    w: &shardex_core::PendingModification,
+) -> String {
+    let host = l
+        .reservation(w.reservation)
+        .and_then(|r| l.host(r.host))
+        .map_or_else(|| "its host".to_string(), |h| h.name.clone());
+    format!(
+        "{refusal}; it is pending: the engine raises a shard request for the shards {host} misses \
+         and moves other workloads off it (or provisions a host for them); it starts as soon as \
+         they are free, for the duration asked, holding and costing nothing until then, and \
+         gives up at {} if they are not",
+        rfc3339(w.gives_up_at)
+    )
 }
 
 /// A quote that fails because the ledger would refuse the action is that refusal.
@@ -243,23 +328,38 @@ pub async fn cancel<B: Backend>(
                 .write(
                     move |ledger, _| {
                         visible(ledger, p, id)?;
-                        let before = ledger
+                        let now = ledger.now();
+                        let before = match ledger
                             .modification(ModificationId(mid))
                             .filter(|m| m.reservation.0 == id)
-                            .cloned()
-                            .ok_or_else(missing)?;
+                        {
+                            Some(m) => {
+                                // The ledger prunes a cancelled modification at once: the
+                                // answer is what it was, now cancelled.
+                                let mut m = m.clone();
+                                m.cancelled = true;
+                                convert::modification(&m, now)
+                            }
+                            None => {
+                                let w = ledger
+                                    .pending_modification(ModificationId(mid))
+                                    .filter(|w| w.reservation.0 == id)
+                                    .ok_or_else(missing)?;
+                                let mut v = convert::pending_modification(w, now);
+                                v.state = "cancelled".into();
+                                v.gives_up_at = None;
+                                v
+                            }
+                        };
                         Ok((
                             Action::CancelModification(convert::cancel_modification(tenant, mid))
                                 .into(),
                             before,
                         ))
                     },
-                    move |after, _, mut before| {
-                        // The ledger prunes a cancelled modification at once: answer with
-                        // what it was, now cancelled.
-                        before.cancelled = true;
-                        let m = after.modification(ModificationId(mid)).unwrap_or(&before);
-                        convert::modification(m, after.now())
+                    move |after, _, before| match after.modification(ModificationId(mid)) {
+                        Some(m) => convert::modification(m, after.now()),
+                        None => before,
                     },
                     false,
                     claim,

@@ -35,7 +35,8 @@ fn view(l: &Ledger, r: &ShardRequest) -> ShardRequestView {
     let (status, reason) = status(&r.status);
     ShardRequestView {
         id: r.id,
-        workload: r.workload.0,
+        workload: r.workload.map(|w| w.0),
+        modification: r.modification.map(|m| m.0),
         host: l
             .host(r.host)
             .map_or_else(|| r.host.to_string(), |h| h.name.clone()),
@@ -62,7 +63,7 @@ fn view(l: &Ledger, r: &ShardRequest) -> ShardRequestView {
     }
 }
 
-/// `GET /v1/shard-requests[?workload=&status=]`: newest first, at most 1,000.
+/// `GET /v1/shard-requests[?workload=&modification=&status=]`: newest first, at most 1,000.
 #[utoipa::path(get, path = "/v1/shard-requests", tag = "shard requests", params(ShardRequestFilter),
     responses((status = 200, description = "`{\"shard_requests\": [ShardRequestView]}`"), (status = 400, body = Problem)))]
 pub async fn list<B: Backend>(
@@ -84,12 +85,19 @@ pub async fn list<B: Backend>(
             .backend
             .read(|l, _| {
                 all.iter()
-                    // A workload that is gone shows to the admin only.
-                    .filter(|r| match l.workload(r.workload) {
-                        Some(w) => p.sees(w.tenant),
+                    // A workload or modification that is gone shows to the admin only.
+                    .filter(|r| match r.tenant(l) {
+                        Some(t) => p.sees(t),
                         None => p.tenant().is_none(),
                     })
-                    .filter(|r| f.workload.is_none_or(|w| r.workload.0 == w))
+                    .filter(|r| {
+                        f.workload
+                            .is_none_or(|w| r.workload.is_some_and(|x| x.0 == w))
+                    })
+                    .filter(|r| {
+                        f.modification
+                            .is_none_or(|m| r.modification.is_some_and(|x| x.0 == m))
+                    })
                     .map(|r| view(l, r))
                     .filter(|v| f.status.as_deref().is_none_or(|s| v.status == s))
                     .collect::<Vec<_>>()

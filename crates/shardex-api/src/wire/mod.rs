@@ -243,8 +243,12 @@ pub struct ModificationView {
     pub changes: BTreeMap<String, String>,
     /// When it is in force.
     pub window: WindowView,
-    /// `scheduled`, `in_force`, `ended` or `cancelled`.
+    /// `pending` (waiting for room on its host), `scheduled`, `in_force`, `ended` or
+    /// `cancelled`.
     pub state: String,
+    /// When a pending modification gives up if no room has been freed (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gives_up_at: Option<String>,
 }
 
 /// What it would cost.
@@ -264,12 +268,18 @@ pub struct ModificationOutcome {
     /// `applied` (the reservation holds the new shards now), `scheduled` (it will at its
     /// start), `deferred` (it did not fit now only because the provider lent shards out: those
     /// leases are being taken back with the reclaim notice and it starts then, for the
-    /// duration asked; see `reason`); refusals are problem documents with
+    /// duration asked; see `reason`), `pending` (the host has no room even then, but would
+    /// have if other workloads moved off it: it waits, holding nothing and costing nothing,
+    /// while the engine's shard request frees room; it starts as soon as there is, or gives
+    /// up at its `gives_up_at`; see `shard_requests`); refusals are problem documents with
     /// `outcome: infeasible`.
     pub outcome: String,
-    /// Why it is deferred, and until when.
+    /// Why it is deferred or pending, and until when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Where to follow the shard request working on a pending modification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_requests: Option<String>,
     /// True when nothing was committed.
     pub dry_run: bool,
     /// The modification (on a dry run, what it would be; its id is not kept).
@@ -468,8 +478,11 @@ pub struct StepView {
 pub struct ShardRequestView {
     /// Its id.
     pub id: u64,
-    /// For which workload.
-    pub workload: u64,
+    /// For which workload (absent for a pending modification's request).
+    pub workload: Option<u64>,
+    /// For which pending modification (its request: the host misses room for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modification: Option<u64>,
     /// On which host (name).
     pub host: String,
     /// What the market could not cover.
@@ -490,6 +503,8 @@ pub struct ShardRequestView {
 pub struct ShardRequestFilter {
     /// Only for this workload.
     pub workload: Option<u64>,
+    /// Only for this pending modification.
+    pub modification: Option<u64>,
     /// Only in this status.
     pub status: Option<String>,
 }

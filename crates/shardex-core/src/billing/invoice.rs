@@ -129,6 +129,50 @@ pub fn quote_action_at(
     quote_applied(ledger, &after, &events, prices, tenant, now, until)
 }
 
+/// What modification `m`, refused now for lack of room and left pending, will cost `tenant`
+/// once it starts, priced as if it started now (over `[now, until)`): on a copy of the
+/// ledger whose host has just the room it misses.
+pub fn quote_pending(
+    ledger: &Ledger,
+    prices: &PriceTable,
+    m: &crate::action::ModifyReservation,
+    now: Timestamp,
+    until: Timestamp,
+) -> Result<Decimal, BillingError> {
+    let r =
+        ledger
+            .reservation(m.reservation)
+            .ok_or(crate::ledger::LedgerError::UnknownReservation(
+                m.reservation,
+            ))?;
+    let host = ledger
+        .host(r.host)
+        .ok_or(crate::ledger::LedgerError::UnknownHost(r.host))?;
+    let holds = ledger.reserved_at(r, now)?;
+    let mut wants = holds;
+    for kc in &m.changes {
+        let n = kc
+            .change
+            .apply(kc.kind, wants.get(kc.kind))
+            .map_err(crate::ledger::LedgerError::from)?;
+        wants = wants.with(kc.kind, n);
+    }
+    let capacity = host
+        .capacity
+        .checked_add(&wants.excess_over(&holds))
+        .map_err(crate::ledger::LedgerError::from)?;
+    let grow = crate::ledger::Action::SetHostCapacity(crate::action::SetHostCapacity {
+        host: r.host,
+        capacity,
+    });
+    let (roomy, _) = ledger.applied(&grow, now)?;
+    let action = crate::ledger::Action::ModifyReservation(crate::action::ModifyReservation {
+        start: None,
+        ..m.clone()
+    });
+    quote_action_at(&roomy, prices, &action, m.tenant, now, until)
+}
+
 /// What an action that turned `before` into `after` with `events` at `now` costs `tenant`
 /// over `[now, until)`, compared with not taking it. Only the reservations and leases the
 /// events name can cost differently, so only those are metered, both ways.

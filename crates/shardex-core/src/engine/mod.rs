@@ -54,6 +54,7 @@ use crate::time::{Span, Timestamp};
 
 mod consolidate;
 mod moves;
+mod pending;
 mod requests;
 
 pub use consolidate::Drain;

@@ -31,7 +31,8 @@ impl Engine {
     /// preferred, the smallest such; otherwise the largest go first until it is covered. Only
     /// when no workload can go anywhere does one go to a new host (`to: None`): the smallest
     /// that covers the shortfall, or else the largest. Only workloads alone in a reservation
-    /// that lends nothing can move. Destinations follow [`Engine::place`].
+    /// that lends nothing and that no pending modification waits on can move. Destinations
+    /// follow [`Engine::place`].
     pub fn choose_moves(
         &self,
         ledger: &Ledger,
@@ -46,12 +47,14 @@ impl Engine {
         }
         let lending: std::collections::HashSet<Lender> =
             ledger.leases().map(|l| l.lender).collect();
+        let waited_on = super::pending::waited_on(ledger);
         let movable: Vec<(WorkloadId, ShardVector)> = ledger
             .workloads()
             .filter(|w| {
                 w.host == host
                     && per_reservation.get(&w.reservation) == Some(&1)
                     && !lending.contains(&Lender::Reservation(w.reservation))
+                    && !waited_on.contains(&w.reservation)
             })
             .map(|w| {
                 let need = needs

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::action;
-use crate::domain::{HostId, KindChange, RequestId, Tier, WorkloadId};
+use crate::domain::{HostId, KindChange, ModificationId, RequestId, Tier, WorkloadId};
 use crate::ledger::{Action, Ledger};
 use crate::shard::ShardVector;
 use crate::time::Timestamp;
@@ -54,13 +54,17 @@ pub enum Step {
     },
 }
 
-/// What the engine raises when the market cannot cover a workload.
+/// What the engine raises when the market cannot cover a workload, or when a pending
+/// modification waits for room on its host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardRequest {
     /// Its id.
     pub id: u64,
-    /// For whom.
-    pub workload: WorkloadId,
+    /// For which workload (none for a pending modification's).
+    pub workload: Option<WorkloadId>,
+    /// For which pending modification, if it is one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modification: Option<ModificationId>,
     /// Where.
     pub host: HostId,
     /// Shards the market could not cover when it was raised.
@@ -73,6 +77,22 @@ pub struct ShardRequest {
     pub status: RequestStatus,
 }
 
+impl ShardRequest {
+    /// Whose request it is: its workload's tenant, or its pending (or since started)
+    /// modification's; `None` once that is gone.
+    pub fn tenant(&self, l: &Ledger) -> Option<crate::domain::TenantId> {
+        if let Some(w) = self.workload {
+            return l.workload(w).map(|w| w.tenant);
+        }
+        let m = self.modification?;
+        l.pending_modification(m).map(|p| p.tenant).or_else(|| {
+            l.modification(m)
+                .and_then(|m| l.reservation(m.reservation))
+                .map(|r| r.tenant)
+        })
+    }
+}
+
 /// The outcome of [`Engine::resolve`].
 #[must_use]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -81,6 +101,9 @@ pub struct Resolution {
     pub actions: Vec<Action>,
     /// Hosts still short after reclaim, preemption and growth, with what they miss.
     pub short_hosts: BTreeMap<HostId, ShardVector>,
+    /// Hosts a pending modification waits on: a tenant asked for the room, so moves start
+    /// at once rather than after the hysteresis that keeps a brief spike from moving anything.
+    pub asked_hosts: std::collections::BTreeSet<HostId>,
 }
 
 impl Engine {
@@ -93,6 +116,9 @@ impl Engine {
         let view = View::of(ledger, now);
         let mut out = Resolution::default();
         self.update_statuses(ledger, &view);
+        // Pending modifications first: those that fit start, the others make their host short.
+        let started = self.resolve_pending(ledger, &mut out);
+        let with_started = started.as_ref().unwrap_or(ledger);
         // Host free capacity left to grow reservations from, as this resolution uses it.
         let mut free: HashMap<HostId, ShardVector> = HashMap::new();
         let mut short: Vec<(Reverse<Tier>, RequestId)> = ledger
@@ -111,7 +137,8 @@ impl Engine {
             let mut missing = req.remaining();
             let mut sr = ShardRequest {
                 id: 0,
-                workload: w.id,
+                workload: Some(w.id),
+                modification: None,
                 host: w.host,
                 wanted: missing,
                 raised: now,
@@ -142,9 +169,12 @@ impl Engine {
             }
             // 3. Grow the reservation from the host's free capacity.
             if !missing.is_zero() {
-                let f = free
-                    .entry(w.host)
-                    .or_insert_with(|| ledger.balance(w.host).map(|b| b.free).unwrap_or_default());
+                let f = free.entry(w.host).or_insert_with(|| {
+                    with_started
+                        .balance(w.host)
+                        .map(|b| b.free)
+                        .unwrap_or_default()
+                });
                 let grow = missing.min(f);
                 if !grow.is_zero() {
                     *f = f.excess_over(&grow);
@@ -192,13 +222,13 @@ impl Engine {
         out
     }
 
-    /// Records a request, or folds it into the open one of the same workload.
-    fn raise(&mut self, mut sr: ShardRequest) {
-        if let Some(open) = self
-            .requests
-            .values_mut()
-            .find(|o| o.workload == sr.workload && o.status == RequestStatus::Pending)
-        {
+    /// Records a request, or folds it into the open one of the same workload or modification.
+    pub(super) fn raise(&mut self, mut sr: ShardRequest) {
+        if let Some(open) = self.requests.values_mut().find(|o| {
+            o.workload == sr.workload
+                && o.modification == sr.modification
+                && o.status == RequestStatus::Pending
+        }) {
             open.wanted = open.wanted.max(&sr.wanted);
             open.steps.append(&mut sr.steps);
             return;
@@ -217,7 +247,11 @@ impl Engine {
             if r.status != RequestStatus::Pending {
                 continue;
             }
-            let Some(w) = ledger.workload(r.workload) else {
+            if let Some(m) = r.modification {
+                r.status = super::pending::status(ledger, m);
+                continue;
+            }
+            let Some(w) = r.workload.and_then(|w| ledger.workload(w)) else {
                 r.status = RequestStatus::Failed("the workload is gone".into());
                 continue;
             };

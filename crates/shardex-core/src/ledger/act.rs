@@ -27,6 +27,8 @@ impl Ledger {
             Action::Reclaim(a) => self.reclaim_lease(a, ev),
             Action::ReclaimProvider(a) => self.reclaim_provider_lease(a, ev),
             Action::Release(a) => self.release_lease(a, ev),
+            Action::QueueModification(a) => self.queue_modification(a, ev),
+            Action::StartPendingModification(a) => self.start_pending_modification(a, ev),
             Action::Expire => Ok(()),
             Action::Batch(_) => Err(LedgerError::NestedBatch),
         }

@@ -52,6 +52,12 @@ pub enum Action {
     /// The provider takes back, after the reclaim notice, a lease of its unreserved shards,
     /// because a reservation on the host needs them (a deferred reservation or modification).
     ReclaimProvider(ReclaimProvider),
+    /// Keeps a modification asked for from now that its host has no room for as pending
+    /// (started at once if it fits after all; refused when even the whole host could not
+    /// hold it): the engine frees room for it (see `pending.rs`).
+    QueueModification(ModifyReservation),
+    /// Starts a pending modification now that its host has room (the engine sends it).
+    StartPendingModification(StartPendingModification),
     /// Catches up with time only: processes every expiry up to now.
     Expire,
     /// Several actions applied in order as one, then matching once on the hosts they touched:
@@ -355,6 +361,14 @@ pub struct Reclaim {
 pub struct ReclaimProvider {
     /// Which: a lease whose lender is the provider.
     pub lease: LeaseId,
+}
+
+/// Starts a pending modification, for its duration from now (cut at its reservation's end).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartPendingModification {
+    /// Which.
+    pub modification: ModificationId,
 }
 
 /// The borrower gives a lease back now.

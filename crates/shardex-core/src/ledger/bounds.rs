@@ -111,7 +111,7 @@ pub fn check(action: &Action, now: Timestamp) -> Result<(), LedgerError> {
             shards("vector", &a.vector)?;
             ahead("window end", a.window.end(), now)
         }
-        Action::ModifyReservation(a) => {
+        Action::ModifyReservation(a) | Action::QueueModification(a) => {
             if let Some(s) = a.start {
                 ahead("start", s, now)?;
             }
@@ -161,6 +161,7 @@ pub fn check(action: &Action, now: Timestamp) -> Result<(), LedgerError> {
         | Action::CancelRequest(_)
         | Action::Reclaim(_)
         | Action::ReclaimProvider(_)
+        | Action::StartPendingModification(_)
         | Action::Release(_)
         | Action::Expire
         | Action::Batch(_) => Ok(()),

@@ -182,6 +182,20 @@ impl Ledger {
                 );
             }
         }
+        for p in self.pending.values() {
+            let ok = self.reservations.get(&p.reservation).is_some_and(|r| {
+                !r.cancelled && r.tenant == p.tenant && p.gives_up_at <= r.window.end()
+            });
+            if !ok || p.gives_up_at <= now || self.modifications.contains_key(&p.id) {
+                v(
+                    Rule::Consistency,
+                    format!(
+                        "pending {} does not wait on a reservation of its own in force, until before its end (gives up at {})",
+                        p.id, p.gives_up_at
+                    ),
+                );
+            }
+        }
         for req in self.requests.values() {
             if req.until <= now {
                 v(

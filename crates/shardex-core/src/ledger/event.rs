@@ -58,6 +58,20 @@ pub enum RequestOutcome {
     Cancelled,
 }
 
+/// How a pending modification stopped waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PendingEnd {
+    /// Its host had room: it is in force, under the same id.
+    Started,
+    /// Its owner withdrew it.
+    Cancelled,
+    /// No room was found before it gave up.
+    GaveUp,
+    /// Its reservation ended or was cancelled.
+    ReservationEnded,
+}
+
 /// What an action did. Events are stored with the action that caused them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -133,6 +147,26 @@ pub enum Event {
         changes: Vec<KindChange>,
         /// Window.
         window: Window,
+    },
+    /// A modification the host has no room for now is pending: kept until room is freed.
+    ModificationQueued {
+        /// The id it keeps once it starts.
+        modification: ModificationId,
+        /// Reservation.
+        reservation: ReservationId,
+        /// Changes.
+        changes: Vec<KindChange>,
+        /// How long it will last once started.
+        duration: Span,
+        /// When it gives up if it has not started.
+        gives_up_at: Timestamp,
+    },
+    /// A pending modification stopped waiting.
+    PendingModificationEnded {
+        /// The modification.
+        modification: ModificationId,
+        /// How.
+        how: PendingEnd,
     },
     /// A modification stopped being in force.
     ModificationEnded {

@@ -48,8 +48,8 @@ use thiserror::Error;
 use crate::book::{Bid, HostBook};
 use crate::domain::{
     Delivery, Host, HostId, KindChange, Lease, LeaseId, LeaseRequest, Lender, Lending,
-    Modification, ModificationId, PriceVector, ReclaimReason, RequestId, Reservation,
-    ReservationId, Tenant, TenantId, Tier, Workload, WorkloadId,
+    Modification, ModificationId, PendingModification, PriceVector, ReclaimReason, RequestId,
+    Reservation, ReservationId, Tenant, TenantId, Tier, Workload, WorkloadId,
 };
 use crate::pricing::TierFactors;
 use crate::shard::{ResourceKind, ShardError, ShardVector};
@@ -69,6 +69,7 @@ mod hosts;
 mod lending;
 mod matching;
 mod params;
+mod pending;
 mod reservations;
 mod split;
 mod timeline;
@@ -81,7 +82,7 @@ mod tests;
 pub use action::{Action, TenantAction};
 pub use check::{Rule, Violation};
 pub use error::LedgerError;
-pub use event::{AllocationReason, Event, LeaseEnd, OfferReason, RequestOutcome};
+pub use event::{AllocationReason, Event, LeaseEnd, OfferReason, PendingEnd, RequestOutcome};
 pub use params::LedgerParams;
 pub use split::CapacitySplit;
 
@@ -144,6 +145,9 @@ pub struct Ledger {
     leases: Map<LeaseId, Lease>,
     requests: Map<RequestId, LeaseRequest>,
     market: Map<HostId, PriceVector>,
+    /// Modifications waiting for room on their host (see `pending.rs`).
+    #[serde(default)]
+    pending: Map<ModificationId, PendingModification>,
     /// Leases by lender and by borrower: derived from `leases`, kept in step with it.
     by_lender: Map<Lender, Set<LeaseId>>,
     by_borrower: Map<WorkloadId, Set<LeaseId>>,
@@ -311,10 +315,17 @@ impl Ledger {
             | Action::Offer(action::Offer { reservation, .. })
             | Action::SetLending(action::SetLending { reservation, .. })
             | Action::AutoOffer(action::AutoOffer { reservation, .. }) => res(reservation),
-            Action::CancelModification(action::CancelModification { modification, .. }) => self
-                .modifications
-                .get(modification)
-                .and_then(|m| res(&m.reservation)),
+            Action::CancelModification(action::CancelModification { modification, .. })
+            | Action::StartPendingModification(action::StartPendingModification { modification }) => {
+                self.modifications
+                    .get(modification)
+                    .map(|m| m.reservation)
+                    .or_else(|| self.pending.get(modification).map(|p| p.reservation))
+                    .and_then(|r| res(&r))
+            }
+            Action::QueueModification(action::ModifyReservation { reservation, .. }) => {
+                res(reservation)
+            }
             Action::UnbindWorkload(action::UnbindWorkload { workload, .. })
             | Action::Allocate(action::Allocate { workload, .. })
             | Action::RequestLease(action::RequestLease { workload, .. }) => wl(workload),

@@ -18,6 +18,22 @@ pub struct LedgerParams {
     /// Multipliers of a lease's price by the borrower's tier.
     #[serde(default)]
     pub tier_factors: TierFactors,
+    /// How long a modification the host has no room for waits for room (pending) before it
+    /// gives up. Left out of the JSON at its default, so that logs written before it existed
+    /// replay to the very events they stored.
+    #[serde(
+        default = "default_pending_for",
+        skip_serializing_if = "is_default_pending_for"
+    )]
+    pub pending_for: Span,
+}
+
+fn default_pending_for() -> Span {
+    Span::from_secs(3600)
+}
+
+fn is_default_pending_for(s: &Span) -> bool {
+    *s == default_pending_for()
 }
 
 fn default_immediate_premium() -> Decimal {
@@ -31,6 +47,7 @@ impl Default for LedgerParams {
             provider_floor: PriceVector::default(),
             immediate_premium: default_immediate_premium(),
             tier_factors: TierFactors::default(),
+            pending_for: default_pending_for(),
         }
     }
 }

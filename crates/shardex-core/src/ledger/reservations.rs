@@ -217,6 +217,17 @@ impl Ledger {
         a: &action::ModifyReservation,
         ev: &mut Vec<Event>,
     ) -> Result<(), LedgerError> {
+        self.modify_reservation_as(a, None, ev)
+    }
+
+    /// [`Ledger::modify_reservation`] under `id` when given (a pending modification keeps the
+    /// id it was given when it was queued), else under the next one.
+    pub(super) fn modify_reservation_as(
+        &mut self,
+        a: &action::ModifyReservation,
+        id: Option<ModificationId>,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), LedgerError> {
         let action::ModifyReservation {
             tenant,
             reservation,
@@ -252,7 +263,7 @@ impl Ledger {
         if kinds.len() != changes.len() {
             return Err(LedgerError::BadChanges("a kind appears twice".into()));
         }
-        let id = ModificationId(next(&mut self.counters.modification));
+        let id = id.unwrap_or_else(|| ModificationId(next(&mut self.counters.modification)));
         let m = Modification {
             id,
             reservation: r.id,
@@ -298,6 +309,9 @@ impl Ledger {
             modification,
         } = a;
         let now = self.now;
+        if self.pending.contains_key(modification) {
+            return self.withdraw_pending(*tenant, *modification, ev);
+        }
         let m = self
             .modifications
             .get(modification)
@@ -359,6 +373,7 @@ impl Ledger {
             res.offered = ShardVector::ZERO;
         }
         self.recommit(r.id, &old)?;
+        self.drop_pending_of(r.id, ev);
         self.undue(Self::reservation_dues(&r));
         let mods: Vec<[(Timestamp, dues::Due); 2]> = r
             .modifications

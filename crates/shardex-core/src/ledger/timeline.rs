@@ -80,12 +80,17 @@ impl Ledger {
     /// The first time after `after` at which something changes by itself: a start or end of a
     /// reservation or modification not cancelled, a lease's end, a request's start or end.
     pub(super) fn next_change_after(&self, after: Timestamp) -> Option<Timestamp> {
-        self.next_due_after(after)
+        match (self.next_due_after(after), self.next_give_up_after(after)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Processes everything that happens at `self.now`, coming from `prev`.
     pub(super) fn step(&mut self, prev: Timestamp, ev: &mut Vec<Event>) -> Result<(), LedgerError> {
         let now = self.now;
+        // A pending modification gives up at the latest when its reservation ends: first.
+        self.give_up_pending(ev);
         let due = self.dues_in(prev, now);
         for id in self.leases_due_by(now) {
             let reason = match self.leases.get(&id).and_then(|l| l.reclaim) {

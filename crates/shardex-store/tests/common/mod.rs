@@ -155,13 +155,25 @@ impl Script {
                 let change = Change::PercentBp(self.rng.random_range(-5000..5000));
                 let duration = Span::from_secs(self.rng.random_range(5..120));
                 let changes = vec![KindChange { kind, change }];
+                let m = action::ModifyReservation {
+                    tenant,
+                    reservation,
+                    changes,
+                    start: None,
+                    duration,
+                };
+                // Some wait for room when the host has none (pending), and start later.
+                if self.rng.random_bool(0.3) {
+                    (Action::QueueModification(m), now)
+                } else {
+                    (Action::ModifyReservation(m), now)
+                }
+            }
+            82..85 if l.pending_modifications().count() > 0 => {
+                let modification = l.pending_modifications().next().unwrap().id;
                 (
-                    Action::ModifyReservation(action::ModifyReservation {
-                        tenant,
-                        reservation,
-                        changes,
-                        start: None,
-                        duration,
+                    Action::StartPendingModification(action::StartPendingModification {
+                        modification,
                     }),
                     now,
                 )

@@ -31,6 +31,10 @@ impl Backend for Shared {
         self.0.sizes
     }
 
+    fn frees_room(&self) -> bool {
+        self.0.frees_room
+    }
+
     fn lender_share(&self) -> rust_decimal::Decimal {
         self.0.lender_share
     }

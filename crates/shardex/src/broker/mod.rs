@@ -81,6 +81,9 @@ pub(crate) struct Broker {
     idempotency: shardex_store::Idempotency,
     admin_token: String,
     sizes: shardex_core::ShardSizes,
+    /// A migrator is configured and the engine acts: a change its host has no room for may
+    /// wait (pending).
+    frees_room: bool,
     prices: shardex_core::PriceTable,
     lender_share: rust_decimal::Decimal,
     events: shardex_api::events::EventBus,
@@ -169,6 +172,8 @@ async fn serve(args: BrokerArgs, config: crate::config::Config) -> anyhow::Resul
         store: Mutex::new(store),
         admin_token,
         sizes: config.shards,
+        frees_room: config.migrator.kind != crate::config::MigratorKind::None
+            && config.engine.mode == crate::config::EngineMode::Act,
         prices: config.pricing.table(),
         lender_share: config.pricing.lender_share,
         events: shardex_api::events::EventBus::default(),

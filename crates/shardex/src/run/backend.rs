@@ -186,6 +186,10 @@ impl Backend for Daemon {
         self.0.sizes
     }
 
+    fn frees_room(&self) -> bool {
+        self.0.frees_room
+    }
+
     async fn workloads(&self) -> Vec<WorkloadState> {
         let views = self
             .0

@@ -283,7 +283,7 @@ pub(super) async fn control_loop(
                 {
                     continue;
                 }
-                let tenant = ledger.workload(r.workload).map(|w| w.tenant);
+                let tenant = r.tenant(&ledger);
                 let data = serde_json::to_value(r).unwrap_or_default();
                 app.events
                     .publish("shard_request", tenant.into_iter().collect(), data);

@@ -41,6 +41,9 @@ struct App {
     tokens: shardex_store::Tokens,
     /// How much one shard of each kind is.
     sizes: shardex_core::ShardSizes,
+    /// A migrator is configured and the engine acts: a change its host has no room for may
+    /// wait (pending).
+    frees_room: bool,
     prices: shardex_core::PriceTable,
     lender_share: rust_decimal::Decimal,
     /// What the control loop shows of each workload.
@@ -165,6 +168,8 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<()> {
         admin_token,
         tokens,
         sizes: config.shards,
+        frees_room: config.migrator.kind != crate::config::MigratorKind::None
+            && config.engine.mode == crate::config::EngineMode::Act,
         prices: config.pricing.table(),
         lender_share: config.pricing.lender_share,
         workloads: std::sync::Mutex::new(Vec::new()),
