@@ -382,10 +382,20 @@ pub fn modification(m: &Modification, now: Timestamp) -> ModificationView {
 }
 
 /// A pending modification as the API shows it: state `pending`, its window the one it would
-/// have if it started now, and when it gives up.
-pub fn pending_modification(p: &PendingModification, now: Timestamp) -> ModificationView {
+/// have if it started now (cut at its reservation's end, as it would be), and when it gives up.
+pub fn pending_modification(
+    l: &Ledger,
+    p: &PendingModification,
+    now: Timestamp,
+) -> ModificationView {
     let start = now.max(p.since);
-    let end = start.checked_add(p.duration).unwrap_or(Timestamp::MAX);
+    let reservation_end = l
+        .reservation(p.reservation)
+        .map_or(Timestamp::MAX, |r| r.window.end());
+    let end = start
+        .checked_add(p.duration)
+        .unwrap_or(Timestamp::MAX)
+        .min(reservation_end);
     ModificationView {
         id: p.id.0,
         reservation: p.reservation.0,

@@ -83,6 +83,28 @@ pub struct Controller<P, M> {
     drain_since: Option<(HostId, Timestamp)>,
 }
 
+/// `needs`, where each workload on `host` needs at least what its reservation holds now.
+fn with_reservations(
+    ledger: &Ledger,
+    host: HostId,
+    needs: &BTreeMap<WorkloadId, ShardVector>,
+) -> BTreeMap<WorkloadId, ShardVector> {
+    let mut out = needs.clone();
+    for w in ledger.workloads().filter(|w| w.host == host) {
+        let holds = ledger
+            .reservation(w.reservation)
+            .and_then(|r| ledger.reserved_at(r, ledger.now()).ok())
+            .unwrap_or_default();
+        let need = out
+            .get(&w.id)
+            .copied()
+            .or_else(|| ledger.allocation(w.id).ok())
+            .unwrap_or_default();
+        out.insert(w.id, need.max(&holds));
+    }
+    out
+}
+
 impl<P: Provisioner, M: Migrator> Controller<P, M> {
     /// A controller.
     pub fn new(engine: Engine, provisioner: P, migrator: M) -> Self {
@@ -213,9 +235,18 @@ impl<P: Provisioner, M: Migrator> Controller<P, M> {
                 // A move off this host is already under way; wait for it.
                 continue;
             }
+            // Room asked for by a pending modification is room in reservations: a workload
+            // that moves frees its whole reservation, and takes one as large where it goes.
+            let asked;
+            let needs = if res.asked_hosts.contains(&host) {
+                asked = with_reservations(ledger, host, &needs);
+                &asked
+            } else {
+                &needs
+            };
             for mv in self
                 .engine
-                .choose_moves(ledger, host, short, &needs, &mut pending)
+                .choose_moves(ledger, host, short, needs, &mut pending)
             {
                 let to = match mv.to {
                     Some(t) => t,

@@ -1216,6 +1216,76 @@ fn with_a_migrator_a_change_the_host_has_no_room_for_is_pending_on_a_shard_reque
     assert_eq!(parse(&check)["violations"], json!([]), "{check}");
 }
 
+/// The whole path on a real daemon: a pending change on a full host, a neighbour's workload
+/// that can go to a second host, and a migrator (a command hook that reports every move
+/// completed): the engine moves the neighbour at once, and the change starts under the id
+/// it was given, its shard request fulfilled.
+#[test]
+fn a_pending_change_starts_once_the_engine_has_moved_a_neighbour_to_another_host() {
+    let d = Daemon::start_with(
+        "[host]\nname = \"h-full\"\ncpu_millicores = 1000\nmemory_bytes = 1073741824\n\
+         [migrator]\nkind = \"command\"\ncommand = [\"/bin/sh\", \"-c\", \"echo '{\\\"status\\\":\\\"completed\\\"}'\"]\n\
+         [engine]\nmode = \"act\"\ndecide_every = \"1s\"\n",
+    );
+    let (_, a) = d.tenant("acme");
+    let (b_id, b) = d.tenant("beta");
+    let id = d.reserve(&a, 60, "1h")["id"].as_u64().unwrap();
+    let b_res = d.reserve(&b, 40, "1h")["id"].as_u64().unwrap();
+    let act = |body: Value| {
+        let (s, got) = send(&d.addr, "POST", "/v1/actions", &d.admin, &body.to_string());
+        assert_eq!(s, 200, "{got}");
+    };
+    act(json!({"action": "register_host", "name": "h-spare",
+        "capacity": {"cpu": 100, "memory": 64, "net": 0, "iops": 0}}));
+    act(json!({"action": "bind_workload", "tenant": b_id, "reservation": b_res, "name": "w"}));
+    let path = format!("/v1/reservations/{id}/modifications");
+    let change = json!({"changes": {"cpu": "+30"}, "for": "1h"}).to_string();
+    let (s, body) = send(&d.addr, "POST", &path, &a, &change);
+    assert_eq!(s, 201, "{body}");
+    let v = parse(&body);
+    assert_eq!(v["outcome"], "pending", "{body}");
+    let mid = v["modification"]["id"].as_u64().unwrap();
+    let asked = std::time::Instant::now();
+    let started = (0..150).any(|_| {
+        let (_, m) = get(&d.addr, &format!("{path}/{mid}"), Some(&a));
+        if parse(&m)["state"] == "in_force" {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        false
+    });
+    let (_, m) = get(&d.addr, &format!("{path}/{mid}"), Some(&a));
+    assert!(started, "never started: {m}");
+    eprintln!("pending -> in force in {:?}", asked.elapsed());
+    let (_, r) = get(&d.addr, &format!("/v1/reservations/{id}"), Some(&a));
+    assert_eq!(parse(&r)["now"]["cpu"], 90, "{r}");
+    // beta's workload now runs on the spare host, in a reservation of the same size.
+    let (_, w) = get(&d.addr, "/v1/workloads", Some(&b));
+    let w = parse(&w);
+    let moved_to = w["workloads"][0]["reservation"].as_u64().unwrap();
+    assert_ne!(moved_to, b_res, "{w}");
+    let (_, r) = get(&d.addr, &format!("/v1/reservations/{moved_to}"), Some(&b));
+    let r = parse(&r);
+    assert_eq!(
+        (r["host"].as_str(), r["now"]["cpu"].as_u64()),
+        (Some("h-spare"), Some(40)),
+        "{r}"
+    );
+    let requests = format!("/v1/shard-requests?modification={mid}");
+    let fulfilled = (0..50).any(|_| {
+        let (_, body) = get(&d.addr, &requests, Some(&a));
+        if parse(&body)["shard_requests"][0]["status"] == "fulfilled" {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        false
+    });
+    let (_, body) = get(&d.addr, &requests, Some(&a));
+    assert!(fulfilled, "{body}");
+    let (_, check) = get(&d.addr, "/v1/ledger/check", Some(&d.admin));
+    assert_eq!(parse(&check)["violations"], json!([]), "{check}");
+}
+
 /// A modification in physical units: cores, millicores and bytes become whole shards (10
 /// millicores and 16 MiB each by default), rounded up when added; a unit that is not the
 /// kind's is a 400 naming the kind.

@@ -46,7 +46,7 @@ pub async fn list<B: Backend>(
                     .chain(
                         l.pending_modifications()
                             .filter(|w| w.reservation == r.id)
-                            .map(|w| convert::pending_modification(w, now)),
+                            .map(|w| convert::pending_modification(l, w, now)),
                     )
                     .collect();
                 // Oldest (by id, the order they were asked in) first.
@@ -82,7 +82,7 @@ pub async fn get<B: Backend>(
                     .or_else(|| {
                         l.pending_modification(mid)
                             .filter(|w| w.reservation.0 == id)
-                            .map(|w| convert::pending_modification(w, now))
+                            .map(|w| convert::pending_modification(l, w, now))
                     })
                     .ok_or_else(|| Problem::not_found(mid))
             })
@@ -228,7 +228,7 @@ pub async fn create<B: Backend>(
                                 "pending",
                                 Some(pending_reason(after, &refusal, w)),
                                 Some(format!("/v1/shard-requests?modification={}", w.id.0)),
-                                Some(convert::pending_modification(w, now)),
+                                Some(convert::pending_modification(after, w, now)),
                             ),
                             (Some(Later::Deferred(reason)), _) => (
                                 "deferred",
@@ -345,7 +345,7 @@ pub async fn cancel<B: Backend>(
                                     .pending_modification(ModificationId(mid))
                                     .filter(|w| w.reservation.0 == id)
                                     .ok_or_else(missing)?;
-                                let mut v = convert::pending_modification(w, now);
+                                let mut v = convert::pending_modification(ledger, w, now);
                                 v.state = "cancelled".into();
                                 v.gives_up_at = None;
                                 v
