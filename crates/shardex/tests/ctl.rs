@@ -43,9 +43,10 @@ fn json(data: &Path, token: Option<&str>, args: &[&str]) -> Value {
 #[test]
 fn ctl_makes_the_headline_modification_quotes_it_and_bills_it() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path();
+    // The configuration sits beside the data folder.
+    let data = &dir.path().join("data");
     std::fs::write(
-        data.join("shardex.toml"),
+        dir.path().join("shardex.toml"),
         "[engine]\nactuator = \"simulated\"\n",
     )
     .unwrap();
@@ -147,4 +148,172 @@ fn ctl_makes_the_headline_modification_quotes_it_and_bills_it() {
         .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8(out.stdout).unwrap().contains("ctl"));
+}
+
+/// The rest of the API through `ctl` on a daemon that can free room (a command migrator, act
+/// mode): a pending modification told as such with why and how to follow it, its shard
+/// request, `describe`, the market, hosts, decisions, every workload, `-o yaml`, and `--watch`
+/// printing a list again when it changes.
+#[test]
+fn ctl_follows_a_pending_change_describes_objects_and_watches_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    // The configuration sits beside the data folder.
+    let data = &dir.path().join("data");
+    std::fs::write(
+        dir.path().join("shardex.toml"),
+        "[host]\nname = \"h-ctl\"\ncpu_millicores = 1000\nmemory_bytes = 1073741824\n\
+         [migrator]\nkind = \"command\"\ncommand = [\"/bin/true\"]\n\
+         [engine]\nactuator = \"simulated\"\nmode = \"act\"\ndecide_every = \"1s\"\n",
+    )
+    .unwrap();
+    let (child, _) = start(data);
+    let token = |name: &str| {
+        json(data, None, &["create-tenant", name])["token"]["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (a, b) = (token("alpha"), token("beta"));
+    let (a, b) = (Some(a.as_str()), Some(b.as_str()));
+    let reserve = |t, cpu: &str| {
+        json(
+            data,
+            t,
+            &[
+                "reserve", "--host", "h-ctl", "--cpu", cpu, "--memory", "8", "--for", "1h",
+            ],
+        )["id"]
+            .as_u64()
+            .unwrap()
+            .to_string()
+    };
+    let id = reserve(a, "60");
+    reserve(b, "40");
+
+    // Pending, told as such, with why and what to follow.
+    let (ok, said, err) = ctl(data, a, &["modify", &id, "cpu=+20", "--for", "1h"]);
+    assert!(ok, "{err}");
+    assert!(said.starts_with("pending: reservation"), "{said}");
+    assert!(said.contains("\nwhy: ") && said.contains("h-ctl"), "{said}");
+    let mods = json(data, a, &["get", "modifications", &id]);
+    let mid = mods["modifications"][0]["id"].as_u64().unwrap().to_string();
+    assert!(
+        said.contains(&format!("get shard-requests --modification {mid}")),
+        "{said}"
+    );
+    // YAML is the same document.
+    let (ok, yaml, _) = ctl(data, a, &["get", "modifications", &id, "-o", "yaml"]);
+    assert!(ok);
+    assert!(
+        yaml.contains("state: pending") && yaml.contains("gives_up_at:"),
+        "{yaml}"
+    );
+    // Its shard request, once the engine has decided.
+    let mut table = String::new();
+    for _ in 0..50 {
+        let (ok, t, err) = ctl(data, a, &["get", "shard-requests", "--modification", &mid]);
+        assert!(ok, "{err}");
+        table = t;
+        if table.contains("host_short") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(
+        table.contains(&format!("modification {mid}")) && table.contains("20/0/0/0"),
+        "{table}"
+    );
+    let (_, theirs, _) = ctl(data, b, &["get", "shard-requests", "--modification", &mid]);
+    assert_eq!(
+        theirs.lines().count(),
+        1,
+        "beta sees only the header: {theirs}"
+    );
+    // describe: the reservation with its pending change.
+    let (ok, page, err) = ctl(data, a, &["describe", "reservation", &id]);
+    assert!(ok, "{err}");
+    assert!(
+        page.contains("Modifications:") && page.contains("pending"),
+        "{page}"
+    );
+    let doc = json(data, a, &["describe", "reservation", &id]);
+    assert_eq!(doc["modifications"][0]["state"], "pending", "{doc}");
+    // The market and the hosts (admin).
+    let (ok, market, err) = ctl(data, a, &["get", "market", "h-ctl"]);
+    assert!(ok, "{err}");
+    assert!(
+        market.starts_with("KIND") && market.contains("cpu"),
+        "{market}"
+    );
+    let (ok, hosts, err) = ctl(data, None, &["get", "hosts"]);
+    assert!(ok, "{err}");
+    assert!(
+        hosts.contains("h-ctl") && hosts.contains("100/64/"),
+        "{hosts}"
+    );
+
+    // --watch prints the list again when it changes: here, when the change is withdrawn.
+    let mut watcher = Command::new(BIN)
+        .args(["ctl", "--data"])
+        .arg(data)
+        .args([
+            "--token",
+            a.unwrap(),
+            "get",
+            "-w",
+            "modifications",
+            &id,
+            "-o",
+            "json",
+        ])
+        .env_remove("SHARDEX_TOKEN")
+        .env_remove("SHARDEX_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (ok, _, err) = ctl(data, a, &["cancel", "modification", &id, &mid]);
+    assert!(ok, "{err}");
+    std::thread::sleep(Duration::from_millis(3000));
+    watcher.kill().unwrap();
+    let seen = watcher.wait_with_output().unwrap();
+    let seen = String::from_utf8(seen.stdout).unwrap();
+    let docs: Vec<Value> = seen
+        .split("\n---\n")
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("{e}: {seen}")))
+        .collect();
+    assert_eq!(docs.len(), 2, "{seen}");
+    assert_eq!(docs[0]["modifications"][0]["state"], "pending");
+    assert_eq!(docs[1]["modifications"], serde_json::json!([]));
+
+    // A workload: every one you may see, its decisions, and describe's page.
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let addr = std::fs::read_to_string(data.join("api.addr")).unwrap();
+    let bind = serde_json::json!({"action": "bind_workload", "tenant": 1,
+        "reservation": id.parse::<u64>().unwrap(), "name": "w"});
+    let (s, body) = common::send(
+        addr.trim(),
+        "POST",
+        "/v1/actions",
+        admin.trim(),
+        &bind.to_string(),
+    );
+    assert_eq!(s, 200, "{body}");
+    let all = json(data, a, &["get", "workloads"]);
+    let w = all["workloads"][0]["id"].as_u64().unwrap().to_string();
+    assert_eq!(
+        json(data, b, &["get", "workloads"])["workloads"],
+        serde_json::json!([])
+    );
+    let d = json(data, a, &["get", "decisions", &w]);
+    assert!(d["decisions"].is_array(), "{d}");
+    let (ok, page, err) = ctl(data, a, &["describe", "workload", &w]);
+    assert!(ok, "{err}");
+    for section in ["Workload ", "Forecast", "Decisions", "Shard requests:"] {
+        assert!(page.contains(section), "{section}: {page}");
+    }
+    let (ok, _, err) = ctl(data, b, &["describe", "workload", &w]);
+    assert!(!ok && err.contains("does not exist"), "{err}");
+    interrupt_and_wait(child);
 }
