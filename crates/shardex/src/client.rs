@@ -103,6 +103,29 @@ impl Client {
         Ok(json)
     }
 
+    /// `GET path` as a server-sent event stream (`Accept: text/event-stream`), read as it
+    /// comes, with no overall time limit; a refusal is an error as for [`Client::get`].
+    pub fn stream(&self, path: &str) -> anyhow::Result<Box<dyn std::io::BufRead>> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(std::time::Duration::from_secs(10)))
+            .build()
+            .into();
+        let r = agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .header("Accept", "text/event-stream")
+            .call();
+        let response = r.with_context(|| format!("could not reach shardex at {}", self.base))?;
+        if !response.status().is_success() {
+            self.answer(&format!("GET {path}"), Ok(response))?;
+            bail!("GET {path}: refused");
+        }
+        Ok(Box::new(std::io::BufReader::new(
+            response.into_body().into_reader(),
+        )))
+    }
+
     /// `GET path`.
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
         let r = self

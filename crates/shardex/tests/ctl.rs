@@ -253,6 +253,31 @@ fn ctl_follows_a_pending_change_describes_objects_and_watches_lists() {
         "{hosts}"
     );
 
+    // The event stream: the page has the queued change; a follower sees the withdrawal below.
+    let (ok, page, err) = ctl(data, a, &["events", "--kinds", "modification"]);
+    assert!(ok, "{err}");
+    assert!(
+        page.starts_with("ID") && page.contains("modification_queued"),
+        "{page}"
+    );
+    let mut follower = Command::new(BIN)
+        .args(["ctl", "--data"])
+        .arg(data)
+        .args([
+            "--token",
+            a.unwrap(),
+            "events",
+            "-f",
+            "--kinds",
+            "modification",
+            "-o",
+            "json",
+        ])
+        .env_remove("SHARDEX_TOKEN")
+        .env_remove("SHARDEX_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // --watch prints the list again when it changes: here, when the change is withdrawn.
     let mut watcher = Command::new(BIN)
         .args(["ctl", "--data"])
@@ -277,6 +302,16 @@ fn ctl_follows_a_pending_change_describes_objects_and_watches_lists() {
     assert!(ok, "{err}");
     std::thread::sleep(Duration::from_millis(3000));
     watcher.kill().unwrap();
+    follower.kill().unwrap();
+    let followed = follower.wait_with_output().unwrap();
+    let followed = String::from_utf8(followed.stdout).unwrap();
+    let withdrawn = followed
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .find(|e| e["data"]["event"] == "pending_modification_ended")
+        .unwrap_or_else(|| panic!("not followed: {followed}"));
+    assert_eq!(withdrawn["kind"], "modification");
+    assert_eq!(withdrawn["data"]["how"], "cancelled", "{withdrawn}");
     let seen = watcher.wait_with_output().unwrap();
     let seen = String::from_utf8(seen.stdout).unwrap();
     let docs: Vec<Value> = seen

@@ -11,10 +11,12 @@ use serde_json::{Value, json};
 use crate::client::Client;
 
 mod describe;
+mod events;
 mod get;
 mod tables;
 
 use describe::{DescribeWhat, describe};
+use events::{EventsArgs, events};
 use get::{GetWhat, get};
 use tables::*;
 
@@ -71,6 +73,8 @@ enum CtlCommand {
         #[command(subcommand)]
         what: DescribeWhat,
     },
+    /// The event stream: one page, or `-f` to follow it as it happens.
+    Events(EventsArgs),
     /// Reserve shards on a host, as the token's tenant.
     Reserve {
         /// The host, by name or id.
@@ -196,6 +200,7 @@ pub fn ctl(args: CtlArgs) -> anyhow::Result<()> {
     match args.command {
         CtlCommand::Get { what, watch } => get(&client, &what, out, watch),
         CtlCommand::Describe { what } => describe(&client, &what, out),
+        CtlCommand::Events(a) => events(&client, &a, out),
         CtlCommand::Reserve {
             host,
             cpu,

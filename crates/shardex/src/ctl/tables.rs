@@ -306,3 +306,20 @@ pub(super) fn market_table(m: &Value) -> String {
         )
     )
 }
+
+/// Events: id, kind, what happened (the ledger event's name) and its data, shortened.
+pub(super) fn events_table(items: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|e| {
+            let data = &e["data"];
+            let what = data["event"].as_str().unwrap_or("-").to_string();
+            let mut detail = data.to_string();
+            if detail.chars().count() > 120 {
+                detail = detail.chars().take(117).collect::<String>() + "...";
+            }
+            vec![e["id"].to_string(), text(&e["kind"]), what, detail]
+        })
+        .collect();
+    table(&["ID", "KIND", "WHAT", "DATA"], &rows)
+}
