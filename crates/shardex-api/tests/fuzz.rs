@@ -149,6 +149,10 @@ impl Backend for Mem {
     fn sizes(&self) -> shardex_core::ShardSizes {
         shardex_core::ShardSizes::default()
     }
+    // As with a migrator: a change the full host has no room for may wait (pending).
+    fn frees_room(&self) -> bool {
+        true
+    }
     async fn workloads(&self) -> Vec<shardex_api::WorkloadState> {
         Vec::new()
     }
@@ -207,21 +211,25 @@ fn world() -> (Arc<Api<Mem>>, String, String) {
         )
         .unwrap();
     }
-    l.apply(
-        &Action::CreateReservation(action::CreateReservation {
-            tenant: TenantId(1),
-            host: shardex_core::HostId(1),
-            vector: ShardVector::new(100, 100, 0, 0),
-            window: shardex_core::Window::new(
-                t0,
-                Timestamp::from_millis(NOW + 86_400_000).unwrap(),
-            )
-            .unwrap(),
-            tier: shardex_core::Tier::Standard,
-        }),
-        t0,
-    )
-    .unwrap();
+    // Alpha's reservation 1, and beta's filling the rest of the host's cpu: a cpu increase of
+    // alpha's can only wait (pending).
+    for (tenant, cpu) in [(1, 100), (2, 900)] {
+        l.apply(
+            &Action::CreateReservation(action::CreateReservation {
+                tenant: TenantId(tenant),
+                host: shardex_core::HostId(1),
+                vector: ShardVector::new(cpu, 100, 0, 0),
+                window: shardex_core::Window::new(
+                    t0,
+                    Timestamp::from_millis(NOW + 86_400_000).unwrap(),
+                )
+                .unwrap(),
+                tier: shardex_core::Tier::Standard,
+            }),
+            t0,
+        )
+        .unwrap();
+    }
     let a = shardex_api::auth::issue(TenantId(1), "a", t0, None);
     let b = shardex_api::auth::issue(TenantId(2), "b", t0, None);
     let mem = Mem {
@@ -327,9 +335,96 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
 fn body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         json_value().prop_map(|v| v.to_string().into_bytes()),
+        // A well-formed change: on alpha's reservation it can only wait (pending).
+        Just(br#"{"changes":{"cpu":"+10%"},"for":"1h"}"#.to_vec()),
         prop::collection::vec(any::<u8>(), 0..64),
         Just(Vec::new()),
     ]
+}
+
+/// Sends one request as `who` (0 admin, 1 alpha, 2 beta, 3 a forged token, 4 none) to a fresh
+/// world and checks it: never a 5xx, the ledger's invariants hold, a refusal commits nothing,
+/// an error is a problem document, beta never changes alpha's reservation.
+fn one_request(
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+    who: usize,
+    key: Option<&str>,
+) -> Result<(), TestCaseError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (api, a, b) = world();
+        let token = match who {
+            0 => Some(ADMIN.to_string()),
+            1 => Some(a.clone()),
+            2 => Some(b.clone()),
+            3 => Some(format!("{}x", &a[..a.len() - 1])),
+            _ => None,
+        };
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{path}{query}"));
+        if let Some(t) = &token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(k) = &key {
+            req = req.header("idempotency-key", *k);
+        }
+        let Ok(req) = req.body(Body::from(body.to_vec())) else {
+            return Ok(()); // not a request HTTP can express
+        };
+        let before = api.backend.ledger.lock().await.clone();
+        let router = shardex_api::routes::hardened(shardex_api::router(api.clone()));
+        let res = router.oneshot(req).await.unwrap();
+        let status = res.status();
+        prop_assert!(
+            !status.is_server_error(),
+            "{} {}{} {}: {}",
+            method,
+            path,
+            query,
+            String::from_utf8_lossy(&body),
+            status
+        );
+        let after = api.backend.ledger.lock().await.clone();
+        prop_assert_eq!(after.check(), vec![]);
+        if !status.is_success() {
+            prop_assert_eq!(
+                api.backend.commits.load(Ordering::SeqCst),
+                0,
+                "a refusal committed"
+            );
+            prop_assert_eq!(
+                format!("{:?}", before.reservations().collect::<Vec<_>>()),
+                format!("{:?}", after.reservations().collect::<Vec<_>>())
+            );
+        }
+        let ct = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap_or("").to_string());
+        if !status.is_success() && ct.is_some() {
+            prop_assert_eq!(
+                ct.as_deref(),
+                Some("application/problem+json"),
+                "{} {}{}",
+                method,
+                path,
+                query
+            );
+        }
+        // Beta never changes alpha's reservation.
+        if who == 2 {
+            let r = |l: &Ledger| format!("{:?}", l.reservation(shardex_core::ReservationId(1)));
+            prop_assert_eq!(r(&before), r(&after));
+        }
+        Ok(())
+    })
 }
 
 proptest! {
@@ -344,56 +439,30 @@ proptest! {
         who in 0usize..5,
         key in prop::option::of("[a-z]{1,4}"),
     ) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let (api, a, b) = world();
-            let token = match who {
-                0 => Some(ADMIN.to_string()),
-                1 => Some(a.clone()),
-                2 => Some(b.clone()),
-                3 => Some(format!("{}x", &a[..a.len() - 1])),
-                _ => None,
-            };
-            let mut req = Request::builder().method(method).uri(format!("{path}{query}"));
-            if let Some(t) = &token {
-                req = req.header("authorization", format!("Bearer {t}"));
-            }
-            if let Some(k) = &key {
-                req = req.header("idempotency-key", k);
-            }
-            let Ok(req) = req.body(Body::from(body.clone())) else {
-                return Ok(()); // not a request HTTP can express
-            };
-            let before = api.backend.ledger.lock().await.clone();
-            let router = shardex_api::routes::hardened(shardex_api::router(api.clone()));
-            let res = router.oneshot(req).await.unwrap();
-            let status = res.status();
-            prop_assert!(
-                !status.is_server_error(),
-                "{} {}{} {}: {}", method, path, query, String::from_utf8_lossy(&body), status
-            );
-            let after = api.backend.ledger.lock().await.clone();
-            prop_assert_eq!(after.check(), vec![]);
-            if !status.is_success() {
-                prop_assert_eq!(api.backend.commits.load(Ordering::SeqCst), 0, "a refusal committed");
-                prop_assert_eq!(
-                    format!("{:?}", before.reservations().collect::<Vec<_>>()),
-                    format!("{:?}", after.reservations().collect::<Vec<_>>())
-                );
-            }
-            let ct = res
-                .headers()
-                .get("content-type")
-                .map(|v| v.to_str().unwrap_or("").to_string());
-            if !status.is_success() && ct.is_some() {
-                prop_assert_eq!(ct.as_deref(), Some("application/problem+json"), "{} {}{}", method, path, query);
-            }
-            // Beta never changes alpha's reservation.
-            if who == 2 {
-                let r = |l: &Ledger| format!("{:?}", l.reservation(shardex_core::ReservationId(1)));
-                prop_assert_eq!(r(&before), r(&after));
-            }
-            Ok(())
-        })?;
+        one_request(method, &path, &query, &body, who, key.as_deref())?;
+    }
+
+    /// Modifications of a full host's reservations, well-formed or nearly: applied, pending,
+    /// infeasible or refused, never a 5xx, the ledger's rules kept.
+    #[test]
+    fn modifications_on_a_full_host_never_5xx_and_keep_the_ledger_s_rules(
+        reservation in 1u64..4,
+        change in prop_oneof![Just("+10%"), Just("+50"), Just("+2000"), Just("-5"), Just("=950"), Just("+1cores"), Just("x")],
+        kind in prop_oneof![Just("cpu"), Just("memory"), Just("gpu")],
+        extra in prop_oneof![
+            Just(""),
+            Just(r#","delivery":"immediate""#),
+            Just(r#","delivery":"scheduled","start":"+10m""#),
+            Just(r#","start":"now""#),
+        ],
+        duration in prop_oneof![Just("1h"), Just("30d"), Just("0s")],
+        dry_run in any::<bool>(),
+        who in 0usize..3,
+        key in prop::option::of("[a-b]{1}"),
+    ) {
+        let body = format!(r#"{{"changes":{{"{kind}":"{change}"}},"for":"{duration}"{extra}}}"#);
+        let query = if dry_run { "?dry_run=true" } else { "" };
+        let path = format!("/v1/reservations/{reservation}/modifications");
+        one_request("POST", &path, query, body.as_bytes(), who, key.as_deref())?;
     }
 }

@@ -184,6 +184,14 @@ fn base_op() -> BoxedStrategy<Op> {
     op.boxed()
 }
 
+fn change_of(c: &ChangeGen) -> Change {
+    match *c {
+        ChangeGen::Set(n) => Change::Set(u64::from(n)),
+        ChangeGen::Delta(d) => Change::Delta(i64::from(d)),
+        ChangeGen::Percent(p) => Change::PercentBp(i32::from(p) * 100),
+    }
+}
+
 fn pick<T: Copy>(items: &[T], i: u8) -> Option<T> {
     (!items.is_empty()).then(|| items[usize::from(i) % items.len()])
 }
@@ -352,11 +360,7 @@ impl World {
                 dur,
             } => {
                 let (id, owner) = pick(&res, r)?;
-                let change = match *change {
-                    ChangeGen::Set(n) => Change::Set(u64::from(n)),
-                    ChangeGen::Delta(d) => Change::Delta(i64::from(d)),
-                    ChangeGen::Percent(p) => Change::PercentBp(i32::from(p) * 100),
-                };
+                let change = change_of(change);
                 Action::ModifyReservation(action::ModifyReservation {
                     tenant: as_tenant(owner),
                     reservation: id,
@@ -383,11 +387,7 @@ impl World {
                 dur,
             } => {
                 let (id, owner) = pick(&res, r)?;
-                let change = match *change {
-                    ChangeGen::Set(n) => Change::Set(u64::from(n)),
-                    ChangeGen::Delta(d) => Change::Delta(i64::from(d)),
-                    ChangeGen::Percent(p) => Change::PercentBp(i32::from(p) * 100),
-                };
+                let change = change_of(change);
                 Action::QueueModification(action::ModifyReservation {
                     tenant: as_tenant(owner),
                     reservation: id,

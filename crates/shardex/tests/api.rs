@@ -1111,6 +1111,23 @@ fn a_modification_short_only_of_what_the_provider_lent_is_deferred_until_it_come
     assert_eq!(now_cpu(), 30, "after it");
 }
 
+/// A daemon on host `name` (1 core: 100 cpu shards) that can free room: a command migrator
+/// that reports every move completed, act mode, a decision every second.
+fn migrating(name: &str) -> Daemon {
+    const CONFIG: &str = r#"[host]
+name = "HOST"
+cpu_millicores = 1000
+memory_bytes = 1073741824
+[migrator]
+kind = "command"
+command = ["/bin/sh", "-c", "echo '{\"status\":\"completed\"}'"]
+[engine]
+mode = "act"
+decide_every = "1s"
+"#;
+    Daemon::start_with(&CONFIG.replace("HOST", name))
+}
+
 /// With a migrator configured, a change the host has no room for, and that the whole host
 /// could hold, waits (`pending`) instead of being refused: it holds and costs nothing, the
 /// engine raises a shard request for the room it misses, its owner sees it (and only its
@@ -1118,11 +1135,7 @@ fn a_modification_short_only_of_what_the_provider_lent_is_deferred_until_it_come
 /// `"delivery":"immediate"`, stays infeasible; a dry run commits nothing.
 #[test]
 fn with_a_migrator_a_change_the_host_has_no_room_for_is_pending_on_a_shard_request() {
-    let d = Daemon::start_with(
-        "[host]\nname = \"h-pend\"\ncpu_millicores = 1000\nmemory_bytes = 1073741824\n\
-         [migrator]\nkind = \"command\"\ncommand = [\"/bin/sh\", \"-c\", \"echo '{\\\"status\\\":\\\"completed\\\"}'\"]\n\
-         [engine]\nmode = \"act\"\ndecide_every = \"1s\"\n",
-    );
+    let d = migrating("h-pend");
     let (_, a) = d.tenant("acme");
     let (_, b) = d.tenant("beta");
     let id = d.reserve(&a, 60, "1h")["id"].as_u64().unwrap();
@@ -1222,11 +1235,7 @@ fn with_a_migrator_a_change_the_host_has_no_room_for_is_pending_on_a_shard_reque
 /// it was given, its shard request fulfilled.
 #[test]
 fn a_pending_change_starts_once_the_engine_has_moved_a_neighbour_to_another_host() {
-    let d = Daemon::start_with(
-        "[host]\nname = \"h-full\"\ncpu_millicores = 1000\nmemory_bytes = 1073741824\n\
-         [migrator]\nkind = \"command\"\ncommand = [\"/bin/sh\", \"-c\", \"echo '{\\\"status\\\":\\\"completed\\\"}'\"]\n\
-         [engine]\nmode = \"act\"\ndecide_every = \"1s\"\n",
-    );
+    let d = migrating("h-full");
     let (_, a) = d.tenant("acme");
     let (b_id, b) = d.tenant("beta");
     let id = d.reserve(&a, 60, "1h")["id"].as_u64().unwrap();

@@ -32,6 +32,26 @@ fn ctl(data: &Path, token: Option<&str>, args: &[&str]) -> (bool, String, String
     )
 }
 
+/// `shardex ctl ARGS` left running (a watch or a follow), its output kept.
+fn running(data: &Path, token: &str, args: &[&str]) -> std::process::Child {
+    Command::new(BIN)
+        .args(["ctl", "--data"])
+        .arg(data)
+        .args(["--token", token])
+        .args(args)
+        .env_remove("SHARDEX_TOKEN")
+        .env_remove("SHARDEX_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Stops a [`running`] ctl and returns what it printed.
+fn stop(mut child: std::process::Child) -> String {
+    child.kill().unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+}
+
 fn json(data: &Path, token: Option<&str>, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.extend(["-o", "json"]);
@@ -260,51 +280,22 @@ fn ctl_follows_a_pending_change_describes_objects_and_watches_lists() {
         page.starts_with("ID") && page.contains("modification_queued"),
         "{page}"
     );
-    let mut follower = Command::new(BIN)
-        .args(["ctl", "--data"])
-        .arg(data)
-        .args([
-            "--token",
-            a.unwrap(),
-            "events",
-            "-f",
-            "--kinds",
-            "modification",
-            "-o",
-            "json",
-        ])
-        .env_remove("SHARDEX_TOKEN")
-        .env_remove("SHARDEX_URL")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let follower = running(
+        data,
+        a.unwrap(),
+        &["events", "-f", "--kinds", "modification", "-o", "json"],
+    );
     // --watch prints the list again when it changes: here, when the change is withdrawn.
-    let mut watcher = Command::new(BIN)
-        .args(["ctl", "--data"])
-        .arg(data)
-        .args([
-            "--token",
-            a.unwrap(),
-            "get",
-            "-w",
-            "modifications",
-            &id,
-            "-o",
-            "json",
-        ])
-        .env_remove("SHARDEX_TOKEN")
-        .env_remove("SHARDEX_URL")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let watcher = running(
+        data,
+        a.unwrap(),
+        &["get", "-w", "modifications", &id, "-o", "json"],
+    );
     std::thread::sleep(Duration::from_millis(1500));
     let (ok, _, err) = ctl(data, a, &["cancel", "modification", &id, &mid]);
     assert!(ok, "{err}");
     std::thread::sleep(Duration::from_millis(3000));
-    watcher.kill().unwrap();
-    follower.kill().unwrap();
-    let followed = follower.wait_with_output().unwrap();
-    let followed = String::from_utf8(followed.stdout).unwrap();
+    let followed = stop(follower);
     let withdrawn = followed
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -312,8 +303,7 @@ fn ctl_follows_a_pending_change_describes_objects_and_watches_lists() {
         .unwrap_or_else(|| panic!("not followed: {followed}"));
     assert_eq!(withdrawn["kind"], "modification");
     assert_eq!(withdrawn["data"]["how"], "cancelled", "{withdrawn}");
-    let seen = watcher.wait_with_output().unwrap();
-    let seen = String::from_utf8(seen.stdout).unwrap();
+    let seen = stop(watcher);
     let docs: Vec<Value> = seen
         .split("\n---\n")
         .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("{e}: {seen}")))

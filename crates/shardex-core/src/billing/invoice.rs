@@ -148,15 +148,8 @@ pub fn quote_pending(
     let host = ledger
         .host(r.host)
         .ok_or(crate::ledger::LedgerError::UnknownHost(r.host))?;
-    let holds = ledger.reserved_at(r, now)?;
-    let mut wants = holds;
-    for kc in &m.changes {
-        let n = kc
-            .change
-            .apply(kc.kind, wants.get(kc.kind))
-            .map_err(crate::ledger::LedgerError::from)?;
-        wants = wants.with(kc.kind, n);
-    }
+    let holds = ledger.reserved_at(r, ledger.now())?;
+    let wants = ledger.reserved_with(r, &m.changes)?;
     let capacity = host
         .capacity
         .checked_add(&wants.excess_over(&holds))

@@ -68,12 +68,8 @@ fn misses(
     r: &crate::domain::Reservation,
     changes: &[crate::domain::KindChange],
 ) -> Option<ShardVector> {
-    let now = ledger.now();
-    let holds = ledger.reserved_at(r, now).ok()?;
-    let mut wants = holds;
-    for kc in changes {
-        wants = wants.with(kc.kind, kc.change.apply(kc.kind, wants.get(kc.kind)).ok()?);
-    }
+    let holds = ledger.reserved_at(r, ledger.now()).ok()?;
+    let wants = ledger.reserved_with(r, changes).ok()?;
     let adds = wants.excess_over(&holds);
     let free = ledger.balance(r.host).ok()?.free;
     let missing = adds.excess_over(&free);

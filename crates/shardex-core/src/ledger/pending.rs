@@ -46,10 +46,7 @@ impl Ledger {
             .hosts
             .get(&r.host)
             .ok_or(LedgerError::UnknownHost(r.host))?;
-        let mut wanted = self.reserved_at(&r, self.now)?;
-        for kc in &a.changes {
-            wanted = wanted.with(kc.kind, kc.change.apply(kc.kind, wanted.get(kc.kind))?);
-        }
+        let wanted = self.reserved_with(&r, &a.changes)?;
         if ResourceKind::ALL
             .iter()
             .any(|&k| wanted.get(k) > host.capacity.get(k))
@@ -174,6 +171,19 @@ impl Ledger {
             .map(|p| p.gives_up_at)
             .filter(|&t| t > after)
             .min()
+    }
+
+    /// What `r` would hold now with `changes` applied on top of what it holds now.
+    pub fn reserved_with(
+        &self,
+        r: &Reservation,
+        changes: &[KindChange],
+    ) -> Result<ShardVector, LedgerError> {
+        let mut v = self.reserved_at(r, self.now)?;
+        for kc in changes {
+            v = v.with(kc.kind, kc.change.apply(kc.kind, v.get(kc.kind))?);
+        }
+        Ok(v)
     }
 
     /// Pending modifications, oldest first.

@@ -3,7 +3,7 @@
 //! requests; a reservation with its modifications (pending ones too) and workloads.
 
 use clap::Subcommand;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::tables::*;
 use super::{Output, render};
@@ -69,18 +69,10 @@ fn workload(client: &Client, id: u64, out: Output) -> anyhow::Result<String> {
         });
         page.push(String::new());
         page.push("Decisions (newest first):".into());
-        page.push(decisions_table(
-            decisions["decisions"]
-                .as_array()
-                .map_or(&[][..], Vec::as_slice),
-        ));
+        page.push(decisions_table(&items(&decisions, "decisions")));
         page.push(String::new());
         page.push("Shard requests:".into());
-        page.push(shard_requests_table(
-            requests["shard_requests"]
-                .as_array()
-                .map_or(&[][..], Vec::as_slice),
-        ));
+        page.push(shard_requests_table(&items(&requests, "shard_requests")));
         page.join("\n")
     })
 }
@@ -94,16 +86,15 @@ fn reservation(client: &Client, id: u64, out: Output) -> anyhow::Result<String> 
         "modifications": mods["modifications"],
         "workloads": wls["workloads"],
     });
-    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
     render(out, &doc, || {
         [
             reservations_table(std::slice::from_ref(&r)),
             String::new(),
             "Modifications:".into(),
-            modifications_table(&list(&mods["modifications"])),
+            modifications_table(&items(&mods, "modifications")),
             String::new(),
             "Workloads:".into(),
-            workloads_table(&list(&wls["workloads"])),
+            workloads_table(&items(&wls, "workloads")),
         ]
         .join("\n")
     })

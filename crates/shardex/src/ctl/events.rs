@@ -28,17 +28,14 @@ pub(super) struct EventsArgs {
 
 /// Prints the events the token may see.
 pub(super) fn events(client: &Client, a: &EventsArgs, out: Output) -> anyhow::Result<()> {
-    let mut q = Vec::new();
-    if let Some(k) = &a.kinds {
-        q.push(format!("kinds={k}"));
-    }
-    if let Some(after) = a.after {
-        q.push(format!("after={after}"));
-    }
-    let path = format!("/v1/events?{}", q.join("&"));
+    let q = query(&[
+        ("kinds", a.kinds.clone()),
+        ("after", a.after.map(|x| x.to_string())),
+    ]);
+    let path = format!("/v1/events{q}");
     if !a.follow {
         let page = client.get(&path)?;
-        let items = page["events"].as_array().cloned().unwrap_or_default();
+        let items = items(&page, "events");
         outln!(
             "{}",
             render(out, &page, || {

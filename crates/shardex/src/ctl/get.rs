@@ -110,25 +110,24 @@ pub(super) fn get(client: &Client, what: &GetWhat, out: Output, watch: bool) -> 
 fn fetch(client: &Client, what: &GetWhat, out: Output) -> anyhow::Result<String> {
     match what {
         GetWhat::Reservations { host, state } => {
-            let mut items = Vec::new();
+            let mut all = Vec::new();
             let mut after = 0u64;
             loop {
-                let mut path = format!("/v1/reservations?limit=1000&after={after}");
-                if let Some(h) = &host {
-                    path.push_str(&format!("&host={h}"));
-                }
-                if let Some(s) = &state {
-                    path.push_str(&format!("&state={s}"));
-                }
-                let page = client.get(&path)?;
-                items.extend(page["items"].as_array().cloned().unwrap_or_default());
+                let q = query(&[
+                    ("limit", Some("1000".into())),
+                    ("after", Some(after.to_string())),
+                    ("host", host.clone()),
+                    ("state", state.clone()),
+                ]);
+                let page = client.get(&format!("/v1/reservations{q}"))?;
+                all.extend(items(&page, "items"));
                 match page["next"].as_u64() {
                     Some(n) => after = n,
                     None => break,
                 }
             }
-            let v = Value::Array(items.clone());
-            render(out, &v, || reservations_table(&items))
+            let v = Value::Array(all.clone());
+            render(out, &v, || reservations_table(&all))
         }
         GetWhat::Reservation { id } => {
             let r = client.get(&format!("/v1/reservations/{id}"))?;
@@ -136,7 +135,7 @@ fn fetch(client: &Client, what: &GetWhat, out: Output) -> anyhow::Result<String>
         }
         GetWhat::Modifications { reservation } => {
             let r = client.get(&format!("/v1/reservations/{reservation}/modifications"))?;
-            let items = r["modifications"].as_array().cloned().unwrap_or_default();
+            let items = items(&r, "modifications");
             render(out, &r, || modifications_table(&items))
         }
         GetWhat::Workloads { reservation } => {
@@ -144,7 +143,7 @@ fn fetch(client: &Client, what: &GetWhat, out: Output) -> anyhow::Result<String>
                 Some(id) => client.get(&format!("/v1/reservations/{id}/workloads"))?,
                 None => client.get("/v1/workloads")?,
             };
-            let items = r["workloads"].as_array().cloned().unwrap_or_default();
+            let items = items(&r, "workloads");
             render(out, &r, || workloads_table(&items))
         }
         GetWhat::Workload { id } => {
@@ -153,7 +152,7 @@ fn fetch(client: &Client, what: &GetWhat, out: Output) -> anyhow::Result<String>
         }
         GetWhat::Forecast { id } => {
             let r = client.get(&format!("/v1/workloads/{id}/forecast"))?;
-            let steps = r["steps"].as_array().cloned().unwrap_or_default();
+            let steps = items(&r, "steps");
             render(out, &r, || forecast_table(&steps))
         }
         GetWhat::ShardRequests {
@@ -161,23 +160,18 @@ fn fetch(client: &Client, what: &GetWhat, out: Output) -> anyhow::Result<String>
             modification,
             status,
         } => {
-            let mut q = Vec::new();
-            if let Some(w) = workload {
-                q.push(format!("workload={w}"));
-            }
-            if let Some(m) = modification {
-                q.push(format!("modification={m}"));
-            }
-            if let Some(s) = status {
-                q.push(format!("status={s}"));
-            }
-            let r = client.get(&format!("/v1/shard-requests?{}", q.join("&")))?;
-            let items = r["shard_requests"].as_array().cloned().unwrap_or_default();
+            let q = query(&[
+                ("workload", workload.map(|w| w.to_string())),
+                ("modification", modification.map(|m| m.to_string())),
+                ("status", status.clone()),
+            ]);
+            let r = client.get(&format!("/v1/shard-requests{q}"))?;
+            let items = items(&r, "shard_requests");
             render(out, &r, || shard_requests_table(&items))
         }
         GetWhat::Decisions { id, limit } => {
             let r = client.get(&format!("/v1/workloads/{id}/decisions?limit={limit}"))?;
-            let items = r["decisions"].as_array().cloned().unwrap_or_default();
+            let items = items(&r, "decisions");
             render(out, &r, || decisions_table(&items))
         }
         GetWhat::Market { host } => {
@@ -186,7 +180,7 @@ fn fetch(client: &Client, what: &GetWhat, out: Output) -> anyhow::Result<String>
         }
         GetWhat::Hosts => {
             let r = client.get("/v1/hosts")?;
-            let items = r["hosts"].as_array().cloned().unwrap_or_default();
+            let items = items(&r, "hosts");
             render(out, &r, || hosts_table(&items))
         }
         GetWhat::Agents => {

@@ -295,14 +295,8 @@ pub fn ctl(args: CtlArgs) -> anyhow::Result<()> {
             })
         }
         CtlCommand::Invoice { period, tenant } => {
-            let mut q = Vec::new();
-            if let Some(p) = period {
-                q.push(format!("period={p}"));
-            }
-            if let Some(t) = tenant {
-                q.push(format!("tenant={t}"));
-            }
-            let r = client.get(&format!("/v1/invoice?{}", q.join("&")))?;
+            let q = query(&[("period", period), ("tenant", tenant)]);
+            let r = client.get(&format!("/v1/invoice{q}"))?;
             print(out, &r, || invoice_table(&r))
         }
     }

@@ -2,6 +2,24 @@
 
 use serde_json::Value;
 
+/// The array under `key` in an API document (empty when there is none).
+pub(super) fn items(v: &Value, key: &str) -> Vec<Value> {
+    v[key].as_array().cloned().unwrap_or_default()
+}
+
+/// A query string from the parameters that are given: `?a=1&b=x`, or nothing.
+pub(super) fn query(params: &[(&str, Option<String>)]) -> String {
+    let given: Vec<String> = params
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+        .collect();
+    if given.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", given.join("&"))
+    }
+}
+
 /// A cell: strings as they are, null as "-".
 pub(super) fn text(v: &Value) -> String {
     match v {
