@@ -388,7 +388,7 @@ fn one_request(
             method,
             path,
             query,
-            String::from_utf8_lossy(&body),
+            String::from_utf8_lossy(body),
             status
         );
         let after = api.backend.ledger.lock().await.clone();
