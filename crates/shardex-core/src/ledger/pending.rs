@@ -121,46 +121,37 @@ impl Ledger {
             return Err(LedgerError::UnknownModification(id));
         };
         self.own_reservation(tenant, p.reservation)?;
-        self.pending.remove(&id);
-        ev.push(Event::PendingModificationEnded {
-            modification: id,
-            how: PendingEnd::Cancelled,
-        });
+        self.end_pending(PendingEnd::Cancelled, ev, |p| p.id == id);
         Ok(())
     }
 
     /// Drops the pending modifications of a reservation that ends now.
     pub(super) fn drop_pending_of(&mut self, r: ReservationId, ev: &mut Vec<Event>) {
-        let ids: Vec<ModificationId> = self
-            .pending
-            .values()
-            .filter(|p| p.reservation == r)
-            .map(|p| p.id)
-            .collect();
-        for id in ids {
-            self.pending.remove(&id);
-            ev.push(Event::PendingModificationEnded {
-                modification: id,
-                how: PendingEnd::ReservationEnded,
-            });
-        }
+        self.end_pending(PendingEnd::ReservationEnded, ev, |p| p.reservation == r);
     }
 
     /// Gives up the pending modifications whose time is over at `self.now`.
     pub(super) fn give_up_pending(&mut self, ev: &mut Vec<Event>) {
         let now = self.now;
-        let over: Vec<ModificationId> = self
+        self.end_pending(PendingEnd::GaveUp, ev, |p| p.gives_up_at <= now);
+    }
+
+    /// Ends the pending modifications `which` picks, each with an event saying `how`.
+    fn end_pending(
+        &mut self,
+        how: PendingEnd,
+        ev: &mut Vec<Event>,
+        which: impl Fn(&PendingModification) -> bool,
+    ) {
+        let ids: Vec<ModificationId> = self
             .pending
             .values()
-            .filter(|p| p.gives_up_at <= now)
+            .filter(|p| which(p))
             .map(|p| p.id)
             .collect();
-        for id in over {
-            self.pending.remove(&id);
-            ev.push(Event::PendingModificationEnded {
-                modification: id,
-                how: PendingEnd::GaveUp,
-            });
+        for modification in ids {
+            self.pending.remove(&modification);
+            ev.push(Event::PendingModificationEnded { modification, how });
         }
     }
 
