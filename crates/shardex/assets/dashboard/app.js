@@ -720,9 +720,13 @@ function pageMarket(ctx) {
       }, data).drawn);
     });
     const rs = reqs.shard_requests || [];
-    requestsEl.replaceChildren(html(rs.length ? `<table class="data"><thead><tr><th class="num">id</th><th class="num">workload</th>
+    // A request is a workload's (the market could not cover it) or a pending modification's.
+    const whose = (r) => (r.workload != null
+      ? `<a href="#/workloads/${encodeURIComponent(r.workload)}">workload ${esc(r.workload)}</a>`
+      : `modification ${esc(r.modification)}`);
+    requestsEl.replaceChildren(html(rs.length ? `<table class="data"><thead><tr><th class="num">id</th><th>for</th>
       <th>host</th><th>wanted</th><th>raised</th><th>status</th><th>steps</th></tr></thead><tbody>${rs.map((r) => `<tr>
-      <td class="num">${esc(r.id)}</td><td class="num"><a href="#/workloads/${encodeURIComponent(r.workload)}">${esc(r.workload)}</a></td>
+      <td class="num">${esc(r.id)}</td><td>${whose(r)}</td>
       <td>${esc(r.host)}</td><td>${esc(fmtShards(r.wanted))}</td><td class="nowrap">${esc(fmtTime(r.raised))}</td>
       <td>${badge(r.status)}${r.reason ? `<div class="small">${esc(r.reason)}</div>` : ''}</td>
       <td>${esc((r.steps || []).map((s) => `${s.step} (${fmtShards(s.shards)})`).join(' → ') || '–')}</td></tr>`).join('')}</tbody></table>`
@@ -776,7 +780,7 @@ function outcomeHtml(o) {
     <p>Reservation ${esc(r.id)} ${o.dry_run ? 'would hold' : 'holds'}: <b>${esc(fmtShards(r.now))}</b>
       <span class="muted">(base ${esc(fmtShards(r.base))})</span></p>
     ${m ? `<p class="muted">Modification ${esc(Object.entries(m.changes || {}).map(([k, v]) => `${k} ${v}`).join(', '))},
-      ${esc(fmtWindow(m.window))}, ${esc(m.state)}</p>` : ''}`;
+      ${esc(fmtWindow(m.window))}, ${esc(m.state)}${m.gives_up_at ? `, gives up at ${esc(fmtTime(m.gives_up_at))}` : ''}</p>` : ''}`;
 }
 
 /** A refusal: the problem's title and detail first (e.g. infeasible: host capacity exceeded,
