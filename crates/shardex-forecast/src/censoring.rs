@@ -5,6 +5,7 @@
 //! the limit and never learns "demand = limit"); the next decision is at least twice the
 //! limit; an OOM floors memory over the limit for a day.
 
+pub use shardex_core::censoring::oom_hold;
 use shardex_core::censoring::{OOM_HOLD, oom_floor, raised};
 use shardex_core::ports::Forecaster;
 use shardex_core::{Horizon, Quantiles, Sample, Span, Timestamp};
@@ -16,15 +17,23 @@ pub struct Censored<F> {
     raise: Option<u64>,
     /// An OOM floor and until when it holds (ms).
     floor: Option<(u64, i64)>,
+    /// How long an OOM floor holds.
+    hold: Span,
 }
 
 impl<F: Forecaster> Censored<F> {
     /// Wraps `inner`.
     pub fn new(inner: F) -> Self {
+        Self::holding(inner, OOM_HOLD)
+    }
+
+    /// Wraps `inner`, with OOM floors that hold for `hold` (see `oom_hold`).
+    pub fn holding(inner: F, hold: Span) -> Self {
         Self {
             inner,
             raise: None,
             floor: None,
+            hold,
         }
     }
 
@@ -47,7 +56,7 @@ impl<F: Forecaster> Forecaster for Censored<F> {
         self.raise = Some(raised(limit));
         if oom {
             let until = time
-                .checked_add(OOM_HOLD)
+                .checked_add(self.hold)
                 .map_or(i64::MAX, Timestamp::millis);
             self.floor = Some((oom_floor(limit), until));
         }
@@ -118,5 +127,19 @@ mod tests {
         assert_eq!(c.recommend(t(301), lead), 2000);
         assert_eq!(c.recommend(t(302), lead), 1200, "20 % over the limit");
         assert_eq!(c.recommend(t(300 + 86_400), lead), 100, "a day later");
+    }
+
+    #[test]
+    fn under_a_16_percent_memory_budget_an_oom_floor_holds_an_hour_and_a_half() {
+        let mut c = Censored::holding(Static::new(100), oom_hold(Some(0.16)));
+        c.observe_limited(t(300), 1000, true);
+        let lead = Span::from_secs(300);
+        assert_eq!(c.recommend(t(301), lead), 2000);
+        assert_eq!(c.recommend(t(300 + 5_399), lead), 1200, "still floored");
+        assert_eq!(
+            c.recommend(t(300 + 5_400), lead),
+            100,
+            "an hour and a half later"
+        );
     }
 }

@@ -117,9 +117,14 @@ impl Policy {
                         _ => params.throttle_level = 1.0 - b,
                     }
                 }
-                Box::new(censoring::Censored::new(adaptive::Adaptive::new(
-                    kind, params,
-                )))
+                let hold = match kind {
+                    ResourceKind::Memory => censoring::oom_hold(shardex.budget(kind)),
+                    _ => shardex_core::censoring::OOM_HOLD,
+                };
+                Box::new(censoring::Censored::holding(
+                    adaptive::Adaptive::new(kind, params),
+                    hold,
+                ))
             }
         })
     }
