@@ -116,7 +116,8 @@ fn a_pending_change_moves_a_neighbour_away_then_starts_and_its_request_is_fulfil
             .iter()
             .any(|(x, _)| format!("{x:?}").contains("StartPendingModification"))
     );
-    // The next tick closes its request.
+    // Its request is fulfilled as it starts, and stays so.
+    assert_eq!(request_of(&c, m).status, RequestStatus::Fulfilled);
     tick(&mut c, &mut l, &demands, 80);
     assert_eq!(request_of(&c, m).status, RequestStatus::Fulfilled);
 }

@@ -37,6 +37,15 @@ impl Engine {
             if let Ok((after, _)) = base.applied(&start, now) {
                 out.actions.push(start);
                 started = Some(after);
+                // Its request is fulfilled now: a short change may be over, and pruned, by the
+                // next tick, which would otherwise read it as given up.
+                for r in self
+                    .requests
+                    .values_mut()
+                    .filter(|r| r.modification == Some(p.id))
+                {
+                    r.status = RequestStatus::Fulfilled;
+                }
                 continue;
             }
             let missing = misses(base, r, &p.changes).unwrap_or_default();
