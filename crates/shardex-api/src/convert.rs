@@ -370,15 +370,19 @@ pub fn modification(m: &Modification, now: Timestamp) -> ModificationView {
     ModificationView {
         id: m.id.0,
         reservation: m.reservation.0,
-        changes: m
-            .changes
-            .iter()
-            .map(|c| (c.kind.name().to_string(), c.change.to_string()))
-            .collect(),
+        changes: changes_view(&m.changes),
         window: window(&m.window),
         state: state.to_string(),
         gives_up_at: None,
     }
+}
+
+/// Per kind, its change as written (`"+10%"`, `"=8"`).
+fn changes_view(changes: &[KindChange]) -> BTreeMap<String, String> {
+    changes
+        .iter()
+        .map(|c| (c.kind.name().to_string(), c.change.to_string()))
+        .collect()
 }
 
 /// A pending modification as the API shows it: state `pending`, its window the one it would
@@ -399,11 +403,7 @@ pub fn pending_modification(
     ModificationView {
         id: p.id.0,
         reservation: p.reservation.0,
-        changes: p
-            .changes
-            .iter()
-            .map(|c| (c.kind.name().to_string(), c.change.to_string()))
-            .collect(),
+        changes: changes_view(&p.changes),
         window: WindowView {
             start: rfc3339(start),
             end: rfc3339(end),

@@ -176,13 +176,7 @@ fn audience(
     }
     if let Some(m) = id("modification") {
         let m = shardex_core::ModificationId(m);
-        out.extend(both(&|l| {
-            l.pending_modification(m).map(|p| p.tenant).or_else(|| {
-                l.modification(m)
-                    .and_then(|m| l.reservation(m.reservation))
-                    .map(|r| r.tenant)
-            })
-        }));
+        out.extend(both(&|l| l.modification_owner(m)));
     }
     for key in ["workload", "borrower"] {
         if let Some(w) = id(key) {

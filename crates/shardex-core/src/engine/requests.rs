@@ -84,12 +84,7 @@ impl ShardRequest {
         if let Some(w) = self.workload {
             return l.workload(w).map(|w| w.tenant);
         }
-        let m = self.modification?;
-        l.pending_modification(m).map(|p| p.tenant).or_else(|| {
-            l.modification(m)
-                .and_then(|m| l.reservation(m.reservation))
-                .map(|r| r.tenant)
-        })
+        l.modification_owner(self.modification?)
     }
 }
 

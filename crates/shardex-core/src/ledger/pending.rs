@@ -177,6 +177,16 @@ impl Ledger {
         Ok(v)
     }
 
+    /// Whose modification `id` is, pending or in the ledger; `None` once it is gone.
+    pub fn modification_owner(&self, id: ModificationId) -> Option<TenantId> {
+        self.pending.get(&id).map(|p| p.tenant).or_else(|| {
+            self.modifications
+                .get(&id)
+                .and_then(|m| self.reservations.get(&m.reservation))
+                .map(|r| r.tenant)
+        })
+    }
+
     /// Pending modifications, oldest first.
     pub fn pending_modifications(&self) -> impl Iterator<Item = &PendingModification> {
         self.pending.values()
