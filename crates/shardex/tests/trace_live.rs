@@ -218,6 +218,13 @@ fn watch_until_done(mut children: Vec<Child>, replayed: usize, names: Vec<String
     let (mut periods, mut throttled, mut ooms) = (0, 0, 0);
     for i in 0..replayed {
         let d = watch.delta(i);
+        eprintln!(
+            "  {}: throttled {} of {} periods, {:.1} cpu-seconds",
+            watch.names[i],
+            d.throttled,
+            d.periods,
+            d.cpu_ns as f64 / 1e9
+        );
         periods += d.periods;
         throttled += d.throttled;
         ooms += d.oom_kills;
